@@ -1,0 +1,76 @@
+"""Reading the user's files: a saved QKeras model and test inputs.
+
+Every failure names the file and says what was expected, so that a wrong path or
+a wrong file type never surfaces as a stack trace from deep inside Keras.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BadInputError
+
+
+def load_qkeras_model(path: str | Path):
+    """Load a Keras 3 ``.keras`` file that may contain qkeras-v3 layers."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInputError(f'model file {path} does not exist')
+    if path.is_dir():
+        raise BadInputError(f'model file {path} is a directory; expected a Keras 3 .keras file')
+    if path.suffix == '.h5':
+        raise BadInputError(f'model file {path} is an HDF5 (.h5) file; save the model as .keras with Keras 3')
+    if not zipfile.is_zipfile(path):
+        raise BadInputError(f'model file {path} is not a Keras model (.keras files are zip archives); expected a Keras 3 .keras file')
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+    if 'config.json' not in names:
+        raise BadInputError(f'model file {path} is a zip archive without config.json: not a Keras 3 .keras file')
+
+    import keras
+    import qkeras  # noqa: F401  registers the QKeras layers and quantizers with Keras
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for broken archives
+        raise BadInputError(f'model file {path} could not be loaded by Keras: {exc}') from exc
+
+
+def load_array(path: str | Path, name: str = 'inputs') -> np.ndarray:
+    """Load test inputs from ``.npy`` or ``.npz`` (key ``x``, ``X``, ``inputs`` or the only array)."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInputError(f'{name} file {path} does not exist')
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise BadInputError(f'{name} file {path} is not a .npy/.npz array file: {exc}') from exc
+    if isinstance(data, np.lib.npyio.NpzFile):
+        keys = list(data.keys())
+        for key in ('x', 'X', 'inputs', 'x_test', 'X_test'):
+            if key in keys:
+                return np.asarray(data[key])
+        if len(keys) == 1:
+            return np.asarray(data[keys[0]])
+        raise BadInputError(f'{name} file {path} holds arrays {keys}; name the inputs x, X or inputs')
+    return np.asarray(data)
+
+
+def check_inputs(x: np.ndarray, model, source: str) -> np.ndarray:
+    """Validate shape, dtype and values of test inputs against the model's input."""
+    expected = tuple(model.inputs[0].shape[1:])
+    if x.dtype.kind not in 'fiu':
+        raise BadInputError(f'{source}: dtype {x.dtype} is not numeric')
+    if x.ndim == len(expected):
+        x = x[None, ...]
+    if tuple(x.shape[1:]) != expected:
+        raise BadInputError(f'{source}: samples have shape {tuple(x.shape[1:])}, the model expects {expected}')
+    if x.shape[0] == 0:
+        raise BadInputError(f'{source}: holds no samples')
+    if not np.all(np.isfinite(x)):
+        bad = int(np.sum(~np.isfinite(x)))
+        raise BadInputError(f'{source}: {bad} values are NaN or infinite')
+    return x.astype(np.float64)

@@ -1,0 +1,104 @@
+"""Vendor tool steps (C simulation, C synthesis, co-simulation, IP export).
+
+When ``vivado_hls`` (Vivado backend) or ``vitis-run`` (Vitis backend) is on PATH the
+chosen steps run in the project directory and hls4ml's report parser reads the
+results into the common result shape. When the tool is absent, ToolMissingError
+carries one line saying what to run on a machine that has it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from .convert import BACKENDS, read_project_info
+from .errors import BadInputError, BuildError, ToolMissingError
+from .files import write_text_atomic
+from .progress import step
+from .results import RouteResult
+
+STEPS = ('csim', 'csynth', 'cosim', 'export')
+VENDOR_RESULT = 'lpsubnet_vendor.json'
+
+
+def parse_steps(steps: str | list[str]) -> list[str]:
+    chosen = [s.strip() for s in steps.split(',')] if isinstance(steps, str) else list(steps)
+    unknown = [s for s in chosen if s not in STEPS]
+    if unknown or not chosen:
+        raise BadInputError(f'unknown step(s) {unknown or chosen}; choose from {", ".join(STEPS)}')
+    return chosen
+
+
+def vendor_command(backend: str, steps: list[str]) -> tuple[list[str], str | None]:
+    """The command line for ``steps``, and the build_opt.tcl text Vitis reads (None for Vivado)."""
+    flags = {
+        'reset': 0,
+        'csim': int('csim' in steps),
+        'synth': int(any(s in steps for s in ('csynth', 'cosim', 'export'))),
+        'cosim': int('cosim' in steps),
+        'validation': 0,
+        'export': int('export' in steps),
+        'vsynth': 0,
+        'fifo_opt': 0,
+    }
+    if backend == 'Vivado':
+        return ['vivado_hls', '-f', 'build_prj.tcl', ' '.join(f'{k}={v}' for k, v in flags.items())], None
+    opt = 'array set opt {\n' + ''.join(f'    {k} {v}\n' for k, v in flags.items()) + '}\n'
+    return ['vitis-run', '--tcl', 'build_prj.tcl', '--mode', 'hls'], opt
+
+
+def missing_tool_hint(project_dir: Path, backend: str, steps: list[str]) -> str:
+    tool = BACKENDS[backend]
+    return f'{tool} not found on PATH: on a machine with {backend} HLS, run `lpsubnet synth {project_dir} --steps {",".join(steps)}` (or `make vendor-csynth` in {project_dir})'
+
+
+def read_reports(project_dir: Path, result: RouteResult) -> RouteResult:
+    """Fill latency, II and resources from the vendor reports via hls4ml's parser."""
+    from hls4ml.report import parse_vivado_report
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the parser prints what it cannot find
+        report = parse_vivado_report(str(project_dir)) or {}
+    synth = report.get('CSynthesisReport', {})
+    if synth:
+        result.latency_cycles = int(synth['WorstLatency'])
+        result.initiation_interval = int(synth['IntervalMax'])
+        result.resources = {
+            key: int(synth[key]) for key in ('BRAM_18K', 'DSP', 'FF', 'LUT', 'URAM') if str(synth.get(key, '')).isdigit()
+        }
+        result.resources['EstimatedClockPeriod'] = float(synth['EstimatedClockPeriod'])
+    cosim = report.get('CosimReport', {})
+    if cosim:
+        result.checks['cosim'] = dict(cosim)
+        if str(cosim.get('LatencyMax', '')).isdigit():
+            result.latency_cycles = int(cosim['LatencyMax'])
+    return result
+
+
+def synth(project_dir: str | Path, steps: str | list[str] = 'csynth') -> RouteResult:
+    """Run the vendor tool's ``steps`` on the project; raise ToolMissingError if absent."""
+    project_dir = Path(project_dir).resolve()
+    info = read_project_info(project_dir)
+    steps = parse_steps(steps)
+    backend = info.options['backend']
+    cmd, opt_tcl = vendor_command(backend, steps)
+    if shutil.which(cmd[0]) is None:
+        hint = missing_tool_hint(project_dir, backend, steps)
+        raise ToolMissingError(hint, tool=cmd[0], hint=hint)
+    if opt_tcl is not None:
+        write_text_atomic(project_dir / 'build_opt.tcl', opt_tcl)
+    result = RouteResult(route='vendor', tool=cmd[0], project_dir=str(project_dir))
+    log = project_dir / 'vendor_build.log'
+    start = time.perf_counter()
+    with step(f'{cmd[0]} {",".join(steps)}'), open(log, 'w') as handle:
+        proc = subprocess.run(cmd, cwd=project_dir, stdout=handle, stderr=subprocess.STDOUT, check=False)
+    result.build_seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise BuildError(f'{cmd[0]} exited with {proc.returncode}; see {log}')
+    result.notes.append(f'steps: {",".join(steps)}; log: {log.name}')
+    read_reports(project_dir, result)
+    result.save(project_dir / VENDOR_RESULT)
+    return result
