@@ -1,0 +1,131 @@
+"""The ``lpsubnet`` command line (click). Thin: every command calls a library function.
+
+Exit codes: 0 success; 2 bad input (file, option, unsupported model, existing
+output); 3 hardware and model disagree on some output bit; 4 a required tool is
+missing (the message says what to run where it exists); 5 an external build failed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+
+import click
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+
+
+def _fail(exc) -> None:
+    click.echo(f'error: {exc}', err=True)
+    sys.exit(exc.exit_code)
+
+
+def handle_errors(command):
+    """Turn the library's errors into one line on stderr and their exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from hls_backend.errors import HLSBackendError
+
+        try:
+            return command(*args, **kwargs)
+        except HLSBackendError as exc:
+            _fail(exc)
+
+    return wrapper
+
+
+def _summary(result) -> str:
+    status = 'EXACT' if result.exact else 'MISMATCH'
+    return (
+        f'{result.route}: {status} {result.exact_matches}/{result.samples} samples bit-exact'
+        f' (max |diff| {result.max_abs_diff:g}; build {result.build_seconds:.1f} s, run {result.run_seconds:.2f} s)'
+    )
+
+
+@click.group(context_settings={'help_option_names': ['-h', '--help']})
+@click.version_option(package_name='lpsubnet')
+def main():
+    """Learn low-precision, channel-reduced subnetworks of Keras models and turn them
+    into bit-exact FPGA IP cores (hls4ml HLS projects, C simulation, RTL)."""
+
+
+@main.command()
+@click.argument('model', type=click.Path(dir_okay=False))
+@click.option('--out', 'out_dir', required=True, type=click.Path(file_okay=False), help='Project directory to write.')
+@click.option('--backend', type=click.Choice(['Vitis', 'Vivado']), default='Vitis', show_default=True, help='hls4ml backend.')
+@click.option('--io-type', type=click.Choice(['io_parallel', 'io_stream']), default='io_parallel', show_default=True, help='hls4ml io_type.')
+@click.option('--reuse-factor', type=click.IntRange(min=1), default=1, show_default=True, help='hls4ml ReuseFactor.')
+@click.option('--strategy', type=click.Choice(['Latency', 'Resource']), default='Latency', show_default=True, help='hls4ml Strategy.')
+@click.option('--part', default='xcvu13p-flga2577-2-e', show_default=True, help='FPGA part.')
+@click.option('--clock-period', type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True, help='Clock period in ns.')
+@click.option('--project-name', default='myproject', show_default=True, help='Top function / project name (a C identifier).')
+@click.option('--inputs', type=click.Path(dir_okay=False), help='Test inputs (.npy or .npz) for tb_data; default: 100 random samples.')
+@click.option('--input-precision', help='Input type when the model has no input quantizer, e.g. ap_fixed<16,6>.')
+@click.option('--default-precision', help='Accept layers that cannot be exact (float activations, batch norm) at this type; csim will not be exact.')
+@click.option('--force', is_flag=True, help='Replace an existing, non-empty output directory.')
+@handle_errors
+def hls(model, out_dir, backend, io_type, reuse_factor, strategy, part, clock_period, project_name, inputs, input_precision, default_precision, force):
+    """Write a Vivado/Vitis HLS project for a saved QKeras MODEL (.keras)."""
+    from hls_backend import HLSOptions, write_project
+
+    options = HLSOptions(
+        backend=backend,
+        io_type=io_type,
+        reuse_factor=reuse_factor,
+        strategy=strategy,
+        part=part,
+        clock_period=clock_period,
+        project_name=project_name,
+        input_precision=input_precision,
+        default_precision=default_precision,
+    )
+    info = write_project(model, out_dir, options, inputs=inputs, force=force)
+    click.echo(f'wrote {info.project_dir} ({options.backend}, {options.io_type}, {info.samples} test samples)')
+    click.echo(f'input {info.input_type}: {info.input_source}')
+    for note in info.notes:
+        click.echo(f'note: {note}')
+    click.echo(f'next: lpsubnet csim {out_dir}')
+
+
+@main.command()
+@click.argument('project_dir', type=click.Path(file_okay=False, exists=True))
+@click.option('--no-second-check', is_flag=True, help="Skip hls4ml's compile()/predict() cross-check.")
+@click.option('--json', 'as_json', is_flag=True, help='Print the result JSON instead of a summary.')
+@handle_errors
+def csim(project_dir, no_second_check, as_json):
+    """C-simulate PROJECT_DIR with g++ and compare every output bit with the QKeras model."""
+    from hls_backend import csim as run_csim
+    from hls_backend.errors import MismatchError
+
+    result = run_csim(project_dir, second_check=not no_second_check)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        click.echo(_summary(result))
+        check = result.checks.get('hls4ml_predict')
+        if check:
+            click.echo(f"hls4ml predict(): {check['exact_matches']}/{check['samples']} samples bit-exact")
+    exact = result.exact and all(c['exact'] for c in result.checks.values())
+    if not exact:
+        _fail(MismatchError(f'C simulation differs from the QKeras model (first mismatching sample: {result.first_mismatch})'))
+
+
+@main.command()
+@click.argument('project_dir', type=click.Path(file_okay=False, exists=True))
+@click.option('--steps', default='csynth', show_default=True, help='Comma-separated vendor steps: csim, csynth, cosim, export.')
+@handle_errors
+def synth(project_dir, steps):
+    """Run vendor HLS steps on PROJECT_DIR (needs vivado_hls or vitis-run on PATH)."""
+    from hls_backend import synth as run_synth
+
+    result = run_synth(project_dir, steps)
+    click.echo(
+        f'{result.tool}: latency {result.latency_cycles} cycles, II {result.initiation_interval}, resources {result.resources}'
+    )
+
+
+if __name__ == '__main__':
+    main()
