@@ -18,7 +18,7 @@ import numpy as np
 
 from . import qkeras_bridge
 from .errors import BadInputError
-from .files import atomic_directory, write_text_atomic
+from .files import atomic_directory, check_output_dir, write_text_atomic
 from .model_io import check_inputs, load_array, load_qkeras_model
 from .model_plan import ModelPlan, plan_model
 from .templates import render
@@ -160,6 +160,7 @@ def write_project(
 
     options = options or HLSOptions()
     options.validate()
+    check_output_dir(Path(output_dir).absolute(), force)  # refuse before the slow part
     model_path = Path(model_path)
     model = load_qkeras_model(model_path)
     if model.__class__.__name__ == 'Sequential':

@@ -30,18 +30,21 @@ def _read_dat(path: Path) -> np.ndarray:
     return np.array(rows, dtype=np.float64)
 
 
-def _compiler_version(cxx: str) -> str:
-    out = subprocess.run([cxx, '--version'], capture_output=True, text=True, check=False).stdout
-    return out.splitlines()[0] if out else cxx
+def find_compiler(cxx: str) -> str:
+    compiler = shutil.which(cxx)
+    if compiler is None:
+        raise ToolMissingError(f'C++ compiler {cxx!r} not found on PATH; install g++ (Debian: apt-get install g++)', tool=cxx)
+    return compiler
+
+
+def _compiler_version(compiler: str) -> str:
+    out = subprocess.run([compiler, '--version'], capture_output=True, text=True, check=False).stdout
+    return out.splitlines()[0] if out else compiler
 
 
 def build_testbench(project_dir: Path, project_name: str, cxx: str = 'g++', opt: str = '-O2') -> tuple[Path, float]:
     """Compile the testbench and firmware into ``csim.exe``; return its path and build seconds."""
-    compiler = shutil.which(cxx)
-    if compiler is None:
-        raise ToolMissingError(
-            f'C++ compiler {cxx!r} not found on PATH; install g++ (Debian: apt-get install g++)', tool=cxx
-        )
+    compiler = find_compiler(cxx)
     exe = project_dir / 'csim.exe'
     cmd = [
         compiler,
@@ -106,7 +109,7 @@ def csim(project_dir: str | Path, cxx: str = 'g++', second_check: bool = True) -
     project_dir = Path(project_dir).resolve()
     info = read_project_info(project_dir)
     name = info.options['project_name']
-    result = RouteResult(route='csim', tool=_compiler_version(cxx), project_dir=str(project_dir))
+    result = RouteResult(route='csim', tool=_compiler_version(find_compiler(cxx)), project_dir=str(project_dir))
     exe, result.build_seconds = build_testbench(project_dir, name, cxx)
     outputs, result.run_seconds = run_testbench(project_dir, exe)
     x = _read_dat(project_dir / 'tb_data' / 'tb_input_features.dat')

@@ -106,7 +106,7 @@ def parse_fixed_type(text: str) -> FixedType:
     )
 
 
-def _quantizer_config(quantizer) -> tuple[str, dict]:
+def quantizer_config(quantizer) -> tuple[str, dict]:
     """(class name, config) of a QKeras quantizer object or its serialized dict."""
     if isinstance(quantizer, dict):
         return quantizer['class_name'], dict(quantizer.get('config', {}))
@@ -121,7 +121,7 @@ def quantizer_type(quantizer, where: str) -> FixedType:
     ``where`` names the layer and role (e.g. ``"layer 'd1' kernel_quantizer"``) for
     the error raised when the quantizer has no bit-exact fixed-point equivalent.
     """
-    name, config = _quantizer_config(quantizer)
+    name, config = quantizer_config(quantizer)
     if name not in SUPPORTED_QUANTIZERS:
         raise UnsupportedModelError(
             f'{where}: quantizer {name} has no bit-exact fixed-point form; supported: {", ".join(SUPPORTED_QUANTIZERS)}'

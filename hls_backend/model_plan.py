@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import UnsupportedModelError
-from .fixed_point import FixedType, parse_fixed_type, quantizer_type
+from .fixed_point import FixedType, parse_fixed_type, quantizer_config, quantizer_type
 from .qkeras_bridge import ACTIVATION_SUFFIX
 
 # Layers that compute with weights, and the quantizer attributes that must be set.
@@ -168,8 +168,7 @@ def plan_model(model, input_precision: str | None = None, default_precision: str
     input_quantizer = None
     if len(first_users) == 1 and first_users[0].__class__.__name__ == 'QActivation':
         candidate = first_users[0]
-        cfg = candidate.get_config()['activation']
-        if isinstance(cfg, dict) and cfg.get('class_name') == 'quantized_bits':
+        if quantizer_config(candidate.get_config()['activation'])[0] == 'quantized_bits':
             input_quantizer = candidate
     if input_quantizer is not None:
         input_type = parse_fixed_type(precisions[input_quantizer.name]['result'])

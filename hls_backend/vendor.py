@@ -56,8 +56,12 @@ def missing_tool_hint(project_dir: Path, backend: str, steps: list[str]) -> str:
     return f'{tool} not found on PATH: on a machine with {backend} HLS, run `lpsubnet synth {project_dir} --steps {",".join(steps)}` (or `make vendor-csynth` in {project_dir})'
 
 
-def read_reports(project_dir: Path, result: RouteResult) -> RouteResult:
-    """Fill latency, II and resources from the vendor reports via hls4ml's parser."""
+def read_reports(project_dir: Path, result: RouteResult, steps: list[str]) -> RouteResult:
+    """Fill latency, II and resources from the vendor reports via hls4ml's parser.
+
+    Only the reports of the steps just run are read: a co-simulation report left by
+    an earlier run must not pass for this one's.
+    """
     from hls4ml.report import parse_vivado_report
 
     with contextlib.redirect_stdout(io.StringIO()):  # the parser prints what it cannot find
@@ -70,7 +74,7 @@ def read_reports(project_dir: Path, result: RouteResult) -> RouteResult:
             key: int(synth[key]) for key in ('BRAM_18K', 'DSP', 'FF', 'LUT', 'URAM') if str(synth.get(key, '')).isdigit()
         }
         result.resources['EstimatedClockPeriod'] = float(synth['EstimatedClockPeriod'])
-    cosim = report.get('CosimReport', {})
+    cosim = report.get('CosimReport', {}) if 'cosim' in steps else {}
     if cosim:
         result.checks['cosim'] = dict(cosim)
         if str(cosim.get('LatencyMax', '')).isdigit():
@@ -99,6 +103,6 @@ def synth(project_dir: str | Path, steps: str | list[str] = 'csynth') -> RouteRe
     if proc.returncode != 0:
         raise BuildError(f'{cmd[0]} exited with {proc.returncode}; see {log}')
     result.notes.append(f'steps: {",".join(steps)}; log: {log.name}')
-    read_reports(project_dir, result)
+    read_reports(project_dir, result, steps)
     result.save(project_dir / VENDOR_RESULT)
     return result
