@@ -29,7 +29,9 @@ def jet_mlp(bits: int = 6, seed: int = 0) -> keras.Model:
     inp = keras.Input((16,), name='x')
     h = QActivation(quantized_bits(10, 3, alpha=1), name='input_q')(inp)
     for i, units in enumerate((64, 32, 32)):
-        h = QDense(units, kernel_quantizer=wq(bits), bias_quantizer=wq(bits), activation=quantized_relu(8, 3), name=f'dense{i}')(h)
+        h = QDense(
+            units, kernel_quantizer=wq(bits), bias_quantizer=wq(bits), activation=quantized_relu(8, 3), name=f'dense{i}'
+        )(h)
     out = QDense(5, kernel_quantizer=wq(bits), bias_quantizer=wq(bits), name='logits')(h)
     out = keras.layers.Activation('softmax', name='softmax')(out)
     return _finish(keras.Model(inp, out, name='jet_mlp'), seed)
@@ -40,9 +42,19 @@ def cnn(input_shape=(8, 8, 1), bits: int = 6, seed: int = 0, filters: int = 4) -
     keras.utils.set_random_seed(seed)
     inp = keras.Input(input_shape, name='image')
     h = QActivation(quantized_bits(8, 0, alpha=1), name='input_q')(inp)
-    h = QConv2D(filters, 3, padding='same', kernel_quantizer=wq(bits), bias_quantizer=wq(bits), activation=quantized_relu(6, 2), name='conv1')(h)
+    h = QConv2D(
+        filters,
+        3,
+        padding='same',
+        kernel_quantizer=wq(bits),
+        bias_quantizer=wq(bits),
+        activation=quantized_relu(6, 2),
+        name='conv1',
+    )(h)
     h = keras.layers.MaxPooling2D(2, name='pool1')(h)
-    h = QConv2D(filters, 3, kernel_quantizer=wq(bits), bias_quantizer=wq(bits), activation=quantized_relu(6, 2), name='conv2')(h)
+    h = QConv2D(
+        filters, 3, kernel_quantizer=wq(bits), bias_quantizer=wq(bits), activation=quantized_relu(6, 2), name='conv2'
+    )(h)
     if input_shape[0] > 8:
         h = keras.layers.MaxPooling2D(2, name='pool2')(h)
     h = keras.layers.Flatten(name='flatten')(h)
@@ -56,7 +68,9 @@ def residual_concat(bits: int = 6, seed: int = 0) -> keras.Model:
     inp = keras.Input((12,), name='x')
     x = QActivation(quantized_bits(8, 2, alpha=1), name='input_q')(inp)
     a = QDense(16, kernel_quantizer=wq(bits), bias_quantizer=wq(bits), activation=quantized_relu(8, 3), name='stem')(x)
-    b = QDense(16, kernel_quantizer=wq(bits), bias_quantizer=wq(bits), activation=quantized_relu(8, 3), name='branch')(a)
+    b = QDense(16, kernel_quantizer=wq(bits), bias_quantizer=wq(bits), activation=quantized_relu(8, 3), name='branch')(
+        a
+    )
     r = keras.layers.Add(name='residual')([a, b])
     r = QActivation(quantized_relu(8, 4), name='residual_q')(r)
     c = QDense(8, kernel_quantizer=wq(bits), bias_quantizer=wq(bits), activation=quantized_relu(8, 3), name='side')(x)

@@ -13,8 +13,8 @@ import pytest
 from qkeras import QActivation, QDense, quantized_bits, quantized_relu
 
 import hls_backend
-from hls_backend.errors import BadInputError, OutputExistsError, ToolMissingError, UnsupportedModelError
 from fpga_tests.hls_models import jet_mlp, save, wq
+from hls_backend.errors import BadInputError, OutputExistsError, ToolMissingError, UnsupportedModelError
 
 LPSUBNET = [sys.executable, '-m', 'lpsubnet.cli']
 
@@ -23,7 +23,8 @@ def run_cli(*args, env=None):
     return subprocess.run([*LPSUBNET, *map(str, args)], capture_output=True, text=True, env=env, check=False)
 
 
-def _small_model(activation=quantized_relu(6, 2), extra=None):
+def _small_model(activation=None, extra=None):
+    activation = activation or quantized_relu(6, 2)
     inp = keras.Input((4,), name='x')
     h = QActivation(quantized_bits(8, 2, alpha=1), name='input_q')(inp)
     h = QDense(3, kernel_quantizer=wq(4), bias_quantizer=wq(4), activation=activation, name='hidden')(h)

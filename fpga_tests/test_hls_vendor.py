@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import hls_backend
-from hls_backend.errors import BadInputError, ToolMissingError
 from fpga_tests.hls_models import jet_mlp, save
+from hls_backend.errors import BadInputError, ToolMissingError
 
 FIXTURES = Path(__file__).parent / 'fixtures' / 'vendor'
 
@@ -50,7 +50,14 @@ def test_stub_vitis_run_is_called_and_reports_parsed(project, stub_path):
     # cosim's measured latency wins over csynth's worst case
     assert result.latency_cycles == 10
     assert result.initiation_interval == 1
-    assert result.resources == {'BRAM_18K': 0, 'DSP': 12, 'FF': 2317, 'LUT': 10894, 'URAM': 0, 'EstimatedClockPeriod': 3.412}
+    assert result.resources == {
+        'BRAM_18K': 0,
+        'DSP': 12,
+        'FF': 2317,
+        'LUT': 10894,
+        'URAM': 0,
+        'EstimatedClockPeriod': 3.412,
+    }
     assert result.checks['cosim']['Status'] == 'Pass'
     saved = (project / 'lpsubnet_vendor.json').read_text()
     assert '"latency_cycles": 10' in saved

@@ -93,7 +93,9 @@ def _vendor_commands(backend: str) -> dict[str, str]:
             commands[step] = f'vivado_hls -f build_prj.tcl "{args}"'
         else:
             body = ' '.join(f'{k} {v}' for k, v in opts.items())
-            commands[step] = f"echo 'array set opt {{ {body} }}' > build_opt.tcl && vitis-run --tcl build_prj.tcl --mode hls"
+            commands[step] = (
+                f"echo 'array set opt {{ {body} }}' > build_opt.tcl && vitis-run --tcl build_prj.tcl --mode hls"
+            )
     return commands
 
 
@@ -292,11 +294,18 @@ def _write_lpsubnet_files(project_dir: Path, hls_model, info: ProjectInfo, optio
         'clock_period': options.clock_period,
         'model_path': info.model_path,
         'softmax_stripped': info.softmax_stripped,
-        'input': {'name': inputs[0]['name'], 'shape': info.input_shape, 'type': info.input_type, 'source': info.input_source},
+        'input': {
+            'name': inputs[0]['name'],
+            'shape': info.input_shape,
+            'type': info.input_type,
+            'source': info.input_source,
+        },
         'output': {
             'name': outputs[0]['name'],
             'shape': info.output_shape,
-            'note': 'bit-exact against the QKeras model' if info.exact_by_construction else 'NOT exact (default precision given)',
+            'note': 'bit-exact against the QKeras model'
+            if info.exact_by_construction
+            else 'NOT exact (default precision given)',
         },
         'layers': info.layers,
     }
@@ -310,7 +319,9 @@ def read_project_info(project_dir: str | Path) -> ProjectInfo:
     """The ProjectInfo of a project written by :func:`write_project`."""
     path = Path(project_dir) / PROJECT_INFO
     if not path.exists():
-        raise BadInputError(f'{project_dir} is not an lpsubnet HLS project: {PROJECT_INFO} is missing (run `lpsubnet hls` first)')
+        raise BadInputError(
+            f'{project_dir} is not an lpsubnet HLS project: {PROJECT_INFO} is missing (run `lpsubnet hls` first)'
+        )
     return ProjectInfo(**json.loads(path.read_text()))
 
 

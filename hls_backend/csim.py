@@ -33,7 +33,9 @@ def _read_dat(path: Path) -> np.ndarray:
 def find_compiler(cxx: str) -> str:
     compiler = shutil.which(cxx)
     if compiler is None:
-        raise ToolMissingError(f'C++ compiler {cxx!r} not found on PATH; install g++ (Debian: apt-get install g++)', tool=cxx)
+        raise ToolMissingError(
+            f'C++ compiler {cxx!r} not found on PATH; install g++ (Debian: apt-get install g++)', tool=cxx
+        )
     return compiler
 
 

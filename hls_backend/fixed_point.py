@@ -143,7 +143,9 @@ def quantizer_type(quantizer, where: str) -> FixedType:
         return FixedType(bits, integer, False, 'RND_CONV', 'SAT')
     # quantized_relu
     if config.get('negative_slope', 0.0):
-        raise UnsupportedModelError(f'{where}: quantized_relu with negative_slope is not supported; use negative_slope=0')
+        raise UnsupportedModelError(
+            f'{where}: quantized_relu with negative_slope is not supported; use negative_slope=0'
+        )
     if config.get('use_sigmoid'):
         raise UnsupportedModelError(f'{where}: quantized_relu with use_sigmoid is not supported')
     if config.get('relu_upper_bound') is not None:

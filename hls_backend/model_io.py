@@ -24,7 +24,9 @@ def load_qkeras_model(path: str | Path):
     if path.suffix == '.h5':
         raise BadInputError(f'model file {path} is an HDF5 (.h5) file; save the model as .keras with Keras 3')
     if not zipfile.is_zipfile(path):
-        raise BadInputError(f'model file {path} is not a Keras model (.keras files are zip archives); expected a Keras 3 .keras file')
+        raise BadInputError(
+            f'model file {path} is not a Keras model (.keras files are zip archives); expected a Keras 3 .keras file'
+        )
     with zipfile.ZipFile(path) as archive:
         names = set(archive.namelist())
     if 'config.json' not in names:

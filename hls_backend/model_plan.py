@@ -134,7 +134,9 @@ def plan_model(model, input_precision: str | None = None, default_precision: str
                     )
                 fixed = quantizer_type(quantizer, f'{where} {role}_quantizer')
                 # Weights are constants already on the grid: plain truncate/wrap types.
-                layer_precision[PRECISION_KEY[role]] = FixedType(fixed.width, fixed.integer, fixed.signed, 'TRN', 'WRAP').hls4ml()
+                layer_precision[PRECISION_KEY[role]] = FixedType(
+                    fixed.width, fixed.integer, fixed.signed, 'TRN', 'WRAP'
+                ).hls4ml()
             precisions[layer.name] = layer_precision
             act = _activation_name(layer)
             if act is None:
@@ -143,7 +145,9 @@ def plan_model(model, input_precision: str | None = None, default_precision: str
             elif act == 'softmax' and is_output:
                 softmax_layer, softmax_is_layer = layer.name, False
             elif act != 'linear':
-                inexact(f"{where} has the float activation '{act}'; use a QKeras quantizer such as quantized_relu(bits, integer)")
+                inexact(
+                    f"{where} has the float activation '{act}'; use a QKeras quantizer such as quantized_relu(bits, integer)"
+                )
         elif cls == 'QActivation':
             fixed = quantizer_type(layer.get_config()['activation'], f'{where} activation')
             precisions[layer.name] = {'result': fixed.hls4ml()}
@@ -152,19 +156,29 @@ def plan_model(model, input_precision: str | None = None, default_precision: str
             if act == 'softmax' and is_output:
                 softmax_layer, softmax_is_layer = layer.name, True
             elif act != 'linear':
-                inexact(f"{where} applies the float activation '{act}'; replace it by QActivation(quantized_relu(bits, integer))")
+                inexact(
+                    f"{where} applies the float activation '{act}'; replace it by QActivation(quantized_relu(bits, integer))"
+                )
         elif cls in BATCHNORM_LAYERS:
-            inexact(f'{where} is not bit-exact in hls4ml; fold batch normalization into the preceding layer first (pruner.surgery does)')
+            inexact(
+                f'{where} is not bit-exact in hls4ml; fold batch normalization into the preceding layer first (pruner.surgery does)'
+            )
         elif cls in FLOAT_WEIGHT_LAYERS:
             raise UnsupportedModelError(
                 f'{where} has float weights; use Q{cls} with kernel_quantizer and bias_quantizer (quantized_bits, alpha=1)'
             )
         elif cls not in DATA_LAYERS:
-            raise UnsupportedModelError(f'{where} is not supported by the HLS back end; supported layers: {", ".join(SUPPORTED_LAYERS)}')
+            raise UnsupportedModelError(
+                f'{where} is not supported by the HLS back end; supported layers: {", ".join(SUPPORTED_LAYERS)}'
+            )
 
     # Where the input type comes from.
-    first_users = [lay for lay in model.layers if lay.__class__.__name__ != 'InputLayer' and any(
-        src.__class__.__name__ == 'InputLayer' for src in _inbound(model, lay))]
+    first_users = [
+        lay
+        for lay in model.layers
+        if lay.__class__.__name__ != 'InputLayer'
+        and any(src.__class__.__name__ == 'InputLayer' for src in _inbound(model, lay))
+    ]
     input_quantizer = None
     if len(first_users) == 1 and first_users[0].__class__.__name__ == 'QActivation':
         candidate = first_users[0]
@@ -184,7 +198,9 @@ def plan_model(model, input_precision: str | None = None, default_precision: str
             input_type = parse_fixed_type(declared)
         except ValueError as exc:
             raise UnsupportedModelError(str(exc)) from None
-        source = f'declared input type {input_type.ap()}' + ('' if input_precision else ' (default; set input_precision to change it)')
+        source = f'declared input type {input_type.ap()}' + (
+            '' if input_precision else ' (default; set input_precision to change it)'
+        )
         notes.append(f'test inputs are rounded to {input_type.ap()} before both the model and the design see them')
     if default_precision is not None:
         try:

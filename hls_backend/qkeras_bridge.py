@@ -103,7 +103,9 @@ def _activation_split(layer, out_name: str, input_name: str) -> dict[str, Any] |
     if isinstance(activation, dict):
         # A QKeras quantizer used as activation: hls4ml's QActivation parser does the
         # mapping to Activation / LeakyReLU / HardActivation with a quantizer attached.
-        act = get_activation_quantizer({'class_name': 'QActivation', 'config': {'name': name, 'activation': activation}}, None)
+        act = get_activation_quantizer(
+            {'class_name': 'QActivation', 'config': {'name': name, 'activation': activation}}, None
+        )
         act.pop('inputs', None)
         act.update(common)
         _attach_linear_quantizer(act, activation, f"layer '{layer.name}' activation")

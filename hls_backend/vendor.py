@@ -71,7 +71,9 @@ def read_reports(project_dir: Path, result: RouteResult, steps: list[str]) -> Ro
         result.latency_cycles = int(synth['WorstLatency'])
         result.initiation_interval = int(synth['IntervalMax'])
         result.resources = {
-            key: int(synth[key]) for key in ('BRAM_18K', 'DSP', 'FF', 'LUT', 'URAM') if str(synth.get(key, '')).isdigit()
+            key: int(synth[key])
+            for key in ('BRAM_18K', 'DSP', 'FF', 'LUT', 'URAM')
+            if str(synth.get(key, '')).isdigit()
         }
         result.resources['EstimatedClockPeriod'] = float(synth['EstimatedClockPeriod'])
     cosim = report.get('CosimReport', {}) if 'cosim' in steps else {}

@@ -55,19 +55,62 @@ def main():
 @main.command()
 @click.argument('model', type=click.Path(dir_okay=False))
 @click.option('--out', 'out_dir', required=True, type=click.Path(file_okay=False), help='Project directory to write.')
-@click.option('--backend', type=click.Choice(['Vitis', 'Vivado']), default='Vitis', show_default=True, help='hls4ml backend.')
-@click.option('--io-type', type=click.Choice(['io_parallel', 'io_stream']), default='io_parallel', show_default=True, help='hls4ml io_type.')
+@click.option(
+    '--backend', type=click.Choice(['Vitis', 'Vivado']), default='Vitis', show_default=True, help='hls4ml backend.'
+)
+@click.option(
+    '--io-type',
+    type=click.Choice(['io_parallel', 'io_stream']),
+    default='io_parallel',
+    show_default=True,
+    help='hls4ml io_type.',
+)
 @click.option('--reuse-factor', type=click.IntRange(min=1), default=1, show_default=True, help='hls4ml ReuseFactor.')
-@click.option('--strategy', type=click.Choice(['Latency', 'Resource']), default='Latency', show_default=True, help='hls4ml Strategy.')
+@click.option(
+    '--strategy',
+    type=click.Choice(['Latency', 'Resource']),
+    default='Latency',
+    show_default=True,
+    help='hls4ml Strategy.',
+)
 @click.option('--part', default='xcvu13p-flga2577-2-e', show_default=True, help='FPGA part.')
-@click.option('--clock-period', type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True, help='Clock period in ns.')
-@click.option('--project-name', default='myproject', show_default=True, help='Top function / project name (a C identifier).')
-@click.option('--inputs', type=click.Path(dir_okay=False), help='Test inputs (.npy or .npz) for tb_data; default: 100 random samples.')
+@click.option(
+    '--clock-period',
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help='Clock period in ns.',
+)
+@click.option(
+    '--project-name', default='myproject', show_default=True, help='Top function / project name (a C identifier).'
+)
+@click.option(
+    '--inputs',
+    type=click.Path(dir_okay=False),
+    help='Test inputs (.npy or .npz) for tb_data; default: 100 random samples.',
+)
 @click.option('--input-precision', help='Input type when the model has no input quantizer, e.g. ap_fixed<16,6>.')
-@click.option('--default-precision', help='Accept layers that cannot be exact (float activations, batch norm) at this type; csim will not be exact.')
+@click.option(
+    '--default-precision',
+    help='Accept layers that cannot be exact (float activations, batch norm) at this type; csim will not be exact.',
+)
 @click.option('--force', is_flag=True, help='Replace an existing, non-empty output directory.')
 @handle_errors
-def hls(model, out_dir, backend, io_type, reuse_factor, strategy, part, clock_period, project_name, inputs, input_precision, default_precision, force):
+def hls(
+    model,
+    out_dir,
+    backend,
+    io_type,
+    reuse_factor,
+    strategy,
+    part,
+    clock_period,
+    project_name,
+    inputs,
+    input_precision,
+    default_precision,
+    force,
+):
     """Write a Vivado/Vitis HLS project for a saved QKeras MODEL (.keras)."""
     from hls_backend import HLSOptions, write_project
 
@@ -107,15 +150,21 @@ def csim(project_dir, no_second_check, as_json):
         click.echo(_summary(result))
         check = result.checks.get('hls4ml_predict')
         if check:
-            click.echo(f"hls4ml predict(): {check['exact_matches']}/{check['samples']} samples bit-exact")
+            click.echo(f'hls4ml predict(): {check["exact_matches"]}/{check["samples"]} samples bit-exact')
     exact = result.exact and all(c['exact'] for c in result.checks.values())
     if not exact:
-        _fail(MismatchError(f'C simulation differs from the QKeras model (first mismatching sample: {result.first_mismatch})'))
+        _fail(
+            MismatchError(
+                f'C simulation differs from the QKeras model (first mismatching sample: {result.first_mismatch})'
+            )
+        )
 
 
 @main.command()
 @click.argument('project_dir', type=click.Path(file_okay=False, exists=True))
-@click.option('--steps', default='csynth', show_default=True, help='Comma-separated vendor steps: csim, csynth, cosim, export.')
+@click.option(
+    '--steps', default='csynth', show_default=True, help='Comma-separated vendor steps: csim, csynth, cosim, export.'
+)
 @handle_errors
 def synth(project_dir, steps):
     """Run vendor HLS steps on PROJECT_DIR (needs vivado_hls or vitis-run on PATH)."""
