@@ -200,10 +200,7 @@ def write_project(
             clock_period=options.clock_period,
         )
         hls_model.write()
-        # hls4ml records its output directory in hls4ml_config.yml (compile() builds
-        # there); point it at the final place, not the temporary one.
-        yml = tmp_dir / 'hls4ml_config.yml'
-        write_text_atomic(yml, yml.read_text().replace(str(tmp_dir), str(output_dir.absolute())))
+        relink_project(tmp_dir, output_dir.absolute())
         _write_tb_data(tmp_dir, x, y)
         layers = _layer_table(hls_model)
         info = ProjectInfo(
@@ -313,6 +310,18 @@ def _write_lpsubnet_files(project_dir: Path, hls_model, info: ProjectInfo, optio
     write_text_atomic(project_dir / 'Makefile', render('hls/Makefile.j2', context))
     write_text_atomic(project_dir / 'README.md', render('hls/README.md.j2', context))
     write_text_atomic(project_dir / PROJECT_INFO, json.dumps(asdict(info), indent=2) + '\n')
+
+
+def relink_project(project_dir: Path, final_dir: Path | None = None) -> None:
+    """Point hls4ml_config.yml's OutputDir (where hls4ml's compile() builds) at
+    ``final_dir``, by default where the project is now: projects are written under
+    a temporary name and may be moved by the user."""
+    target = final_dir or project_dir
+    yml = project_dir / 'hls4ml_config.yml'
+    lines = yml.read_text().splitlines(keepends=True)
+    fixed = [f'OutputDir: {target}\n' if line.startswith('OutputDir:') else line for line in lines]
+    if fixed != lines:
+        write_text_atomic(yml, ''.join(fixed))
 
 
 def read_project_info(project_dir: str | Path) -> ProjectInfo:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .convert import read_project_info
+from .convert import read_project_info, relink_project
 from .errors import BuildError, ToolMissingError
 from .progress import step
 from .results import RouteResult, compare_exact
@@ -90,6 +90,7 @@ def hls4ml_predict_check(project_dir: Path, x: np.ndarray, y: np.ndarray) -> Rou
     """hls4ml's compile()/predict() on the same project, as a second, independent path."""
     import hls4ml
 
+    relink_project(project_dir)
     result = RouteResult(route='hls4ml_predict', tool=f'hls4ml {hls4ml.__version__}', project_dir=str(project_dir))
     linked = hls4ml.converters.link_existing_project(str(project_dir))
     start = time.perf_counter()

@@ -29,9 +29,11 @@ def handle_errors(command):
     def wrapper(*args, **kwargs):
         from hls_backend.errors import HLSBackendError
 
+        from .config import ConfigError
+
         try:
             return command(*args, **kwargs)
-        except HLSBackendError as exc:
+        except (HLSBackendError, ConfigError) as exc:
             _fail(exc)
 
     return wrapper
@@ -174,6 +176,42 @@ def synth(project_dir, steps):
     click.echo(
         f'{result.tool}: latency {result.latency_cycles} cycles, II {result.initiation_interval}, resources {result.resources}'
     )
+
+
+STAGE_NAMES = ('data', 'baseline', 'compress', 'hls', 'csim', 'rtl', 'vendor', 'report')
+
+
+@main.command()
+@click.argument('config', required=False, type=click.Path(dir_okay=False))
+@click.option('--out', 'out_dir', default='runs/latest', show_default=True, type=click.Path(file_okay=False), help='Run directory.')
+@click.option('--force', is_flag=True, help='Start over in an existing run directory (deletes it).')
+@click.option('--resume', is_flag=True, help='Continue a run: stages whose inputs and config did not change are not redone.')
+@click.option('--stop-after', type=click.Choice(STAGE_NAMES), help='Stop after this stage (continue later with --resume).')
+@click.option('--print-config', is_flag=True, help='Print the configuration (defaults, or CONFIG merged over them) and exit.')
+@handle_errors
+def run(config, out_dir, force, resume, stop_after, print_config):
+    """Run every stage on CONFIG (YAML; default: digits CNN) and write a report.
+
+    Stages: data, baseline, compress, hls, csim, rtl, vendor, report.
+    """
+    from rich.console import Console
+
+    from .config import dump_config, load_config
+
+    run_config = load_config(config)
+    if print_config:
+        click.echo(dump_config(run_config), nl=False)
+        return
+    from .pipeline import run_pipeline
+    from .stages import STAGES
+    from .summary import print_summary
+
+    console = Console(stderr=True, highlight=False)
+    ctx = run_pipeline(run_config, out_dir, STAGES, force=force, resume=resume, console=console, stop_after=stop_after)
+    if 'report' in ctx.records:
+        print_summary(ctx)
+    else:
+        click.echo(f'stopped after {stop_after}; continue with: lpsubnet run {config or ""} --out {out_dir} --resume'.replace('  ', ' '))
 
 
 if __name__ == '__main__':

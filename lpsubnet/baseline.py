@@ -1,0 +1,72 @@
+"""The float baseline: lpsubnet's default small CNN, or the user's own .keras model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .config import ConfigError, ModelConfig
+from .datasets import Splits
+
+
+def default_cnn(input_shape: tuple[int, ...], n_classes: int):
+    """Conv(8)-BN-ReLU-Pool, Conv(16)-BN-ReLU-Pool, Dense(32)-ReLU, Dense(classes) softmax.
+
+    Small enough that its pruned, quantized form builds as fully unrolled RTL in
+    minutes, large enough to reach ~97% on digits.
+    """
+    import keras
+    from keras import layers
+
+    inp = keras.Input(input_shape, name='image')
+    x = inp
+    for i, filters in enumerate((8, 16), start=1):
+        x = layers.Conv2D(filters, 3, padding='same', use_bias=False, name=f'conv{i}')(x)
+        x = layers.BatchNormalization(name=f'bn{i}')(x)
+        x = layers.ReLU(name=f'relu{i}')(x)
+        x = layers.MaxPooling2D(2, name=f'pool{i}')(x)
+    x = layers.Flatten(name='flatten')(x)
+    x = layers.Dense(32, activation='relu', name='fc1')(x)
+    out = layers.Dense(n_classes, activation='softmax', name='classifier')(x)
+    return keras.Model(inp, out, name='digits_cnn')
+
+
+def accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
+    predictions = model.predict(x, verbose=0, batch_size=512)
+    return float(np.mean(np.argmax(predictions.reshape(len(x), -1), axis=1) == y))
+
+
+def train_baseline(config: ModelConfig, splits: Splits, seed: int):
+    """Train the default CNN (or load the user's model) and return (model, history dict)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    if config.path:
+        path = Path(config.path)
+        if not path.exists():
+            raise ConfigError(f"model file {path} (config key 'model.path') does not exist")
+        try:
+            model = keras.models.load_model(path)
+        except Exception as exc:
+            raise ConfigError(f'model file {path} could not be loaded as a Keras model: {exc}') from None
+        expected = tuple(model.inputs[0].shape[1:])
+        if expected != tuple(splits.x_train.shape[1:]):
+            raise ConfigError(f'model {path} expects inputs {expected}, the data has {tuple(splits.x_train.shape[1:])}')
+        return model, {'source': str(path), 'trained_epochs': 0}
+    model = default_cnn(tuple(splits.x_train.shape[1:]), splits.n_classes)
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss='sparse_categorical_crossentropy',
+        metrics=['accuracy'],
+    )
+    history = model.fit(
+        splits.x_train,
+        splits.y_train,
+        validation_data=(splits.x_val, splits.y_val),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        shuffle=True,
+        verbose=0,
+    )
+    return model, {'source': 'default_cnn', 'trained_epochs': config.epochs, 'val_accuracy': history.history['val_accuracy']}

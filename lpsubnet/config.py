@@ -1,0 +1,127 @@
+"""The run configuration: one YAML file whose sections mirror the CLI commands.
+
+``data`` and ``model`` feed the baseline, ``compress`` mirrors ``lpsubnet prune``,
+``hls`` mirrors ``lpsubnet hls`` (hls4ml's option names), ``rtl`` mirrors
+``lpsubnet rtl``, ``vendor`` mirrors ``lpsubnet synth``. Unknown keys and bad values
+are errors that name the key and the allowed values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra='forbid', validate_assignment=True)
+
+
+class DataConfig(Section):
+    dataset: Literal['digits', 'npz'] = 'digits'
+    path: str | None = Field(None, description='npz file with x_train, y_train and optionally x_test, y_test')
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    val_fraction: float = Field(0.15, gt=0, lt=1)
+
+
+class ModelConfig(Section):
+    path: str | None = Field(None, description="a float Keras .keras model; none: lpsubnet's small CNN")
+    epochs: int = Field(40, ge=1)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(3e-3, gt=0)
+
+
+class CompressConfig(Section):
+    sparsity: float = Field(0.5, ge=0, lt=1)
+    weight_bits: int = Field(8, ge=2, le=16)
+    activation_bits: int = Field(8, ge=2, le=16)
+    last_layer_bits: int | None = Field(None, ge=2, le=16)
+    importance: Literal['activation_l1', 'activation_l0', 'weight_l1', 'random'] = 'activation_l1'
+    schedule: Literal['layerwise', 'oneshot', 'gradual'] = 'layerwise'
+    epochs: int = Field(12, ge=1, description='pruning epochs (windows plus fine-tuning)')
+    qat_epochs: int = Field(8, ge=0, description='quantization-aware fine-tuning epochs after pruning')
+    round_to: int = Field(1, ge=1)
+    exclude_first: bool = False
+
+
+class HLSConfig(Section):
+    backend: Literal['Vitis', 'Vivado'] = 'Vitis'
+    io_type: Literal['io_parallel', 'io_stream'] = 'io_parallel'
+    reuse_factor: int = Field(1, ge=1)
+    strategy: Literal['Latency', 'Resource'] = 'Latency'
+    part: str = 'xcvu13p-flga2577-2-e'
+    clock_period: float = Field(5.0, gt=0)
+
+
+class RTLConfig(Section):
+    enabled: Literal['auto', True, False] = 'auto'
+    hdl: Literal['verilog', 'vhdl'] = 'verilog'
+    max_samples: int = Field(200, ge=1, description='test samples simulated clock by clock')
+
+
+class VendorConfig(Section):
+    steps: str = 'csynth'
+
+    @field_validator('steps')
+    @classmethod
+    def _known_steps(cls, value: str) -> str:
+        allowed = ('csim', 'csynth', 'cosim', 'export')
+        bad = [s for s in value.split(',') if s.strip() not in allowed]
+        if bad:
+            raise ValueError(f'unknown step(s) {bad}; allowed: {", ".join(allowed)}')
+        return value
+
+
+class RunConfig(Section):
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    compress: CompressConfig = CompressConfig()
+    hls: HLSConfig = HLSConfig()
+    rtl: RTLConfig = RTLConfig()
+    vendor: VendorConfig = VendorConfig()
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key and what is allowed."""
+
+    exit_code = 2
+
+
+def _describe(error: dict) -> str:
+    key = '.'.join(str(part) for part in error['loc'])
+    if error['type'] == 'extra_forbidden':
+        section = RunConfig
+        for part in error['loc'][:-1]:
+            section = section.model_fields[part].annotation
+        known = ', '.join(section.model_fields)
+        return f'unknown config key {key!r}; known keys here: {known}'
+    return f'config key {key!r}: {error["msg"]} (got {error.get("input")!r})'
+
+
+def parse_config(data: dict | None) -> RunConfig:
+    try:
+        return RunConfig.model_validate(data or {})
+    except ValidationError as exc:
+        raise ConfigError('; '.join(_describe(e) for e in exc.errors())) from None
+
+
+def load_config(path: str | Path | None) -> RunConfig:
+    if path is None:
+        return RunConfig()
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f'config file {path} does not exist')
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f'config file {path} is not valid YAML: {exc}') from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f'config file {path} must hold a mapping of sections (data, model, compress, hls, rtl, vendor)')
+    return parse_config(data)
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode='json'), sort_keys=False)

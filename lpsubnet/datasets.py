@@ -1,0 +1,100 @@
+"""Datasets for runs: scikit-learn's bundled digits (offline) or the user's .npz.
+
+Splits are stratified and seeded, so the same seed gives the same split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import ConfigError, DataConfig
+
+
+@dataclass
+class Splits:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    name: str
+
+    @property
+    def n_classes(self) -> int:
+        return int(max(self.y_train.max(), self.y_val.max(), self.y_test.max())) + 1
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(path, **{k: getattr(self, k) for k in ('x_train', 'y_train', 'x_val', 'y_val', 'x_test', 'y_test')})
+
+    @classmethod
+    def load(cls, path: Path, name: str) -> Splits:
+        with np.load(path) as data:
+            return cls(**{k: data[k] for k in data.files}, name=name)
+
+    def summary(self) -> dict:
+        return {
+            'dataset': self.name,
+            'input_shape': list(self.x_train.shape[1:]),
+            'classes': self.n_classes,
+            'train': len(self.y_train),
+            'val': len(self.y_val),
+            'test': len(self.y_test),
+        }
+
+
+def load_digits_images() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1,797 8x8 digits as (N, 8, 8, 1) floats in [0, 1] and int labels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[..., None]
+    return x, digits.target.astype(np.int64)
+
+
+def _load_npz(path: str | None) -> tuple[np.ndarray, np.ndarray, tuple | None]:
+    if not path:
+        raise ConfigError("config key 'data.path' is required when data.dataset is 'npz'")
+    file = Path(path)
+    if not file.exists():
+        raise ConfigError(f"data file {file} (config key 'data.path') does not exist")
+    try:
+        data = np.load(file, allow_pickle=False)
+    except Exception as exc:
+        raise ConfigError(f'data file {file} is not an .npz archive: {exc}') from None
+    missing = [k for k in ('x_train', 'y_train') if k not in data.files]
+    if missing:
+        raise ConfigError(f'data file {file} lacks arrays {missing}; expected x_train, y_train (and optionally x_test, y_test)')
+    x, y = data['x_train'], data['y_train']
+    test = (data['x_test'], data['y_test']) if 'x_test' in data.files and 'y_test' in data.files else None
+    for name, arr in (('x_train', x), ('y_train', y)):
+        if arr.size == 0:
+            raise ConfigError(f'data file {file}: {name} is empty')
+    if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
+        raise ConfigError(f'data file {file}: x_train must be finite numbers (found dtype {x.dtype} or NaN/inf)')
+    if len(x) != len(y):
+        raise ConfigError(f'data file {file}: x_train has {len(x)} samples but y_train has {len(y)}')
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ConfigError(f'data file {file}: y_train must be a 1-D array of integer class labels')
+    return x.astype(np.float32), y.astype(np.int64), test
+
+
+def load_splits(config: DataConfig, seed: int) -> Splits:
+    from sklearn.model_selection import train_test_split
+
+    if config.dataset == 'digits':
+        x, y = load_digits_images()
+        test = None
+        name = 'scikit-learn digits (8x8)'
+    else:
+        x, y, test = _load_npz(config.path)
+        name = f'npz {config.path}'
+    if test is None:
+        x, x_test, y, y_test = train_test_split(x, y, test_size=config.test_fraction, random_state=seed, stratify=y)
+    else:
+        x_test, y_test = test[0].astype(np.float32), test[1].astype(np.int64)
+    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=config.val_fraction, random_state=seed, stratify=y)
+    return Splits(x_train, y_train, x_val, y_val, x_test, y_test, name)

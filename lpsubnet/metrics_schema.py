@@ -1,0 +1,88 @@
+"""The documented shape of a run's ``metrics.json`` (pydantic models).
+
+``docs/metrics.schema.json`` is generated from these models
+(``python -m lpsubnet.metrics_schema > docs/metrics.schema.json``) and every run
+validates its metrics against them before writing.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra='forbid')
+
+
+class Accuracy(Strict):
+    float_model: float = Field(description='float baseline, test set')
+    pruned_float: float | None = Field(description='channel-pruned model before quantization, test set')
+    quantized: float = Field(description='reduced QKeras model, test set')
+    csim: float = Field(description='C simulation of the HLS project, test set')
+    rtl: float | None = Field(description='cycle-accurate RTL simulation (subset of the test set), if run')
+
+
+class Cost(Strict):
+    parameters: int
+    macs: int
+    footprint_bits: int = Field(description='weights x weight bits + feature maps x activation bits')
+    bops: int = Field(description='bit operations: MACs x weight bits x activation bits')
+    performance_density: float = Field(description='test accuracy per megabit of footprint')
+
+
+class LayerRow(Strict):
+    name: str
+    channels_before: int
+    channels_after: int
+    weight_bits: int | None
+    weight_integer_bits: int | None
+    activation_bits: int | None
+    activation_integer_bits: int | None
+
+
+class Verification(Strict):
+    route: str
+    tool: str
+    samples: int
+    exact_matches: int
+    exact: bool
+    max_abs_diff: float
+    build_seconds: float | None
+    run_seconds: float | None
+    latency_cycles: int | None
+    initiation_interval: int | None
+    resources: dict
+
+
+class Vendor(Strict):
+    status: str = Field(description="'ran', 'tool missing' or 'failed'")
+    message: str
+    result: Verification | None = None
+
+
+class StageTime(Strict):
+    name: str
+    seconds: float
+    cached: bool
+    peak_rss_mib: float
+
+
+class Metrics(Strict):
+    lpsubnet_version: str
+    dataset: dict
+    compression: dict = Field(description='sparsity, bit widths, importance, schedule used')
+    accuracy: Accuracy
+    float_cost: Cost
+    compressed_cost: Cost
+    layers: list[LayerRow]
+    csim: Verification
+    rtl: Verification | None
+    rtl_skipped_reason: str | None
+    vendor: Vendor
+    stages: list[StageTime]
+
+
+if __name__ == '__main__':
+    print(json.dumps(Metrics.model_json_schema(), indent=2))

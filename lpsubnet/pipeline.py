@@ -1,0 +1,130 @@
+"""``lpsubnet run``: every stage from data to report, cached in one run directory.
+
+Each stage writes its outputs into ``<run>/<stage>/`` (built under a temporary name
+and renamed into place) and then a record ``<run>/stages/<stage>.json`` holding a
+key: the hash of the configuration sections the stage reads and of the keys of the
+stages it depends on. ``--resume`` skips a stage whose record exists with the same
+key, so an interrupted run continues where it stopped and a changed configuration
+redoes exactly the stages it affects (and those after them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hls_backend.errors import BadInputError, OutputExistsError
+from hls_backend.files import atomic_directory, write_text_atomic
+
+from .config import RunConfig, dump_config
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    title: str
+    reads: tuple[str, ...]  # configuration sections
+    after: tuple[str, ...]  # stages whose outputs it uses
+    run: Callable  # (ctx, out_dir: Path) -> dict summary
+
+
+class RunContext:
+    """What the stages share: the configuration, the run directory, the records."""
+
+    def __init__(self, config: RunConfig, run_dir: Path, console):
+        self.config = config
+        self.run_dir = run_dir
+        self.console = console
+        self.records: dict[str, dict] = {}
+
+    def stage_dir(self, name: str) -> Path:
+        return self.run_dir / name
+
+    def summary(self, name: str) -> dict:
+        return self.records[name]['summary']
+
+
+def _key(stage: Stage, config: RunConfig, upstream: dict[str, dict]) -> str:
+    data = {
+        'stage': stage.name,
+        'config': {section: config.model_dump(mode='json').get(section) for section in stage.reads},
+        'seed': config.seed,
+        'after': {name: upstream[name]['key'] for name in stage.after},
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _record_path(run_dir: Path, name: str) -> Path:
+    return run_dir / 'stages' / f'{name}.json'
+
+
+def prepare_run_dir(run_dir: Path, force: bool, resume: bool) -> None:
+    if force and resume:
+        raise BadInputError('--force and --resume exclude each other: --force starts over, --resume continues')
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputExistsError(f'run directory {run_dir} exists and is not a directory')
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if resume:
+            if not (run_dir / 'stages').is_dir():
+                raise BadInputError(f'{run_dir} is not an lpsubnet run directory (no stages/); cannot --resume it')
+        elif force:
+            shutil.rmtree(run_dir)
+        else:
+            raise OutputExistsError(
+                f'run directory {run_dir} exists and is not empty; pass --resume to continue it or --force to start over'
+            )
+    elif resume:
+        raise BadInputError(f'nothing to resume: run directory {run_dir} does not exist or is empty')
+    (run_dir / 'stages').mkdir(parents=True, exist_ok=True)
+
+
+def run_pipeline(config: RunConfig, run_dir: str | Path, stages: list[Stage], force=False, resume=False, console=None, stop_after: str | None = None):
+    """Run ``stages`` in order; returns the context with every stage's record."""
+    run_dir = Path(run_dir).absolute()
+    prepare_run_dir(run_dir, force, resume)
+    write_text_atomic(run_dir / 'config.yaml', dump_config(config))
+    ctx = RunContext(config, run_dir, console)
+    for stage in stages:
+        key = _key(stage, config, ctx.records)
+        record_file = _record_path(run_dir, stage.name)
+        if record_file.exists() and ctx.stage_dir(stage.name).exists():
+            record = json.loads(record_file.read_text())
+            if record.get('key') == key:
+                record['cached'] = True
+                ctx.records[stage.name] = record
+                _say(console, f'[dim]{stage.title}: cached[/dim]')
+                if stage.name == stop_after:
+                    break
+                continue
+        # Outdated or missing: this stage and, through the keys, every later one reruns.
+        record_file.unlink(missing_ok=True)
+        start = time.perf_counter()
+        _say(console, f'[bold]{stage.title}[/bold] ...')
+        with atomic_directory(ctx.stage_dir(stage.name), force=True) as out_dir:
+            summary = stage.run(ctx, out_dir)
+        record = {
+            'stage': stage.name,
+            'key': key,
+            'seconds': round(time.perf_counter() - start, 2),
+            # Peak resident memory of the process so far (Linux reports KiB).
+            'peak_rss_mib': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            'summary': summary,
+            'cached': False,
+        }
+        write_text_atomic(record_file, json.dumps(record, indent=2, default=str) + '\n')
+        ctx.records[stage.name] = record
+        _say(console, f'{stage.title}: done in {record["seconds"]:.1f} s')
+        if stage.name == stop_after:
+            break
+    return ctx
+
+
+def _say(console, message: str) -> None:
+    if console is not None:
+        console.print(message)

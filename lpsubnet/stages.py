@@ -1,0 +1,173 @@
+"""The stages of ``lpsubnet run``; each calls the library that owns the work.
+
+data -> baseline -> compress -> hls -> csim -> rtl -> vendor -> report
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .pipeline import RunContext, Stage
+
+
+def _json(path: Path, data) -> None:
+    from hls_backend.files import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=2, default=float) + '\n')
+
+
+def _splits(ctx: RunContext):
+    from .datasets import Splits
+
+    return Splits.load(ctx.stage_dir('data') / 'dataset.npz', ctx.summary('data')['dataset'])
+
+
+def stage_data(ctx: RunContext, out: Path) -> dict:
+    from .datasets import load_splits
+
+    splits = load_splits(ctx.config.data, ctx.config.seed)
+    splits.save(out / 'dataset.npz')
+    return splits.summary()
+
+
+def stage_baseline(ctx: RunContext, out: Path) -> dict:
+    from pruner import metrics
+
+    from .baseline import accuracy, train_baseline
+
+    splits = _splits(ctx)
+    model, history = train_baseline(ctx.config.model, splits, ctx.config.seed)
+    model.save(out / 'model.keras')
+    test_accuracy = accuracy(model, splits.x_test, splits.y_test)
+    summary = {'test_accuracy': test_accuracy, 'cost': metrics.summary(model), **history}
+    _json(out / 'metrics.json', summary)
+    return summary
+
+
+def stage_compress(ctx: RunContext, out: Path) -> dict:
+    import keras
+    from pruner.compress import compress
+
+    from .baseline import accuracy
+
+    c = ctx.config.compress
+    splits = _splits(ctx)
+    model = keras.models.load_model(ctx.stage_dir('baseline') / 'model.keras')
+    layer_bits = None
+    if c.last_layer_bits is not None:
+        weighted = [lay.name for lay in model.layers if lay.get_weights() and 'Normalization' not in lay.__class__.__name__]
+        layer_bits = {weighted[-1]: {'weight_bits': c.last_layer_bits, 'activation_bits': c.last_layer_bits}}
+    reduced, manifest = compress(
+        model,
+        (splits.x_train, splits.y_train),
+        (splits.x_val, splits.y_val),
+        sparsity=c.sparsity,
+        weight_bits=c.weight_bits,
+        activation_bits=c.activation_bits,
+        importance=c.importance,
+        schedule=c.schedule,
+        epochs=c.epochs,
+        qat_epochs=c.qat_epochs,
+        round_to=c.round_to,
+        exclude_first=c.exclude_first,
+        layer_bits=layer_bits,
+        seed=ctx.config.seed,
+        batch_size=ctx.config.model.batch_size,
+        learning_rate=ctx.config.model.learning_rate / 3,
+    )
+    reduced.save(out / 'reduced.keras')
+    manifest['test_accuracy_quantized'] = accuracy(reduced, splits.x_test, splits.y_test)
+    _json(out / 'manifest.json', manifest)
+    return {'test_accuracy_quantized': manifest['test_accuracy_quantized']}
+
+
+def stage_hls(ctx: RunContext, out: Path) -> dict:
+    import hls_backend
+
+    h = ctx.config.hls
+    splits = _splits(ctx)
+    options = hls_backend.HLSOptions(
+        backend=h.backend,
+        io_type=h.io_type,
+        reuse_factor=h.reuse_factor,
+        strategy=h.strategy,
+        part=h.part,
+        clock_period=h.clock_period,
+    )
+    info = hls_backend.write_project(ctx.stage_dir('compress') / 'reduced.keras', out / 'project', options, inputs=splits.x_test)
+    return {'input_type': info.input_type, 'input_source': info.input_source, 'samples': info.samples, 'notes': info.notes}
+
+
+def _argmax_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(np.argmax(outputs.reshape(len(outputs), -1), axis=1) == labels[: len(outputs)]))
+
+
+def stage_csim(ctx: RunContext, out: Path) -> dict:
+    import hls_backend
+
+    project = ctx.stage_dir('hls') / 'project'
+    result = hls_backend.csim(project)
+    outputs = np.loadtxt(project / 'tb_data' / 'csim_results.log', ndmin=2)
+    summary = result.to_dict()
+    summary['accuracy'] = _argmax_accuracy(outputs, _splits(ctx).y_test)
+    _json(out / 'csim.json', summary)
+    return summary
+
+
+def stage_rtl(ctx: RunContext, out: Path) -> dict:
+    r = ctx.config.rtl
+    if r.enabled is False:
+        return {'skipped': 'rtl.enabled is false'}
+    from hls_backend import rtl
+
+    splits = _splits(ctx)
+    x = splits.x_test[: r.max_samples]
+    model_path = ctx.stage_dir('compress') / 'reduced.keras'
+    if r.enabled == 'auto':
+        too_big = rtl.too_big_for_quick_build(model_path)
+        if too_big:
+            return {'skipped': f'rtl.enabled is auto and {too_big}; set rtl.enabled: true to build anyway'}
+    result = rtl.rtl(model_path, out / 'project', inputs=x, hdl=r.hdl, clock_period=ctx.config.hls.clock_period)
+    summary = result.to_dict()
+    outputs = np.load(out / 'project' / 'rtl_outputs.npy')
+    summary['accuracy'] = _argmax_accuracy(outputs, splits.y_test)
+    _json(out / 'rtl.json', summary)
+    return summary
+
+
+def stage_vendor(ctx: RunContext, out: Path) -> dict:
+    import hls_backend
+    from hls_backend.errors import HLSBackendError, ToolMissingError
+
+    project = ctx.stage_dir('hls') / 'project'
+    try:
+        result = hls_backend.synth(project, ctx.config.vendor.steps)
+    except ToolMissingError as exc:
+        summary = {'status': 'tool missing', 'message': exc.hint or str(exc)}
+    except HLSBackendError as exc:
+        summary = {'status': 'failed', 'message': str(exc)}
+    else:
+        summary = {'status': 'ran', 'message': f'steps {ctx.config.vendor.steps}', 'result': result.to_dict()}
+    _json(out / 'vendor.json', summary)
+    return summary
+
+
+def stage_report(ctx: RunContext, out: Path) -> dict:
+    from .report import write_report
+
+    return write_report(ctx, out)
+
+
+STAGES = [
+    Stage('data', 'data: load and split', ('data',), (), stage_data),
+    Stage('baseline', 'baseline: train the float model', ('model',), ('data',), stage_baseline),
+    Stage('compress', 'compress: prune channels and quantize', ('compress',), ('baseline',), stage_compress),
+    Stage('hls', 'hls: write the HLS project', ('hls',), ('compress',), stage_hls),
+    Stage('csim', 'csim: C simulation, bit-exact check', (), ('hls',), stage_csim),
+    Stage('rtl', 'rtl: Verilog + cycle-accurate simulation', ('rtl', 'hls'), ('compress',), stage_rtl),
+    Stage('vendor', 'vendor: synthesis where the tools exist', ('vendor',), ('hls',), stage_vendor),
+    Stage('report', 'report: report.md, report.html, metrics.json', (), ('csim', 'rtl', 'vendor'), stage_report),
+]
