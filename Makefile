@@ -24,7 +24,7 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''
 
 demo: $(STAMP)
-	$(BIN)/python -m lpsubnet.demo --out demo_run --force
+	$(BIN)/lpsubnet run --out demo_run --force
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

@@ -14,6 +14,8 @@ import sys
 
 import click
 
+from .quiet import import_tensorflow_quietly
+
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
 
@@ -114,6 +116,7 @@ def hls(
     force,
 ):
     """Write a Vivado/Vitis HLS project for a saved QKeras MODEL (.keras)."""
+    import_tensorflow_quietly()
     from hls_backend import HLSOptions, write_project
 
     options = HLSOptions(
@@ -142,6 +145,7 @@ def hls(
 @handle_errors
 def csim(project_dir, no_second_check, as_json):
     """C-simulate PROJECT_DIR with g++ and compare every output bit with the QKeras model."""
+    import_tensorflow_quietly()
     from hls_backend import csim as run_csim
     from hls_backend.errors import MismatchError
 
@@ -202,6 +206,7 @@ def run(config, out_dir, force, resume, stop_after, print_config):
     if print_config:
         click.echo(dump_config(run_config), nl=False)
         return
+    import_tensorflow_quietly()
     from .pipeline import run_pipeline
     from .stages import STAGES
     from .summary import print_summary

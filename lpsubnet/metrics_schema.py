@@ -34,8 +34,8 @@ class Cost(Strict):
 
 class LayerRow(Strict):
     name: str
-    channels_before: int
-    channels_after: int
+    channels_before: int | None = Field(description='output channels before pruning (None: not a channel producer)')
+    channels_after: int | None
     weight_bits: int | None
     weight_integer_bits: int | None
     activation_bits: int | None

@@ -60,6 +60,19 @@ def _key(stage: Stage, config: RunConfig, upstream: dict[str, dict]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# Report files copied to the top of the run directory (see lpsubnet.summary).
+PUBLISHED = ('report.md', 'report.html', 'metrics.json', 'accuracy_vs_footprint.png', 'channels.png')
+
+
+def _dependents(name: str, stages: list[Stage]) -> list[str]:
+    """Stages that use ``name``'s outputs, directly or through other stages."""
+    found: list[str] = []
+    for stage in stages:
+        if any(dep == name or dep in found for dep in stage.after):
+            found.append(stage.name)
+    return found
+
+
 def _record_path(run_dir: Path, name: str) -> Path:
     return run_dir / 'stages' / f'{name}.json'
 
@@ -102,8 +115,14 @@ def run_pipeline(config: RunConfig, run_dir: str | Path, stages: list[Stage], fo
                 if stage.name == stop_after:
                     break
                 continue
-        # Outdated or missing: this stage and, through the keys, every later one reruns.
-        record_file.unlink(missing_ok=True)
+        # Outdated or missing: this stage reruns, and so (through their keys) does every
+        # stage that depends on it; drop their records now so that a run stopped early
+        # never shows results that no longer match the configuration.
+        for name in [stage.name, *_dependents(stage.name, stages)]:
+            _record_path(run_dir, name).unlink(missing_ok=True)
+        if stage.name == 'report' or 'report' in _dependents(stage.name, stages):
+            for published in PUBLISHED:
+                (run_dir / published).unlink(missing_ok=True)
         start = time.perf_counter()
         _say(console, f'[bold]{stage.title}[/bold] ...')
         with atomic_directory(ctx.stage_dir(stage.name), force=True) as out_dir:

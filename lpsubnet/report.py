@@ -41,25 +41,25 @@ def _verification(result: dict) -> dict:
 
 
 def _layer_rows(manifest: dict) -> list[dict]:
+    """One row per quantized layer, in model order; channel counts where the layer produces channels."""
     rows = []
-    quant = manifest['quantization']['layers']
-    for name, info in manifest['layers'].items():
-        q = quant.get(name, {})
+    for name, q in manifest['quantization']['layers'].items():
+        info = manifest['layers'].get(name, {})
         weights = q.get('weights', {})
         kernel = weights.get('kernel') or weights.get('depthwise_kernel') or {}
         act = q.get('activation') or {}
         rows.append(
             {
                 'name': name,
-                'channels_before': int(info.get('channels_before', 0)),
-                'channels_after': int(info.get('channels_after', 0)),
+                'channels_before': info.get('channels_before'),
+                'channels_after': info.get('channels_after'),
                 'weight_bits': kernel.get('bits'),
                 'weight_integer_bits': kernel.get('integer'),
                 'activation_bits': act.get('bits'),
                 'activation_integer_bits': act.get('integer'),
             }
         )
-    return [r for r in rows if r['channels_before']]
+    return rows
 
 
 def collect_metrics(ctx: RunContext) -> dict:
@@ -76,10 +76,7 @@ def collect_metrics(ctx: RunContext) -> dict:
     metrics = {
         'lpsubnet_version': __version__,
         'dataset': ctx.summary('data'),
-        'compression': {
-            k: manifest['pruner'][k]
-            for k in ('sparsity', 'weight_bits', 'activation_bits', 'importance', 'schedule', 'epochs', 'qat_epochs')
-        },
+        'compression': ctx.config.compress.model_dump(mode='json'),
         'accuracy': {
             'float_model': baseline['test_accuracy'],
             'pruned_float': pruned,  # validation accuracy of the reduced float model (the pruner sees no test set)
@@ -129,7 +126,7 @@ def make_plots(metrics: dict, out: Path) -> dict[str, str]:
     ax.annotate(
         f"{f['footprint_bits'] / c['footprint_bits']:.1f}x smaller",
         xy=(c['footprint_bits'] / 1e3, 100 * acc['quantized']),
-        xytext=(12, -18),
+        xytext=(10, 10),
         textcoords='offset points',
     )
     ax.set_xscale('log')
@@ -142,7 +139,7 @@ def make_plots(metrics: dict, out: Path) -> dict[str, str]:
     fig.savefig(out / 'accuracy_vs_footprint.png', dpi=110, bbox_inches='tight')
     plt.close(fig)
 
-    rows = metrics['layers']
+    rows = [r for r in metrics['layers'] if r['channels_before']]
     fig, ax = plt.subplots(figsize=(6, 3.2))
     names = [r['name'] for r in rows]
     x = range(len(rows))

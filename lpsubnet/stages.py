@@ -49,7 +49,7 @@ def stage_baseline(ctx: RunContext, out: Path) -> dict:
 
 def stage_compress(ctx: RunContext, out: Path) -> dict:
     import keras
-    from pruner.compress import compress
+    from pruner import compress
 
     from .baseline import accuracy
 

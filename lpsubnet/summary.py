@@ -7,13 +7,13 @@ import shutil
 from rich.console import Console
 from rich.table import Table
 
-from .pipeline import RunContext
+from .pipeline import PUBLISHED, RunContext
 
 
 def publish_report(ctx: RunContext) -> None:
     """Copy report.md, report.html, metrics.json and the plots to the run directory's top."""
     source = ctx.stage_dir('report')
-    for name in ('report.md', 'report.html', 'metrics.json', 'accuracy_vs_footprint.png', 'channels.png'):
+    for name in PUBLISHED:
         tmp = ctx.run_dir / f'.{name}.tmp'
         shutil.copyfile(source / name, tmp)
         tmp.replace(ctx.run_dir / name)

@@ -1,0 +1,133 @@
+"""``lpsubnet run`` end to end on a tiny configuration: every stage, caching, resume, errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from lpsubnet.config import ConfigError, load_config, parse_config
+from lpsubnet.metrics_schema import Metrics
+
+TINY = {
+    'seed': 3,
+    'model': {'epochs': 4},
+    'compress': {'epochs': 3, 'qat_epochs': 1, 'weight_bits': 6, 'activation_bits': 8},
+    'rtl': {'enabled': False},
+}
+
+
+def lpsubnet(*args):
+    return subprocess.run([sys.executable, '-m', 'lpsubnet.cli', *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope='module')
+def tiny_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp('cfg') / 'tiny.yaml'
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+@pytest.fixture(scope='module')
+def interrupted_then_resumed(tmp_path_factory, tiny_config):
+    """A run stopped after the hls stage, then resumed; returns (run dir, both processes)."""
+    run = tmp_path_factory.mktemp('runs') / 'run'
+    first = lpsubnet('run', tiny_config, '--out', run, '--stop-after', 'hls')
+    assert first.returncode == 0, first.stderr
+    second = lpsubnet('run', tiny_config, '--out', run, '--resume')
+    assert second.returncode == 0, second.stderr
+    return run, first, second
+
+
+def test_stop_after_hls_leaves_a_resumable_run(interrupted_then_resumed):
+    run, first, _ = interrupted_then_resumed
+    assert 'continue with: lpsubnet run' in first.stdout and '--resume' in first.stdout
+
+
+def test_resume_does_not_redo_finished_stages(interrupted_then_resumed):
+    run, _, second = interrupted_then_resumed
+    for stage in ('data', 'baseline', 'compress', 'hls'):
+        assert f'{stage}: ' in second.stderr
+        record = json.loads((run / 'stages' / f'{stage}.json').read_text())
+        assert record['cached'] is False  # written by the first process, read back by the second
+    cached_lines = [line for line in second.stderr.splitlines() if line.endswith(': cached')]
+    assert len(cached_lines) == 4
+    metrics = json.loads((run / 'metrics.json').read_text())
+    stages = {s['name']: s for s in metrics['stages']}
+    assert [stages[n]['cached'] for n in ('data', 'baseline', 'compress', 'hls')] == [True] * 4
+    assert stages['csim']['cached'] is False
+
+
+def test_run_directory_holds_the_measured_figures(interrupted_then_resumed):
+    run, _, second = interrupted_then_resumed
+    metrics = Metrics.model_validate_json((run / 'metrics.json').read_text())
+    test_size = json.loads((run / 'stages' / 'data.json').read_text())['summary']['test']
+    assert metrics.csim.samples == test_size and metrics.csim.exact_matches == test_size
+    assert metrics.csim.exact
+    # csim accuracy equals the QKeras model's: exactness carries to the argmax.
+    assert metrics.accuracy.csim == pytest.approx(metrics.accuracy.quantized, abs=0.5 / test_size)
+    assert metrics.compressed_cost.footprint_bits < metrics.float_cost.footprint_bits / 4
+    assert all(r.channels_after == r.channels_before - r.channels_before // 2 for r in metrics.layers if r.channels_before and r.name != 'classifier')
+    assert metrics.vendor.status == 'tool missing' and 'lpsubnet synth' in metrics.vendor.message
+    assert metrics.rtl is None and 'rtl.enabled is false' in metrics.rtl_skipped_reason
+    report = (run / 'report.md').read_text()
+    assert f'{test_size}/{test_size} (bit-exact)' in report
+    html = (run / 'report.html').read_text()
+    assert html.count('data:image/png;base64,') == 2 and f'{test_size}/{test_size}' in html
+    assert 'bit-exact' in second.stdout and 'report.html' in second.stdout
+
+
+def test_changed_config_redoes_only_affected_stages(interrupted_then_resumed, tmp_path):
+    run, _, _ = interrupted_then_resumed
+    changed = dict(TINY, hls={'io_type': 'io_stream'})
+    path = tmp_path / 'changed.yaml'
+    path.write_text(yaml.safe_dump(changed))
+    proc = lpsubnet('run', path, '--out', run, '--resume', '--stop-after', 'hls')
+    assert proc.returncode == 0, proc.stderr
+    cached = {line.split(':')[0] for line in proc.stderr.splitlines() if line.endswith(': cached')}
+    assert cached == {'data', 'baseline', 'compress'}
+    assert json.loads((run / 'stages' / 'hls.json').read_text())['cached'] is False
+    # outdated records and the published report are removed; the rtl stage does not use hls
+    assert not (run / 'stages' / 'csim.json').exists() and not (run / 'metrics.json').exists()
+    assert (run / 'stages' / 'rtl.json').exists()
+
+
+def test_existing_run_dir_is_refused(tmp_path, tiny_config):
+    run = tmp_path / 'run'
+    run.mkdir()
+    (run / 'mine.txt').write_text('keep')
+    proc = lpsubnet('run', tiny_config, '--out', run)
+    assert proc.returncode == 2 and '--resume' in proc.stderr and '--force' in proc.stderr
+    assert [p.name for p in run.iterdir()] == ['mine.txt']
+
+
+@pytest.mark.parametrize(
+    'config,message',
+    [
+        ({'compress': {'sparsity': 1.2}}, "config key 'compress.sparsity': Input should be less than 1"),
+        ({'hls': {'io_type': 'io_serial'}}, "config key 'hls.io_type': Input should be 'io_parallel' or 'io_stream'"),
+        ({'compress': {'schedul': 'layerwise'}}, "unknown config key 'compress.schedul'; known keys here: sparsity"),
+        ({'modle': {}}, "unknown config key 'modle'"),
+        ({'compress': {'weight_bits': 'eight'}}, "config key 'compress.weight_bits': Input should be a valid integer"),
+        ({'vendor': {'steps': 'csynth,place'}}, "unknown step(s) ['place']"),
+    ],
+)
+def test_bad_config_names_key_and_allowed_values(config, message, tmp_path):
+    with pytest.raises(ConfigError) as info:
+        parse_config(config)
+    assert message in str(info.value)
+    path = tmp_path / 'bad.yaml'
+    path.write_text(yaml.safe_dump(config))
+    proc = lpsubnet('run', path, '--out', tmp_path / 'run')
+    assert proc.returncode == 2 and message in proc.stderr
+    assert not (tmp_path / 'run').exists()
+
+
+def test_print_config_round_trips(tmp_path):
+    proc = lpsubnet('run', '--print-config')
+    assert proc.returncode == 0
+    path = tmp_path / 'defaults.yaml'
+    path.write_text(proc.stdout)
+    assert load_config(path) == load_config(None)
+    assert 'sparsity: 0.5' in proc.stdout and 'backend: Vitis' in proc.stdout

@@ -1,0 +1,70 @@
+"""pruner: greedy layerwise channel pruning + statistics-based fixed point for Keras 3.
+
+Front end of lpsubnet; knows nothing of hardware and imports nothing of ours.
+``compress`` runs the whole method; the building blocks are exported for custom
+pipelines: groups (which channels are tied), masking (ChannelMask layers and their
+statistics), importance (scores per channel), schedule (when layers are ranked and
+frozen), callback (drives a schedule during fit), surgery (fold BatchNorm, cut
+channels out, build the QKeras model), quantize (integer bits from statistics) and
+metrics (footprint, BOPs, ranking agreement).
+"""
+
+from .callback import ChannelPruningCallback
+from .compress import compress
+from .graph import GraphError
+from .groups import LAYER_TABLE, ChannelGroup, GroupTable, Rule, UnsupportedLayerError, analyze, describe
+from .importance import REGISTRY as IMPORTANCE_REGISTRY
+from .importance import ActivationL0, ActivationL1, Importance, Random, WeightL1, rank
+from .importance import get as get_importance
+from .masking import ChannelMask, MaskedModel, insert_masks
+from .metrics import bops, footprint, kendall_tau, levenshtein, macs, parameters, performance_density, summary
+from .quantize import Fixed, QuantPlan, calibrate, plan_quantization, signed_integer_bits, unsigned_integer_bits
+from .schedule import Schedule, Window, kept_count, make_schedule, validate_sparsity
+from .surgery import SurgeryError, fold_batchnorm, reduce, to_qkeras
+
+__all__ = [
+    'compress',
+    'ChannelPruningCallback',
+    'GraphError',
+    'LAYER_TABLE',
+    'ChannelGroup',
+    'GroupTable',
+    'Rule',
+    'UnsupportedLayerError',
+    'analyze',
+    'describe',
+    'IMPORTANCE_REGISTRY',
+    'ActivationL0',
+    'ActivationL1',
+    'Importance',
+    'Random',
+    'WeightL1',
+    'rank',
+    'get_importance',
+    'ChannelMask',
+    'MaskedModel',
+    'insert_masks',
+    'bops',
+    'footprint',
+    'kendall_tau',
+    'levenshtein',
+    'macs',
+    'parameters',
+    'performance_density',
+    'summary',
+    'Fixed',
+    'QuantPlan',
+    'calibrate',
+    'plan_quantization',
+    'signed_integer_bits',
+    'unsigned_integer_bits',
+    'Schedule',
+    'Window',
+    'kept_count',
+    'make_schedule',
+    'validate_sparsity',
+    'SurgeryError',
+    'fold_batchnorm',
+    'reduce',
+    'to_qkeras',
+]

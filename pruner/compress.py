@@ -1,0 +1,281 @@
+"""``compress``: a Keras model + data -> a channel-reduced QKeras model + manifest.
+
+Stages: (1) insert channel masks and train with the pruning schedule (weights keep
+training during and after the windows); (2) freeze the masks; (3) surgery: cut the
+masked channels out and fold BatchNorm; (4) choose power-of-two fixed point from
+calibration statistics and build the QKeras model; (5) quantization-aware
+fine-tuning of that reduced model. Same ``seed`` -> same kept channels and weights.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import keras
+import numpy as np
+
+from . import importance as importance_lib
+from . import metrics as metrics_lib
+from .callback import ChannelPruningCallback
+from .masking import MaskedModel
+from .quantize import calibrate, plan_quantization
+from .schedule import KINDS, make_schedule, validate_sparsity
+from .surgery import fold_batchnorm, reduce, to_qkeras
+
+
+def _xy(data, what: str):
+    if isinstance(data, dict):
+        data = (data['x'], data['y'])
+    if not (isinstance(data, tuple | list) and len(data) == 2):
+        raise ValueError(f'{what} must be a pair (x, y) of arrays')
+    x, y = np.asarray(data[0]), np.asarray(data[1])
+    if len(x) != len(y):
+        raise ValueError(f'{what}: x has {len(x)} samples, y has {len(y)}')
+    if len(x) == 0:
+        raise ValueError(f'{what} holds no samples')
+    return x, y
+
+
+def _ends_in_softmax(model) -> bool:
+    last = model.outputs[0]._keras_history.operation
+    return last.__class__.__name__ == 'Softmax' or last.get_config().get('activation') == 'softmax'
+
+
+def _evaluate(model, x, y, batch_size) -> dict:
+    result = model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
+    return {k: float(v) for k, v in result.items()}
+
+
+def _compile(model, loss, metrics, learning_rate):
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=list(metrics), jit_compile=False)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+def compress(
+    model,
+    train_data,
+    val_data,
+    sparsity: float = 0.5,
+    weight_bits: int = 4,
+    activation_bits: int = 8,
+    importance='activation_l1',
+    schedule: str = 'layerwise',
+    epochs: int | None = None,
+    start: float = 0.0,
+    interval: float = 1.0,
+    refresh: float = 0.25,
+    unit: str = 'epochs',
+    round_to: int = 1,
+    per_layer_sparsity: dict | None = None,
+    exclude_first: bool = False,
+    exclude: tuple[str, ...] = (),
+    qat_epochs: int = 2,
+    seed: int = 0,
+    batch_size: int = 32,
+    bias_bits: int | None = None,
+    layer_bits: dict | None = None,
+    percentile: float | None = None,
+    finetune_epochs: int = 1,
+    loss=None,
+    metrics=('accuracy',),
+    learning_rate: float = 1e-3,
+    qat_learning_rate: float | None = None,
+    calibration_samples: int = 2048,
+    verbose: int = 0,
+):
+    """Prune channels with the given schedule, cut them out, quantize, fine-tune.
+
+    ``model``: a functional or Sequential Keras model (not modified). ``train_data``,
+    ``val_data``: (x, y) arrays. ``sparsity``: fraction of channels removed per
+    layer, in [0, 1): floor(s*C) channels go, at least one stays; ``round_to`` makes
+    kept counts multiples of N; ``per_layer_sparsity`` maps producer layer names to
+    their own sparsity. ``schedule``: 'layerwise' (the method), 'oneshot' or
+    'gradual'; ``start``, ``interval`` (window length), ``refresh`` are in ``unit``
+    ('epochs' or 'steps'). ``epochs``: training epochs with masks (default: the
+    schedule's length plus ``finetune_epochs``). ``layer_bits``: per-layer bit
+    overrides, e.g. {'logits': {'weight_bits': 8, 'activation_bits': 8}}.
+
+    ``loss``: default sparse categorical cross-entropy, from logits unless the model
+    ends in a softmax.
+
+    Returns (reduced QKeras model, manifest dict (JSON-serializable)).
+    """
+    t0 = time.time()
+    sparsity = validate_sparsity(sparsity)
+    per_layer_sparsity = {
+        str(k): validate_sparsity(v, f"sparsity of layer '{k}'") for k, v in (per_layer_sparsity or {}).items()
+    }
+    if schedule not in KINDS:
+        raise ValueError(f'unknown schedule {schedule!r}; choose one of {list(KINDS)}')
+    measure = importance_lib.get(importance, seed=seed)
+    for name, bits in (('weight_bits', weight_bits), ('activation_bits', activation_bits)):
+        if int(bits) < 2:
+            raise ValueError(f'{name} must be at least 2, got {bits!r}')
+    if loss is None:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not _ends_in_softmax(model))
+    x_tr, y_tr = _xy(train_data, 'train_data')
+    x_va, y_va = _xy(val_data, 'val_data')
+
+    keras.utils.set_random_seed(seed)
+    masked = MaskedModel(model, exclude_first=exclude_first, exclude=tuple(exclude))
+    table = masked.table
+    producer_names = {n for g in table.groups for n in g.producers}
+    unknown = set(per_layer_sparsity) - producer_names
+    if unknown:
+        raise ValueError(
+            f'per_layer_sparsity names layers that are not prunable producers: {sorted(unknown)}; '
+            f'producers: {sorted(producer_names)}'
+        )
+    group_sparsity = {}
+    for g in table.prunable:
+        given = [per_layer_sparsity[n] for n in g.producers if n in per_layer_sparsity]
+        group_sparsity[g.index] = given[0] if given else sparsity
+
+    steps_per_epoch = math.ceil(len(x_tr) / batch_size)
+    sched = make_schedule(
+        schedule,
+        [g.index for g in table.prunable],
+        start,
+        interval,
+        refresh,
+        unit,
+        steps_per_epoch,
+        [g.name for g in table.groups],
+    )
+    needed = math.ceil(sched.end / steps_per_epoch) if sched.end else 0
+    if epochs is None:
+        epochs = needed + int(finetune_epochs)
+    elif epochs < needed:
+        raise ValueError(
+            f'epochs={epochs} is shorter than the {schedule} schedule, which ends at step {sched.end} '
+            f'(= {needed} epochs of {steps_per_epoch} steps); give epochs >= {needed}'
+        )
+    if verbose:
+        print(sched)
+
+    _compile(masked.model, loss, metrics, learning_rate)
+    baseline = _evaluate(masked.model, x_va, y_va, batch_size)
+    callback = ChannelPruningCallback(masked, sched, measure, group_sparsity, round_to, seed, verbose=bool(verbose))
+    if epochs > 0:
+        masked.model.fit(
+            x_tr, y_tr, batch_size=batch_size, epochs=int(epochs), shuffle=True, verbose=verbose, callbacks=[callback]
+        )
+    else:
+        callback.on_train_end()
+    masked.pause_collecting()
+    masked_result = _evaluate(masked.model, x_va, y_va, batch_size)
+
+    reduced = fold_batchnorm(reduce(masked))
+    calib_x = x_tr[:calibration_samples]
+    calibration = calibrate(reduced, calib_x, batch_size=256, percentile=percentile)
+    plan = plan_quantization(reduced, calibration, weight_bits, activation_bits, bias_bits, layer_bits, percentile)
+    qmodel = to_qkeras(reduced, plan)
+    _compile(reduced, loss, metrics, learning_rate)
+    reduced_result = _evaluate(reduced, x_va, y_va, batch_size)
+    _compile(qmodel, loss, metrics, qat_learning_rate or learning_rate)
+    before_qat = _evaluate(qmodel, x_va, y_va, batch_size)
+    if qat_epochs > 0:
+        qmodel.fit(x_tr, y_tr, batch_size=batch_size, epochs=int(qat_epochs), shuffle=True, verbose=verbose)
+    quantized_result = _evaluate(qmodel, x_va, y_va, batch_size)
+
+    kept = masked.kept()
+    groups = []
+    layers = {}
+    for g in table.groups:
+        keep = kept.get(g.index, np.arange(g.channels))
+        entry = {
+            'index': g.index,
+            'producers': g.producers,
+            'prunable': g.prunable,
+            'reason': g.reason,
+            'sparsity': group_sparsity.get(g.index, 0.0),
+            'channels_before': g.channels,
+            'channels_after': int(len(keep)),
+            'kept': keep,
+            'mask_points': g.mask_points,
+            'scores': callback.scores.get(g.index),
+        }
+        groups.append(entry)
+        for name in g.producers:
+            layers[name] = {
+                'group': g.index,
+                'channels_before': g.channels,
+                'channels_after': int(len(keep)),
+                'kept': keep,
+                'scores': entry['scores'],
+            }
+    for name, q in plan.layers.items():
+        info = layers.setdefault(name, {})
+        info['class'] = qmodel.get_layer(name).__class__.__name__
+        for wname, fixed in q.weights.items():
+            info[f'{wname}_bits'] = fixed.bits
+            info[f'{wname}_integer'] = fixed.integer
+            info[f'{wname}_type'] = fixed.ap_type
+        if q.activation is not None:
+            info['activation_bits'] = q.activation.bits
+            info['activation_integer'] = q.activation.integer
+            info['activation_type'] = q.activation.ap_type
+    key = next((k for k in quantized_result if k != 'loss'), 'loss')
+    before = metrics_lib.summary(model)
+    after = metrics_lib.summary(qmodel)
+    manifest = {
+        'pruner': {
+            'sparsity': sparsity,
+            'per_layer_sparsity': per_layer_sparsity,
+            'importance': repr(measure),
+            'schedule': schedule,
+            'round_to': round_to,
+            'exclude_first': exclude_first,
+            'exclude': list(exclude),
+            'weight_bits': weight_bits,
+            'activation_bits': activation_bits,
+            'bias_bits': bias_bits,
+            'layer_bits': layer_bits or {},
+            'percentile': percentile,
+            'epochs': epochs,
+            'qat_epochs': qat_epochs,
+            'batch_size': batch_size,
+            'seed': seed,
+            'steps_per_epoch': steps_per_epoch,
+            'quantization_note': 'power-of-two scales (alpha=1): quantized_bits(b, i) == ap_fixed<b, i+1>, '
+            'quantized_relu(b, i) == ap_ufixed<b, i>; integer bits from calibration maxima',
+        },
+        'schedule': sched.to_dict(),
+        'schedule_complete': callback.complete,
+        'mask_updates': [{'step': s, 'group': g, 'kept': k} for s, g, k in callback.history],
+        'groups': groups,
+        'layers': layers,
+        'quantization': plan.to_dict(),
+        'metrics': {
+            'metric': key,
+            'baseline': baseline,
+            'masked': masked_result,
+            'reduced_float': reduced_result,
+            'quantized_before_qat': before_qat,
+            'quantized': quantized_result,
+            'before': before,
+            'after': after,
+            'performance_density': metrics_lib.performance_density(
+                quantized_result.get(key, float('nan')), after['footprint_bits']
+            ),
+            'baseline_performance_density': metrics_lib.performance_density(
+                baseline.get(key, float('nan')), before['footprint_bits']
+            ),
+        },
+        'seconds': round(time.time() - t0, 2),
+    }
+    return qmodel, _jsonable(manifest)

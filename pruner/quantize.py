@@ -1,0 +1,245 @@
+"""Statistics-based power-of-two fixed point, expressed as QKeras quantizers.
+
+Deviation from the reference (QSPARSE): there the weight scale is max|W| / 2^(b-1)
+per output channel and activation bounds are running means of batch min/max, with
+arbitrary real scales. FPGA fixed point (ap_fixed) needs power-of-two scales, so
+here the scale is a power of two: the *integer bits* of each weight tensor and each
+activation are the fewest that hold its running maximum magnitude (or a
+percentile of it), and the quantizers use alpha=1 (no extra scale).
+
+QKeras correspondence (what the HLS back end relies on):
+- ``quantized_bits(bits, integer, alpha=1)`` (signed) == ``ap_fixed<bits, integer+1>``
+  (the sign bit is not counted in ``integer``): range [-2^I, 2^I - 2^(I-bits+1)],
+  step 2^(I-bits+1). ``integer`` may be negative for small values.
+- ``quantized_relu(bits, integer)`` == ``ap_ufixed<bits, integer>``: range
+  [0, 2^I - 2^(I-bits)], step 2^(I-bits); QKeras needs ``integer >= 0`` here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+
+def signed_integer_bits(max_abs: float, bits: int, min_integer: int | None = None) -> int:
+    """Fewest integer bits I (sign excluded) so that ``quantized_bits(bits, I)`` holds
+    [-max_abs, max_abs] without saturating: max_abs <= 2^I - 2^(I-bits+1).
+
+    ``min_integer`` (default ``-(bits-1)``) bounds I from below for tiny or zero data.
+    """
+    floor = -(bits - 1) if min_integer is None else int(min_integer)
+    max_abs = float(max_abs)
+    if not math.isfinite(max_abs):
+        raise ValueError(f'cannot choose integer bits for a non-finite maximum {max_abs}')
+    if max_abs <= 0:
+        return max(floor, 0) if min_integer is None else floor
+    top = 1.0 - 2.0 ** (1 - bits)  # largest value at I = 0
+    integer = math.ceil(math.log2(max_abs / top) - 1e-12)
+    while max_abs > 2.0**integer * top:  # guard against log2 rounding
+        integer += 1
+    return max(floor, integer)
+
+
+def unsigned_integer_bits(max_value: float, bits: int) -> int:
+    """Fewest integer bits I >= 0 so that ``quantized_relu(bits, I)`` holds [0, max_value]:
+    max_value <= 2^I - 2^(I-bits)."""
+    max_value = float(max_value)
+    if not math.isfinite(max_value):
+        raise ValueError(f'cannot choose integer bits for a non-finite maximum {max_value}')
+    if max_value <= 0:
+        return 0
+    top = 1.0 - 2.0 ** (-bits)
+    integer = max(0, math.ceil(math.log2(max_value / top) - 1e-12))
+    while max_value > 2.0**integer * top:
+        integer += 1
+    return integer
+
+
+def magnitude(values, percentile: float | None = None) -> float:
+    """Max |values|, or the given percentile (0-100) of |values|."""
+    a = np.abs(np.asarray(values, dtype=np.float64)).ravel()
+    if a.size == 0:
+        return 0.0
+    return float(np.max(a) if percentile is None else np.percentile(a, percentile))
+
+
+@dataclass
+class Fixed:
+    """A QKeras quantizer choice: ``kind`` 'bits' (signed) or 'relu' (unsigned)."""
+
+    kind: str
+    bits: int
+    integer: int
+
+    def quantizer(self):
+        from qkeras import quantized_bits, quantized_relu
+
+        if self.kind == 'bits':
+            return quantized_bits(self.bits, self.integer, alpha=1)
+        return quantized_relu(self.bits, self.integer)
+
+    @property
+    def ap_type(self) -> str:
+        """The equivalent ap_fixed type (for the manifest)."""
+        if self.kind == 'bits':
+            return f'ap_fixed<{self.bits},{self.integer + 1}>'
+        return f'ap_ufixed<{self.bits},{self.integer}>'
+
+    @property
+    def max_value(self) -> float:
+        if self.kind == 'bits':
+            return 2.0**self.integer - 2.0 ** (self.integer - self.bits + 1)
+        return 2.0**self.integer - 2.0 ** (self.integer - self.bits)
+
+    @property
+    def step(self) -> float:
+        return 2.0 ** (self.integer - self.bits + (1 if self.kind == 'bits' else 0))
+
+
+def weight_fixed(values, bits: int, percentile: float | None = None) -> Fixed:
+    """Signed quantizer for a weight or bias tensor from its max magnitude."""
+    return Fixed('bits', int(bits), signed_integer_bits(magnitude(values, percentile), bits))
+
+
+def activation_fixed(max_value: float, bits: int, relu: bool) -> Fixed:
+    """quantized_relu for ReLU outputs, quantized_bits otherwise."""
+    if relu:
+        return Fixed('relu', int(bits), unsigned_integer_bits(max_value, bits))
+    return Fixed('bits', int(bits), signed_integer_bits(max_value, bits))
+
+
+class RunningMagnitude:
+    """Running max over batches of max |x| (or of a per-batch percentile of |x|)."""
+
+    def __init__(self, percentile: float | None = None):
+        self.percentile = percentile
+        self.value = 0.0
+
+    def update(self, batch) -> None:
+        self.value = max(self.value, magnitude(batch, self.percentile))
+
+
+def calibrate(model, x, batch_size: int = 256, percentile: float | None = None) -> dict[str, float]:
+    """Running magnitude of every layer's output (and of the input, key ``'__input__'``)
+    over the calibration data ``x``."""
+    import keras
+
+    names = [layer.name for layer in model.layers if layer.__class__.__name__ != 'InputLayer']
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    probe = keras.Model(inputs, [model.get_layer(n).output for n in names])
+    stats = {n: RunningMagnitude(percentile) for n in names}
+    stats['__input__'] = RunningMagnitude(percentile)
+    x = np.asarray(x)
+    for i in range(0, len(x), batch_size):
+        batch = x[i : i + batch_size]
+        stats['__input__'].update(batch)
+        outs = probe(batch, training=False)
+        if len(names) == 1:
+            outs = [outs]
+        for n, out in zip(names, outs, strict=True):
+            stats[n].update(np.asarray(out))
+    return {n: s.value for n, s in stats.items()}
+
+
+@dataclass
+class LayerQuant:
+    """Quantizers of one layer: weights (by variable name), and its output activation."""
+
+    weights: dict[str, Fixed] = field(default_factory=dict)
+    activation: Fixed | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            'weights': {k: {**asdict(v), 'ap_type': v.ap_type} for k, v in self.weights.items()},
+            'activation': None
+            if self.activation is None
+            else {**asdict(self.activation), 'ap_type': self.activation.ap_type},
+        }
+
+
+@dataclass
+class QuantPlan:
+    input: Fixed
+    layers: dict[str, LayerQuant]
+
+    def to_dict(self) -> dict:
+        return {
+            'input': {**asdict(self.input), 'ap_type': self.input.ap_type},
+            'layers': {k: v.to_dict() for k, v in self.layers.items()},
+        }
+
+
+# Float layer class -> (QKeras class, {float weight name: QKeras weight name}, quantizer config key per weight).
+Q_LAYERS = {
+    'Dense': ('QDense', {'kernel': 'kernel', 'bias': 'bias'}),
+    'Conv1D': ('QConv1D', {'kernel': 'kernel', 'bias': 'bias'}),
+    'Conv2D': ('QConv2D', {'kernel': 'kernel', 'bias': 'bias'}),
+    'Conv2DTranspose': ('QConv2DTranspose', {'kernel': 'kernel', 'bias': 'bias'}),
+    'DepthwiseConv2D': ('QDepthwiseConv2D', {'kernel': 'depthwise_kernel', 'bias': 'bias'}),
+}
+QUANTIZER_KEY = {'kernel': 'kernel_quantizer', 'depthwise_kernel': 'depthwise_quantizer', 'bias': 'bias_quantizer'}
+
+
+def is_relu(layer) -> bool | None:
+    """True for a plain ReLU activation of ``layer``, False for linear, None otherwise."""
+    cls = layer.__class__.__name__
+    config = layer.get_config()
+    if cls == 'ReLU':
+        plain = not config.get('max_value') and not config.get('negative_slope') and not config.get('threshold')
+        return True if plain else None
+    act = config.get('activation', 'linear')
+    if act in (None, 'linear'):
+        return False
+    if act == 'relu':
+        return True
+    return None
+
+
+def plan_quantization(
+    model,
+    calibration: dict[str, float],
+    weight_bits: int = 4,
+    activation_bits: int = 8,
+    bias_bits: int | None = None,
+    overrides: dict | None = None,
+    percentile: float | None = None,
+) -> QuantPlan:
+    """Choose every quantizer of a float model (BatchNorm already folded).
+
+    ``calibration``: output magnitudes from ``calibrate``. ``bias_bits`` defaults to
+    max(weight_bits, activation_bits) (biases are few; narrow ones cost accuracy).
+    ``overrides``: layer name -> {'weight_bits', 'bias_bits', 'activation_bits'}, e.g.
+    {'logits': {'weight_bits': 8}} to keep the last layer at 8 bits (key '__input__'
+    for the input quantizer's 'activation_bits'). The input gets
+    ``quantized_bits(activation_bits, I)`` from the input's magnitude.
+    Linear outputs of weight layers get no quantizer (their accumulators are exact).
+    """
+    overrides = dict(overrides or {})
+    unknown = set(overrides) - {layer.name for layer in model.layers} - {'__input__'}
+    if unknown:
+        raise ValueError(f'bit overrides name layers not in the model: {sorted(unknown)}')
+    layers = {}
+    for layer in model.layers:
+        cls = layer.__class__.__name__
+        o = overrides.get(layer.name, {})
+        wb = int(o.get('weight_bits', weight_bits))
+        bb = int(o.get('bias_bits', bias_bits if bias_bits is not None else max(weight_bits, activation_bits)))
+        ab = int(o.get('activation_bits', activation_bits))
+        entry = LayerQuant()
+        if cls in Q_LAYERS:
+            for w in layer.weights:
+                name = w.path.split('/')[-1]
+                values = w.numpy()
+                entry.weights[name] = weight_fixed(
+                    values, bb if name == 'bias' else wb, percentile if name != 'bias' else None
+                )
+            if is_relu(layer):
+                entry.activation = activation_fixed(calibration[layer.name], ab, relu=True)
+        elif cls in ('ReLU', 'Activation') and is_relu(layer):
+            entry.activation = activation_fixed(calibration[layer.name], ab, relu=True)
+        if entry.weights or entry.activation:
+            layers[layer.name] = entry
+    ib = int(overrides.get('__input__', {}).get('activation_bits', activation_bits))
+    return QuantPlan(activation_fixed(calibration['__input__'], ib, relu=False), layers)

@@ -1,0 +1,206 @@
+"""Model surgery: fold BatchNorm, cut masked channels out, build the QKeras model.
+
+1. ``fold_batchnorm``: y = gamma (W x + b - mean) / sqrt(var + eps) + beta becomes
+   W' = W * gamma / sqrt(var + eps) (per output channel), b' = (b - mean) * gamma /
+   sqrt(var + eps) + beta, for every BatchNormalization whose only input is a
+   producer with a linear activation read by nothing else.
+2. ``reduce``: a masked model -> a physically smaller model: each producer loses its
+   masked output channels, each consumer the matching input positions (through Add,
+   Concatenate offsets, Flatten->Dense, DepthwiseConv2D pass-through), per-channel
+   layers their masked parameters. Masks disappear. The outputs equal the masked
+   model's (float32 rounding aside).
+3. ``to_qkeras``: every Dense/Conv becomes its QKeras Q-layer with kernel and bias
+   quantizers, every ReLU a quantized_relu (as ``activation=`` of the Q-layer or a
+   QActivation), and a QActivation(quantized_bits) input quantizer follows the input.
+   A final softmax stays a float softmax. QBatchNormalization is never used.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from .graph import Call, calls, clone_layer, rebuild
+from .groups import named_weights, rule_for, set_named_weights
+from .masking import MaskedModel
+from .quantize import Q_LAYERS, QUANTIZER_KEY, QuantPlan, is_relu
+
+
+class SurgeryError(ValueError):
+    """A model that cannot be cut or converted; the message names the layer."""
+
+
+# ---------------------------------------------------------------------------
+# 1. BatchNorm folding
+# ---------------------------------------------------------------------------
+
+FOLDABLE = ('producer', 'depthwise')
+
+
+def _foldable_parent(call: Call, producer_of) -> Call | None:
+    if call.kind != 'BatchNormalization' or len(call.inputs) != 1:
+        return None
+    parent = producer_of[id(call.inputs[0])]
+    if parent.kind == 'InputLayer' or rule_for(parent.layer).kind not in FOLDABLE:
+        return None
+    if len(parent.consumers) != 1 or parent.layer.get_config().get('activation', 'linear') not in ('linear', None):
+        return None
+    return parent
+
+
+def fold_batchnorm(model) -> keras.Model:
+    """A copy of ``model`` with BatchNormalization folded into preceding conv/dense layers.
+
+    BatchNorm layers that cannot be folded (no linear producer right before them) are
+    kept as they are.
+    """
+    order = calls(model)
+    producer_of = {id(t): c for c in order for t in c.outputs}
+    fold_into = {}  # producer name -> bn call
+    for call in order:
+        parent = _foldable_parent(call, producer_of)
+        if parent is not None:
+            fold_into[parent.name] = call
+    folded = {bn.name for bn in fold_into.values()}
+
+    def transform(call, args, kwargs):
+        if call.name in folded:
+            return args[0]  # folded into its producer
+        if call.name not in fold_into:
+            layer = clone_layer(call.layer)
+            out = layer(*args, **kwargs)
+            layer.set_weights(call.layer.get_weights())
+            return out
+        bn = fold_into[call.name].layer
+        rule = rule_for(call.layer)
+        w = named_weights(call.layer)
+        b = named_weights(bn)
+        eps = bn.get_config()['epsilon']
+        channels = call.outputs[0].shape[-1]
+        gamma = b.get('gamma', np.ones(channels, np.float32))
+        beta = b.get('beta', np.zeros(channels, np.float32))
+        scale = gamma / np.sqrt(b['moving_variance'] + eps)
+        kernel_name = next(n for n in rule.kernel_names if n in w)
+        kernel = w[kernel_name].astype(np.float64)
+        if rule.kind == 'depthwise':  # output channel c*m+k sits at kernel[..., c, k]
+            kernel = kernel * scale.reshape(kernel.shape[-2], kernel.shape[-1])
+        else:
+            shape = [1] * kernel.ndim
+            shape[rule.out_axis] = channels
+            kernel = kernel * scale.reshape(shape)
+        bias = w.get('bias', np.zeros(channels, np.float32))
+        bias = (bias - b['moving_mean']) * scale + beta
+        layer = clone_layer(call.layer, use_bias=True)
+        out = layer(*args, **kwargs)
+        set_named_weights(layer, {kernel_name: kernel.astype(np.float32), 'bias': bias.astype(np.float32)})
+        return out
+
+    return rebuild(model, transform, name=model.name)
+
+
+# ---------------------------------------------------------------------------
+# 2. Masked model -> smaller model
+# ---------------------------------------------------------------------------
+
+
+def reduce(masked: MaskedModel, keep: dict[int, np.ndarray] | None = None) -> keras.Model:
+    """Cut the masked channels out of ``masked.model``; returns a smaller float model.
+
+    ``keep``: kept channel indices per group (default: the current masks).
+    """
+    table = masked.table
+    keep = masked.kept() if keep is None else {g: np.asarray(k, dtype=np.int64) for g, k in keep.items()}
+    for g, kept in keep.items():
+        if len(kept) == 0:
+            raise SurgeryError(f"group {g} ('{table.groups[g].name}') would keep no channel")
+
+    def transform(call, args, kwargs):
+        if call.kind == 'ChannelMask':
+            return args[0]
+        rule = table.rules[call.name]
+        weights = named_weights(call.layer)
+        changes = {}
+        if rule.kind in ('producer', 'depthwise', 'channelwise'):
+            in_keep = table.keep_positions(table.input_maps[call.name][0], keep)
+            if rule.kind == 'producer':
+                out_keep = table.keep_positions(table.maps[call.name], keep)
+                weights = rule.cut_outputs(call.layer, weights, out_keep)
+                changes[rule.width_key] = int(len(out_keep))
+            weights = rule.cut_inputs(call.layer, weights, in_keep)
+        layer = clone_layer(call.layer, **changes)
+        out = layer(*args, **kwargs)
+        if weights:
+            set_named_weights(layer, weights)
+        return out
+
+    return rebuild(masked.model, transform, name=f'{masked.source.name}_reduced')
+
+
+# ---------------------------------------------------------------------------
+# 3. QKeras model
+# ---------------------------------------------------------------------------
+
+INPUT_QUANTIZER = 'input_quantizer'
+
+
+def to_qkeras(model, plan: QuantPlan) -> keras.Model:
+    """The QKeras version of a float model (BatchNorm folded), weights copied.
+
+    Raises SurgeryError naming a layer with unfolded BatchNorm or an activation other
+    than ReLU/linear (a softmax is allowed on the model's output).
+    """
+    import qkeras
+
+    output_names = {t._keras_history.operation.name for t in model.outputs}
+
+    def transform(call, args, kwargs):
+        layer, cls = call.layer, call.kind
+        config = layer.get_config()
+        entry = plan.layers.get(call.name)
+        if cls == 'BatchNormalization':
+            raise SurgeryError(
+                f"layer '{call.name}' is a BatchNormalization that could not be folded into a conv/dense layer; "
+                'QBatchNormalization is not used (not exact in hardware): place BatchNorm right after a conv/dense'
+            )
+        if cls in Q_LAYERS:
+            qcls, names = Q_LAYERS[cls]
+            act = config.get('activation', 'linear')
+            relu = is_relu(layer)
+            if relu is None and not (act == 'softmax' and call.name in output_names):
+                raise SurgeryError(
+                    f"layer '{call.name}' ({cls}) has activation {act!r}; supported: relu, linear, softmax on the output"
+                )
+            for float_name, q_name in names.items():
+                if float_name in entry.weights:
+                    config[QUANTIZER_KEY[q_name]] = entry.weights[float_name].quantizer()
+            if relu:
+                config['activation'] = entry.activation.quantizer()
+            if cls == 'DepthwiseConv2D':
+                config['depthwise_initializer'] = config.pop('kernel_initializer', 'glorot_uniform')
+                config['depthwise_regularizer'] = config.pop('kernel_regularizer', None)
+                config['depthwise_constraint'] = config.pop('kernel_constraint', None)
+            new = getattr(qkeras, qcls).from_config(config)
+            out = new(*args, **kwargs)
+            weights = named_weights(layer)
+            set_named_weights(new, {names[k]: v for k, v in weights.items()})
+            return out
+        if cls in ('ReLU', 'Activation') and is_relu(layer):
+            new = qkeras.QActivation(entry.activation.quantizer(), name=call.name)
+            return new(*args, **kwargs)
+        if cls == 'Activation' and config.get('activation') == 'linear':
+            return args[0]
+        if cls in ('ReLU', 'Activation', 'LeakyReLU', 'ELU', 'PReLU', 'Softmax') and not (
+            call.name in output_names and (cls == 'Softmax' or config.get('activation') == 'softmax')
+        ):
+            raise SurgeryError(
+                f"layer '{call.name}' ({cls}) is an activation without a fixed-point form here; supported: relu, linear, softmax on the output"
+            )
+        new = clone_layer(layer)
+        out = new(*args, **kwargs)
+        new.set_weights(layer.get_weights())
+        return out
+
+    def input_quantizer(tensor):
+        return qkeras.QActivation(plan.input.quantizer(), name=INPUT_QUANTIZER)(tensor)
+
+    return rebuild(model, transform, name=f'{model.name}_q', input_transform=input_quantizer)
