@@ -68,7 +68,11 @@ def test_run_directory_holds_the_measured_figures(interrupted_then_resumed):
     # csim accuracy equals the QKeras model's: exactness carries to the argmax.
     assert metrics.accuracy.csim == pytest.approx(metrics.accuracy.quantized, abs=0.5 / test_size)
     assert metrics.compressed_cost.footprint_bits < metrics.float_cost.footprint_bits / 4
-    assert all(r.channels_after == r.channels_before - r.channels_before // 2 for r in metrics.layers if r.channels_before and r.name != 'classifier')
+    assert all(
+        r.channels_after == r.channels_before - r.channels_before // 2
+        for r in metrics.layers
+        if r.channels_before and r.name != 'classifier'
+    )
     assert metrics.vendor.status == 'tool missing' and 'lpsubnet synth' in metrics.vendor.message
     assert metrics.rtl is None and 'rtl.enabled is false' in metrics.rtl_skipped_reason
     report = (run / 'report.md').read_text()

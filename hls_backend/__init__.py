@@ -4,6 +4,7 @@ Public entry points:
 - :func:`write_project` - QKeras ``.keras`` file -> Vivado/Vitis HLS project directory
 - :func:`csim` - vendor-free C simulation of that project, compared bit for bit
 - :func:`synth` - vendor tool steps (csim, csynth, cosim, export) where the tool exists
+- :func:`rtl` - da4ml Verilog/VHDL + Verilator cycle-accurate simulation, compared bit for bit
 
 This package never imports :mod:`pruner`: it reads any saved QKeras model.
 """
@@ -18,6 +19,18 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 from .convert import HLSOptions, ProjectInfo, read_project_info, write_project  # noqa: E402
 from .csim import csim  # noqa: E402
+from .rtl import rtl, simulate_rtl, write_rtl  # noqa: E402
 from .vendor import synth  # noqa: E402
 
-__all__ = ['HLSOptions', 'ProjectInfo', 'write_project', 'read_project_info', 'csim', 'synth', '__version__']
+__all__ = [
+    'HLSOptions',
+    'ProjectInfo',
+    'write_project',
+    'read_project_info',
+    'csim',
+    'synth',
+    'rtl',
+    'write_rtl',
+    'simulate_rtl',
+    '__version__',
+]

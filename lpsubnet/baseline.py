@@ -69,4 +69,8 @@ def train_baseline(config: ModelConfig, splits: Splits, seed: int):
         shuffle=True,
         verbose=0,
     )
-    return model, {'source': 'default_cnn', 'trained_epochs': config.epochs, 'val_accuracy': history.history['val_accuracy']}
+    return model, {
+        'source': 'default_cnn',
+        'trained_epochs': config.epochs,
+        'val_accuracy': history.history['val_accuracy'],
+    }

@@ -30,6 +30,7 @@ def handle_errors(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         from hls_backend.errors import HLSBackendError
+        from pruner.errors import PrunerError
 
         from .config import ConfigError
 
@@ -37,6 +38,9 @@ def handle_errors(command):
             return command(*args, **kwargs)
         except (HLSBackendError, ConfigError) as exc:
             _fail(exc)
+        except PrunerError as exc:  # bad model, data or option for the pruner
+            click.echo(f'error: {exc}', err=True)
+            sys.exit(2)
 
     return wrapper
 
@@ -182,16 +186,186 @@ def synth(project_dir, steps):
     )
 
 
+@main.command()
+@click.argument('model', type=click.Path(dir_okay=False))
+@click.option(
+    '--out', 'out_dir', required=True, type=click.Path(file_okay=False), help='RTL project directory to write.'
+)
+@click.option('--hdl', type=click.Choice(['verilog', 'vhdl']), default='verilog', show_default=True)
+@click.option(
+    '--latency-cutoff',
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help='Combinational delay (ns) per pipeline stage (da4ml).',
+)
+@click.option(
+    '--clock-period',
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help='Clock period in ns (timing constraints).',
+)
+@click.option('--inputs', type=click.Path(dir_okay=False), help='Test inputs (.npy/.npz); default: 200 random samples.')
+@click.option('--force', is_flag=True, help='Replace an existing, non-empty output directory.')
+@handle_errors
+def rtl(model, out_dir, hdl, latency_cutoff, clock_period, inputs, force):
+    """Write Verilog/VHDL for MODEL with da4ml and simulate it cycle by cycle with Verilator."""
+    import_tensorflow_quietly()
+    from hls_backend import rtl as run_rtl
+    from hls_backend.errors import MismatchError
+
+    result = run_rtl(
+        model, out_dir, inputs=inputs, hdl=hdl, latency_cutoff=latency_cutoff, clock_period=clock_period, force=force
+    )
+    click.echo(_summary(result))
+    res = result.resources
+    click.echo(
+        f'latency {result.latency_cycles} cycles, II {result.initiation_interval} (measured); '
+        f'da4ml estimate LUT {res.get("LUT")}, FF {res.get("FF")}, pipeline depth {res.get("pipeline_depth")}'
+    )
+    if not result.exact:
+        _fail(
+            MismatchError(
+                f'RTL simulation differs from the QKeras model (first mismatching sample: {result.first_mismatch})'
+            )
+        )
+
+
+@main.command()
+@click.argument('model', type=click.Path(dir_okay=False))
+@click.option(
+    '--data',
+    'data_path',
+    required=True,
+    type=click.Path(dir_okay=False),
+    help='npz with x_train, y_train (and x_val, y_val or x_test, y_test).',
+)
+@click.option(
+    '--out',
+    'out_dir',
+    required=True,
+    type=click.Path(file_okay=False),
+    help='Directory for reduced.keras and manifest.json.',
+)
+@click.option(
+    '--sparsity', type=float, default=0.5, show_default=True, help='Fraction of channels removed per layer, in [0, 1).'
+)
+@click.option('--wbits', type=click.IntRange(2, 16), default=8, show_default=True, help='Weight bits.')
+@click.option('--abits', type=click.IntRange(2, 16), default=8, show_default=True, help='Activation bits.')
+@click.option(
+    '--importance',
+    type=click.Choice(['activation_l1', 'activation_l0', 'weight_l1', 'random']),
+    default='activation_l1',
+    show_default=True,
+)
+@click.option(
+    '--schedule', type=click.Choice(['layerwise', 'oneshot', 'gradual']), default='layerwise', show_default=True
+)
+@click.option(
+    '--epochs', type=click.IntRange(min=1), help='Pruning epochs (default: the schedule plus one epoch of fine-tuning).'
+)
+@click.option(
+    '--qat-epochs',
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help='Quantization-aware fine-tuning epochs.',
+)
+@click.option(
+    '--round-to',
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help='Kept channel counts are multiples of this.',
+)
+@click.option('--exclude-first', is_flag=True, help='Do not prune the first layer.')
+@click.option('--seed', type=int, default=0, show_default=True)
+@click.option('--force', is_flag=True, help='Replace an existing, non-empty output directory.')
+@handle_errors
+def prune(
+    model,
+    data_path,
+    out_dir,
+    sparsity,
+    wbits,
+    abits,
+    importance,
+    schedule,
+    epochs,
+    qat_epochs,
+    round_to,
+    exclude_first,
+    seed,
+    force,
+):
+    """Prune channels of a float Keras MODEL and quantize it: reduced.keras + manifest.json in --out."""
+    from pathlib import Path
+
+    from hls_backend.files import atomic_directory, check_output_dir
+    from hls_backend.model_io import load_qkeras_model
+
+    from .datasets import load_train_val
+
+    check_output_dir(Path(out_dir).absolute(), force)
+    import_tensorflow_quietly()
+    import pruner
+
+    keras_model = load_qkeras_model(model)
+    train, val = load_train_val(data_path, seed)
+    reduced, manifest = pruner.compress(
+        keras_model,
+        train,
+        val,
+        sparsity=sparsity,
+        weight_bits=wbits,
+        activation_bits=abits,
+        importance=importance,
+        schedule=schedule,
+        epochs=epochs,
+        qat_epochs=qat_epochs,
+        round_to=round_to,
+        exclude_first=exclude_first,
+        seed=seed,
+        verbose=1 if sys.stdout.isatty() else 2,  # Keras progress bars; one line per epoch in logs
+    )
+    with atomic_directory(out_dir, force=force) as tmp:
+        reduced.save(tmp / 'reduced.keras')
+        (tmp / 'manifest.json').write_text(json.dumps(manifest, indent=2) + '\n')
+    m = manifest['metrics']
+    key = m['metric']
+    click.echo(
+        f'{key}: baseline {m["baseline"].get(key, float("nan")):.4f} -> reduced and quantized {m["quantized"].get(key, float("nan")):.4f} (validation); '
+        f'footprint {m["before"]["footprint_bits"] / 1e3:.1f} -> {m["after"]["footprint_bits"] / 1e3:.1f} kbit'
+    )
+    click.echo(
+        f'wrote {Path(out_dir) / "reduced.keras"} and manifest.json; next: lpsubnet hls {Path(out_dir) / "reduced.keras"} --out <dir>'
+    )
+
+
 STAGE_NAMES = ('data', 'baseline', 'compress', 'hls', 'csim', 'rtl', 'vendor', 'report')
 
 
 @main.command()
 @click.argument('config', required=False, type=click.Path(dir_okay=False))
-@click.option('--out', 'out_dir', default='runs/latest', show_default=True, type=click.Path(file_okay=False), help='Run directory.')
+@click.option(
+    '--out',
+    'out_dir',
+    default='runs/latest',
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help='Run directory.',
+)
 @click.option('--force', is_flag=True, help='Start over in an existing run directory (deletes it).')
-@click.option('--resume', is_flag=True, help='Continue a run: stages whose inputs and config did not change are not redone.')
-@click.option('--stop-after', type=click.Choice(STAGE_NAMES), help='Stop after this stage (continue later with --resume).')
-@click.option('--print-config', is_flag=True, help='Print the configuration (defaults, or CONFIG merged over them) and exit.')
+@click.option(
+    '--resume', is_flag=True, help='Continue a run: stages whose inputs and config did not change are not redone.'
+)
+@click.option(
+    '--stop-after', type=click.Choice(STAGE_NAMES), help='Stop after this stage (continue later with --resume).'
+)
+@click.option(
+    '--print-config', is_flag=True, help='Print the configuration (defaults, or CONFIG merged over them) and exit.'
+)
 @handle_errors
 def run(config, out_dir, force, resume, stop_after, print_config):
     """Run every stage on CONFIG (YAML; default: digits CNN) and write a report.
@@ -216,7 +390,11 @@ def run(config, out_dir, force, resume, stop_after, print_config):
     if 'report' in ctx.records:
         print_summary(ctx)
     else:
-        click.echo(f'stopped after {stop_after}; continue with: lpsubnet run {config or ""} --out {out_dir} --resume'.replace('  ', ' '))
+        click.echo(
+            f'stopped after {stop_after}; continue with: lpsubnet run {config or ""} --out {out_dir} --resume'.replace(
+                '  ', ' '
+            )
+        )
 
 
 if __name__ == '__main__':

@@ -119,7 +119,9 @@ def load_config(path: str | Path | None) -> RunConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(f'config file {path} is not valid YAML: {exc}') from None
     if data is not None and not isinstance(data, dict):
-        raise ConfigError(f'config file {path} must hold a mapping of sections (data, model, compress, hls, rtl, vendor)')
+        raise ConfigError(
+            f'config file {path} must hold a mapping of sections (data, model, compress, hls, rtl, vendor)'
+        )
     return parse_config(data)
 
 

@@ -28,7 +28,9 @@ class Splits:
         return int(max(self.y_train.max(), self.y_val.max(), self.y_test.max())) + 1
 
     def save(self, path: Path) -> None:
-        np.savez_compressed(path, **{k: getattr(self, k) for k in ('x_train', 'y_train', 'x_val', 'y_val', 'x_test', 'y_test')})
+        np.savez_compressed(
+            path, **{k: getattr(self, k) for k in ('x_train', 'y_train', 'x_val', 'y_val', 'x_test', 'y_test')}
+        )
 
     @classmethod
     def load(cls, path: Path, name: str) -> Splits:
@@ -67,7 +69,9 @@ def _load_npz(path: str | None) -> tuple[np.ndarray, np.ndarray, tuple | None]:
         raise ConfigError(f'data file {file} is not an .npz archive: {exc}') from None
     missing = [k for k in ('x_train', 'y_train') if k not in data.files]
     if missing:
-        raise ConfigError(f'data file {file} lacks arrays {missing}; expected x_train, y_train (and optionally x_test, y_test)')
+        raise ConfigError(
+            f'data file {file} lacks arrays {missing}; expected x_train, y_train (and optionally x_test, y_test)'
+        )
     x, y = data['x_train'], data['y_train']
     test = (data['x_test'], data['y_test']) if 'x_test' in data.files and 'y_test' in data.files else None
     for name, arr in (('x_train', x), ('y_train', y)):
@@ -96,5 +100,25 @@ def load_splits(config: DataConfig, seed: int) -> Splits:
         x, x_test, y, y_test = train_test_split(x, y, test_size=config.test_fraction, random_state=seed, stratify=y)
     else:
         x_test, y_test = test[0].astype(np.float32), test[1].astype(np.int64)
-    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=config.val_fraction, random_state=seed, stratify=y)
+    x_train, x_val, y_train, y_val = train_test_split(
+        x, y, test_size=config.val_fraction, random_state=seed, stratify=y
+    )
     return Splits(x_train, y_train, x_val, y_val, x_test, y_test, name)
+
+
+def load_train_val(path: str, seed: int, val_fraction: float = 0.15):
+    """(x, y) train and validation pairs from an .npz for ``lpsubnet prune``.
+
+    Validation data: ``x_val``/``y_val`` if present, else ``x_test``/``y_test``, else a
+    stratified ``val_fraction`` of the training data.
+    """
+    from sklearn.model_selection import train_test_split
+
+    x, y, test = _load_npz(path)
+    with np.load(path) as data:
+        if 'x_val' in data.files and 'y_val' in data.files:
+            return (x, y), (data['x_val'].astype(np.float32), data['y_val'].astype(np.int64))
+    if test is not None:
+        return (x, y), (test[0].astype(np.float32), test[1].astype(np.int64))
+    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=val_fraction, random_state=seed, stratify=y)
+    return (x_train, y_train), (x_val, y_val)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import resource
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,7 +97,15 @@ def prepare_run_dir(run_dir: Path, force: bool, resume: bool) -> None:
     (run_dir / 'stages').mkdir(parents=True, exist_ok=True)
 
 
-def run_pipeline(config: RunConfig, run_dir: str | Path, stages: list[Stage], force=False, resume=False, console=None, stop_after: str | None = None):
+def run_pipeline(
+    config: RunConfig,
+    run_dir: str | Path,
+    stages: list[Stage],
+    force=False,
+    resume=False,
+    console=None,
+    stop_after: str | None = None,
+):
     """Run ``stages`` in order; returns the context with every stage's record."""
     run_dir = Path(run_dir).absolute()
     prepare_run_dir(run_dir, force, resume)

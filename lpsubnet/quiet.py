@@ -24,6 +24,7 @@ def import_tensorflow_quietly() -> None:
             import tensorflow as tf
 
             tf.config.list_physical_devices('GPU')  # the CUDA probe prints now, not mid-run
+            tf.get_logger().setLevel('ERROR')  # e.g. retracing notices from repeated predict() calls
         except BaseException:
             os.dup2(saved, 2)
             capture.seek(0)

@@ -35,8 +35,19 @@ def _cost(summary: dict, accuracy: float) -> dict:
 
 
 def _verification(result: dict) -> dict:
-    keys = ('route', 'tool', 'samples', 'exact_matches', 'exact', 'max_abs_diff', 'build_seconds', 'run_seconds',
-            'latency_cycles', 'initiation_interval', 'resources')
+    keys = (
+        'route',
+        'tool',
+        'samples',
+        'exact_matches',
+        'exact',
+        'max_abs_diff',
+        'build_seconds',
+        'run_seconds',
+        'latency_cycles',
+        'initiation_interval',
+        'resources',
+    )
     return {k: result.get(k) for k in keys}
 
 
@@ -120,11 +131,27 @@ def make_plots(metrics: dict, out: Path) -> dict[str, str]:
     fig, ax = plt.subplots(figsize=(6, 4))
     f, c = metrics['float_cost'], metrics['compressed_cost']
     acc = metrics['accuracy']
-    ax.scatter([f['footprint_bits'] / 1e3], [100 * acc['float_model']], s=80, marker='o', color='tab:gray', label='float baseline (32-bit)')
-    ax.scatter([c['footprint_bits'] / 1e3], [100 * acc['quantized']], s=110, marker='*', color='tab:red', label='lpsubnet result (QKeras)')
-    ax.scatter([c['footprint_bits'] / 1e3], [100 * acc['csim']], s=40, marker='x', color='black', label='HLS C simulation')
+    ax.scatter(
+        [f['footprint_bits'] / 1e3],
+        [100 * acc['float_model']],
+        s=80,
+        marker='o',
+        color='tab:gray',
+        label='float baseline (32-bit)',
+    )
+    ax.scatter(
+        [c['footprint_bits'] / 1e3],
+        [100 * acc['quantized']],
+        s=110,
+        marker='*',
+        color='tab:red',
+        label='lpsubnet result (QKeras)',
+    )
+    ax.scatter(
+        [c['footprint_bits'] / 1e3], [100 * acc['csim']], s=40, marker='x', color='black', label='HLS C simulation'
+    )
     ax.annotate(
-        f"{f['footprint_bits'] / c['footprint_bits']:.1f}x smaller",
+        f'{f["footprint_bits"] / c["footprint_bits"]:.1f}x smaller',
         xy=(c['footprint_bits'] / 1e3, 100 * acc['quantized']),
         xytext=(10, 10),
         textcoords='offset points',
@@ -158,7 +185,12 @@ def make_plots(metrics: dict, out: Path) -> dict[str, str]:
 def write_report(ctx: RunContext, out: Path) -> dict:
     metrics = collect_metrics(ctx)
     plots = make_plots(metrics, out)
-    context = {'m': metrics, 'run_dir': str(ctx.run_dir), 'config': ctx.config.model_dump(mode='json'), 'hls': ctx.summary('hls')}
+    context = {
+        'm': metrics,
+        'run_dir': str(ctx.run_dir),
+        'config': ctx.config.model_dump(mode='json'),
+        'hls': ctx.summary('hls'),
+    }
     write_text_atomic(out / 'metrics.json', json.dumps(metrics, indent=2) + '\n')
     write_text_atomic(out / 'report.md', render('report/report.md.j2', context))
     write_text_atomic(out / 'report.html', render('report/report.html.j2', {**context, 'plots': plots}))

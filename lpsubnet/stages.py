@@ -49,6 +49,7 @@ def stage_baseline(ctx: RunContext, out: Path) -> dict:
 
 def stage_compress(ctx: RunContext, out: Path) -> dict:
     import keras
+
     from pruner import compress
 
     from .baseline import accuracy
@@ -58,7 +59,9 @@ def stage_compress(ctx: RunContext, out: Path) -> dict:
     model = keras.models.load_model(ctx.stage_dir('baseline') / 'model.keras')
     layer_bits = None
     if c.last_layer_bits is not None:
-        weighted = [lay.name for lay in model.layers if lay.get_weights() and 'Normalization' not in lay.__class__.__name__]
+        weighted = [
+            lay.name for lay in model.layers if lay.get_weights() and 'Normalization' not in lay.__class__.__name__
+        ]
         layer_bits = {weighted[-1]: {'weight_bits': c.last_layer_bits, 'activation_bits': c.last_layer_bits}}
     reduced, manifest = compress(
         model,
@@ -97,8 +100,15 @@ def stage_hls(ctx: RunContext, out: Path) -> dict:
         part=h.part,
         clock_period=h.clock_period,
     )
-    info = hls_backend.write_project(ctx.stage_dir('compress') / 'reduced.keras', out / 'project', options, inputs=splits.x_test)
-    return {'input_type': info.input_type, 'input_source': info.input_source, 'samples': info.samples, 'notes': info.notes}
+    info = hls_backend.write_project(
+        ctx.stage_dir('compress') / 'reduced.keras', out / 'project', options, inputs=splits.x_test
+    )
+    return {
+        'input_type': info.input_type,
+        'input_source': info.input_source,
+        'samples': info.samples,
+        'notes': info.notes,
+    }
 
 
 def _argmax_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
@@ -117,22 +127,36 @@ def stage_csim(ctx: RunContext, out: Path) -> dict:
     return summary
 
 
+# Fully unrolled RTL of a model this large builds with Verilator in a few minutes on
+# 2 cores (the digits default after pruning has ~7.6k MACs); 'auto' skips bigger ones.
+RTL_AUTO_MAX_MACS = 20_000
+
+
 def stage_rtl(ctx: RunContext, out: Path) -> dict:
     r = ctx.config.rtl
     if r.enabled is False:
         return {'skipped': 'rtl.enabled is false'}
-    from hls_backend import rtl
+    import hls_backend
 
     splits = _splits(ctx)
-    x = splits.x_test[: r.max_samples]
-    model_path = ctx.stage_dir('compress') / 'reduced.keras'
     if r.enabled == 'auto':
-        too_big = rtl.too_big_for_quick_build(model_path)
-        if too_big:
-            return {'skipped': f'rtl.enabled is auto and {too_big}; set rtl.enabled: true to build anyway'}
-    result = rtl.rtl(model_path, out / 'project', inputs=x, hdl=r.hdl, clock_period=ctx.config.hls.clock_period)
+        manifest = json.loads((ctx.stage_dir('compress') / 'manifest.json').read_text())
+        macs = manifest['metrics']['after']['macs']
+        if macs > RTL_AUTO_MAX_MACS:
+            return {
+                'skipped': f'rtl.enabled is auto and the model has {macs:,} MACs (> {RTL_AUTO_MAX_MACS:,}); '
+                'set rtl.enabled: true to build it anyway'
+            }
+    project = out / 'project'
+    result = hls_backend.rtl(
+        ctx.stage_dir('compress') / 'reduced.keras',
+        project,
+        inputs=splits.x_test[: r.max_samples],
+        hdl=r.hdl,
+        clock_period=ctx.config.hls.clock_period,
+    )
     summary = result.to_dict()
-    outputs = np.load(out / 'project' / 'rtl_outputs.npy')
+    outputs = np.load(project / 'tb_data' / 'rtl_outputs.npy')
     summary['accuracy'] = _argmax_accuracy(outputs, splits.y_test)
     _json(out / 'rtl.json', summary)
     return summary

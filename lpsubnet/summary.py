@@ -29,14 +29,20 @@ def print_summary(ctx: RunContext) -> None:
     f, c, a = m['float_cost'], m['compressed_cost'], m['accuracy']
     table.add_row('test accuracy', f'{100 * a["float_model"]:.2f} %', f'{100 * a["quantized"]:.2f} %')
     table.add_row('parameters', f'{f["parameters"]:,}', f'{c["parameters"]:,}')
-    table.add_row('memory footprint', f'{f["footprint_bits"] / 1e3:,.1f} kbit', f'{c["footprint_bits"] / 1e3:,.1f} kbit')
+    table.add_row(
+        'memory footprint', f'{f["footprint_bits"] / 1e3:,.1f} kbit', f'{c["footprint_bits"] / 1e3:,.1f} kbit'
+    )
     table.add_row('BOPs', f'{f["bops"]:,}', f'{c["bops"]:,}')
     table.add_row('accuracy per Mbit', f'{f["performance_density"]:.2f}', f'{c["performance_density"]:.2f}')
     csim = m['csim']
     table.add_row('C simulation', '', f'{csim["exact_matches"]}/{csim["samples"]} bit-exact')
     rtl = m['rtl']
     if rtl:
-        table.add_row('RTL simulation', '', f'{rtl["exact_matches"]}/{rtl["samples"]} bit-exact, {rtl["latency_cycles"]} cycles, II {rtl["initiation_interval"]}')
+        table.add_row(
+            'RTL simulation',
+            '',
+            f'{rtl["exact_matches"]}/{rtl["samples"]} bit-exact, {rtl["latency_cycles"]} cycles, II {rtl["initiation_interval"]}',
+        )
     else:
         table.add_row('RTL simulation', '', f'skipped ({m["rtl_skipped_reason"]})')
     table.add_row('vendor synthesis', '', m['vendor']['status'])

@@ -11,6 +11,7 @@ metrics (footprint, BOPs, ranking agreement).
 
 from .callback import ChannelPruningCallback
 from .compress import compress
+from .errors import PrunerError
 from .graph import GraphError
 from .groups import LAYER_TABLE, ChannelGroup, GroupTable, Rule, UnsupportedLayerError, analyze, describe
 from .importance import REGISTRY as IMPORTANCE_REGISTRY
@@ -24,6 +25,7 @@ from .surgery import SurgeryError, fold_batchnorm, reduce, to_qkeras
 
 __all__ = [
     'compress',
+    'PrunerError',
     'ChannelPruningCallback',
     'GraphError',
     'LAYER_TABLE',

@@ -18,22 +18,31 @@ import numpy as np
 from . import importance as importance_lib
 from . import metrics as metrics_lib
 from .callback import ChannelPruningCallback
+from .errors import PrunerError
 from .masking import MaskedModel
 from .quantize import calibrate, plan_quantization
 from .schedule import KINDS, make_schedule, validate_sparsity
 from .surgery import fold_batchnorm, reduce, to_qkeras
 
 
-def _xy(data, what: str):
+def _xy(data, what: str, model=None):
     if isinstance(data, dict):
         data = (data['x'], data['y'])
     if not (isinstance(data, tuple | list) and len(data) == 2):
-        raise ValueError(f'{what} must be a pair (x, y) of arrays')
+        raise PrunerError(f'{what} must be a pair (x, y) of arrays')
     x, y = np.asarray(data[0]), np.asarray(data[1])
     if len(x) != len(y):
-        raise ValueError(f'{what}: x has {len(x)} samples, y has {len(y)}')
+        raise PrunerError(f'{what}: x has {len(x)} samples, y has {len(y)}')
     if len(x) == 0:
-        raise ValueError(f'{what} holds no samples')
+        raise PrunerError(f'{what} holds no samples')
+    if x.dtype.kind not in 'fiu':
+        raise PrunerError(f'{what}: x has dtype {x.dtype}; expected numbers')
+    if not np.all(np.isfinite(x)):
+        raise PrunerError(f'{what}: x holds {int(np.sum(~np.isfinite(x)))} NaN or infinite values')
+    if model is not None:
+        expected = tuple(model.inputs[0].shape[1:])
+        if tuple(x.shape[1:]) != expected:
+            raise PrunerError(f'{what}: samples have shape {tuple(x.shape[1:])}, the model expects {expected}')
     return x, y
 
 
@@ -120,15 +129,15 @@ def compress(
         str(k): validate_sparsity(v, f"sparsity of layer '{k}'") for k, v in (per_layer_sparsity or {}).items()
     }
     if schedule not in KINDS:
-        raise ValueError(f'unknown schedule {schedule!r}; choose one of {list(KINDS)}')
+        raise PrunerError(f'unknown schedule {schedule!r}; choose one of {list(KINDS)}')
     measure = importance_lib.get(importance, seed=seed)
     for name, bits in (('weight_bits', weight_bits), ('activation_bits', activation_bits)):
         if int(bits) < 2:
-            raise ValueError(f'{name} must be at least 2, got {bits!r}')
+            raise PrunerError(f'{name} must be at least 2, got {bits!r}')
     if loss is None:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not _ends_in_softmax(model))
-    x_tr, y_tr = _xy(train_data, 'train_data')
-    x_va, y_va = _xy(val_data, 'val_data')
+    x_tr, y_tr = _xy(train_data, 'train_data', model)
+    x_va, y_va = _xy(val_data, 'val_data', model)
 
     keras.utils.set_random_seed(seed)
     masked = MaskedModel(model, exclude_first=exclude_first, exclude=tuple(exclude))
@@ -136,7 +145,7 @@ def compress(
     producer_names = {n for g in table.groups for n in g.producers}
     unknown = set(per_layer_sparsity) - producer_names
     if unknown:
-        raise ValueError(
+        raise PrunerError(
             f'per_layer_sparsity names layers that are not prunable producers: {sorted(unknown)}; '
             f'producers: {sorted(producer_names)}'
         )
@@ -160,7 +169,7 @@ def compress(
     if epochs is None:
         epochs = needed + int(finetune_epochs)
     elif epochs < needed:
-        raise ValueError(
+        raise PrunerError(
             f'epochs={epochs} is shorter than the {schedule} schedule, which ends at step {sched.end} '
             f'(= {needed} epochs of {steps_per_epoch} steps); give epochs >= {needed}'
         )

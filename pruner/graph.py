@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 
 import keras
 
+from .errors import PrunerError
 
-class GraphError(ValueError):
+
+class GraphError(PrunerError):
     """The model's graph cannot be read (shared layers, nested models, no inputs)."""
 
 

@@ -37,10 +37,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import PrunerError
 from .graph import calls
 
 
-class UnsupportedLayerError(ValueError):
+class UnsupportedLayerError(PrunerError):
     """A layer the pruner cannot see through."""
 
 
@@ -411,7 +412,7 @@ def analyze(model, exclude_first: bool = False, exclude: tuple[str, ...] = ()) -
     for name in exclude:
         g = next((g for g in groups if name in g.producers), None)
         if g is None:
-            raise ValueError(f"exclude names '{name}', which is not a prunable layer of the model")
+            raise PrunerError(f"exclude names '{name}', which is not a prunable layer of the model")
         if g.prunable:
             g.prunable, g.reason = False, f"excluded by name ('{name}')"
 

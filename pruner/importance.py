@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import PrunerError
+
 
 class Importance:
     name = 'base'
@@ -99,7 +101,7 @@ def get(measure, seed: int = 0) -> Importance:
     if isinstance(measure, Importance):
         return measure
     if measure not in REGISTRY:
-        raise ValueError(f'unknown importance {measure!r}; choose one of {sorted(REGISTRY)}')
+        raise PrunerError(f'unknown importance {measure!r}; choose one of {sorted(REGISTRY)}')
     cls = REGISTRY[measure]
     return cls(seed=seed) if cls is Random else cls()
 

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from .errors import PrunerError
 from .graph import clone_layer, rebuild
 from .groups import GroupTable, analyze
 
@@ -31,7 +32,7 @@ class ChannelMask(keras.layers.Layer):
 
     def build(self, input_shape):
         if input_shape[-1] != self.channels:
-            raise ValueError(f"ChannelMask '{self.name}' has {self.channels} channels, input has {input_shape[-1]}")
+            raise PrunerError(f"ChannelMask '{self.name}' has {self.channels} channels, input has {input_shape[-1]}")
         self.mask = self.add_weight(name='mask', shape=(self.channels,), initializer='ones', trainable=False)
         self.collect_flag = self.add_weight(name='collect', shape=(), initializer='zeros', trainable=False)
         self.l1_sum = self.add_weight(name='l1_sum', shape=(self.channels,), initializer='zeros', trainable=False)
@@ -119,7 +120,7 @@ class MaskedModel:
         """Keep channels ``keep`` (indices) of group ``group``; zero the rest."""
         g = self.table.groups[group]
         if not g.prunable:
-            raise ValueError(f"group {group} ('{g.name}') is not prunable: {g.reason}")
+            raise PrunerError(f"group {group} ('{g.name}') is not prunable: {g.reason}")
         mask = np.zeros(g.channels, dtype=np.float32)
         mask[np.asarray(keep, dtype=np.int64)] = 1.0
         self.masks[group] = mask

@@ -18,6 +18,7 @@ import re
 
 import numpy as np
 
+from .errors import PrunerError
 from .graph import calls
 from .groups import LAYER_TABLE
 
@@ -174,7 +175,7 @@ def kendall_tau(mu, nu) -> float:
     mu = np.asarray(mu, dtype=np.float64)
     nu = np.asarray(nu, dtype=np.float64)
     if mu.shape != nu.shape or mu.ndim != 1:
-        raise ValueError(f'kendall_tau needs two 1-D score vectors of equal length, got {mu.shape} and {nu.shape}')
+        raise PrunerError(f'kendall_tau needs two 1-D score vectors of equal length, got {mu.shape} and {nu.shape}')
     n = len(mu)
     if n < 2:
         return 1.0

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .errors import PrunerError
+
 
 def signed_integer_bits(max_abs: float, bits: int, min_integer: int | None = None) -> int:
     """Fewest integer bits I (sign excluded) so that ``quantized_bits(bits, I)`` holds
@@ -32,7 +34,7 @@ def signed_integer_bits(max_abs: float, bits: int, min_integer: int | None = Non
     floor = -(bits - 1) if min_integer is None else int(min_integer)
     max_abs = float(max_abs)
     if not math.isfinite(max_abs):
-        raise ValueError(f'cannot choose integer bits for a non-finite maximum {max_abs}')
+        raise PrunerError(f'cannot choose integer bits for a non-finite maximum {max_abs}')
     if max_abs <= 0:
         return max(floor, 0) if min_integer is None else floor
     top = 1.0 - 2.0 ** (1 - bits)  # largest value at I = 0
@@ -47,7 +49,7 @@ def unsigned_integer_bits(max_value: float, bits: int) -> int:
     max_value <= 2^I - 2^(I-bits)."""
     max_value = float(max_value)
     if not math.isfinite(max_value):
-        raise ValueError(f'cannot choose integer bits for a non-finite maximum {max_value}')
+        raise PrunerError(f'cannot choose integer bits for a non-finite maximum {max_value}')
     if max_value <= 0:
         return 0
     top = 1.0 - 2.0 ** (-bits)
@@ -219,7 +221,7 @@ def plan_quantization(
     overrides = dict(overrides or {})
     unknown = set(overrides) - {layer.name for layer in model.layers} - {'__input__'}
     if unknown:
-        raise ValueError(f'bit overrides name layers not in the model: {sorted(unknown)}')
+        raise PrunerError(f'bit overrides name layers not in the model: {sorted(unknown)}')
     layers = {}
     for layer in model.layers:
         cls = layer.__class__.__name__

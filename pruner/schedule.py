@@ -25,6 +25,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from .errors import PrunerError
+
 KINDS = ('layerwise', 'oneshot', 'gradual')
 
 
@@ -33,9 +35,9 @@ def validate_sparsity(value, what: str = 'sparsity') -> float:
     try:
         s = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f'{what} must be a number in [0, 1), got {value!r}') from None
+        raise PrunerError(f'{what} must be a number in [0, 1), got {value!r}') from None
     if not (0.0 <= s < 1.0) or math.isnan(s):
-        raise ValueError(f'{what} must be in [0, 1), got {value!r}')
+        raise PrunerError(f'{what} must be in [0, 1), got {value!r}')
     return s
 
 
@@ -44,7 +46,7 @@ def kept_count(channels: int, sparsity: float, round_to: int = 1) -> int:
     ``round_to`` (capped at C)."""
     s = validate_sparsity(sparsity)
     if int(round_to) < 1:
-        raise ValueError(f'round_to must be a positive integer, got {round_to!r}')
+        raise PrunerError(f'round_to must be a positive integer, got {round_to!r}')
     removed = math.floor(s * channels + 1e-9)
     keep = max(1, channels - removed)
     if round_to > 1:
@@ -119,9 +121,9 @@ def to_steps(value, unit: str, steps_per_epoch: int | None, what: str) -> int:
         return int(round(value))
     if unit == 'epochs':
         if not steps_per_epoch:
-            raise ValueError(f'{what} given in epochs needs steps_per_epoch')
+            raise PrunerError(f'{what} given in epochs needs steps_per_epoch')
         return int(round(float(value) * steps_per_epoch))
-    raise ValueError(f"unit must be 'steps' or 'epochs', got {unit!r}")
+    raise PrunerError(f"unit must be 'steps' or 'epochs', got {unit!r}")
 
 
 def make_schedule(
@@ -140,12 +142,12 @@ def make_schedule(
     or 'epochs'; epochs need ``steps_per_epoch``).
     """
     if kind not in KINDS:
-        raise ValueError(f'unknown schedule {kind!r}; choose one of {list(KINDS)}')
+        raise PrunerError(f'unknown schedule {kind!r}; choose one of {list(KINDS)}')
     s0 = to_steps(start, unit, steps_per_epoch, 'start')
     length = max(1, to_steps(interval, unit, steps_per_epoch, 'interval'))
     every = max(1, min(length, to_steps(refresh, unit, steps_per_epoch, 'refresh')))
     if s0 < 0:
-        raise ValueError(f'start must be >= 0, got {start!r}')
+        raise PrunerError(f'start must be >= 0, got {start!r}')
     groups = list(groups)
     if kind == 'layerwise':
         windows = [Window((g,), s0 + i * length, length, every) for i, g in enumerate(groups)]

@@ -20,13 +20,14 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from .errors import PrunerError
 from .graph import Call, calls, clone_layer, rebuild
 from .groups import named_weights, rule_for, set_named_weights
 from .masking import MaskedModel
 from .quantize import Q_LAYERS, QUANTIZER_KEY, QuantPlan, is_relu
 
 
-class SurgeryError(ValueError):
+class SurgeryError(PrunerError):
     """A model that cannot be cut or converted; the message names the layer."""
 
 

