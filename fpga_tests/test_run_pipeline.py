@@ -14,7 +14,7 @@ TINY = {
     'seed': 3,
     'model': {'epochs': 4},
     'compress': {'epochs': 3, 'qat_epochs': 1, 'weight_bits': 6, 'activation_bits': 8},
-    'rtl': {'enabled': False},
+    'rtl': {'enabled': True},
 }
 
 
@@ -74,7 +74,11 @@ def test_run_directory_holds_the_measured_figures(interrupted_then_resumed):
         if r.channels_before and r.name != 'classifier'
     )
     assert metrics.vendor.status == 'tool missing' and 'lpsubnet synth' in metrics.vendor.message
-    assert metrics.rtl is None and 'rtl.enabled is false' in metrics.rtl_skipped_reason
+    # The RTL route simulated the whole test set clock by clock, bit-exactly.
+    assert metrics.rtl.samples == test_size and metrics.rtl.exact_matches == test_size
+    assert metrics.rtl.latency_cycles >= 1 and metrics.rtl.initiation_interval == 1
+    assert metrics.accuracy.rtl == metrics.accuracy.csim
+    assert metrics.rtl.resources['LUT'] > 0
     report = (run / 'report.md').read_text()
     assert f'{test_size}/{test_size} (bit-exact)' in report
     html = (run / 'report.html').read_text()

@@ -58,7 +58,7 @@ class HLSConfig(Section):
 class RTLConfig(Section):
     enabled: Literal['auto', True, False] = 'auto'
     hdl: Literal['verilog', 'vhdl'] = 'verilog'
-    max_samples: int = Field(200, ge=1, description='test samples simulated clock by clock')
+    max_samples: int | None = Field(None, ge=1, description='test samples simulated clock by clock (none: all)')
 
 
 class VendorConfig(Section):

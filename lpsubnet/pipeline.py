@@ -29,7 +29,7 @@ from .config import RunConfig, dump_config
 class Stage:
     name: str
     title: str
-    reads: tuple[str, ...]  # configuration sections
+    reads: tuple[str, ...]  # configuration sections ('hls') or keys ('hls.clock_period')
     after: tuple[str, ...]  # stages whose outputs it uses
     run: Callable  # (ctx, out_dir: Path) -> dict summary
 
@@ -50,10 +50,19 @@ class RunContext:
         return self.records[name]['summary']
 
 
+def _config_value(dumped: dict, path: str):
+    """A section ('hls') or one key in it ('hls.clock_period')."""
+    value = dumped
+    for part in path.split('.'):
+        value = value.get(part)
+    return value
+
+
 def _key(stage: Stage, config: RunConfig, upstream: dict[str, dict]) -> str:
+    dumped = config.model_dump(mode='json')
     data = {
         'stage': stage.name,
-        'config': {section: config.model_dump(mode='json').get(section) for section in stage.reads},
+        'config': {path: _config_value(dumped, path) for path in stage.reads},
         'seed': config.seed,
         'after': {name: upstream[name]['key'] for name in stage.after},
     }

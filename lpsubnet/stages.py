@@ -191,7 +191,7 @@ STAGES = [
     Stage('compress', 'compress: prune channels and quantize', ('compress',), ('baseline',), stage_compress),
     Stage('hls', 'hls: write the HLS project', ('hls',), ('compress',), stage_hls),
     Stage('csim', 'csim: C simulation, bit-exact check', (), ('hls',), stage_csim),
-    Stage('rtl', 'rtl: Verilog + cycle-accurate simulation', ('rtl', 'hls'), ('compress',), stage_rtl),
+    Stage('rtl', 'rtl: Verilog + cycle-accurate simulation', ('rtl', 'hls.clock_period'), ('compress',), stage_rtl),
     Stage('vendor', 'vendor: synthesis where the tools exist', ('vendor',), ('hls',), stage_vendor),
     Stage('report', 'report: report.md, report.html, metrics.json', (), ('csim', 'rtl', 'vendor'), stage_report),
 ]
