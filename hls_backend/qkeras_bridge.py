@@ -40,8 +40,8 @@ QKERAS_LAYER_CLASSES = (
     'QBatchNormalization',
 )
 
-# The name of the layer that hls4ml's softmax split produces and that
-# :mod:`hls_backend.convert` may strip.
+# Suffix of the layer split off a Q-layer's ``activation=`` (the name hls4ml's own
+# Keras-3 QKeras port uses); hls_backend.model_plan sets its precision by this name.
 ACTIVATION_SUFFIX = '_activation'
 
 
@@ -92,6 +92,9 @@ def _activation_split(layer, out_name: str, input_name: str) -> dict[str, Any] |
 
     config = layer.get_config()
     activation = config.get('activation')
+    if activation is not None and not isinstance(activation, str | dict):
+        # A model built in memory holds the quantizer object; a loaded one its config.
+        activation = keras.saving.serialize_keras_object(activation)
     if activation in (None, 'linear') or getattr(layer, 'activation', None) is keras.activations.linear:
         return None
     name = f'{layer.name}{ACTIVATION_SUFFIX}'
