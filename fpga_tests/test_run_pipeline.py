@@ -108,6 +108,10 @@ def test_existing_run_dir_is_refused(tmp_path, tiny_config):
     proc = lpsubnet('run', tiny_config, '--out', run)
     assert proc.returncode == 2 and '--resume' in proc.stderr and '--force' in proc.stderr
     assert [p.name for p in run.iterdir()] == ['mine.txt']
+    # --force replaces earlier runs only, never a directory of the user's.
+    proc = lpsubnet('run', tiny_config, '--out', run, '--force')
+    assert proc.returncode == 2 and 'refusing to delete it even with --force' in proc.stderr
+    assert [p.name for p in run.iterdir()] == ['mine.txt']
 
 
 @pytest.mark.parametrize(

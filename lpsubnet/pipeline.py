@@ -96,6 +96,11 @@ def prepare_run_dir(run_dir: Path, force: bool, resume: bool) -> None:
             if not (run_dir / 'stages').is_dir():
                 raise BadInputError(f'{run_dir} is not an lpsubnet run directory (no stages/); cannot --resume it')
         elif force:
+            if not (run_dir / 'stages').is_dir():
+                # --force replaces runs, never an arbitrary directory (think `--out .`).
+                raise OutputExistsError(
+                    f'{run_dir} is not an lpsubnet run directory (no stages/); refusing to delete it even with --force'
+                )
             shutil.rmtree(run_dir)
         else:
             raise OutputExistsError(
