@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: install test test-all demo bench lint clean
+.PHONY: install test test-all fuzz demo bench bench-quick bench-data bench-report lint clean
 
 install: $(STAMP)
 
@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -26,8 +26,33 @@ test-all: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/lpsubnet run --out demo_run --force
 
-bench: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+# Hundreds of random models per property; found counterexamples stay in the kept
+# hypothesis database (fpga_tests/.hypothesis-fuzz) and are replayed on every run.
+fuzz: $(STAMP)
+	LPSUBNET_FUZZ=1 $(BIN)/python -m pytest -q -m '' fpga_tests/test_fuzz_exact.py fpga_tests/test_fuzz_pruner.py
+
+# `make bench` runs every task (resumable: one cached JSON per configuration);
+# `make bench TASK=fmnist` runs one of digits|letter|fmnist|sr|motivation|tool.
+TASK ?= all
+bench: $(STAMP) bench-data
+	$(BIN)/python -m bench.run --task $(TASK) --rtl
+	$(BIN)/python -m bench.report
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.run --quick
+	$(BIN)/python -m bench.report
+
+bench-report: $(STAMP)
+	$(BIN)/python -m bench.report
+
+# Debian packages with the offline datasets (letter-recognition, Fashion-MNIST):
+# installed where apt is usable, otherwise the command is printed and the bench
+# skips those tasks with the same hint.
+BENCH_APT := opencv-doc dataset-fashion-mnist
+bench-data:
+	@if dpkg -s $(BENCH_APT) >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get install -y -q $(BENCH_APT) || echo "could not install $(BENCH_APT); run: apt-get install $(BENCH_APT)"; \
+	else echo "optional bench data missing; run: sudo apt-get install $(BENCH_APT)"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check pruner hls_backend lpsubnet fpga_tests bench

@@ -1,0 +1,320 @@
+"""One benchmark configuration = one JSON. Float baselines are trained once per task and
+seed and cached as .keras; every method starts from that baseline, with the same seed
+(hence the same batch order) and the same training budget."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import data as data_lib
+from . import models
+
+RESULTS = Path(__file__).resolve().parent / 'results'
+
+# Training budget per task. Baseline: Adam(lr) for `base_epochs`, batch `batch`.
+# Every method: `epochs` epochs with masks at lr/3 (schedule windows of `interval`
+# epochs, masks refreshed every `refresh` epochs, then fine-tuning), then `qat_epochs`
+# of quantization-aware training of the reduced QKeras model at lr/3.
+SETTINGS = {
+    'digits': dict(base_epochs=40, batch=64, lr=3e-3, epochs=8, qat_epochs=6, interval=1.0, refresh=0.25),
+    'letter': dict(base_epochs=60, batch=128, lr=3e-3, epochs=6, qat_epochs=4, interval=1.0, refresh=0.25),
+    'fmnist': dict(base_epochs=10, batch=128, lr=3e-3, epochs=4, qat_epochs=2, interval=1.0, refresh=0.25),
+    'sr': dict(base_epochs=30, batch=64, lr=1e-3, epochs=5, qat_epochs=3, interval=1.0, refresh=0.25),
+}
+TINY = dict(base_epochs=1, epochs=1, qat_epochs=1, interval=2, refresh=1, unit='steps', batch=32)
+
+# name -> (importance, schedule) for the methods that are plain pruner.compress options
+PRUNER_METHODS = {
+    'lw_act_l1': ('activation_l1', 'layerwise'),  # the method
+    'os_act_l1': ('activation_l1', 'oneshot'),
+    'lw_act_l0': ('activation_l0', 'layerwise'),
+    'os_act_l0': ('activation_l0', 'oneshot'),
+    'os_weight_l1': ('weight_l1', 'oneshot'),  # Li et al. 2017
+    'gradual_weight_l1': ('weight_l1', 'gradual'),  # Zhu & Gupta 2017 cubic ramp
+    'random': ('random', 'oneshot'),
+}
+METHOD_TITLES = {
+    'lw_act_l1': 'layerwise activation-L1 (the method)',
+    'os_act_l1': 'one-shot activation-L1',
+    'lw_act_l0': 'layerwise activation-L0',
+    'os_act_l0': 'one-shot activation-L0',
+    'os_weight_l1': 'weight-L1 (Li et al.)',
+    'gradual_weight_l1': 'gradual weight-L1 (Zhu & Gupta)',
+    'random': 'random channels',
+    'width_scratch': 'width-reduced, trained from scratch',
+    'unstructured': 'unstructured magnitude (reference; nonzero weights counted)',
+    'quant': 'unpruned, quantized',
+    'float': 'float baseline',
+    'abl_reverse': 'layerwise act-L1, output->input order',
+}
+
+
+def settings(task: str, tiny: bool = False) -> dict:
+    s = dict(SETTINGS[task], unit='epochs')
+    if tiny or os.environ.get('BENCH_TINY') == '1':
+        s.update(TINY)
+    return s
+
+
+def config_name(method: str, sparsity: float | None, wb: int | None, ab: int | None, seed: int) -> str:
+    parts = [method]
+    if sparsity is not None:
+        parts.append(f's{round(sparsity * 100)}')
+    if wb is not None:
+        parts.append(f'w{wb}a{ab}')
+    parts.append(f'seed{seed}')
+    return '_'.join(parts)
+
+
+def _n_out(task) -> int:
+    return task.y_train.shape[-1] if task.kind == 'sr' else int(task.y_train.max()) + 1
+
+
+def _loss_kwargs(task) -> dict:
+    if task.kind == 'sr':
+        return {'loss': 'mse', 'metrics': ('mse',)}
+    return {}
+
+
+def psnr(pred: np.ndarray, target: np.ndarray) -> float:
+    pred = data_lib.depth_to_space(np.clip(pred, 0.0, 1.0))
+    target = data_lib.depth_to_space(target)
+    mse = float(np.mean((pred - target) ** 2))
+    return float(10 * np.log10(1.0 / mse)) if mse > 0 else float('inf')
+
+
+def evaluate(model, task, split: str = 'test') -> float:
+    """Top-1 accuracy (%) or PSNR (dB) on ``split``."""
+    x, y = getattr(task, f'x_{split}'), getattr(task, f'y_{split}')
+    pred = np.asarray(model.predict(x, batch_size=512, verbose=0))
+    if task.kind == 'sr':
+        return psnr(pred, y)
+    return float(100.0 * np.mean(np.argmax(pred.reshape(len(x), -1), axis=1) == y))
+
+
+def metric_name(task) -> str:
+    return 'PSNR (dB)' if task.kind == 'sr' else 'top-1 (%)'
+
+
+def _fit_float(model, task, epochs, batch, lr, seed, callbacks=()):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    kw = _loss_kwargs(task)
+    loss = kw.get('loss', 'sparse_categorical_crossentropy')
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=list(kw.get('metrics', ['accuracy'])))
+    model.fit(
+        task.x_train, task.y_train, batch_size=batch, epochs=epochs, shuffle=True, verbose=0, callbacks=list(callbacks)
+    )
+    return model
+
+
+def baseline(task, seed: int, root: Path, tiny: bool = False):
+    """The float baseline of (task, seed), trained once and cached as .keras."""
+    import keras
+
+    path = root / task.name / 'baselines' / f'float_seed{seed}.keras'
+    if path.exists():
+        return keras.models.load_model(path), path
+    s = settings(task.name, tiny)
+    keras.utils.set_random_seed(seed)
+    model = models.build(task.name, task.x_train.shape[1:], _n_out(task))
+    t0 = time.time()
+    _fit_float(model, task, s['base_epochs'], s['batch'], s['lr'], seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    (path.with_suffix('.json')).write_text(json.dumps({'seconds': round(time.time() - t0, 2)}) + '\n')
+    return model, path
+
+
+def _producers(model) -> tuple[str, ...]:
+    import pruner
+
+    table = pruner.analyze(model)
+    return tuple(n for g in table.groups for n in g.producers)
+
+
+def _compress(model, task, s, seed, **kw):
+    import pruner
+
+    args = dict(
+        epochs=s['epochs'],
+        qat_epochs=s['qat_epochs'],
+        start=0.0,
+        interval=s['interval'],
+        refresh=s['refresh'],
+        unit=s['unit'],
+        seed=seed,
+        batch_size=s['batch'],
+        learning_rate=s['lr'] / 3,
+        **_loss_kwargs(task),
+    )
+    args.update(kw)
+    return pruner.compress(model, (task.x_train, task.y_train), (task.x_val, task.y_val), **args)
+
+
+def _prunable_groups(model) -> int:
+    import pruner
+
+    return len(pruner.analyze(model).prunable)
+
+
+def run_method(task, method: str, sparsity, wb, ab, seed, root: Path, tiny=False, overrides=None) -> tuple:
+    """Returns (qmodel or float model, record dict)."""
+    import keras
+
+    import pruner
+
+    s = settings(task.name, tiny)
+    s.update(overrides or {})
+    base, _ = baseline(task, seed, root, tiny)
+    rec = {'float_metric': evaluate(base, task)}
+    if method == 'float':
+        model = base
+        summary = pruner.summary(base)
+        rec.update(val_metric=evaluate(base, task, 'val'))
+    elif method in PRUNER_METHODS or method.startswith('abl_'):
+        importance, schedule = PRUNER_METHODS.get(method, ('activation_l1', 'layerwise'))
+        kw = {}
+        if schedule == 'gradual':  # ramp over the span of the layerwise schedule
+            kw['interval'] = s['interval'] * _prunable_groups(base)
+        if method == 'abl_reverse':
+            from .baselines import reversed_layer_order
+
+            with reversed_layer_order():
+                model, manifest = _compress(base, task, s, seed, sparsity=sparsity, weight_bits=wb,
+                                            activation_bits=ab, importance=importance, schedule=schedule, **kw)  # fmt: skip
+        else:
+            model, manifest = _compress(base, task, s, seed, sparsity=sparsity, weight_bits=wb, activation_bits=ab,
+                                        importance=importance, schedule=schedule, **kw)  # fmt: skip
+        summary = manifest['metrics']['after']
+        rec.update(
+            channels={g['producers'][0]: [g['channels_before'], g['channels_after']] for g in manifest['groups']},
+            schedule=manifest['schedule'],
+            schedule_complete=manifest['schedule_complete'],
+            val_by_stage={
+                k: manifest['metrics'][k]
+                for k in ('baseline', 'masked', 'reduced_float', 'quantized_before_qat', 'quantized')
+            },
+        )
+    elif method == 'quant':
+        model, manifest = _compress(base, task, s, seed, sparsity=0.0, weight_bits=wb, activation_bits=ab,
+                                    importance='weight_l1', schedule='oneshot', exclude=_producers(base))  # fmt: skip
+        summary = manifest['metrics']['after']
+    elif method == 'width_scratch':
+        keras.utils.set_random_seed(seed)
+        widths = models.reduced_widths(task.name, sparsity)
+        small = models.build(task.name, task.x_train.shape[1:], _n_out(task), widths)
+        # same total float budget as baseline + pruning run; same QAT budget
+        _fit_float(
+            small, task, s['base_epochs'] + (s['epochs'] if s['unit'] == 'epochs' else 1), s['batch'], s['lr'], seed
+        )
+        rec['width_float_metric'] = evaluate(small, task)
+        model, manifest = _compress(small, task, s, seed, sparsity=0.0, weight_bits=wb, activation_bits=ab,
+                                    importance='weight_l1', schedule='oneshot', exclude=_producers(small), epochs=0)  # fmt: skip
+        summary = manifest['metrics']['after']
+        rec['widths'] = list(widths)
+    elif method == 'unstructured':
+        from . import baselines as bl
+
+        # parameter sparsity = that of the structured network at this channel sparsity
+        dense_w = bl.weight_count(base)
+        small = models.build(
+            task.name, task.x_train.shape[1:], _n_out(task), models.reduced_widths(task.name, sparsity)
+        )
+        fraction = 1.0 - bl.weight_count(small) / dense_w
+        model0 = keras.models.clone_model(base)
+        model0.set_weights(base.get_weights())
+        masks = bl.magnitude_masks(model0, fraction)
+        bl.apply_masks(model0, masks)
+        _fit_float(model0, task, s['epochs'] if s['unit'] == 'epochs' else 1, s['batch'], s['lr'] / 3, seed,
+                   [bl.mask_callback(model0, masks)])  # fmt: skip
+        model, manifest = _compress(model0, task, s, seed, sparsity=0.0, weight_bits=wb, activation_bits=ab,
+                                    importance='weight_l1', schedule='oneshot', exclude=_producers(model0),
+                                    epochs=0, qat_epochs=0)  # fmt: skip
+        qmask = bl.zero_masks(model)
+        kw = _loss_kwargs(task)
+        keras.utils.set_random_seed(seed)
+        model.compile(optimizer=keras.optimizers.Adam(s['lr'] / 3),
+                      loss=kw.get('loss', keras.losses.SparseCategoricalCrossentropy()),
+                      metrics=list(kw.get('metrics', ['accuracy'])))  # fmt: skip
+        model.fit(task.x_train, task.y_train, batch_size=s['batch'], epochs=s['qat_epochs'], shuffle=True, verbose=0,
+                  callbacks=[bl.mask_callback(model, qmask)])  # fmt: skip
+        summary = bl.nonzero_footprint(model)
+        rec['parameter_sparsity'] = fraction
+    else:
+        raise ValueError(f'unknown method {method!r}')
+    if method != 'float':
+        rec['val_metric'] = evaluate(model, task, 'val')
+    rec['summary'] = summary
+    return model, rec
+
+
+def run_config(task, method, sparsity, wb, ab, seed, root: Path = RESULTS, tiny=False, overrides=None,
+               name: str | None = None, save_model: bool = False) -> dict:  # fmt: skip
+    """Run one configuration unless its JSON exists; return the record."""
+    name = name or config_name(method, sparsity, wb, ab, seed)
+    out = root / task.name / f'{name}.json'
+    if out.exists():
+        return json.loads(out.read_text())
+    t0 = time.time()
+    model, rec = run_method(task, method, sparsity, wb, ab, seed, root, tiny, overrides)
+    metric = evaluate(model, task)
+    s = settings(task.name, tiny)
+    s.update(overrides or {})
+    summary = rec.pop('summary')
+    record = {
+        'task': task.name,
+        'config': name,
+        'method': method,
+        'sparsity': sparsity,
+        'weight_bits': wb,
+        'activation_bits': ab,
+        'seed': seed,
+        'metric_name': metric_name(task),
+        'metric': metric,
+        **rec,
+        'parameters': summary['parameters'],
+        'macs': summary['macs'],
+        'bops': summary['bops'],
+        'footprint_bits': summary['footprint_bits'],
+        'footprint_weight_bits': summary['footprint_weight_bits'],
+        'footprint_activation_bits': summary['footprint_activation_bits'],
+        'performance_density_per_kbit': metric / (summary['footprint_bits'] / 1000.0),
+        'settings': s,
+        'tiny': bool(tiny or os.environ.get('BENCH_TINY') == '1'),
+        'seconds': round(time.time() - t0, 2),
+        'finished': time.strftime('%Y-%m-%d %H:%M:%S'),
+    }
+    for k in ('parameters_nonzero',):
+        if k in summary:
+            record[k] = summary[k]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if save_model and method != 'float':
+        mdir = root / task.name / 'models'
+        mdir.mkdir(parents=True, exist_ok=True)
+        model.save(mdir / f'{name}.keras')
+    tmp = out.with_suffix('.json.tmp')
+    tmp.write_text(json.dumps(record, indent=1, default=_default) + '\n')
+    tmp.rename(out)
+    return record
+
+
+def _default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o))
+
+
+def n_schedule_epochs(task_name: str, window: float, groups: int) -> int:
+    return int(math.ceil(window * groups))

@@ -1,0 +1,90 @@
+"""The benchmark scripts run end to end on a tiny setting (1 epoch, tiny subsets, 1 seed,
+2 methods) and write valid JSON; the report generator turns them into markdown + plots.
+No timing assertions: the real benchmark numbers live in docs/benchmarks.md."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, 'BENCH_TINY': '1', 'TF_CPP_MIN_LOG_LEVEL': '3', 'PYTHONPATH': str(REPO)}
+
+
+def bench(*args, cwd=REPO):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope='module')
+def results(tmp_path_factory):
+    root = tmp_path_factory.mktemp('bench_results')
+    proc = bench('-m', 'bench.run', '--task', 'digits', '--tiny', '--results', str(root))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return root
+
+
+def test_run_writes_one_valid_json_per_config(results):
+    files = sorted((results / 'digits').glob('*.json'))
+    names = {p.stem for p in files}
+    assert {'float_seed0', 'quant_w8a8_seed0', 'lw_act_l1_s50_w8a8_seed0', 'os_weight_l1_s50_w8a8_seed0'} <= names
+    for p in files:
+        rec = json.loads(p.read_text())
+        if p.name == 'task.json':
+            continue
+        assert rec['tiny'] is True
+        assert np.isfinite(rec['metric']) and 0 <= rec['metric'] <= 100
+        assert rec['footprint_bits'] > 0 and rec['bops'] > 0
+    method = json.loads((results / 'digits' / 'lw_act_l1_s50_w8a8_seed0.json').read_text())
+    assert method['schedule']['kind'] == 'layerwise' and method['schedule_complete']
+    assert method['channels']['conv1'] == [8, 4]
+    assert (results / 'digits' / 'baselines' / 'float_seed0.keras').exists()
+
+
+def test_existing_json_is_not_recomputed(results):
+    path = results / 'digits' / 'lw_act_l1_s50_w8a8_seed0.json'
+    before = path.read_text()
+    proc = bench('-m', 'bench.run', '--task', 'digits', '--tiny', '--results', str(results))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert path.read_text() == before
+    assert '0 configurations run' in proc.stdout
+
+
+def test_report_writes_markdown_and_plots(results, tmp_path):
+    out = tmp_path / 'docs' / 'benchmarks.md'
+    proc = bench('-m', 'bench.report', '--results', str(results), '--out', str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+    assert 'tensorflow' in text and 'cores' in text
+    assert 'Status' in text
+    assert (out.parent / 'bench' / 'digits_metric_vs_footprint.png').exists()
+
+
+def test_reversed_layer_order_and_baselines():
+    """Reversed schedule, unstructured magnitude masks and nonzero footprint, in process."""
+    import keras
+
+    import pruner
+    from bench import baselines as bl
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6,))
+    h = keras.layers.Dense(8, activation='relu', name='a')(inp)
+    h = keras.layers.Dense(8, activation='relu', name='b')(h)
+    model = keras.Model(inp, keras.layers.Dense(3, name='out')(h))
+    x = np.random.default_rng(0).normal(size=(64, 6)).astype(np.float32)
+    y = np.arange(64) % 3
+    with bl.reversed_layer_order():
+        _, manifest = pruner.compress(model, (x, y), (x, y), sparsity=0.5, epochs=1, qat_epochs=0, unit='steps',
+                                      interval=2, refresh=1, batch_size=16)  # fmt: skip
+    names = manifest['schedule']['group_names']
+    order = [names[w['groups'][0]] for w in manifest['schedule']['windows']]
+    assert order == ['b', 'a']
+    masks = bl.magnitude_masks(model, 0.5)
+    bl.apply_masks(model, masks)
+    assert all(abs(float(np.mean(m)) - 0.5) < 0.1 for m in masks.values())
+    fp = bl.nonzero_footprint(model)
+    assert fp['footprint_weight_bits'] < pruner.summary(model)['footprint_weight_bits']
