@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from qkeras import QActivation, QConv2D, QDense, QSeparableConv2D, quantized_bits, quantized_relu
 
-from hls_backend import verilator_setup
+from hls_backend import HLSOptions, verilator_setup, write_project
 from hls_backend.errors import OutputExistsError, ToolMissingError, UnsupportedModelError
 from hls_backend.fixed_point import FixedType
 from hls_backend.rtl import RTL_RESULT, read_rtl_info, simulate_rtl, write_rtl
@@ -285,7 +285,7 @@ def test_wrapper_adds_build_flags_only_to_builds(tmp_path, monkeypatch):
         assert os.environ['VERILATOR_ROOT'] == str(fake.resolve())
     assert build.strip() == (
         f'ROOT={fake.resolve()} ARGS=--cc top.v --build -MAKEFLAGS CFG_CXXFLAGS_PCH_I=-include '
-        '-MAKEFLAGS CFG_LDLIBS_THREADS=-pthread --output-split-cfuncs 200'
+        '-MAKEFLAGS CFG_LDLIBS_THREADS=-pthread -Wno-UNUSEDSIGNAL --output-split-cfuncs 200'
     )
     assert plain.strip() == f'ROOT={fake.resolve()} ARGS=--lint-only top.v'
     assert shutil.which('verilator') != str(fake / 'bin' / 'verilator')  # PATH restored
@@ -301,3 +301,22 @@ def test_too_old_verilator_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv(verilator_setup.ROOT_ENV, str(fake))
     with pytest.raises(ToolMissingError, match=r'verilator 5.006 .* is too old'):
         verilator_setup.find_verilator()
+
+
+def test_average_pooling_is_exact_on_the_rtl_route(tmp_path):
+    """hls4ml's average pooling is refused (it rounds the mean to the input type), but
+    the RTL route divides by a power of two exactly: built and simulated here."""
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((4, 4, 1), name='image')
+    h = QActivation(quantized_bits(6, 2, alpha=1), name='q_in')(inp)
+    h = keras.layers.AveragePooling2D(2, name='avg')(h)
+    h = keras.layers.Flatten(name='flatten')(h)
+    model = keras.Model(inp, QDense(3, name='dense', **q4())(h), name='avg_pool')
+    path = save(model, tmp_path)
+    x = np.random.default_rng(4).normal(0, 2, (100, 4, 4, 1))
+    with pytest.raises(UnsupportedModelError, match=r"layer 'avg' \(AveragePooling2D\) is not bit-exact in hls4ml"):
+        write_project(path, tmp_path / 'hls', HLSOptions(), inputs=x)
+    write_rtl(path, tmp_path / 'rtl', inputs=x)
+    result = simulate_rtl(tmp_path / 'rtl')
+    assert result.samples == result.exact_matches == 100
+    assert result.max_abs_diff == 0.0

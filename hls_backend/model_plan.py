@@ -58,6 +58,13 @@ FLOAT_WEIGHT_LAYERS = {'Dense', 'Conv1D', 'Conv2D', 'DepthwiseConv2D', 'Separabl
 
 SUPPORTED_LAYERS = sorted(set(WEIGHT_QUANTIZERS) | DATA_LAYERS | ACTIVATION_LAYERS | {'QActivation'})
 
+# hls4ml 1.3.0 keeps an average in the input's type (it rounds away the bits the
+# division adds), so its average pooling differs from Keras (found by fuzzing).
+AVERAGE_POOLING = {'AveragePooling1D', 'AveragePooling2D', 'GlobalAveragePooling1D', 'GlobalAveragePooling2D'}
+# The QKeras model, the reference every design is compared with, computes in float32:
+# a value is exact only if it needs at most 24 significant bits.
+FLOAT32_BITS = 24
+
 
 @dataclass
 class ModelPlan:
@@ -89,14 +96,18 @@ def _inbound(model, layer) -> list:
     return [t._keras_history.operation for t in node.arguments.keras_tensors]
 
 
-def plan_model(model, input_precision: str | None = None, default_precision: str | None = None) -> ModelPlan:
+def plan_model(
+    model, input_precision: str | None = None, default_precision: str | None = None, route: str = 'hls'
+) -> ModelPlan:
     """Check ``model`` and decide every type; raise UnsupportedModelError otherwise.
 
     ``input_precision``: the declared input type (e.g. ``ap_fixed<16,6>``), used when
     the model has no input quantizer; when it has one, giving a different type is an
     error. ``default_precision``: if given, layers that cannot be exact (float
     activations, unfolded batch norm) get this type instead of being refused, and the
-    plan is marked inexact.
+    plan is marked inexact. ``route``: 'hls' (hls4ml) or 'rtl' (da4ml), for the rules
+    that differ: average pooling is exact on the RTL route (power-of-two windows),
+    not in hls4ml.
     """
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise UnsupportedModelError(
@@ -132,15 +143,20 @@ def plan_model(model, input_precision: str | None = None, default_precision: str
                     raise UnsupportedModelError(
                         f'{where} has no {role}_quantizer: its {role} would be float; give it quantized_bits(bits, integer, alpha=1)'
                     )
-                fixed = quantizer_type(quantizer, f'{where} {role}_quantizer')
+                fixed = _checked_type(quantizer, f'{where} {role}_quantizer')
                 # Weights are constants already on the grid: plain truncate/wrap types.
                 layer_precision[PRECISION_KEY[role]] = FixedType(
                     fixed.width, fixed.integer, fixed.signed, 'TRN', 'WRAP'
                 ).hls4ml()
             precisions[layer.name] = layer_precision
             act = _activation_name(layer)
+            if cls == 'QDepthwiseConv2D' and int(config.get('depth_multiplier', 1)) != 1:
+                raise UnsupportedModelError(
+                    f'{where} has depth_multiplier={config["depth_multiplier"]}; hls4ml 1.3.0 supports only '
+                    'depth_multiplier=1 (its C++ asserts); follow a depthwise layer with a pointwise QConv2D instead'
+                )
             if act is None:
-                fixed = quantizer_type(config['activation'], f'{where} activation')
+                fixed = _checked_type(config['activation'], f'{where} activation')
                 precisions[f'{layer.name}{ACTIVATION_SUFFIX}'] = {'result': fixed.hls4ml()}
             elif act == 'softmax' and is_output:
                 softmax_layer, softmax_is_layer = layer.name, False
@@ -149,7 +165,7 @@ def plan_model(model, input_precision: str | None = None, default_precision: str
                     f"{where} has the float activation '{act}'; use a QKeras quantizer such as quantized_relu(bits, integer)"
                 )
         elif cls == 'QActivation':
-            fixed = quantizer_type(layer.get_config()['activation'], f'{where} activation')
+            fixed = _checked_type(layer.get_config()['activation'], f'{where} activation')
             precisions[layer.name] = {'result': fixed.hls4ml()}
         elif cls in ACTIVATION_LAYERS:
             act = 'softmax' if cls == 'Softmax' else ('relu' if cls == 'ReLU' else _activation_name(layer))
@@ -166,6 +182,13 @@ def plan_model(model, input_precision: str | None = None, default_precision: str
         elif cls in FLOAT_WEIGHT_LAYERS:
             raise UnsupportedModelError(
                 f'{where} has float weights; use Q{cls} with kernel_quantizer and bias_quantizer (quantized_bits, alpha=1)'
+            )
+        elif cls in AVERAGE_POOLING and route == 'rtl':
+            pass  # the da4ml replay refuses windows that are not a power of two
+        elif cls in AVERAGE_POOLING:
+            raise UnsupportedModelError(
+                f'{where} is not bit-exact in hls4ml 1.3.0 (it rounds the average to the input type); '
+                'use MaxPooling, or a strided QConv with a quantizer'
             )
         elif cls not in DATA_LAYERS:
             raise UnsupportedModelError(
@@ -221,3 +244,115 @@ def plan_model(model, input_precision: str | None = None, default_precision: str
         exact=exact,
         notes=notes,
     )
+
+
+def _checked_type(quantizer, where: str) -> FixedType:
+    """quantizer_type, refusing widths the float32 QKeras reference cannot hold exactly."""
+    fixed = quantizer_type(quantizer, where)
+    if fixed.width > FLOAT32_BITS:
+        raise UnsupportedModelError(
+            f'{where}: {fixed.width} bits is more than {FLOAT32_BITS}: the QKeras model computes in float32, which holds '
+            f'at most {FLOAT32_BITS} significant bits, so no design can match it; use at most {FLOAT32_BITS} bits'
+        )
+    return fixed
+
+
+def _weight_values(layer, role: str):
+    import numpy as np
+
+    weights = {w.path.split('/')[-1]: np.asarray(w.numpy(), dtype=np.float64) for w in layer.weights}
+    name = {'kernel': 'kernel', 'bias': 'bias', 'depthwise': 'depthwise_kernel', 'pointwise': 'pointwise_kernel'}[role]
+    value = weights.get(name)
+    quantizer = layer.get_config().get(f'{role}_quantizer')
+    if value is None or quantizer is None:
+        return None
+    return quantizer_type(quantizer, role).quantize(value)
+
+
+def check_float32_reference(model, plan: ModelPlan) -> None:
+    """Refuse a model whose float32 QKeras arithmetic is not exact (write_project and
+    write_rtl call it after planning; found by fuzzing: wide weights times wide inputs).
+
+    Every value is tracked as (fractional bits, bound on |value|). A sum of products
+    is exact in float32 when every partial sum is a multiple of its LSB below
+    2^24 LSBs; the bound uses the model's quantized weights (sum of |w| per output
+    channel times the largest input), so it is tight for real models. Values past a
+    quantizer are on that quantizer's grid. Layers not tracked end the check there.
+    """
+    import numpy as np
+
+    input_type = plan.input_type
+    if input_type.width > FLOAT32_BITS:
+        raise UnsupportedModelError(
+            f'input type {input_type.ap()} is wider than {FLOAT32_BITS} bits: the QKeras reference computes in float32 '
+            'and cannot hold its values exactly; use a narrower input type'
+        )
+    limit = 2.0**FLOAT32_BITS
+    ranges: dict[str, tuple[int, float]] = {}
+
+    def of_type(fixed: FixedType) -> tuple[int, float]:
+        return fixed.fractional, max(abs(fixed.min_value), abs(fixed.max_value))
+
+    def check(where: str, frac: int, bound: float) -> None:
+        if bound * 2.0**frac >= limit:
+            bits = int(np.ceil(np.log2(bound * 2.0**frac + 1)))
+            raise UnsupportedModelError(
+                f'{where}: its exact sum needs {bits} significant bits ({frac} fractional), more than the '
+                f'{FLOAT32_BITS} of float32 in which the QKeras model computes, so no design can match it; '
+                'use fewer weight or input bits, or put a quantizer before this layer'
+            )
+
+    for layer in model.layers:
+        cls = layer.__class__.__name__
+        where = f"layer '{layer.name}' ({cls})"
+        if cls == 'InputLayer':
+            ranges[layer.name] = of_type(input_type)
+            continue
+        sources = [ranges.get(src.name) for src in _inbound(model, layer)]
+        if any(s is None for s in sources) or not sources:
+            continue
+        config = layer.get_config()
+        activation_type = None
+        if cls == 'QActivation' or (cls in WEIGHT_QUANTIZERS and _activation_name(layer) is None):
+            activation_type = quantizer_type(config['activation'], where)
+        if cls in ('QDense', 'QConv1D', 'QConv2D', 'QDepthwiseConv2D'):
+            frac_in, bound_in = sources[0]
+            role = 'depthwise' if cls == 'QDepthwiseConv2D' else 'kernel'
+            kernel = _weight_values(layer, role)
+            if kernel is None:
+                continue
+            w_frac = quantizer_type(config[f'{role}_quantizer'], where).fractional
+            if cls == 'QDepthwiseConv2D':
+                per_out = np.abs(kernel).sum(axis=tuple(range(kernel.ndim - 2))).reshape(-1)
+            else:
+                per_out = np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0)
+            frac = frac_in + w_frac
+            bound = per_out * bound_in
+            if config.get('use_bias', True):
+                bias = _weight_values(layer, 'bias')
+                if bias is not None:
+                    frac = max(frac, quantizer_type(config['bias_quantizer'], where).fractional)
+                    bound = bound + np.abs(bias).reshape(-1)
+            bound = float(np.max(bound)) if np.size(bound) else 0.0
+            check(where, frac, bound)
+            ranges[layer.name] = of_type(activation_type) if activation_type is not None else (frac, bound)
+        elif activation_type is not None:
+            ranges[layer.name] = of_type(activation_type)
+        elif cls == 'Add':
+            frac = max(s[0] for s in sources)
+            bound = float(sum(s[1] for s in sources))
+            check(where, frac, bound)
+            ranges[layer.name] = (frac, bound)
+        elif cls == 'Concatenate':
+            ranges[layer.name] = (max(s[0] for s in sources), max(s[1] for s in sources))
+        elif cls in AVERAGE_POOLING:  # (RTL route only) a sum of n values, then / n
+            frac, bound = sources[0]
+            if cls.startswith('Global'):
+                n = int(np.prod(layer.input.shape[1:-1]))
+            else:
+                n = int(np.prod(config['pool_size']))
+            extra = int(np.ceil(np.log2(max(n, 1))))
+            check(where, frac + extra, bound * 2.0**extra)
+            ranges[layer.name] = (frac + extra, bound)
+        elif cls in DATA_LAYERS or cls in ACTIVATION_LAYERS:
+            ranges[layer.name] = sources[0]

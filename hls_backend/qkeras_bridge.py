@@ -19,6 +19,7 @@ every conversion.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -146,11 +147,60 @@ def _handle_qkeras_layer(layer, in_tensors: Sequence, out_tensors: Sequence) -> 
     return parsed, act
 
 
+def _patch_hls4ml() -> None:
+    """Fix two hls4ml 1.3.0 bugs that made accepted designs differ from Keras (found by
+    fuzzing, fpga_tests/test_fuzz_regressions.py). Both only change how hls4ml builds
+    its graph and types; the generated C++ is hls4ml's own.
+
+    1. io_stream, QConv1D with padding='same' whose input also feeds another layer
+       (a branch): ``InsertZeroPaddingBeforeConv1D`` calls ``model.insert_node``
+       without ``before=``, so the ZeroPadding1D lands in front of the input's *first*
+       consumer, not the convolution (the Conv2D pass passes ``before=node``; hls4ml
+       PR #309 fixed only that one). The sibling branch then reads padded data and the
+       convolution an already drained stream. Here the padding goes before its conv.
+    2. GlobalMaxPooling1D/2D: hls4ml's precision inference has no rule for global
+       pooling, so its accumulator and result fall back to the default ``fixed<16,6>``,
+       cutting the input's fractional bits (or wrapping its integer bits). Max pooling
+       only selects, so here, as for MaxPooling (hls4ml's own rule), both get the
+       input's type.
+    """
+    from hls4ml.backends.vivado.passes.conv_same_pad import InsertZeroPaddingBeforeConv1D
+    from hls4ml.model.optimizer.passes.infer_precision import InferPrecisionTypes
+
+    pad_transform = InsertZeroPaddingBeforeConv1D.transform
+
+    @functools.wraps(pad_transform)
+    def transform(self, model, node):
+        insert_node = model.insert_node
+
+        def insert_before_conv(new_node, before=None, input_idx=0):
+            return insert_node(new_node, before=node if before is None else before, input_idx=input_idx)
+
+        model.insert_node = insert_before_conv
+        try:
+            return pad_transform(self, model, node)
+        finally:
+            del model.insert_node
+
+    InsertZeroPaddingBeforeConv1D.transform = transform
+
+    infer_precision = InferPrecisionTypes._infer_precision
+
+    @functools.wraps(infer_precision)
+    def _infer_precision(self, node, types_to_infer):
+        if node.class_name in ('GlobalPooling1D', 'GlobalPooling2D') and node.get_attr('pool_op') == 'Max':
+            return self._infer_pooling_precision(node, types_to_infer)
+        return infer_precision(self, node, types_to_infer)
+
+    InferPrecisionTypes._infer_precision = _infer_precision
+
+
 _registered = False
 
 
 def register() -> None:
-    """Add the QKeras handlers to hls4ml's Keras-3 handler registry (idempotent)."""
+    """Add the QKeras handlers to hls4ml's Keras-3 handler registry and fix hls4ml's
+    known inexact passes (:func:`_patch_hls4ml`); idempotent."""
     global _registered
     if _registered:
         return
@@ -159,4 +209,5 @@ def register() -> None:
     for class_name in QKERAS_LAYER_CLASSES:
         # The dispatcher looks up 'module.Class' first, then the bare class name.
         layer_handlers[class_name] = _handle_qkeras_layer
+    _patch_hls4ml()
     _registered = True

@@ -202,7 +202,7 @@ def write_rtl(
     from da4ml.trace import HWConfig
 
     from .convert import _logits_model, prepare_inputs
-    from .model_plan import plan_model
+    from .model_plan import check_float32_reference, plan_model
     from .rtl_replay import io_widths, replay_model
 
     hdl = hdl.lower()
@@ -214,7 +214,7 @@ def write_rtl(
         )
     model_path = Path(model_path)
     model = load_qkeras_model(model_path)
-    plan = plan_model(model, input_precision=input_precision)
+    plan = plan_model(model, input_precision=input_precision, route='rtl')
 
     if inputs is None:
         raw, source = (
@@ -234,6 +234,7 @@ def write_rtl(
     io = io_widths(comb)
     io['n_in'], io['n_out'] = comb.shape
     _check_ports(io)
+    check_float32_reference(model, plan)
 
     reference = np.asarray(_logits_model(model, plan).predict(x.astype(np.float32), verbose=0), dtype=np.float64)
     reference = reference.reshape(x.shape[0], -1)
@@ -532,7 +533,12 @@ def simulate_rtl(
         f'(observed {timing.latencies_seen}), II {timing.initiation_interval}; '
         f'da4ml metadata latency {info.pipeline_stages}: {"equal" if timing.latency == info.pipeline_stages else "DIFFERENT"}'
     )
-    if timing.initiation_interval is None:
+    if timing.latency is None:
+        result.notes.append(
+            'every sample gives the same output (the design ignores its inputs, e.g. all weights quantize to 0): '
+            'latency and II cannot be observed; compared the settled outputs'
+        )
+    elif timing.initiation_interval is None:
         result.notes.append(
             'streamed outputs never matched the isolated ones for II <= 8: II not determined; compared isolated outputs'
         )

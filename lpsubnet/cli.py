@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 
 import click
@@ -41,8 +42,16 @@ def handle_errors(command):
         except PrunerError as exc:  # bad model, data or option for the pruner
             click.echo(f'error: {exc}', err=True)
             sys.exit(2)
+        except OSError as exc:  # disk full, read-only file system, ...: one line, no traceback
+            where = f'{exc.filename}: ' if exc.filename else ''
+            click.echo(f'error: {where}{exc.strerror or exc}', err=True)
+            sys.exit(1)
 
     return wrapper
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt(f'signal {signum}')
 
 
 def _summary(result) -> str:
@@ -58,6 +67,9 @@ def _summary(result) -> str:
 def main():
     """Learn low-precision, channel-reduced subnetworks of Keras models and turn them
     into bit-exact FPGA IP cores (hls4ml HLS projects, C simulation, RTL)."""
+    # SIGTERM (kill, a batch scheduler) unwinds like Ctrl-C, so the temporary
+    # directories and files of the stage in progress are removed, not left behind.
+    signal.signal(signal.SIGTERM, _terminate)
 
 
 @main.command()

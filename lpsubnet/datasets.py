@@ -67,6 +67,8 @@ def _load_npz(path: str | None) -> tuple[np.ndarray, np.ndarray, tuple | None]:
         data = np.load(file, allow_pickle=False)
     except Exception as exc:
         raise ConfigError(f'data file {file} is not an .npz archive: {exc}') from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ConfigError(f'data file {file} is a single array, not an .npz archive with x_train and y_train')
     missing = [k for k in ('x_train', 'y_train') if k not in data.files]
     if missing:
         raise ConfigError(
@@ -120,5 +122,11 @@ def load_train_val(path: str, seed: int, val_fraction: float = 0.15):
             return (x, y), (data['x_val'].astype(np.float32), data['y_val'].astype(np.int64))
     if test is not None:
         return (x, y), (test[0].astype(np.float32), test[1].astype(np.int64))
-    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=val_fraction, random_state=seed, stratify=y)
+    try:
+        x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=val_fraction, random_state=seed, stratify=y)
+    except ValueError as exc:  # too few samples per class for a stratified split
+        raise ConfigError(
+            f'data file {path}: cannot split off a stratified validation set ({exc}); '
+            'add x_val/y_val (or x_test/y_test) arrays or more training samples'
+        ) from None
     return (x_train, y_train), (x_val, y_val)

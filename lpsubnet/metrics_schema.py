@@ -66,7 +66,10 @@ class StageTime(Strict):
     name: str
     seconds: float
     cached: bool
-    peak_rss_mib: float
+    peak_rss_mib: float = Field(description='peak resident memory of the lpsubnet process (child builds excluded)')
+    peak_rss_scope: str = Field(
+        default='stage', description="'stage' (peak reset at the stage's start) or 'process so far' (running maximum)"
+    )
 
 
 class Metrics(Strict):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import resource
 import shutil
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from pathlib import Path
 from hls_backend.errors import BadInputError, OutputExistsError
 from hls_backend.files import atomic_directory, write_text_atomic
 
+from . import memory
 from .config import RunConfig, dump_config
 
 
@@ -108,7 +108,10 @@ def prepare_run_dir(run_dir: Path, force: bool, resume: bool) -> None:
             )
     elif resume:
         raise BadInputError(f'nothing to resume: run directory {run_dir} does not exist or is empty')
-    (run_dir / 'stages').mkdir(parents=True, exist_ok=True)
+    try:
+        (run_dir / 'stages').mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInputError(f'cannot create run directory {run_dir}: {exc.strerror}') from None
 
 
 def run_pipeline(
@@ -146,6 +149,7 @@ def run_pipeline(
             for published in PUBLISHED:
                 (run_dir / published).unlink(missing_ok=True)
         start = time.perf_counter()
+        per_stage_peak = memory.reset_peak()
         _say(console, f'[bold]{stage.title}[/bold] ...')
         with atomic_directory(ctx.stage_dir(stage.name), force=True) as out_dir:
             summary = stage.run(ctx, out_dir)
@@ -153,8 +157,8 @@ def run_pipeline(
             'stage': stage.name,
             'key': key,
             'seconds': round(time.perf_counter() - start, 2),
-            # Peak resident memory of the process so far (Linux reports KiB).
-            'peak_rss_mib': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            'peak_rss_mib': memory.peak_mib(),
+            'peak_rss_scope': 'stage' if per_stage_peak else 'process so far',
             'summary': summary,
             'cached': False,
         }

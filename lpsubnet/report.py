@@ -107,7 +107,13 @@ def collect_metrics(ctx: RunContext) -> dict:
             'result': _verification(vendor['result']) if vendor.get('result') else None,
         },
         'stages': [
-            {'name': name, 'seconds': rec['seconds'], 'cached': rec['cached'], 'peak_rss_mib': rec['peak_rss_mib']}
+            {
+                'name': name,
+                'seconds': rec['seconds'],
+                'cached': rec['cached'],
+                'peak_rss_mib': rec['peak_rss_mib'],
+                'peak_rss_scope': rec.get('peak_rss_scope', 'process so far'),
+            }
             for name, rec in ctx.records.items()
         ],
     }

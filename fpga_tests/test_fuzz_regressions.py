@@ -1,0 +1,375 @@
+"""Counterexamples found by fuzzing (test_fuzz_exact.py), pinned as explicit models.
+
+Each was accepted by the back end and then mismatched the QKeras model (or crashed
+the C simulation). Where hls4ml 1.3.0 cannot be exact the back end now refuses them
+up front, naming the layer and the reason (hls_backend/model_plan.py); the controls
+show that the neighbouring, exact models are still accepted and bit-exact. Two were
+hls4ml bugs the back end fixes (hls_backend/qkeras_bridge._patch_hls4ml), guarded
+by a check of the converted graph (hls_backend/convert.check_hls_graph).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import hls_backend
+from fpga_tests.fuzz_models import build_qkeras, input_samples
+from fpga_tests.test_fuzz_exact import check_csim
+from hls_backend import qkeras_bridge
+from hls_backend.errors import UnsupportedModelError
+
+IQ = {'q': 'bits', 'bits': 8, 'integer': 2, 'keep_negative': True, 'symmetric': False}
+RELU62 = {'q': 'relu', 'bits': 6, 'integer': 2}
+
+
+def q(bits, integer=0):
+    return {'bits': bits, 'integer': integer}
+
+
+def dense(units, wq=None, bq=None, act=None):
+    return {'op': 'dense', 'units': units, 'wq': wq or q(4), 'bq': bq or q(4), 'act': act}
+
+
+# name -> (spec, io_type, refusal message). Found with 40 random samples per model;
+# "before the fix" is what csim reported.
+REFUSED = {
+    # 7/40 samples differ by 0.03125: hls4ml keeps an average in the input's type.
+    'average_pooling_1d': (
+        {
+            'kind': 'conv1d',
+            'input_shape': [8, 1],
+            'input_q': IQ,
+            'layers': [
+                {'op': 'pool', 'kind': 'max', 'size': 2},
+                {'op': 'pool', 'kind': 'avg', 'size': 2},
+                {'op': 'gpool', 'kind': 'max'},
+                dense(
+                    2,
+                    q(7, 1),
+                    q(11, 0),
+                    {'q': 'bits', 'bits': 7, 'integer': 2, 'keep_negative': False, 'symmetric': False},
+                ),
+            ],
+            'seed': 65536,
+        },
+        'io_parallel',
+        r"layer 'pool1' \(AveragePooling1D\) is not bit-exact in hls4ml",
+    ),
+    # 27/40 differ (max 2^-10): GlobalAveragePooling1D, same cause.
+    'global_average_pooling': (
+        {
+            'kind': 'conv1d',
+            'input_shape': [5, 1],
+            'input_q': IQ,
+            'layers': [
+                {
+                    'op': 'conv',
+                    'filters': 2,
+                    'kernel': 2,
+                    'strides': 1,
+                    'padding': 'same',
+                    'wq': q(4),
+                    'bq': q(4),
+                    'act': RELU62,
+                },
+                {'op': 'gpool', 'kind': 'avg'},
+                dense(1),
+            ],
+            'seed': 2480,
+        },
+        'io_stream',
+        r"layer 'gpool1' \(GlobalAveragePooling1D\) is not bit-exact",
+    ),
+    # The C simulation aborted: nnet_sepconv2d_latency.h asserts "only a depth multiplier of 1".
+    'depthwise_multiplier_2': (
+        {
+            'kind': 'conv2d',
+            'input_shape': [3, 3, 2],
+            'input_q': {'q': 'bits', 'bits': 9, 'integer': 0, 'keep_negative': True, 'symmetric': False},
+            'layers': [
+                {
+                    'op': 'dwconv',
+                    'kernel': 1,
+                    'strides': 2,
+                    'padding': 'same',
+                    'depth_multiplier': 2,
+                    'wq': q(12, 0),
+                    'bq': q(15, 1),
+                    'act': {'q': 'bits', 'bits': 8, 'integer': 0, 'keep_negative': True, 'symmetric': False},
+                },
+                {'op': 'flatten'},
+                dense(3, q(4, 0), q(8, 2)),
+            ],
+            'seed': 15005,
+        },
+        'io_parallel',
+        r"layer 'dw0' \(QDepthwiseConv2D\) has depth_multiplier=2; hls4ml 1.3.0 supports only depth_multiplier=1",
+    ),
+    # 27/40 differ by 2^-22: a residual sum (7 + 11 fractional bits) times 14-bit weights
+    # needs more than float32's 24 significant bits: the QKeras reference itself rounds.
+    'float32_reference_residual_dense': (
+        {
+            'kind': 'dense',
+            'input_shape': [4],
+            'input_q': {'q': 'bits', 'bits': 7, 'integer': 0, 'keep_negative': False, 'symmetric': False},
+            'layers': [
+                {
+                    'op': 'residual',
+                    'branch': {
+                        'filters': 4,
+                        'kernel': 3,
+                        'wq': q(4, 2),
+                        'bq': q(3, 1),
+                        'act': {'q': 'bits', 'bits': 11, 'integer': 0, 'keep_negative': False, 'symmetric': False},
+                    },
+                    'after': None,
+                },
+                dense(4, q(14, 0), q(11, 2)),
+            ],
+            'seed': 483,
+        },
+        'io_stream',
+        r"layer 'dense1' \(QDense\): its exact sum needs \d+ significant bits .* float32",
+    ),
+    # 29/40 differ by 2^-20.4: 13-bit activations times 16-bit weights over 150 inputs.
+    'float32_reference_wide_weights': (
+        {
+            'kind': 'conv2d',
+            'input_shape': [5, 5, 2],
+            'input_q': {'q': 'bits', 'bits': 11, 'integer': 1, 'keep_negative': False, 'symmetric': False},
+            'layers': [
+                {
+                    'op': 'conv',
+                    'filters': 2,
+                    'kernel': 1,
+                    'strides': 1,
+                    'padding': 'same',
+                    'wq': q(13, 0),
+                    'bq': q(3, 2),
+                    'act': {'q': 'bits', 'bits': 13, 'integer': 3, 'keep_negative': False, 'symmetric': False},
+                },
+                {'op': 'flatten'},
+                dense(4, q(16, 2), q(3, 2)),
+            ],
+            'seed': 642,
+        },
+        'io_stream',
+        r'its exact sum needs \d+ significant bits .* float32',
+    ),
+}
+
+
+@pytest.mark.parametrize('name', sorted(REFUSED))
+def test_counterexample_is_refused_up_front(name, tmp_path):
+    spec, io_type, message = REFUSED[name]
+    outcome = check_csim(spec, io_type, tmp_path)
+    assert outcome.startswith('refused: ')
+    with pytest.raises(UnsupportedModelError, match=message):
+        hls_backend.write_project(tmp_path / 'model.keras', tmp_path / 'again', inputs=input_samples(spec))
+    assert not (tmp_path / 'again').exists()
+
+
+def test_quantizer_wider_than_float32_is_refused(tmp_path):
+    spec = {'kind': 'dense', 'input_shape': [3], 'input_q': IQ, 'layers': [dense(2, q(25, 1))], 'seed': 1}
+    build_qkeras(spec).save(tmp_path / 'm.keras')
+    with pytest.raises(
+        UnsupportedModelError, match=r"layer 'dense0' \(QDense\) kernel_quantizer: 25 bits is more than 24"
+    ):
+        hls_backend.write_project(tmp_path / 'm.keras', tmp_path / 'prj')
+
+
+def test_declared_input_wider_than_float32_is_refused(tmp_path):
+    import keras
+    from qkeras import QDense, quantized_bits
+
+    inp = keras.Input((3,))
+    out = QDense(2, kernel_quantizer=quantized_bits(4, 0, alpha=1), bias_quantizer=quantized_bits(4, 0, alpha=1))(inp)
+    keras.Model(inp, out).save(tmp_path / 'm.keras')
+    options = hls_backend.HLSOptions(input_precision='ap_fixed<28,8>')
+    with pytest.raises(UnsupportedModelError, match=r'input type ap_fixed<28,8.*wider than 24 bits'):
+        hls_backend.write_project(tmp_path / 'm.keras', tmp_path / 'prj', options)
+
+
+# Controls: the same shapes with what the back end supports stay accepted and exact.
+CONTROLS = {
+    'max_pooling_instead_of_average': (
+        {
+            **REFUSED['average_pooling_1d'][0],
+            'layers': [
+                {'op': 'pool', 'kind': 'max', 'size': 2},
+                {'op': 'pool', 'kind': 'max', 'size': 2},
+                *REFUSED['average_pooling_1d'][0]['layers'][2:],
+            ],
+        },
+        'io_parallel',
+    ),
+    'narrower_weights_after_residual': (
+        {
+            **REFUSED['float32_reference_residual_dense'][0],
+            'layers': [REFUSED['float32_reference_residual_dense'][0]['layers'][0], dense(4, q(6, 0), q(6, 2))],
+        },
+        'io_stream',
+    ),
+}
+
+
+@pytest.mark.parametrize('name', sorted(CONTROLS))
+def test_neighbouring_model_is_accepted_and_exact(name, tmp_path):
+    spec, io_type = CONTROLS[name]
+    assert check_csim(spec, io_type, tmp_path) == 'exact'
+
+
+# Found by fuzzing: io_stream mismatched by up to 0.5 on 38/40 samples, io_parallel
+# was exact. Cause: an hls4ml 1.3.0 wiring bug. For io_stream, hls4ml turns the
+# kernel-2 'same' conv (cat1b; Keras pads 0 left, 1 right, and so does hls4ml) into
+# ZeroPadding1D + 'valid' conv, but its InsertZeroPaddingBeforeConv1D calls
+# insert_node() without before=node, so the padding went in front of the pooled
+# tensor's first consumer, the kernel-1 branch cat1a: cat1a read the 4-pixel padded
+# stream as 3 pixels, and cat1b read the clone's stream the padding had already
+# drained (empty reads). Fixed by inserting the padding before its conv
+# (qkeras_bridge._patch_hls4ml); convert.check_hls_graph refuses a misplaced padding.
+STREAM_CONCAT_GMAX = {
+    'kind': 'conv1d',
+    'input_shape': [7, 1],
+    'input_q': {'q': 'bits', 'bits': 12, 'integer': 2, 'keep_negative': False, 'symmetric': False},
+    'layers': [
+        {'op': 'pool', 'kind': 'max', 'size': 2},
+        {
+            'op': 'concat',
+            'a': {
+                'filters': 4,
+                'kernel': 1,
+                'wq': q(5, 0),
+                'bq': q(14, 0),
+                'act': {'q': 'relu', 'bits': 3, 'integer': 0},
+            },
+            'b': {
+                'filters': 2,
+                'kernel': 2,
+                'wq': q(12, 2),
+                'bq': q(5, 0),
+                'act': {'q': 'bits', 'bits': 5, 'integer': 2, 'keep_negative': False, 'symmetric': False},
+            },
+        },
+        {'op': 'gpool', 'kind': 'max'},
+        dense(3, q(13, 2), q(14, 1), {'q': 'relu', 'bits': 3, 'integer': 1}),
+    ],
+    'seed': 2541,
+}
+
+
+def test_stream_pool_concat_globalmax(tmp_path):
+    assert check_csim(STREAM_CONCAT_GMAX, 'io_stream', tmp_path) == 'exact'
+
+
+def test_stream_pool_concat_globalmax_parallel_is_exact(tmp_path):
+    assert check_csim(STREAM_CONCAT_GMAX, 'io_parallel', tmp_path) == 'exact'
+
+
+# Found by fuzzing (default derandomized examples): one output LSB (2^-10) differed
+# on 4/40 samples, in io_parallel and io_stream alike. The adds were exact (hls4ml
+# infers fixed<18,4> and fixed<19,5>); the cause is the global max pooling: hls4ml
+# 1.3.0 has no precision-inference rule for GlobalPooling1D/2D, so its accumulator
+# and result fell back to the default fixed<16,6>, truncating the ufixed<16,2> input
+# (14 fractional bits, from addq1) to 10. 39/40 maxima had bits below 2^-10; on 4 of
+# them the truncation changed the dense layer's quantized output. Fixed by giving a
+# global max pooling its input's type, as hls4ml does for MaxPooling
+# (qkeras_bridge._patch_hls4ml); convert.check_hls_graph refuses a lossy data layer.
+TWO_RESIDUALS = {
+    'kind': 'conv2d',
+    'input_shape': [3, 2, 1],
+    'input_q': {'q': 'bits', 'bits': 12, 'integer': 0, 'keep_negative': True, 'symmetric': False},
+    'layers': [
+        {
+            'op': 'residual',
+            'branch': {
+                'filters': 1,
+                'kernel': 1,
+                'wq': q(5, 1),
+                'bq': q(3, 1),
+                'act': {'q': 'bits', 'bits': 16, 'integer': 2, 'keep_negative': False, 'symmetric': False},
+            },
+            'after': None,
+        },
+        {
+            'op': 'residual',
+            'branch': {
+                'filters': 1,
+                'kernel': 2,
+                'wq': q(7, 0),
+                'bq': q(15, 1),
+                'act': {'q': 'relu', 'bits': 3, 'integer': 2},
+            },
+            'after': {'q': 'relu', 'bits': 16, 'integer': 2},
+        },
+        {'op': 'gpool', 'kind': 'max'},
+        dense(4, q(10, 2), q(10, 1), {'q': 'relu', 'bits': 10, 'integer': 0}),
+    ],
+    'seed': 71,
+}
+
+
+@pytest.mark.parametrize('io_type', ['io_parallel', 'io_stream'])
+def test_two_residual_adds(io_type, tmp_path):
+    assert check_csim(TWO_RESIDUALS, io_type, tmp_path) == 'exact'
+
+
+# Without the two hls4ml fixes, the graph check refuses both models instead of
+# writing an inexact design.
+UNPATCHED = {
+    'padding_before_wrong_branch': (
+        STREAM_CONCAT_GMAX,
+        'io_stream',
+        'hls4ml.backends.vivado.passes.conv_same_pad.InsertZeroPaddingBeforeConv1D',
+        'transform',
+        r"layer 'cat1b': hls4ml inserted its io_stream padding 'zp1d_cat1b' in front of cat1a instead",
+    ),
+    'global_max_pooling_default_type': (
+        TWO_RESIDUALS,
+        'io_parallel',
+        'hls4ml.model.optimizer.passes.infer_precision.InferPrecisionTypes',
+        '_infer_precision',
+        r"layer 'gpool2' \(GlobalPooling2D\): hls4ml gave its (accumulator|result) the type fixed<16,6.*"
+        r'cannot hold its input type ufixed<16,2',
+    ),
+}
+
+
+@pytest.mark.parametrize('name', sorted(UNPATCHED))
+def test_graph_check_refuses_unfixed_hls4ml(name, tmp_path, monkeypatch):
+    import importlib
+
+    spec, io_type, class_path, method, message = UNPATCHED[name]
+    qkeras_bridge.register()  # patches hls4ml (once per process)
+    module, cls_name = class_path.rsplit('.', 1)
+    cls = getattr(importlib.import_module(module), cls_name)
+    monkeypatch.setattr(cls, method, getattr(cls, method).__wrapped__)  # hls4ml's own, unfixed pass
+    build_qkeras(spec).save(tmp_path / 'm.keras')
+    options = hls_backend.HLSOptions(io_type=io_type)
+    with pytest.raises(UnsupportedModelError, match=message):
+        hls_backend.write_project(tmp_path / 'm.keras', tmp_path / 'prj', options, inputs=input_samples(spec))
+    assert not (tmp_path / 'prj').exists()
+
+
+# Found by fuzzing the RTL route: the smallest model (2 inputs, 2-bit weights, one
+# unit per layer) was accepted, then the Verilator build failed (BuildError, exit 5):
+# an input whose weights all round to 0 is an unused port, and under da4ml's -Wall
+# Verilator's lint warning UNUSEDSIGNAL is fatal. Fixed by -Wno-UNUSEDSIGNAL in the
+# wrapper's build flags (hls_backend/verilator_setup.BUILD_FLAGS).
+TINY_RTL = {
+    'kind': 'dense',
+    'input_shape': [2],
+    'input_q': {'q': 'bits', 'bits': 3, 'integer': 0, 'keep_negative': False, 'symmetric': False},
+    'layers': [
+        dense(1, q(2, 0), q(2, 0), {'q': 'relu', 'bits': 2, 'integer': 0}),
+        dense(1, q(2, 0), q(2, 0), {'q': 'relu', 'bits': 2, 'integer': 0}),
+    ],
+    'seed': 0,
+}
+
+
+def test_tiny_model_through_rtl(tmp_path):
+    build_qkeras(TINY_RTL).save(tmp_path / 'm.keras')
+    hls_backend.write_rtl(tmp_path / 'm.keras', tmp_path / 'rtl', inputs=input_samples(TINY_RTL, 30))
+    result = hls_backend.simulate_rtl(tmp_path / 'rtl')
+    assert result.exact_matches == result.samples == 30
