@@ -286,14 +286,19 @@ def plot_task(task, recs, out: Path) -> str | None:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     markers = dict(zip(METHOD_TITLES, 'o^sDvP*XhpH<'))
-    colors = {}
+    # One fixed colour per method (the default cycle repeats after 10); the method in red.
+    palette = ['tab:blue', 'tab:orange', 'tab:green', 'tab:purple', 'tab:brown', 'tab:pink', 'tab:gray',
+               'tab:olive', 'tab:cyan', 'black', 'gold', 'navy']  # fmt: skip
+    others = iter(palette)
+    colors = {m: ('tab:red' if m == METHOD else next(others)) for m in METHOD_TITLES}
+    labelled = set()
     for (m, _label), rs in sorted(pts.items()):
         x = st.mean(r['footprint_bits'] for r in rs) / 1000
         y = [r['metric'] for r in rs]
-        label = METHOD_TITLES.get(m, m) if m not in colors else None
-        h = ax.errorbar(x, st.mean(y), yerr=st.stdev(y) if len(y) > 1 else 0, marker=markers.get(m, 'o'), linestyle='',
-                        color=colors.get(m), label=label, capsize=2, markersize=7 if m == METHOD else 5)  # fmt: skip
-        colors.setdefault(m, h[0].get_color())
+        label = METHOD_TITLES.get(m, m) if m not in labelled else None
+        labelled.add(m)
+        ax.errorbar(x, st.mean(y), yerr=st.stdev(y) if len(y) > 1 else 0, marker=markers.get(m, 'o'), linestyle='',
+                    color=colors.get(m, 'black'), label=label, capsize=2, markersize=7 if m == METHOD else 5)  # fmt: skip
     ax.set_xscale('log')
     ax.set_xlabel('memory footprint (kbit, log)')
     ax.set_ylabel(recs[0]['metric_name'])

@@ -1,5 +1,5 @@
 """Run the benchmarks: ``python -m bench.run --task digits|letter|fmnist|sr|motivation|tool|all
-[--quick] [--seeds N] [--rtl] [--tiny] [--results DIR] [--threads N]``.
+[--quick] [--seeds N] [--rtl] [--tiny] [--results DIR] [--threads N] [--shard I/N]``.
 
 One JSON per configuration in ``<results>/<task>/<config>.json``; an existing JSON is not
 recomputed, so an interrupted run resumes where it stopped. ``--quick``: digits only, 1
@@ -82,6 +82,16 @@ def ablations(task: str, seed: int) -> list[dict]:
     return out
 
 
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in text.split('/'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'--shard {text!r}: expected I/N, e.g. 0/2') from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f'--shard {text!r}: need 0 <= I < N')
+    return index, count
+
+
 def run_task(task_name: str, args, log) -> dict:
     from . import data as data_lib
     from . import experiments as E
@@ -97,7 +107,10 @@ def run_task(task_name: str, args, log) -> dict:
     configs = plan(task_name, args.quick, args.seeds, args.tiny)
     done = failed = 0
     t_task = time.time()
+    shard, shards = args.shard
     for i, c in enumerate(configs, 1):
+        if (i - 1) % shards != shard:
+            continue  # another process's share (--shard)
         c = dict(c)
         name = c.pop('name', None) or E.config_name(c['method'], c['sparsity'], c['wb'], c['ab'], c['seed'])
         if (root / task_name / f'{name}.json').exists():
@@ -135,6 +148,9 @@ def main(argv=None) -> int:
     p.add_argument('--results', default=str(Path(__file__).resolve().parent / 'results'))
     p.add_argument('--threads', type=int, default=int(os.environ.get('BENCH_THREADS', '1')),
                    help='TensorFlow threads (default 1: the machine is shared)')  # fmt: skip
+    p.add_argument('--shard', type=_shard, default=(0, 1), metavar='I/N',
+                   help='run only every N-th configuration, starting at I (0-based): run I/N for I = 0..N-1 in N '
+                   'processes to use N cores; all write the same cache')  # fmt: skip
     args = p.parse_args(argv)
     if os.environ.get('BENCH_TINY') == '1':
         args.tiny = True

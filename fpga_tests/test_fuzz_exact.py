@@ -19,7 +19,7 @@ from hypothesis import event, given, note
 
 import hls_backend
 from fpga_tests.fuzz_models import build_qkeras, input_samples, model_specs
-from fpga_tests.fuzz_settings import FUZZ, examples, fixed_seed
+from fpga_tests.fuzz_settings import examples, fixed_seed
 from hls_backend.errors import UnsupportedModelError
 
 
@@ -94,15 +94,9 @@ def _rtl_property(spec):
         event('exact')
 
 
-@pytest.mark.skipif(not FUZZ, reason='RTL fuzzing builds with Verilator (15+ s per example); LPSUBNET_FUZZ=1')
-def test_fuzz_rtl_equals_qkeras_many():
-    _rtl_property()
-
-
 def test_fuzz_rtl_equals_qkeras():
-    """One random tiny model through the RTL route (Verilator build ~15-20 s)."""
-    if FUZZ:
-        pytest.skip('covered by test_fuzz_rtl_equals_qkeras_many')
+    """Random small models through the RTL route: one normally (a Verilator build takes
+    15-20 s), 40 under LPSUBNET_FUZZ=1."""
     _rtl_property()
 
 
