@@ -30,6 +30,9 @@ def handle_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        # The error classes live in packages that import Keras, hence TensorFlow:
+        # import it first with its start-up chatter captured.
+        import_tensorflow_quietly()
         from hls_backend.errors import HLSBackendError
         from pruner.errors import PrunerError
 
