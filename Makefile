@@ -33,9 +33,21 @@ fuzz: $(STAMP)
 
 # `make bench` runs every task (resumable: one cached JSON per configuration);
 # `make bench TASK=fmnist` runs one of digits|letter|fmnist|sr|motivation|tool.
+# The training tasks are split over BENCH_JOBS processes (one TensorFlow thread each);
+# a last pass per task finds every configuration cached and adds the RTL builds.
 TASK ?= all
+BENCH_JOBS ?= 2
+TRAINING_TASKS := $(if $(filter all,$(TASK)),digits letter fmnist sr,$(filter digits letter fmnist sr,$(TASK)))
+OTHER_TASKS := $(if $(filter all,$(TASK)),motivation tool,$(filter motivation tool,$(TASK)))
 bench: $(STAMP) bench-data
-	$(BIN)/python -m bench.run --task $(TASK) --rtl
+	@set -e; for t in $(TRAINING_TASKS); do \
+	  pids=; i=0; while [ $$i -lt $(BENCH_JOBS) ]; do \
+	    $(BIN)/python -m bench.run --task $$t --shard $$i/$(BENCH_JOBS) & pids="$$pids $$!"; i=$$((i+1)); \
+	  done; \
+	  for p in $$pids; do wait $$p; done; \
+	  $(BIN)/python -m bench.run --task $$t --rtl; \
+	done
+	@set -e; for t in $(OTHER_TASKS); do $(BIN)/python -m bench.run --task $$t; done
 	$(BIN)/python -m bench.report
 
 bench-quick: $(STAMP)

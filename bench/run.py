@@ -126,12 +126,13 @@ def run_task(task_name: str, args, log) -> dict:
             failed += 1
             log(f'[{task_name} {i}/{len(configs)}] {name}: FAILED {exc.__class__.__name__}: {exc}')
             traceback.print_exc()
+    rtl = 0
     if args.rtl and task_name in ('digits', 'letter'):
         from .tool import rtl_for_task
 
-        rtl_for_task(task_name, root, log)
+        rtl = rtl_for_task(task_name, root, log)
     log(f'[{task_name}] {done} configurations run, {failed} failed, {time.time() - t_task:.0f} s')
-    return {'run': done, 'failed': failed}
+    return {'run': done, 'failed': failed, 'rtl': rtl}
 
 
 def main(argv=None) -> int:
@@ -179,7 +180,7 @@ def main(argv=None) -> int:
     else:
         tasks = [args.task]
     t0 = time.time()
-    failed = 0
+    failed = computed = 0
     for t in tasks:
         if t == 'motivation':
             from .motivation import run_motivation
@@ -190,11 +191,17 @@ def main(argv=None) -> int:
 
             run_tool(root, log, tiny=args.tiny)
         else:
-            failed += run_task(t, args, log).get('failed', 0)
+            outcome = run_task(t, args, log)
+            failed += outcome.get('failed', 0)
+            computed += outcome.get('run', 0) + outcome.get('rtl', 0)
+            continue
+        computed += 1
     runs = root / 'runs.json'
     history = json.loads(runs.read_text()) if runs.exists() else []
-    history.append({'command': cmd, 'finished': time.strftime('%Y-%m-%d %H:%M:%S'), 'seconds': round(time.time() - t0, 1),
-                    'threads': args.threads, 'cores': os.cpu_count()})  # fmt: skip
+    if computed:  # provenance of the results: only commands that computed something
+        history.append({'command': cmd, 'finished': time.strftime('%Y-%m-%d %H:%M:%S'),
+                        'seconds': round(time.time() - t0, 1), 'threads': args.threads,
+                        'cores': os.cpu_count()})  # fmt: skip
     runs.write_text(json.dumps(history, indent=1) + '\n')
     log(f'done in {time.time() - t0:.0f} s' + (f'; {failed} configurations FAILED (see above)' if failed else ''))
     return 1 if failed else 0

@@ -23,13 +23,15 @@ def _write(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=1) + '\n')
 
 
-def rtl_for_task(task_name: str, root: Path, log, tiny: bool = False) -> None:
-    """da4ml RTL + Verilator for the saved seed-0 models of ``RTL_CONFIGS`` (cached)."""
+def rtl_for_task(task_name: str, root: Path, log, tiny: bool = False) -> int:
+    """da4ml RTL + Verilator for the saved seed-0 models of ``RTL_CONFIGS`` (cached);
+    returns the number of models built."""
     from hls_backend import simulate_rtl, write_rtl
 
     from . import data as data_lib
 
     task = data_lib.load(task_name, tiny=tiny)
+    built = 0
     for config in RTL_CONFIGS:
         model = root / task_name / 'models' / f'{config}.keras'
         out = root / task_name / 'rtl' / f'{config}.json'
@@ -54,8 +56,10 @@ def rtl_for_task(task_name: str, root: Path, log, tiny: bool = False) -> None:
             'tool': res.tool,
         }
         _write(out, rec)
+        built += 1
         log(f'[rtl {task_name}] {config}: LUT~{rec["lut_estimate"]}, latency {rec["latency_cycles"]} cycles, '
             f'exact {res.exact_matches}/{res.samples}, verilator build {rec["verilator_build_seconds"]} s')  # fmt: skip
+    return built
 
 
 def csim_throughput(root: Path, log, tiny: bool = False) -> dict:
