@@ -189,7 +189,7 @@ def main(argv=None) -> int:
         elif t == 'tool':
             from .tool import run_tool
 
-            run_tool(root, log, tiny=args.tiny)
+            failed += run_tool(root, log, tiny=args.tiny)
         else:
             outcome = run_task(t, args, log)
             failed += outcome.get('failed', 0)

@@ -187,13 +187,15 @@ def compress_scaling(root: Path, log, tiny: bool = False) -> list[dict]:
     return out
 
 
-def run_tool(root: Path, log, tiny: bool = False) -> None:
+def run_tool(root: Path, log, tiny: bool = False) -> int:
+    """Every tool measurement not yet cached; returns the number that failed."""
     tdir = root / 'tool'
     steps = {
         'csim_throughput': lambda: csim_throughput(root, log, tiny),
         'compress_scaling': lambda: {'rows': compress_scaling(root, log, tiny)},
         'pipeline_stages': lambda: pipeline_stages(log, tiny),
     }
+    failed = 0
     for name, fn in steps.items():
         out = tdir / f'{name}.json'
         if out.exists():
@@ -201,6 +203,7 @@ def run_tool(root: Path, log, tiny: bool = False) -> None:
         try:
             _write(out, fn())
         except Exception as exc:
+            failed += 1
             log(f'[tool] {name} FAILED: {exc.__class__.__name__}: {exc}')
     if shutil.which('g++') is None:
         log('[tool] g++ not found: no C simulation')
@@ -209,4 +212,6 @@ def run_tool(root: Path, log, tiny: bool = False) -> None:
             try:
                 rtl_for_task(task, root, log, tiny)
             except Exception as exc:
+                failed += 1
                 log(f'[tool] rtl {task} FAILED: {exc.__class__.__name__}: {exc}')
+    return failed
