@@ -17,7 +17,7 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = '0+unknown'
 
-from .convert import HLSOptions, ProjectInfo, read_project_info, write_project  # noqa: E402
+from .convert import HLSOptions, ProjectInfo, read_project_info, relink_project, write_project  # noqa: E402
 from .csim import csim  # noqa: E402
 from .rtl import rtl, simulate_rtl, write_rtl  # noqa: E402
 from .vendor import synth  # noqa: E402
@@ -27,6 +27,7 @@ __all__ = [
     'ProjectInfo',
     'write_project',
     'read_project_info',
+    'relink_project',
     'csim',
     'synth',
     'rtl',

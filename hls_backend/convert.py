@@ -391,15 +391,22 @@ def _write_lpsubnet_files(project_dir: Path, hls_model, info: ProjectInfo, optio
 
 
 def relink_project(project_dir: Path, final_dir: Path | None = None) -> None:
-    """Point hls4ml_config.yml's OutputDir (where hls4ml's compile() builds) at
-    ``final_dir``, by default where the project is now: projects are written under
-    a temporary name and may be moved by the user."""
-    target = final_dir or project_dir
+    """Point hls4ml_config.yml's OutputDir (where hls4ml's compile() builds) and the
+    recorded ``project_dir`` at ``final_dir``, by default where the project is now:
+    projects are written under a temporary name, copied and moved."""
+    project_dir = Path(project_dir)
+    target = Path(final_dir or project_dir).absolute()
     yml = project_dir / 'hls4ml_config.yml'
     lines = yml.read_text().splitlines(keepends=True)
     fixed = [f'OutputDir: {target}\n' if line.startswith('OutputDir:') else line for line in lines]
     if fixed != lines:
         write_text_atomic(yml, ''.join(fixed))
+    info_file = project_dir / PROJECT_INFO
+    if info_file.exists():
+        info = json.loads(info_file.read_text())
+        if info.get('project_dir') != str(target.resolve()):
+            info['project_dir'] = str(target.resolve())
+            write_text_atomic(info_file, json.dumps(info, indent=2) + '\n')
 
 
 def read_project_info(project_dir: str | Path) -> ProjectInfo:
@@ -412,4 +419,12 @@ def read_project_info(project_dir: str | Path) -> ProjectInfo:
     return ProjectInfo(**json.loads(path.read_text()))
 
 
-__all__ = ['HLSOptions', 'ProjectInfo', 'write_project', 'read_project_info', 'hls_config', 'check_hls_graph']
+__all__ = [
+    'HLSOptions',
+    'ProjectInfo',
+    'write_project',
+    'read_project_info',
+    'relink_project',
+    'hls_config',
+    'check_hls_graph',
+]

@@ -10,11 +10,11 @@ from __future__ import annotations
 import functools
 import json
 import os
-import signal
 import sys
 
 import click
 
+from . import interrupts
 from .quiet import import_tensorflow_quietly
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
@@ -53,10 +53,6 @@ def handle_errors(command):
     return wrapper
 
 
-def _terminate(signum, frame):
-    raise KeyboardInterrupt(f'signal {signum}')
-
-
 def _summary(result) -> str:
     status = 'EXACT' if result.exact else 'MISMATCH'
     return (
@@ -72,7 +68,7 @@ def main():
     into bit-exact FPGA IP cores (hls4ml HLS projects, C simulation, RTL)."""
     # SIGTERM (kill, a batch scheduler) unwinds like Ctrl-C, so the temporary
     # directories and files of the stage in progress are removed, not left behind.
-    signal.signal(signal.SIGTERM, _terminate)
+    interrupts.install()
 
 
 @main.command()

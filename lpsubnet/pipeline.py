@@ -21,7 +21,7 @@ from pathlib import Path
 from hls_backend.errors import BadInputError, OutputExistsError
 from hls_backend.files import atomic_directory, write_text_atomic
 
-from . import memory
+from . import interrupts, memory
 from .config import RunConfig, dump_config
 
 
@@ -153,6 +153,7 @@ def run_pipeline(
         _say(console, f'[bold]{stage.title}[/bold] ...')
         with atomic_directory(ctx.stage_dir(stage.name), force=True) as out_dir:
             summary = stage.run(ctx, out_dir)
+            interrupts.raise_if_requested()  # a stop swallowed inside a finalizer: do not keep the stage
         record = {
             'stage': stage.name,
             'key': key,

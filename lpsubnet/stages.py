@@ -103,6 +103,8 @@ def stage_hls(ctx: RunContext, out: Path) -> dict:
     info = hls_backend.write_project(
         ctx.stage_dir('compress') / 'reduced.keras', out / 'project', options, inputs=splits.x_test
     )
+    # The stage is built under a temporary name: point the project at its final place.
+    hls_backend.relink_project(out / 'project', ctx.stage_dir('hls') / 'project')
     return {
         'input_type': info.input_type,
         'input_source': info.input_source,
@@ -115,11 +117,26 @@ def _argmax_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(outputs.reshape(len(outputs), -1), axis=1) == labels[: len(outputs)]))
 
 
+def _own_copy_of_hls_project(ctx: RunContext, out: Path, stage: str) -> Path:
+    """A copy of the hls stage's project inside this stage's directory. Building and
+    simulating write into a project (executables, logs, vendor reports); on a copy,
+    an interrupted or rerun stage never changes the hls stage's output."""
+    import shutil
+
+    import hls_backend
+
+    project = out / 'project'
+    shutil.copytree(ctx.stage_dir('hls') / 'project', project, symlinks=True)
+    hls_backend.relink_project(project, ctx.stage_dir(stage) / 'project')
+    return project
+
+
 def stage_csim(ctx: RunContext, out: Path) -> dict:
     import hls_backend
 
-    project = ctx.stage_dir('hls') / 'project'
+    project = _own_copy_of_hls_project(ctx, out, 'csim')
     result = hls_backend.csim(project)
+    hls_backend.relink_project(project, ctx.stage_dir('csim') / 'project')  # csim relinked it to the temporary name
     outputs = np.loadtxt(project / 'tb_data' / 'csim_results.log', ndmin=2)
     summary = result.to_dict()
     summary['accuracy'] = _argmax_accuracy(outputs, _splits(ctx).y_test)
@@ -163,10 +180,21 @@ def stage_rtl(ctx: RunContext, out: Path) -> dict:
 
 
 def stage_vendor(ctx: RunContext, out: Path) -> dict:
+    import shutil
+
     import hls_backend
     from hls_backend.errors import HLSBackendError, ToolMissingError
+    from hls_backend.vendor import missing_tool_hint, parse_steps, vendor_command
 
-    project = ctx.stage_dir('hls') / 'project'
+    steps = parse_steps(ctx.config.vendor.steps)
+    backend = ctx.config.hls.backend
+    if shutil.which(vendor_command(backend, steps)[0][0]) is None:
+        # Nothing to copy: the hint names the hls stage's project, which stays as written.
+        hint = missing_tool_hint(ctx.stage_dir('hls') / 'project', backend, steps)
+        summary = {'status': 'tool missing', 'message': hint}
+        _json(out / 'vendor.json', summary)
+        return summary
+    project = _own_copy_of_hls_project(ctx, out, 'vendor')
     try:
         result = hls_backend.synth(project, ctx.config.vendor.steps)
     except ToolMissingError as exc:

@@ -1,0 +1,59 @@
+"""Ctrl-C and SIGTERM stop a run cleanly, even when they land in a finalizer.
+
+Both signals raise KeyboardInterrupt, so the stage in progress unwinds and its
+temporary directory is removed. Python swallows an exception raised inside a
+finalizer (a ``__del__`` or a weakref callback, which TensorFlow runs often) and
+prints "Exception ignored"; the run would then carry on. So a signal that arrives in
+a finalizer is redelivered a moment later (a one-shot timer), once the finalizer
+has returned, and the pipeline also checks :func:`requested` before it keeps a
+finished stage.
+"""
+
+from __future__ import annotations
+
+import signal
+
+_requested: int | None = None
+REDELIVER_SECONDS = 0.05
+
+
+def _in_finalizer(frame) -> bool:
+    for _ in range(3):  # the finalizer is the innermost frame, or close to it
+        if frame is None:
+            return False
+        code = frame.f_code
+        if code.co_name == '__del__' or code.co_filename.endswith('weakref.py'):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _handler(signum, frame):
+    global _requested
+    _requested = signum
+    if _in_finalizer(frame):
+        signal.setitimer(signal.ITIMER_REAL, REDELIVER_SECONDS)
+        return
+    raise KeyboardInterrupt(f'signal {signal.Signals(signum).name}')
+
+
+def _redeliver(signum, frame):
+    if _requested is not None:
+        _handler(_requested, frame)
+
+
+def install() -> None:
+    """Route SIGINT and SIGTERM through the handler above (call from the main thread)."""
+    signal.signal(signal.SIGINT, _handler)
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGALRM, _redeliver)
+
+
+def requested() -> bool:
+    """Whether a stop was asked for (even if its KeyboardInterrupt was swallowed)."""
+    return _requested is not None
+
+
+def raise_if_requested() -> None:
+    if _requested is not None:
+        raise KeyboardInterrupt(f'signal {signal.Signals(_requested).name}')
