@@ -1,8 +1,11 @@
 """``lpsubnet run`` end to end on a tiny configuration: every stage, caching, resume, errors."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -99,6 +102,33 @@ def test_changed_config_redoes_only_affected_stages(interrupted_then_resumed, tm
     # outdated records and the published report are removed; the rtl stage does not use hls
     assert not (run / 'stages' / 'csim.json').exists() and not (run / 'metrics.json').exists()
     assert (run / 'stages' / 'rtl.json').exists()
+
+
+def test_vendor_stage_runs_the_tool_on_its_own_copy(interrupted_then_resumed, tmp_path):
+    """With a (stub) vitis-run on PATH, the vendor stage synthesizes a copy of the HLS
+    project inside vendor/, parses its reports, and leaves hls/ as written."""
+    run = tmp_path / 'run'
+    shutil.copytree(interrupted_then_resumed[0], run, symlinks=True)
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    for name in ('vitis-run', 'hls.app', 'myproject_csynth.xml', 'myproject_cosim.rpt'):
+        shutil.copy(Path(__file__).parent / 'fixtures' / 'vendor' / name, bin_dir / name)
+    config = tmp_path / 'vendor.yaml'
+    config.write_text(yaml.safe_dump(dict(TINY, vendor={'steps': 'csynth,cosim'})))
+    env = dict(os.environ, PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
+    proc = subprocess.run(
+        [sys.executable, '-m', 'lpsubnet.cli', 'run', str(config), '--out', str(run), '--resume'],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((run / 'metrics.json').read_text())
+    assert metrics['vendor']['status'] == 'ran', metrics['vendor']
+    assert metrics['vendor']['result']['latency_cycles'] == 10  # from the fixture co-simulation report
+    assert (run / 'vendor' / 'project' / 'called_with.txt').exists()
+    assert not (run / 'hls' / 'project' / 'called_with.txt').exists()
+    assert not (run / 'hls' / 'project' / 'myproject_prj').exists()
 
 
 def test_existing_run_dir_is_refused(tmp_path, tiny_config):
