@@ -79,6 +79,13 @@ def ablations(task: str, seed: int) -> list[dict]:
                     overrides=dict(interval=1.0, refresh=0.25, epochs=epochs)))  # fmt: skip
     out.append(dict(method='os_act_l1', sparsity=0.75, wb=8, ab=8, seed=seed, name=f'abl-oneshot_s75_w8a8_seed{seed}',
                     overrides=dict(interval=1.0, refresh=0.25, epochs=epochs)))  # fmt: skip
+    # Quantization: the main matrix keeps the calibrated integer bits fixed through QAT (it was
+    # measured so). These measure refreshing them from running statistics every epoch (last QAT
+    # epoch fixed), and pruning the already-quantized model so that both run in one fit.
+    out.append(dict(method='abl_qrefresh', sparsity=0.75, wb=8, ab=8, seed=seed, name=f'abl-qrefresh_s75_w8a8_seed{seed}',
+                    overrides=dict(interval=1.0, refresh=0.25, epochs=epochs, range_refresh=1.0)))  # fmt: skip
+    out.append(dict(method='abl_joint', sparsity=0.75, wb=8, ab=8, seed=seed, name=f'abl-joint_s75_w8a8_seed{seed}',
+                    overrides=dict(interval=1.0, refresh=0.25, epochs=epochs, range_refresh=1.0, joint=True)))  # fmt: skip
     return out
 
 

@@ -291,6 +291,15 @@ def rtl(model, out_dir, hdl, latency_cutoff, clock_period, inputs, force):
     help='Kept channel counts are multiples of this.',
 )
 @click.option('--exclude-first', is_flag=True, help='Do not prune the first layer.')
+@click.option(
+    '--range-refresh',
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help='Epochs between refreshes of the integer bits from running statistics during QAT (0: never); '
+    'the last QAT epoch keeps them fixed.',
+)
+@click.option('--joint', is_flag=True, help='Quantize first and prune the QKeras model: pruning and QAT in one fit.')
 @click.option('--seed', type=int, default=0, show_default=True)
 @click.option('--force', is_flag=True, help='Replace an existing, non-empty output directory.')
 @handle_errors
@@ -307,6 +316,8 @@ def prune(
     qat_epochs,
     round_to,
     exclude_first,
+    range_refresh,
+    joint,
     seed,
     force,
 ):
@@ -337,6 +348,8 @@ def prune(
         qat_epochs=qat_epochs,
         round_to=round_to,
         exclude_first=exclude_first,
+        range_refresh=range_refresh or None,
+        joint=joint,
         seed=seed,
         verbose=1 if sys.stdout.isatty() else 2,  # Keras progress bars; one line per epoch in logs
     )

@@ -44,6 +44,10 @@ class CompressConfig(Section):
     qat_epochs: int = Field(8, ge=0, description='quantization-aware fine-tuning epochs after pruning')
     round_to: int = Field(1, ge=1)
     exclude_first: bool = False
+    range_refresh: float = Field(
+        1.0, ge=0, description='epochs between integer-bit refreshes during QAT (0: never); last QAT epoch fixed'
+    )
+    joint: bool = Field(False, description='quantize first, then prune the QKeras model: one fit')
 
 
 class HLSConfig(Section):

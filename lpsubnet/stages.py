@@ -76,6 +76,8 @@ def stage_compress(ctx: RunContext, out: Path) -> dict:
         qat_epochs=c.qat_epochs,
         round_to=c.round_to,
         exclude_first=c.exclude_first,
+        range_refresh=c.range_refresh or None,
+        joint=c.joint,
         layer_bits=layer_bits,
         seed=ctx.config.seed,
         batch_size=ctx.config.model.batch_size,

@@ -4,7 +4,11 @@ Stages: (1) insert channel masks and train with the pruning schedule (weights ke
 training during and after the windows); (2) freeze the masks; (3) surgery: cut the
 masked channels out and fold BatchNorm; (4) choose power-of-two fixed point from
 calibration statistics and build the QKeras model; (5) quantization-aware
-fine-tuning of that reduced model. Same ``seed`` -> same kept channels and weights.
+fine-tuning of that reduced model, its integer bits refreshed from running
+statistics and then frozen (``qat``). This is the reference's joint schedule: prune,
+then quantize. With ``joint=True`` both happen in one fit instead: BatchNorm is folded
+and the model quantized first, and the masks are trained on the QKeras model.
+Same ``seed`` -> same kept channels and weights.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from . import metrics as metrics_lib
 from .callback import ChannelPruningCallback
 from .errors import PrunerError
 from .masking import MaskedModel
+from .qat import RangeRefreshCallback
 from .quantize import calibrate, plan_quantization
 from .schedule import KINDS, make_schedule, validate_sparsity
 from .surgery import fold_batchnorm, reduce, to_qkeras
@@ -54,6 +59,13 @@ def _ends_in_softmax(model) -> bool:
 def _evaluate(model, x, y, batch_size) -> dict:
     result = model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
     return {k: float(v) for k, v in result.items()}
+
+
+def _steps(value, unit: str, steps_per_epoch: int) -> int:
+    """A length in ``unit`` ('epochs' or 'steps') as a whole number of steps (None: 0)."""
+    if value is None:
+        return 0
+    return int(round(value * steps_per_epoch)) if unit == 'epochs' else int(value)
 
 
 def _compile(model, loss, metrics, learning_rate):
@@ -104,6 +116,9 @@ def compress(
     learning_rate: float = 1e-3,
     qat_learning_rate: float | None = None,
     calibration_samples: int = 2048,
+    range_refresh: float | None = 1.0,
+    range_freeze: float | None = None,
+    joint: bool = False,
     verbose: int = 0,
 ):
     """Prune channels with the given schedule, cut them out, quantize, fine-tune.
@@ -121,6 +136,14 @@ def compress(
     ``loss``: default sparse categorical cross-entropy, from logits unless the model
     ends in a softmax.
 
+    Quantization: integer bits come from calibration maxima (``percentile``: a
+    percentile instead) and are refreshed from the current weights and activations
+    every ``range_refresh`` (in ``unit``; None or 0: never) during quantization-aware
+    training, up to ``range_freeze`` (in ``unit``, counted from the start of QAT;
+    default: all but the last epoch), then fixed. ``joint=True`` folds BatchNorm and
+    quantizes before pruning, so the masks are trained on the QKeras model and pruning
+    and quantization run in one fit (then ``qat_epochs`` more on the reduced model).
+
     Returns (reduced QKeras model, manifest dict (JSON-serializable)).
     """
     t0 = time.time()
@@ -134,13 +157,25 @@ def compress(
     for name, bits in (('weight_bits', weight_bits), ('activation_bits', activation_bits)):
         if int(bits) < 2:
             raise PrunerError(f'{name} must be at least 2, got {bits!r}')
+    for name, value in (('range_refresh', range_refresh), ('range_freeze', range_freeze)):
+        if value is not None and not (isinstance(value, int | float) and value >= 0):
+            raise PrunerError(f'{name} must be a number >= 0 (in {unit}) or None, got {value!r}')
     if loss is None:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not _ends_in_softmax(model))
     x_tr, y_tr = _xy(train_data, 'train_data', model)
     x_va, y_va = _xy(val_data, 'val_data', model)
 
     keras.utils.set_random_seed(seed)
-    masked = MaskedModel(model, exclude_first=exclude_first, exclude=tuple(exclude))
+    steps_per_epoch = math.ceil(len(x_tr) / batch_size)
+    calib_x = x_tr[:calibration_samples]
+    plan = None
+    source = model
+    if joint:
+        folded = fold_batchnorm(model)
+        calibration = calibrate(folded, calib_x, batch_size=256, percentile=percentile)
+        plan = plan_quantization(folded, calibration, weight_bits, activation_bits, bias_bits, layer_bits, percentile)
+        source = to_qkeras(folded, plan)
+    masked = MaskedModel(source, exclude_first=exclude_first, exclude=tuple(exclude))
     table = masked.table
     producer_names = {n for g in table.groups for n in g.producers}
     unknown = set(per_layer_sparsity) - producer_names
@@ -154,7 +189,6 @@ def compress(
         given = [per_layer_sparsity[n] for n in g.producers if n in per_layer_sparsity]
         group_sparsity[g.index] = given[0] if given else sparsity
 
-    steps_per_epoch = math.ceil(len(x_tr) / batch_size)
     sched = make_schedule(
         schedule,
         [g.index for g in table.prunable],
@@ -179,26 +213,59 @@ def compress(
     _compile(masked.model, loss, metrics, learning_rate)
     baseline = _evaluate(masked.model, x_va, y_va, batch_size)
     callback = ChannelPruningCallback(masked, sched, measure, group_sparsity, round_to, seed, verbose=bool(verbose))
+    callbacks = [callback]
+    range_refreshes = []
+    if joint:
+        # Ranges follow the statistics through the pruning fit too; with no QAT after it, its last epoch is fixed.
+        prune_steps = int(epochs) * steps_per_epoch
+        freeze = prune_steps if qat_epochs > 0 else prune_steps - steps_per_epoch
+        joint_ranges = RangeRefreshCallback(
+            masked.model, plan, calib_x, _steps(range_refresh, unit, steps_per_epoch), freeze, percentile
+        )
+        callbacks.append(joint_ranges)
     if epochs > 0:
         masked.model.fit(
-            x_tr, y_tr, batch_size=batch_size, epochs=int(epochs), shuffle=True, verbose=verbose, callbacks=[callback]
+            x_tr, y_tr, batch_size=batch_size, epochs=int(epochs), shuffle=True, verbose=verbose, callbacks=callbacks
         )
     else:
         callback.on_train_end()
     masked.pause_collecting()
     masked_result = _evaluate(masked.model, x_va, y_va, batch_size)
+    if joint:
+        range_refreshes.append({'phase': 'pruning', **joint_ranges.to_dict()})
 
-    reduced = fold_batchnorm(reduce(masked))
-    calib_x = x_tr[:calibration_samples]
-    calibration = calibrate(reduced, calib_x, batch_size=256, percentile=percentile)
-    plan = plan_quantization(reduced, calibration, weight_bits, activation_bits, bias_bits, layer_bits, percentile)
-    qmodel = to_qkeras(reduced, plan)
-    _compile(reduced, loss, metrics, learning_rate)
-    reduced_result = _evaluate(reduced, x_va, y_va, batch_size)
-    _compile(qmodel, loss, metrics, qat_learning_rate or learning_rate)
-    before_qat = _evaluate(qmodel, x_va, y_va, batch_size)
+    if joint:
+        qmodel = reduce(masked)  # already QKeras, with the ranges refreshed so far
+        _compile(qmodel, loss, metrics, qat_learning_rate or learning_rate)
+        reduced_result = before_qat = _evaluate(qmodel, x_va, y_va, batch_size)
+    else:
+        reduced = fold_batchnorm(reduce(masked))
+        calibration = calibrate(reduced, calib_x, batch_size=256, percentile=percentile)
+        plan = plan_quantization(reduced, calibration, weight_bits, activation_bits, bias_bits, layer_bits, percentile)
+        qmodel = to_qkeras(reduced, plan)
+        _compile(reduced, loss, metrics, learning_rate)
+        reduced_result = _evaluate(reduced, x_va, y_va, batch_size)
+        _compile(qmodel, loss, metrics, qat_learning_rate or learning_rate)
+        before_qat = _evaluate(qmodel, x_va, y_va, batch_size)
+    qat_steps = int(qat_epochs) * steps_per_epoch
+    if range_freeze is None:
+        freeze = qat_steps - steps_per_epoch  # the last epoch trains with the exported types
+    else:
+        freeze = _steps(range_freeze, unit, steps_per_epoch)
+    ranges = RangeRefreshCallback(
+        qmodel, plan, calib_x, _steps(range_refresh, unit, steps_per_epoch), min(freeze, qat_steps), percentile
+    )
     if qat_epochs > 0:
-        qmodel.fit(x_tr, y_tr, batch_size=batch_size, epochs=int(qat_epochs), shuffle=True, verbose=verbose)
+        qmodel.fit(
+            x_tr,
+            y_tr,
+            batch_size=batch_size,
+            epochs=int(qat_epochs),
+            shuffle=True,
+            verbose=verbose,
+            callbacks=[ranges],
+        )
+    range_refreshes.append({'phase': 'qat', **ranges.to_dict()})
     quantized_result = _evaluate(qmodel, x_va, y_va, batch_size)
 
     kept = masked.kept()
@@ -255,6 +322,9 @@ def compress(
             'bias_bits': bias_bits,
             'layer_bits': layer_bits or {},
             'percentile': percentile,
+            'range_refresh': range_refresh,
+            'range_freeze': range_freeze,
+            'joint': joint,
             'epochs': epochs,
             'qat_epochs': qat_epochs,
             'batch_size': batch_size,
@@ -268,7 +338,8 @@ def compress(
         'mask_updates': [{'step': s, 'group': g, 'kept': k} for s, g, k in callback.history],
         'groups': groups,
         'layers': layers,
-        'quantization': plan.to_dict(),
+        'quantization': plan.to_dict(),  # the final (frozen) types
+        'range_refreshes': range_refreshes,
         'metrics': {
             'metric': key,
             'baseline': baseline,

@@ -1,0 +1,185 @@
+"""Quantization-aware training whose fixed-point ranges follow the statistics, then freeze.
+
+The integer bits planned from calibration before quantization-aware training (QAT)
+go stale while the weights train: a kernel can outgrow its range (and saturate), an
+activation can shrink (and waste its top bits). ``RangeRefreshCallback`` re-measures,
+every ``refresh_steps`` training steps, the max |value| of every quantized kernel and
+bias (from the current weights) and of the input of every activation quantizer (from
+the current network on calibration data), and resets each quantizer's integer bits
+with the rule of the initial plan (``quantize.weight_fixed`` / ``activation_fixed``).
+After ``freeze_step`` nothing changes any more: the last steps train with the types
+that are exported, so the saved model, the manifest and the hardware agree.
+
+Only the integer bits move; the bit widths stay what the user asked for. A change
+re-traces Keras's train/test/predict functions (QKeras reads ``integer`` when a
+function is traced), and widens or narrows the QKeras ``Clip`` weight constraint to
+the new range, as QKeras itself would have built it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from .quantize import Fixed, QuantPlan, activation_fixed, magnitude, weight_fixed
+from .surgery import INPUT_QUANTIZER
+
+# Plan weight name -> (QKeras quantizer attribute, variable attribute, constraint attribute)
+_WEIGHT_SLOTS = {
+    'kernel': ('kernel_quantizer_internal', 'kernel', 'kernel_constraint'),
+    'bias': ('bias_quantizer_internal', 'bias', 'bias_constraint'),
+}
+_DEPTHWISE_KERNEL = ('depthwise_quantizer_internal', 'depthwise_kernel', 'depthwise_constraint')
+
+
+@dataclass
+class Slot:
+    """One quantizer of the QKeras model and the plan entry it came from."""
+
+    layer: str
+    role: str  # 'kernel', 'bias', 'activation' or 'input'
+    fixed: Fixed  # the plan's entry; kept in step with the quantizer
+    quantizer: object
+    variable: object = None  # the weight it quantizes (weights only)
+    constraint_attr: str | None = None
+
+
+def quantizer_slots(qmodel, plan: QuantPlan) -> list[Slot]:
+    """Every quantizer of a ``to_qkeras`` model (or of a masked copy: layers are found by name)."""
+    slots = []
+    for name, entry in plan.layers.items():
+        layer = qmodel.get_layer(name)
+        for wname, fixed in entry.weights.items():
+            quantizer_attr, var_attr, constraint_attr = _WEIGHT_SLOTS[wname]
+            if wname == 'kernel' and hasattr(layer, _DEPTHWISE_KERNEL[0]):
+                quantizer_attr, var_attr, constraint_attr = _DEPTHWISE_KERNEL
+            slots.append(
+                Slot(name, wname, fixed, getattr(layer, quantizer_attr), getattr(layer, var_attr), constraint_attr)
+            )
+        if entry.activation is not None:
+            slots.append(Slot(name, 'activation', entry.activation, layer.activation))
+    slots.append(Slot(INPUT_QUANTIZER, 'input', plan.input, qmodel.get_layer(INPUT_QUANTIZER).activation))
+    return slots
+
+
+def activation_input_maxima(qmodel, slots: list[Slot], x, batch_size: int = 256, percentile=None) -> dict:
+    """Max of what each activation quantizer receives (its input, before rounding and
+    clipping), over ``x``: |x| for signed quantizers, the positive part for ReLUs.
+
+    The model runs eagerly with each quantizer wrapped by a recorder, then unwrapped.
+    """
+    recorded: dict[str, float] = {}
+    wrapped = []
+    for slot in slots:
+        if slot.role not in ('activation', 'input'):
+            continue
+        layer = qmodel.get_layer(slot.layer)
+        original = layer.activation
+        relu = slot.fixed.kind == 'relu'
+
+        def recorder(t, _original=original, _name=slot.layer, _relu=relu):
+            values = np.asarray(t)
+            values = np.maximum(values, 0.0) if _relu else values
+            recorded[_name] = max(recorded.get(_name, 0.0), magnitude(values, percentile))
+            return _original(t)
+
+        layer.activation = recorder
+        wrapped.append((layer, original))
+    try:
+        x = np.asarray(x)
+        for i in range(0, len(x), batch_size):
+            qmodel(x[i : i + batch_size], training=False)
+    finally:
+        for layer, original in wrapped:
+            layer.activation = original
+    return recorded
+
+
+def _new_fixed(slot: Slot, activation_maxima: dict, percentile) -> Fixed:
+    if slot.role in ('activation', 'input'):
+        return activation_fixed(activation_maxima.get(slot.layer, 0.0), slot.fixed.bits, relu=slot.fixed.kind == 'relu')
+    # Biases never use the percentile (as in the initial plan): they are few and clipping one shifts a whole channel.
+    return weight_fixed(slot.variable.numpy(), slot.fixed.bits, percentile if slot.role != 'bias' else None)
+
+
+def _set_integer(qmodel, slot: Slot, integer: int) -> None:
+    slot.quantizer.integer = int(integer)
+    slot.fixed.integer = int(integer)
+    if slot.constraint_attr is None:
+        return
+    constraint = getattr(qmodel.get_layer(slot.layer), slot.constraint_attr, None)
+    if constraint is not None and constraint.__class__.__name__ == 'Clip':
+        bound = max(1.0, float(slot.quantizer.max()))  # QKeras's own rule (qlayers.get_constraint)
+        constraint.min_value, constraint.max_value = -bound, bound
+
+
+def refresh_ranges(
+    qmodel, slots: list[Slot], calibration_x, percentile=None, batch_size: int = 256, max_passes: int = 4
+) -> list[dict]:
+    """Re-measure every range and reset the integer bits that changed; returns the changes.
+
+    A wider input range changes what the layers after it see, so the activations are
+    measured again until nothing changes (at most ``max_passes`` passes).
+    """
+    changes = []
+    for _ in range(max_passes):
+        maxima = activation_input_maxima(qmodel, slots, calibration_x, batch_size, percentile)
+        changed = False
+        for slot in slots:
+            new = _new_fixed(slot, maxima, percentile)
+            if new.integer != slot.fixed.integer:
+                changes.append({'layer': slot.layer, 'role': slot.role, 'from': slot.fixed.integer, 'to': new.integer})
+                _set_integer(qmodel, slot, new.integer)
+                changed = True
+        if not changed:
+            break
+    if changes:
+        # QKeras reads `integer` at trace time: re-trace whatever Keras compiled.
+        qmodel.make_train_function(force=True)
+        qmodel.test_function = None
+        qmodel.predict_function = None
+    return changes
+
+
+class RangeRefreshCallback(keras.callbacks.Callback):
+    """Refresh the integer bits of ``qmodel``'s quantizers every ``refresh_steps`` steps,
+    up to and including ``freeze_step``; after it the types are fixed.
+
+    ``refresh_steps`` <= 0 or ``freeze_step`` < ``refresh_steps`` disables refreshing.
+    ``history`` lists {'step', 'layer', 'role', 'from', 'to'} for every change.
+    """
+
+    def __init__(self, qmodel, plan: QuantPlan, calibration_x, refresh_steps: int, freeze_step: int, percentile=None):
+        super().__init__()
+        self.qmodel = qmodel
+        self.slots = quantizer_slots(qmodel, plan)
+        self.calibration_x = calibration_x
+        self.refresh_steps = int(refresh_steps)
+        self.freeze_step = int(freeze_step)
+        self.percentile = percentile
+        self.step = 0
+        self.refreshes = 0
+        self.history: list[dict] = []
+
+    @property
+    def active(self) -> bool:
+        return self.refresh_steps > 0 and self.freeze_step >= self.refresh_steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if not self.active or self.step > self.freeze_step or self.step % self.refresh_steps:
+            return
+        self.refreshes += 1
+        for change in refresh_ranges(self.qmodel, self.slots, self.calibration_x, self.percentile):
+            self.history.append({'step': self.step, **change})
+
+    def to_dict(self) -> dict:
+        return {
+            'refresh_steps': self.refresh_steps,
+            'freeze_step': self.freeze_step,
+            'active': self.active,
+            'refreshes': self.refreshes,
+            'changes': self.history,
+        }
