@@ -208,6 +208,8 @@ def run_method(task, method: str, sparsity, wb, ab, seed, root: Path, tiny=False
                 k: manifest['metrics'][k]
                 for k in ('baseline', 'masked', 'reduced_float', 'quantized_before_qat', 'quantized')
             },
+            # How often the QAT range refresh moved an integer bit (0 where it is off).
+            range_changes=sum(len(r['changes']) for r in manifest.get('range_refreshes', [])),
         )
     elif method == 'quant':
         model, manifest = _compress(base, task, s, seed, sparsity=0.0, weight_bits=wb, activation_bits=ab,

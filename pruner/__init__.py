@@ -4,7 +4,8 @@ Front end of lpsubnet; knows nothing of hardware and imports nothing of ours.
 ``compress`` runs the whole method; the building blocks are exported for custom
 pipelines: groups (which channels are tied), masking (ChannelMask layers and their
 statistics), importance (scores per channel), schedule (when layers are ranked and
-frozen), callback (drives a schedule during fit), surgery (fold BatchNorm, cut
+frozen), callback (drives a schedule during fit), qat (integer bits that follow
+running statistics during quantization-aware training, then freeze), surgery (fold BatchNorm, cut
 channels out, build the QKeras model), quantize (integer bits from statistics) and
 metrics (footprint, BOPs, ranking agreement).
 """
@@ -19,6 +20,7 @@ from .importance import ActivationL0, ActivationL1, Importance, Random, WeightL1
 from .importance import get as get_importance
 from .masking import ChannelMask, MaskedModel, insert_masks
 from .metrics import bops, footprint, kendall_tau, levenshtein, macs, parameters, performance_density, summary
+from .qat import RangeRefreshCallback, refresh_ranges
 from .quantize import Fixed, QuantPlan, calibrate, plan_quantization, signed_integer_bits, unsigned_integer_bits
 from .schedule import Schedule, Window, kept_count, make_schedule, validate_sparsity
 from .surgery import SurgeryError, fold_batchnorm, reduce, to_qkeras
@@ -58,6 +60,8 @@ __all__ = [
     'QuantPlan',
     'calibrate',
     'plan_quantization',
+    'RangeRefreshCallback',
+    'refresh_ranges',
     'signed_integer_bits',
     'unsigned_integer_bits',
     'Schedule',
