@@ -38,6 +38,10 @@ def test_missing_vendor_tool_gives_one_line_hint(project):
     message = str(info.value)
     assert message.startswith('vitis-run not found on PATH')
     assert f'lpsubnet synth {project} --steps csynth' in message and '\n' not in message
+    assert '`make vendor-csynth` in' in message
+    # Several steps: the hint's make line names a target for each of them.
+    with pytest.raises(ToolMissingError, match='`make vendor-csynth vendor-cosim` in'):
+        hls_backend.synth(project, 'csynth,cosim')
     proc = subprocess.run([sys.executable, '-m', 'lpsubnet.cli', 'synth', str(project)], capture_output=True, text=True)
     assert proc.returncode == 4 and 'vitis-run not found on PATH' in proc.stderr
 

@@ -53,7 +53,8 @@ def vendor_command(backend: str, steps: list[str]) -> tuple[list[str], str | Non
 
 def missing_tool_hint(project_dir: Path, backend: str, steps: list[str]) -> str:
     tool = BACKENDS[backend]
-    return f'{tool} not found on PATH: on a machine with {backend} HLS, run `lpsubnet synth {project_dir} --steps {",".join(steps)}` (or `make vendor-csynth` in {project_dir})'
+    targets = ' '.join(f'vendor-{s}' for s in steps)  # the project Makefile has one target per step
+    return f'{tool} not found on PATH: on a machine with {backend} HLS, run `lpsubnet synth {project_dir} --steps {",".join(steps)}` (or `make {targets}` in {project_dir})'
 
 
 def read_reports(project_dir: Path, result: RouteResult, steps: list[str]) -> RouteResult:
