@@ -295,7 +295,7 @@ def plot_task(task, recs, out: Path) -> str | None:
     palette = ['tab:blue', 'tab:orange', 'tab:green', 'tab:purple', 'tab:brown', 'tab:pink', 'tab:gray',
                'tab:olive', 'tab:cyan', 'black', 'gold', 'navy']  # fmt: skip
     others = iter(palette)
-    colors = {m: ('tab:red' if m == METHOD else next(others)) for m in METHOD_TITLES}
+    colors = {m: ('tab:red' if m == METHOD else next(others)) for m in METHOD_TITLES if not m.startswith('abl')}
     labelled = set()
     for (m, _label), rs in sorted(pts.items()):
         x = st.mean(r['footprint_bits'] for r in rs) / 1000
