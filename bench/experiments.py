@@ -54,6 +54,7 @@ METHOD_TITLES = {
     'abl_reverse': 'layerwise act-L1, output->input order',
     'abl_qrefresh': 'layerwise act-L1, integer bits refreshed during QAT',
     'abl_joint': 'layerwise act-L1, pruning and QAT in one fit',
+    'abl_lr3': 'layerwise act-L1, 3x learning rate for pruning and QAT',
 }
 
 

@@ -86,6 +86,13 @@ def ablations(task: str, seed: int) -> list[dict]:
                     overrides=dict(interval=1.0, refresh=0.25, epochs=epochs, range_refresh=1.0)))  # fmt: skip
     out.append(dict(method='abl_joint', sparsity=0.75, wb=8, ab=8, seed=seed, name=f'abl-joint_s75_w8a8_seed{seed}',
                     overrides=dict(interval=1.0, refresh=0.25, epochs=epochs, range_refresh=1.0, joint=True)))  # fmt: skip
+    # 3x the learning rate, for the method and for the joint mode: does the BatchNorm-free joint
+    # model only learn more slowly, and is the fine-tuning learning rate of the matrix too low?
+    out.append(dict(method='abl_lr3', sparsity=0.75, wb=8, ab=8, seed=seed, name=f'abl-lr3_s75_w8a8_seed{seed}',
+                    overrides=dict(interval=1.0, refresh=0.25, epochs=epochs, lr=3 * s['lr'])))  # fmt: skip
+    out.append(dict(method='abl_joint', sparsity=0.75, wb=8, ab=8, seed=seed, name=f'abl-jointlr3_s75_w8a8_seed{seed}',
+                    overrides=dict(interval=1.0, refresh=0.25, epochs=epochs, range_refresh=1.0, joint=True,
+                                   lr=3 * s['lr'])))  # fmt: skip
     return out
 
 
