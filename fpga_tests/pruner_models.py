@@ -92,6 +92,30 @@ def digits():
     return x_tr, y_tr, x_te, y_te
 
 
+def small_compress(seed: int = 0, importance='activation_l1', model_fn=sequential_cnn, **kw):
+    """``pruner.compress`` on 512 digits in steps (a schedule of a few steps, 8 steps an epoch):
+    the short run the pruner tests share; ``kw`` overrides any argument."""
+    from pruner import compress
+
+    x, y, xt, yt = digits()
+    args = dict(
+        sparsity=0.5,
+        weight_bits=4,
+        activation_bits=8,
+        importance=importance,
+        unit='steps',
+        start=2,
+        interval=6,
+        refresh=3,
+        finetune_epochs=0,
+        qat_epochs=1,
+        seed=seed,
+        batch_size=64,
+    )
+    args.update(kw)
+    return compress(model_fn(), (x[:512], y[:512]), (xt[:128], yt[:128]), **args)
+
+
 def randomize_batchnorm(model, seed: int = 1):
     """Give every BatchNormalization non-trivial statistics (so folding is tested)."""
     rng = np.random.default_rng(seed)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from fpga_tests.pruner_models import digits, residual_cnn, sequential_cnn
+from fpga_tests.pruner_models import small_compress as small_run
 from pruner import compress
 
 
@@ -85,26 +86,6 @@ def test_reduced_qkeras_model_saves_and_reloads_identically(compressed, tmp_path
     loaded = keras.models.load_model(path, compile=False)
     x = digits()[2][:200]
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), qmodel.predict(x, verbose=0))
-
-
-def small_run(seed, importance='activation_l1', model_fn=sequential_cnn, **kw):
-    x, y, xt, yt = digits()
-    args = dict(
-        sparsity=0.5,
-        weight_bits=4,
-        activation_bits=8,
-        importance=importance,
-        unit='steps',
-        start=2,
-        interval=6,
-        refresh=3,
-        finetune_epochs=0,
-        qat_epochs=1,
-        seed=seed,
-        batch_size=64,
-    )
-    args.update(kw)
-    return compress(model_fn(), (x[:512], y[:512]), (xt[:128], yt[:128]), **args)
 
 
 def test_same_seed_same_kept_channels_and_identical_weights():

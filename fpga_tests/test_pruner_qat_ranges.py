@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 import hls_backend
-from fpga_tests.pruner_models import digits, sequential_cnn
-from pruner import compress
+from fpga_tests.pruner_models import digits, small_compress
 from pruner.qat import RangeRefreshCallback, activation_input_maxima, quantizer_slots, refresh_ranges
 from pruner.quantize import Fixed, LayerQuant, QuantPlan, activation_fixed, weight_fixed
 from pruner.surgery import INPUT_QUANTIZER, to_qkeras
@@ -107,30 +106,9 @@ def test_ranges_refresh_every_n_steps_until_the_freeze_then_stay():
     assert not disabled.active
 
 
-@pytest.fixture(scope='module')
-def small_digits():
-    x, y, xt, yt = digits()
-    return (x[:512], y[:512]), (xt[:128], yt[:128])
-
-
-def _run(data, **kw):
-    train, val = data
-    args = dict(
-        sparsity=0.5,
-        weight_bits=4,
-        activation_bits=6,
-        unit='steps',
-        start=2,
-        interval=6,
-        refresh=3,
-        epochs=3,
-        qat_epochs=3,
-        range_refresh=4,
-        seed=0,
-        batch_size=64,
-    )
-    args.update(kw)
-    return compress(sequential_cnn(), train, val, **args)
+def _run(**kw):
+    """The shared short compress run, with 3 pruning and 3 QAT epochs of 8 steps, refresh every 4."""
+    return small_compress(**{**dict(activation_bits=6, epochs=3, qat_epochs=3, range_refresh=4), **kw})
 
 
 def _model_integers(qmodel) -> dict:
@@ -157,8 +135,8 @@ def _manifest_integers(manifest) -> dict:
 
 
 @pytest.mark.parametrize('joint', [False, True], ids=['prune-then-qat', 'joint'])
-def test_compress_records_refreshes_and_exports_the_frozen_types(small_digits, joint):
-    qmodel, manifest = _run(small_digits, joint=joint)
+def test_compress_records_refreshes_and_exports_the_frozen_types(joint):
+    qmodel, manifest = _run(joint=joint)
     phases = {r['phase']: r for r in manifest['range_refreshes']}
     assert set(phases) == ({'pruning', 'qat'} if joint else {'qat'})
     qat = phases['qat']
@@ -172,8 +150,8 @@ def test_compress_records_refreshes_and_exports_the_frozen_types(small_digits, j
         assert manifest['layers'][name]['channels_after'] == manifest['layers'][name]['channels_before'] // 2
 
 
-def test_joint_mode_trains_the_masks_on_the_quantized_model_in_one_fit(small_digits):
-    qmodel, manifest = _run(small_digits, joint=True, qat_epochs=0)
+def test_joint_mode_trains_the_masks_on_the_quantized_model_in_one_fit():
+    qmodel, manifest = _run(joint=True, qat_epochs=0)
     # One fit: the pruning phase ends frozen for its last epoch, and no QAT phase refreshes.
     pruning = next(r for r in manifest['range_refreshes'] if r['phase'] == 'pruning')
     assert pruning['freeze_step'] == 3 * 8 - 8
@@ -184,19 +162,19 @@ def test_joint_mode_trains_the_masks_on_the_quantized_model_in_one_fit(small_dig
     assert {lay.__class__.__name__ for lay in qmodel.layers} >= {'QConv2D', 'QDense', 'QActivation'}
 
 
-def test_joint_mode_output_is_bit_exact_in_c_simulation(small_digits, tmp_path):
-    qmodel, _ = _run(small_digits, joint=True, qat_epochs=1)
+def test_joint_mode_output_is_bit_exact_in_c_simulation(tmp_path):
+    qmodel, _ = _run(joint=True, qat_epochs=1)
     path = tmp_path / 'joint.keras'
     qmodel.save(path)
-    x = small_digits[1][0][:60]
+    x = digits()[2][:60]
     hls_backend.write_project(path, tmp_path / 'prj', hls_backend.HLSOptions(), inputs=x)
     result = hls_backend.csim(tmp_path / 'prj', second_check=False)
     assert result.samples == 60 and result.exact_matches == 60 and result.max_abs_diff == 0.0
 
 
-def test_range_refresh_off_keeps_the_calibrated_types(small_digits):
-    _, manifest = _run(small_digits, range_refresh=None)
+def test_range_refresh_off_keeps_the_calibrated_types():
+    _, manifest = _run(range_refresh=None)
     qat = manifest['range_refreshes'][0]
     assert not qat['active'] and qat['changes'] == []
     with pytest.raises(ValueError, match='range_refresh must be a number >= 0'):
-        _run(small_digits, range_refresh=-1)
+        _run(range_refresh=-1)

@@ -168,13 +168,17 @@ def compress(
     keras.utils.set_random_seed(seed)
     steps_per_epoch = math.ceil(len(x_tr) / batch_size)
     calib_x = x_tr[:calibration_samples]
-    plan = None
     source = model
+
+    def quantized(float_model):  # (plan, QKeras model) from calibration statistics
+        calibration = calibrate(float_model, calib_x, batch_size=256, percentile=percentile)
+        q_plan = plan_quantization(
+            float_model, calibration, weight_bits, activation_bits, bias_bits, layer_bits, percentile
+        )
+        return q_plan, to_qkeras(float_model, q_plan)
+
     if joint:
-        folded = fold_batchnorm(model)
-        calibration = calibrate(folded, calib_x, batch_size=256, percentile=percentile)
-        plan = plan_quantization(folded, calibration, weight_bits, activation_bits, bias_bits, layer_bits, percentile)
-        source = to_qkeras(folded, plan)
+        plan, source = quantized(fold_batchnorm(model))
     masked = MaskedModel(source, exclude_first=exclude_first, exclude=tuple(exclude))
     table = masked.table
     producer_names = {n for g in table.groups for n in g.producers}
@@ -215,13 +219,12 @@ def compress(
     callback = ChannelPruningCallback(masked, sched, measure, group_sparsity, round_to, seed, verbose=bool(verbose))
     callbacks = [callback]
     range_refreshes = []
+    refresh_steps = _steps(range_refresh, unit, steps_per_epoch)
     if joint:
         # Ranges follow the statistics through the pruning fit too; with no QAT after it, its last epoch is fixed.
         prune_steps = int(epochs) * steps_per_epoch
         freeze = prune_steps if qat_epochs > 0 else prune_steps - steps_per_epoch
-        joint_ranges = RangeRefreshCallback(
-            masked.model, plan, calib_x, _steps(range_refresh, unit, steps_per_epoch), freeze, percentile
-        )
+        joint_ranges = RangeRefreshCallback(masked.model, plan, calib_x, refresh_steps, freeze, percentile)
         callbacks.append(joint_ranges)
     if epochs > 0:
         masked.model.fit(
@@ -240,9 +243,7 @@ def compress(
         reduced_result = before_qat = _evaluate(qmodel, x_va, y_va, batch_size)
     else:
         reduced = fold_batchnorm(reduce(masked))
-        calibration = calibrate(reduced, calib_x, batch_size=256, percentile=percentile)
-        plan = plan_quantization(reduced, calibration, weight_bits, activation_bits, bias_bits, layer_bits, percentile)
-        qmodel = to_qkeras(reduced, plan)
+        plan, qmodel = quantized(reduced)
         _compile(reduced, loss, metrics, learning_rate)
         reduced_result = _evaluate(reduced, x_va, y_va, batch_size)
         _compile(qmodel, loss, metrics, qat_learning_rate or learning_rate)
@@ -252,9 +253,7 @@ def compress(
         freeze = qat_steps - steps_per_epoch  # the last epoch trains with the exported types
     else:
         freeze = _steps(range_freeze, unit, steps_per_epoch)
-    ranges = RangeRefreshCallback(
-        qmodel, plan, calib_x, _steps(range_refresh, unit, steps_per_epoch), min(freeze, qat_steps), percentile
-    )
+    ranges = RangeRefreshCallback(qmodel, plan, calib_x, refresh_steps, min(freeze, qat_steps), percentile)
     if qat_epochs > 0:
         qmodel.fit(
             x_tr,
