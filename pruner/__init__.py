@@ -5,7 +5,9 @@ Front end of lpsubnet; knows nothing of hardware and imports nothing of ours.
 pipelines: groups (which channels are tied), masking (ChannelMask layers and their
 statistics), importance (scores per channel), schedule (when layers are ranked and
 frozen), callback (drives a schedule during fit), qat (integer bits that follow
-running statistics during quantization-aware training, then freeze), surgery (fold BatchNorm, cut
+running statistics during quantization-aware training, then freeze), recovery (the
+training recipe of each phase: learning-rate schedule, budget, early stopping,
+distillation from the float model), surgery (fold BatchNorm, cut
 channels out, build the QKeras model), quantize (integer bits from statistics) and
 metrics (footprint, BOPs, ranking agreement).
 """
@@ -22,6 +24,7 @@ from .masking import ChannelMask, MaskedModel, insert_masks
 from .metrics import bops, footprint, kendall_tau, levenshtein, macs, parameters, performance_density, summary
 from .qat import RangeRefreshCallback, refresh_ranges
 from .quantize import Fixed, QuantPlan, calibrate, plan_quantization, signed_integer_bits, unsigned_integer_bits
+from .recovery import Distiller, Recovery, fit_phase, phase_learning_rate
 from .schedule import Schedule, Window, kept_count, make_schedule, validate_sparsity
 from .surgery import SurgeryError, fold_batchnorm, reduce, to_qkeras
 
@@ -61,6 +64,10 @@ __all__ = [
     'calibrate',
     'plan_quantization',
     'RangeRefreshCallback',
+    'Distiller',
+    'Recovery',
+    'fit_phase',
+    'phase_learning_rate',
     'refresh_ranges',
     'signed_integer_bits',
     'unsigned_integer_bits',

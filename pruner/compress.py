@@ -1,13 +1,16 @@
 """``compress``: a Keras model + data -> a channel-reduced QKeras model + manifest.
 
-Stages: (1) insert channel masks and train with the pruning schedule (weights keep
-training during and after the windows); (2) freeze the masks; (3) surgery: cut the
-masked channels out and fold BatchNorm; (4) choose power-of-two fixed point from
-calibration statistics and build the QKeras model; (5) quantization-aware
-fine-tuning of that reduced model, its integer bits refreshed from running
-statistics and then frozen (``qat``). This is the reference's joint schedule: prune,
-then quantize. With ``joint=True`` both happen in one fit instead: BatchNorm is folded
-and the model quantized first, and the masks are trained on the QKeras model.
+Stages: (1) insert channel masks and train with the pruning schedule; (2) once every
+mask is frozen, fine-tune the masked network (weights train throughout); (3) surgery:
+cut the masked channels out and fold BatchNorm; (4) choose power-of-two fixed point
+from calibration statistics and build the QKeras model; (5) quantization-aware
+fine-tuning of that reduced model, its integer bits refreshed from running statistics
+and then frozen (``qat``). Each training phase has its own recipe (``recovery``: a
+decaying learning rate from the phase's base rate, a budget in steps, early stopping
+with the best weights restored, optional distillation from the input model). This is
+the reference's joint schedule: prune, then quantize. With ``joint=True`` both happen
+in one fit instead: BatchNorm is folded and the model quantized first, and the masks
+are trained on the QKeras model.
 Same ``seed`` -> same kept channels and weights.
 """
 
@@ -26,6 +29,14 @@ from .errors import PrunerError
 from .masking import MaskedModel
 from .qat import RangeRefreshCallback
 from .quantize import calibrate, plan_quantization
+from .recovery import (
+    DEFAULT_LEARNING_RATE,
+    Recovery,
+    fit_phase,
+    is_classification_loss,
+    resolve_epochs,
+    trained_learning_rate,
+)
 from .schedule import KINDS, make_schedule, validate_sparsity
 from .surgery import fold_batchnorm, reduce, to_qkeras
 
@@ -72,6 +83,15 @@ def _compile(model, loss, metrics, learning_rate):
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=list(metrics), jit_compile=False)
 
 
+def _frozen_copy(model):
+    """A weight-for-weight copy of ``model`` that never trains: the distillation teacher
+    (the caller's model is left as it was, its ``trainable`` flags included)."""
+    teacher = keras.models.clone_model(model)
+    teacher.set_weights(model.get_weights())
+    teacher.trainable = False
+    return teacher
+
+
 def _jsonable(value):
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -104,17 +124,23 @@ def compress(
     per_layer_sparsity: dict | None = None,
     exclude_first: bool = False,
     exclude: tuple[str, ...] = (),
-    qat_epochs: int = 2,
+    qat_epochs: int | str = 'auto',
     seed: int = 0,
     batch_size: int = 32,
     bias_bits: int | None = None,
     layer_bits: dict | None = None,
     percentile: float | None = None,
-    finetune_epochs: int = 1,
+    finetune_epochs: int | str = 'auto',
     loss=None,
     metrics=('accuracy',),
-    learning_rate: float = 1e-3,
+    learning_rate: float | None = None,
     qat_learning_rate: float | None = None,
+    lr_schedule: str = 'cosine',
+    warmup: float = 0.0,
+    patience: int | str | None = 'auto',
+    distill: bool = False,
+    distill_alpha: float = 0.5,
+    distill_temperature: float = 2.0,
     calibration_samples: int = 2048,
     range_refresh: float | None = 1.0,
     range_freeze: float | None = None,
@@ -129,9 +155,21 @@ def compress(
     kept counts multiples of N; ``per_layer_sparsity`` maps producer layer names to
     their own sparsity. ``schedule``: 'layerwise' (the method), 'oneshot' or
     'gradual'; ``start``, ``interval`` (window length), ``refresh`` are in ``unit``
-    ('epochs' or 'steps'). ``epochs``: training epochs with masks (default: the
-    schedule's length plus ``finetune_epochs``). ``layer_bits``: per-layer bit
-    overrides, e.g. {'logits': {'weight_bits': 8, 'activation_bits': 8}}.
+    ('epochs' or 'steps'). ``layer_bits``: per-layer bit overrides, e.g.
+    {'logits': {'weight_bits': 8, 'activation_bits': 8}}.
+
+    Recovery (``pruner.recovery``): three phases, each with a fresh Adam whose rate
+    starts at its base and decays (``lr_schedule`` 'cosine' or 'constant', after a linear
+    ``warmup`` fraction): the pruning windows, then ``finetune_epochs`` of fine-tuning
+    once every mask is frozen, then ``qat_epochs`` of quantization-aware training of the
+    reduced QKeras model. ``epochs``: all epochs with masks (default: the schedule's
+    length plus ``finetune_epochs``). ``'auto'`` budgets are about 3000 optimizer steps
+    per phase (4 to 60 epochs). Fine-tuning and QAT stop early on the validation split
+    (``patience`` epochs; 'auto': a quarter of the phase; None: never) and restore the
+    best weights. ``learning_rate``: the base rate (default: the rate of the optimizer
+    saved with ``model``, else 1e-3); ``qat_learning_rate`` defaults to it. ``distill``:
+    the input model, frozen, is the teacher in every phase (KL at ``distill_temperature``
+    weighted by ``distill_alpha`` for cross-entropy losses, MSE to its outputs otherwise).
 
     ``loss``: default sparse categorical cross-entropy, from logits unless the model
     ends in a softmax.
@@ -140,9 +178,11 @@ def compress(
     percentile instead) and are refreshed from the current weights and activations
     every ``range_refresh`` (in ``unit``; None or 0: never) during quantization-aware
     training, up to ``range_freeze`` (in ``unit``, counted from the start of QAT;
-    default: all but the last epoch), then fixed. ``joint=True`` folds BatchNorm and
-    quantizes before pruning, so the masks are trained on the QKeras model and pruning
-    and quantization run in one fit (then ``qat_epochs`` more on the reduced model).
+    default: the first quarter of QAT, at least all but its last epoch when QAT is
+    short), then fixed; early stopping only restores epochs with the final types.
+    ``joint=True`` folds BatchNorm and quantizes before pruning, so the masks are
+    trained on the QKeras model and pruning and quantization run in one fit (then
+    ``qat_epochs`` more on the reduced model).
 
     Returns (reduced QKeras model, manifest dict (JSON-serializable)).
     """
@@ -160,15 +200,38 @@ def compress(
     for name, value in (('range_refresh', range_refresh), ('range_freeze', range_freeze)):
         if value is not None and not (isinstance(value, int | float) and value >= 0):
             raise PrunerError(f'{name} must be a number >= 0 (in {unit}) or None, got {value!r}')
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise PrunerError(f'batch_size must be a whole number >= 1, got {batch_size!r}')
     if loss is None:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not _ends_in_softmax(model))
     x_tr, y_tr = _xy(train_data, 'train_data', model)
     x_va, y_va = _xy(val_data, 'val_data', model)
+    steps_per_epoch = math.ceil(len(x_tr) / batch_size)
+    finetune_epochs, finetune_how = resolve_epochs(finetune_epochs, steps_per_epoch, 'finetune_epochs')
+    qat_epochs, qat_how = resolve_epochs(qat_epochs, steps_per_epoch, 'qat_epochs')
+    source_rate = 'given'
+    if learning_rate is None:
+        learning_rate = trained_learning_rate(model)
+        source_rate = 'model' if learning_rate is not None else 'default'
+        learning_rate = learning_rate or DEFAULT_LEARNING_RATE
+    recovery = Recovery(
+        learning_rate=learning_rate,
+        qat_learning_rate=qat_learning_rate or learning_rate,
+        learning_rate_source=source_rate,
+        lr_schedule=lr_schedule,
+        warmup=warmup,
+        patience=patience,
+        distill=bool(distill),
+        distill_alpha=distill_alpha,
+        distill_temperature=distill_temperature,
+        distill_kind=('classification' if is_classification_loss(loss) else 'regression') if distill else None,
+    )
 
     keras.utils.set_random_seed(seed)
-    steps_per_epoch = math.ceil(len(x_tr) / batch_size)
     calib_x = x_tr[:calibration_samples]
     source = model
+    teacher = _frozen_copy(model) if recovery.distill else None
+    teacher_logits = not _ends_in_softmax(model)
 
     def quantized(float_model):  # (plan, QKeras model) from calibration statistics
         calibration = calibrate(float_model, calib_x, batch_size=256, percentile=percentile)
@@ -176,6 +239,27 @@ def compress(
             float_model, calibration, weight_bits, activation_bits, bias_bits, layer_bits, percentile
         )
         return q_plan, to_qkeras(float_model, q_plan)
+
+    def phase(name, student, epochs_, base_rate, callbacks=(), monitor_from_epoch=0, train=(x_tr, y_tr)):
+        return fit_phase(
+            name,
+            student,
+            train,
+            (x_va, y_va),
+            epochs=epochs_,
+            steps_per_epoch=steps_per_epoch,
+            base_rate=base_rate,
+            recovery=recovery,
+            loss=loss,
+            metrics=metrics,
+            batch_size=batch_size,
+            teacher=teacher,
+            student_logits=not _ends_in_softmax(student),
+            teacher_logits=teacher_logits,
+            callbacks=callbacks,
+            monitor_from_epoch=monitor_from_epoch,
+            verbose=verbose,
+        )
 
     if joint:
         plan, source = quantized(fold_batchnorm(model))
@@ -205,7 +289,9 @@ def compress(
     )
     needed = math.ceil(sched.end / steps_per_epoch) if sched.end else 0
     if epochs is None:
-        epochs = needed + int(finetune_epochs)
+        epochs = needed + finetune_epochs
+    elif isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise PrunerError(f'epochs must be a whole number >= 0 or None, got {epochs!r}')
     elif epochs < needed:
         raise PrunerError(
             f'epochs={epochs} is shorter than the {schedule} schedule, which ends at step {sched.end} '
@@ -214,24 +300,33 @@ def compress(
     if verbose:
         print(sched)
 
-    _compile(masked.model, loss, metrics, learning_rate)
+    _compile(masked.model, loss, metrics, recovery.learning_rate)
     baseline = _evaluate(masked.model, x_va, y_va, batch_size)
     callback = ChannelPruningCallback(masked, sched, measure, group_sparsity, round_to, seed, verbose=bool(verbose))
-    callbacks = [callback]
     range_refreshes = []
     refresh_steps = _steps(range_refresh, unit, steps_per_epoch)
+    mask_callbacks = [callback]
     if joint:
         # Ranges follow the statistics through the pruning fit too; with no QAT after it, its last epoch is fixed.
         prune_steps = int(epochs) * steps_per_epoch
         freeze = prune_steps if qat_epochs > 0 else prune_steps - steps_per_epoch
         joint_ranges = RangeRefreshCallback(masked.model, plan, calib_x, refresh_steps, freeze, percentile)
-        callbacks.append(joint_ranges)
-    if epochs > 0:
-        masked.model.fit(
-            x_tr, y_tr, batch_size=batch_size, epochs=int(epochs), shuffle=True, verbose=verbose, callbacks=callbacks
+        mask_callbacks.append(joint_ranges)
+    # Phase 1, the pruning windows: masks still move, so no best epoch is restored from it.
+    phases = [phase('pruning', masked.model, needed, recovery.learning_rate, mask_callbacks, monitor_from_epoch=None)]
+    # Phase 2, fine-tuning with every mask frozen (the callback only counts steps now).
+    # In joint mode the range refresh keeps running here, so its best epoch is its last.
+    phases.append(
+        phase(
+            'finetune',
+            masked.model,
+            int(epochs) - needed,
+            recovery.learning_rate,
+            mask_callbacks,
+            monitor_from_epoch=None if (joint and qat_epochs == 0) else 0,
         )
-    else:
-        callback.on_train_end()
+    )
+    phases[-1]['how'] = finetune_how if epochs == needed + finetune_epochs else 'given (epochs)'
     masked.pause_collecting()
     masked_result = _evaluate(masked.model, x_va, y_va, batch_size)
     if joint:
@@ -239,31 +334,32 @@ def compress(
 
     if joint:
         qmodel = reduce(masked)  # already QKeras, with the ranges refreshed so far
-        _compile(qmodel, loss, metrics, qat_learning_rate or learning_rate)
+        _compile(qmodel, loss, metrics, recovery.qat_learning_rate)
         reduced_result = before_qat = _evaluate(qmodel, x_va, y_va, batch_size)
     else:
         reduced = fold_batchnorm(reduce(masked))
         plan, qmodel = quantized(reduced)
-        _compile(reduced, loss, metrics, learning_rate)
+        _compile(reduced, loss, metrics, recovery.learning_rate)
         reduced_result = _evaluate(reduced, x_va, y_va, batch_size)
-        _compile(qmodel, loss, metrics, qat_learning_rate or learning_rate)
+        _compile(qmodel, loss, metrics, recovery.qat_learning_rate)
         before_qat = _evaluate(qmodel, x_va, y_va, batch_size)
     qat_steps = int(qat_epochs) * steps_per_epoch
     if range_freeze is None:
-        freeze = qat_steps - steps_per_epoch  # the last epoch trains with the exported types
+        # The first quarter of QAT follows the statistics; the rest trains with the exported types.
+        # Short QAT: all but the last epoch (at least one epoch always trains with the final types).
+        freeze = max(steps_per_epoch, (qat_epochs // 4) * steps_per_epoch)
+        freeze = min(freeze, qat_steps - steps_per_epoch)
     else:
         freeze = _steps(range_freeze, unit, steps_per_epoch)
     ranges = RangeRefreshCallback(qmodel, plan, calib_x, refresh_steps, min(freeze, qat_steps), percentile)
-    if qat_epochs > 0:
-        qmodel.fit(
-            x_tr,
-            y_tr,
-            batch_size=batch_size,
-            epochs=int(qat_epochs),
-            shuffle=True,
-            verbose=verbose,
-            callbacks=[ranges],
+    # Best weights are restored only from epochs after the last possible range change.
+    types_final_epoch = math.ceil(min(freeze, qat_steps) / steps_per_epoch) if ranges.active else 0
+    phases.append(
+        phase(
+            'qat', qmodel, int(qat_epochs), recovery.qat_learning_rate, [ranges], monitor_from_epoch=types_final_epoch
         )
+    )
+    phases[-1]['how'] = qat_how
     range_refreshes.append({'phase': 'qat', **ranges.to_dict()})
     quantized_result = _evaluate(qmodel, x_va, y_va, batch_size)
 
@@ -325,6 +421,7 @@ def compress(
             'range_freeze': range_freeze,
             'joint': joint,
             'epochs': epochs,
+            'finetune_epochs': int(epochs) - needed,
             'qat_epochs': qat_epochs,
             'batch_size': batch_size,
             'seed': seed,
@@ -339,6 +436,7 @@ def compress(
         'layers': layers,
         'quantization': plan.to_dict(),  # the final (frozen) types
         'range_refreshes': range_refreshes,
+        'recovery': {**recovery.to_dict(), 'phases': phases},
         'metrics': {
             'metric': key,
             'baseline': baseline,

@@ -116,12 +116,20 @@ def _set_integer(qmodel, slot: Slot, integer: int) -> None:
 
 
 def refresh_ranges(
-    qmodel, slots: list[Slot], calibration_x, percentile=None, batch_size: int = 256, max_passes: int = 4
+    qmodel,
+    slots: list[Slot],
+    calibration_x,
+    percentile=None,
+    batch_size: int = 256,
+    max_passes: int = 4,
+    trained_models=(),
 ) -> list[dict]:
     """Re-measure every range and reset the integer bits that changed; returns the changes.
 
     A wider input range changes what the layers after it see, so the activations are
     measured again until nothing changes (at most ``max_passes`` passes).
+    ``trained_models``: models that wrap ``qmodel`` in their own compiled functions (a
+    distillation ``Distiller`` being fit); they are re-traced too.
     """
     changes = []
     for _ in range(max_passes):
@@ -137,9 +145,11 @@ def refresh_ranges(
             break
     if changes:
         # QKeras reads `integer` at trace time: re-trace whatever Keras compiled.
-        qmodel.make_train_function(force=True)
-        qmodel.test_function = None
-        qmodel.predict_function = None
+        for model in (qmodel, *[m for m in trained_models if m is not qmodel]):
+            if getattr(model, 'optimizer', None) is not None:
+                model.make_train_function(force=True)
+            model.test_function = None
+            model.predict_function = None
     return changes
 
 
@@ -172,7 +182,10 @@ class RangeRefreshCallback(keras.callbacks.Callback):
         if not self.active or self.step > self.freeze_step or self.step % self.refresh_steps:
             return
         self.refreshes += 1
-        for change in refresh_ranges(self.qmodel, self.slots, self.calibration_x, self.percentile):
+        fitted = (self.model,) if self.model is not None else ()
+        for change in refresh_ranges(
+            self.qmodel, self.slots, self.calibration_x, self.percentile, trained_models=fitted
+        ):
             self.history.append({'step': self.step, **change})
 
     def to_dict(self) -> dict:
