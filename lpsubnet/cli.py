@@ -53,6 +53,26 @@ def handle_errors(command):
     return wrapper
 
 
+class AutoOrCount(click.ParamType):
+    """'auto' or a whole number >= 0 (epochs, patience)."""
+
+    name = 'auto|N'
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or value == 'auto':
+            return value
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = -1
+        if number < 0:
+            self.fail(f"{value!r} is neither 'auto' nor a whole number >= 0", param, ctx)
+        return number
+
+
+AUTO_OR_COUNT = AutoOrCount()
+
+
 def _summary(result) -> str:
     status = 'EXACT' if result.exact else 'MISMATCH'
     return (
@@ -274,15 +294,57 @@ def rtl(model, out_dir, hdl, latency_cutoff, clock_period, inputs, force):
     '--schedule', type=click.Choice(['layerwise', 'oneshot', 'gradual']), default='layerwise', show_default=True
 )
 @click.option(
-    '--epochs', type=click.IntRange(min=1), help='Pruning epochs (default: the schedule plus one epoch of fine-tuning).'
+    '--epochs',
+    type=click.IntRange(min=1),
+    help='All epochs with masks: the schedule plus fine-tuning (default: the schedule plus --finetune-epochs).',
+)
+@click.option(
+    '--finetune-epochs',
+    type=AUTO_OR_COUNT,
+    default='auto',
+    show_default=True,
+    help="Fine-tuning epochs once every mask is frozen; 'auto': about 3000 optimizer steps (4-60 epochs).",
 )
 @click.option(
     '--qat-epochs',
-    type=click.IntRange(min=0),
-    default=2,
+    type=AUTO_OR_COUNT,
+    default='auto',
     show_default=True,
-    help='Quantization-aware fine-tuning epochs.',
+    help="Quantization-aware fine-tuning epochs; 'auto' as for --finetune-epochs.",
 )
+@click.option(
+    '--learning-rate',
+    type=click.FloatRange(min=0, min_open=True),
+    help="Base rate of every phase (default: the rate saved with MODEL's optimizer, else 0.001).",
+)
+@click.option('--batch-size', type=click.IntRange(min=1), default=32, show_default=True)
+@click.option(
+    '--lr-schedule',
+    type=click.Choice(['cosine', 'constant']),
+    default='cosine',
+    show_default=True,
+    help='Each phase starts at its base rate; cosine decays it to 0 over the phase.',
+)
+@click.option(
+    '--warmup',
+    type=click.FloatRange(min=0, max=1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help='Fraction of each phase spent warming the rate up from 0.',
+)
+@click.option(
+    '--patience',
+    type=AUTO_OR_COUNT,
+    default='auto',
+    show_default=True,
+    help="Early-stopping patience in epochs on the validation split, best weights restored ('auto': a quarter "
+    'of the phase; 0: no early stopping).',
+)
+@click.option(
+    '--distill/--no-distill', default=False, show_default=True, help='Distil from MODEL (frozen) in every phase.'
+)
+@click.option('--distill-alpha', type=click.FloatRange(0, 1), default=0.5, show_default=True)
+@click.option('--distill-temperature', type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True)
 @click.option(
     '--round-to',
     type=click.IntRange(min=1),
@@ -297,7 +359,7 @@ def rtl(model, out_dir, hdl, latency_cutoff, clock_period, inputs, force):
     default=1.0,
     show_default=True,
     help='Epochs between refreshes of the integer bits from running statistics during QAT (0: never); '
-    'the last QAT epoch keeps them fixed.',
+    'after the first quarter of QAT (at least its last epoch) they stay fixed.',
 )
 @click.option('--joint', is_flag=True, help='Quantize first and prune the QKeras model: pruning and QAT in one fit.')
 @click.option('--seed', type=int, default=0, show_default=True)
@@ -313,7 +375,16 @@ def prune(
     importance,
     schedule,
     epochs,
+    finetune_epochs,
     qat_epochs,
+    learning_rate,
+    batch_size,
+    lr_schedule,
+    warmup,
+    patience,
+    distill,
+    distill_alpha,
+    distill_temperature,
     round_to,
     exclude_first,
     range_refresh,
@@ -345,7 +416,16 @@ def prune(
         importance=importance,
         schedule=schedule,
         epochs=epochs,
+        finetune_epochs=finetune_epochs,
         qat_epochs=qat_epochs,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        lr_schedule=lr_schedule,
+        warmup=warmup,
+        patience=None if patience == 0 else patience,
+        distill=distill,
+        distill_alpha=distill_alpha,
+        distill_temperature=distill_temperature,
         round_to=round_to,
         exclude_first=exclude_first,
         range_refresh=range_refresh or None,
@@ -356,6 +436,7 @@ def prune(
     with atomic_directory(out_dir, force=force) as tmp:
         reduced.save(tmp / 'reduced.keras')
         (tmp / 'manifest.json').write_text(json.dumps(manifest, indent=2) + '\n')
+    click.echo(recovery_line(manifest['recovery']))
     m = manifest['metrics']
     key = m['metric']
     click.echo(
@@ -364,6 +445,25 @@ def prune(
     )
     click.echo(
         f'wrote {Path(out_dir) / "reduced.keras"} and manifest.json; next: lpsubnet hls {Path(out_dir) / "reduced.keras"} --out <dir>'
+    )
+
+
+def recovery_line(recovery: dict) -> str:
+    """One line that says how each phase trained: planned/run epochs, base rate, best epoch."""
+    parts = []
+    for p in recovery['phases']:
+        if not p['epochs']:
+            continue
+        text = f'{p["phase"]} {p["epochs_run"]}/{p["epochs"]} epochs at {p["base_learning_rate"]:.2g}'
+        best = (p.get('early_stopping') or {}).get('best_epoch')
+        parts.append(text + (f' (best {best})' if best else ''))
+    distill = (
+        f', distilled (alpha {recovery["distill_alpha"]:g}, T {recovery["distill_temperature"]:g})'
+        if recovery['distill']
+        else ''
+    )
+    return f'recovery ({recovery["lr_schedule"]}, rate from {recovery["learning_rate_source"]}{distill}): ' + '; '.join(
+        parts
     )
 
 

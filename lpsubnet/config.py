@@ -40,14 +40,43 @@ class CompressConfig(Section):
     last_layer_bits: int | None = Field(None, ge=2, le=16)
     importance: Literal['activation_l1', 'activation_l0', 'weight_l1', 'random'] = 'activation_l1'
     schedule: Literal['layerwise', 'oneshot', 'gradual'] = 'layerwise'
-    epochs: int = Field(12, ge=1, description='pruning epochs (windows plus fine-tuning)')
-    qat_epochs: int = Field(8, ge=0, description='quantization-aware fine-tuning epochs after pruning')
+    epochs: int | None = Field(
+        None, ge=1, description='all epochs with masks: windows plus fine-tuning (none: windows + finetune_epochs)'
+    )
+    finetune_epochs: int | Literal['auto'] = Field(
+        'auto', description="fine-tuning epochs once every mask is frozen; 'auto': about 3000 optimizer steps"
+    )
+    qat_epochs: int | Literal['auto'] = Field(
+        'auto', description="quantization-aware fine-tuning epochs after pruning; 'auto' as for finetune_epochs"
+    )
+    learning_rate: float | None = Field(
+        None, gt=0, description="base rate of every phase (none: the baseline's model.learning_rate)"
+    )
+    lr_schedule: Literal['cosine', 'constant'] = 'cosine'
+    warmup: float = Field(0.0, ge=0, lt=1, description='fraction of each phase spent warming the rate up from 0')
+    patience: int | Literal['auto'] | None = Field(
+        'auto',
+        description="early-stopping patience in epochs, best weights restored ('auto': a quarter of the "
+        'phase; none: no early stopping)',
+    )
+    distill: bool = Field(False, description='distil from the float baseline (frozen) in every phase')
+    distill_alpha: float = Field(0.5, ge=0, le=1)
+    distill_temperature: float = Field(2.0, gt=0)
     round_to: int = Field(1, ge=1)
     exclude_first: bool = False
     range_refresh: float = Field(
-        1.0, ge=0, description='epochs between integer-bit refreshes during QAT (0: never); last QAT epoch fixed'
+        1.0,
+        ge=0,
+        description='epochs between integer-bit refreshes during the first quarter of QAT (0: never); then fixed',
     )
     joint: bool = Field(False, description='quantize first, then prune the QKeras model: one fit')
+
+    @field_validator('finetune_epochs', 'qat_epochs', 'patience')
+    @classmethod
+    def _count(cls, value):
+        if isinstance(value, int) and value < 0:
+            raise ValueError("must be 'auto' or a whole number >= 0")
+        return value
 
 
 class HLSConfig(Section):

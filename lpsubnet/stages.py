@@ -73,7 +73,14 @@ def stage_compress(ctx: RunContext, out: Path) -> dict:
         importance=c.importance,
         schedule=c.schedule,
         epochs=c.epochs,
+        finetune_epochs=c.finetune_epochs,
         qat_epochs=c.qat_epochs,
+        lr_schedule=c.lr_schedule,
+        warmup=c.warmup,
+        patience=c.patience or None,
+        distill=c.distill,
+        distill_alpha=c.distill_alpha,
+        distill_temperature=c.distill_temperature,
         round_to=c.round_to,
         exclude_first=c.exclude_first,
         range_refresh=c.range_refresh or None,
@@ -81,7 +88,8 @@ def stage_compress(ctx: RunContext, out: Path) -> dict:
         layer_bits=layer_bits,
         seed=ctx.config.seed,
         batch_size=ctx.config.model.batch_size,
-        learning_rate=ctx.config.model.learning_rate / 3,
+        # The rate the baseline was trained with; a model given by path brings its own optimizer's rate.
+        learning_rate=c.learning_rate or (ctx.config.model.learning_rate if ctx.config.model.path is None else None),
     )
     reduced.save(out / 'reduced.keras')
     manifest['test_accuracy_quantized'] = accuracy(reduced, splits.x_test, splits.y_test)
