@@ -17,17 +17,22 @@ from . import models
 
 RESULTS = Path(__file__).resolve().parent / 'results'
 
-# Training budget per task. Baseline: Adam(lr) for `base_epochs`, batch `batch`.
-# Every method: `epochs` epochs with masks at lr/3 (schedule windows of `interval`
-# epochs, masks refreshed every `refresh` epochs, then fine-tuning), then `qat_epochs`
-# of quantization-aware training of the reduced QKeras model at lr/3.
+# Training budget per task. Baseline: Adam(lr) for `base_epochs`, batch `batch` (these
+# held-out baselines are as before). Every pruning method gets the same recovery, the
+# library's: the pruning windows (`interval` epochs per layer, masks refreshed every
+# `refresh` epochs), then `finetune_epochs` of fine-tuning with the masks frozen, then
+# `qat_epochs` of QAT of the reduced QKeras model; each phase a fresh Adam from the
+# baseline's rate `lr` with cosine decay, 'auto' = about 3000 optimizer steps (4-60
+# epochs), early stopping on the validation split with the best weights restored, and the
+# integer bits refreshed during the first quarter of QAT. `distill`: the library default
+# (off) unless an ablation turns it on.
 SETTINGS = {
-    'digits': dict(base_epochs=40, batch=64, lr=3e-3, epochs=8, qat_epochs=6, interval=1.0, refresh=0.25),
-    'letter': dict(base_epochs=60, batch=128, lr=3e-3, epochs=6, qat_epochs=4, interval=1.0, refresh=0.25),
-    'fmnist': dict(base_epochs=10, batch=128, lr=3e-3, epochs=4, qat_epochs=2, interval=1.0, refresh=0.25),
-    'sr': dict(base_epochs=30, batch=64, lr=1e-3, epochs=5, qat_epochs=3, interval=1.0, refresh=0.25),
-}
-TINY = dict(base_epochs=1, epochs=1, qat_epochs=1, interval=2, refresh=1, unit='steps', batch=32)
+    'digits': dict(base_epochs=40, batch=64, lr=3e-3, finetune_epochs='auto', qat_epochs='auto', interval=1.0, refresh=0.25),
+    'letter': dict(base_epochs=60, batch=128, lr=3e-3, finetune_epochs='auto', qat_epochs='auto', interval=1.0, refresh=0.25),
+    'fmnist': dict(base_epochs=10, batch=128, lr=3e-3, finetune_epochs='auto', qat_epochs='auto', interval=1.0, refresh=0.25),
+    'sr': dict(base_epochs=30, batch=64, lr=1e-3, finetune_epochs='auto', qat_epochs='auto', interval=1.0, refresh=0.25),
+}  # fmt: skip
+TINY = dict(base_epochs=1, finetune_epochs=1, qat_epochs=1, interval=2, refresh=1, unit='steps', batch=32)
 
 # name -> (importance, schedule) for the methods that are plain pruner.compress options
 PRUNER_METHODS = {
@@ -52,9 +57,10 @@ METHOD_TITLES = {
     'quant': 'unpruned, quantized',
     'float': 'float baseline',
     'abl_reverse': 'layerwise act-L1, output->input order',
-    'abl_qrefresh': 'layerwise act-L1, integer bits refreshed during QAT',
+    'abl_qfixed': 'layerwise act-L1, integer bits fixed after calibration',
     'abl_joint': 'layerwise act-L1, pruning and QAT in one fit',
-    'abl_lr3': 'layerwise act-L1, 3x learning rate for pruning and QAT',
+    'abl_distill': 'layerwise act-L1, distilled from the float model',
+    'abl_scratch_distill': 'width-reduced from scratch, distilled from the float model',
 }
 
 
@@ -147,7 +153,8 @@ def _compress(model, task, s, seed, **kw):
     import pruner
 
     args = dict(
-        epochs=s['epochs'],
+        epochs=s.get('epochs'),
+        finetune_epochs=s['finetune_epochs'],
         qat_epochs=s['qat_epochs'],
         start=0.0,
         interval=s['interval'],
@@ -155,15 +162,55 @@ def _compress(model, task, s, seed, **kw):
         unit=s['unit'],
         seed=seed,
         batch_size=s['batch'],
-        learning_rate=s['lr'] / 3,
-        # Integer bits fixed after calibration unless a configuration asks for the refresh
-        # (the main matrix was measured so; see the quantization ablations).
-        range_refresh=s.get('range_refresh'),
+        learning_rate=s['lr'],
+        range_refresh=s.get('range_refresh', 1.0),
         joint=s.get('joint', False),
+        distill=s.get('distill', False),
+        distill_alpha=s.get('distill_alpha', 0.5),
+        distill_temperature=s.get('distill_temperature', 2.0),
         **_loss_kwargs(task),
     )
     args.update(kw)
     return pruner.compress(model, (task.x_train, task.y_train), (task.x_val, task.y_val), **args)
+
+
+def pruning_budget_epochs(task, s, groups: int) -> int:
+    """Epochs a pruning method trains with masks: its schedule (one window per layer) plus
+    fine-tuning; what the width-reduced network from scratch gets on top of the baseline's."""
+    from pruner.recovery import auto_epochs
+
+    if s.get('epochs') is not None:
+        return int(s['epochs'])
+    steps_per_epoch = math.ceil(len(task.x_train) / s['batch'])
+    schedule = 1 if s['unit'] == 'steps' else int(math.ceil(s['interval'] * groups))
+    finetune = s['finetune_epochs']
+    return schedule + (auto_epochs(steps_per_epoch) if finetune == 'auto' else int(finetune))
+
+
+def _fit_scratch(model, task, s, seed, epochs, teacher=None):
+    """The width-reduced network from random init with the pruning methods' recipe: one
+    phase of ``epochs``, cosine decay from the baseline's rate, early stopping with the best
+    weights restored (and the same teacher when the pruned models are distilled)."""
+    import keras
+
+    import pruner
+    from pruner.recovery import Recovery
+
+    keras.utils.set_random_seed(seed)
+    kw = _loss_kwargs(task)
+    loss = kw.get('loss', keras.losses.SparseCategoricalCrossentropy())
+    recovery = Recovery(
+        learning_rate=s['lr'],
+        qat_learning_rate=s['lr'],
+        distill=teacher is not None,
+        distill_alpha=s.get('distill_alpha', 0.5),
+        distill_temperature=s.get('distill_temperature', 2.0),
+        distill_kind='regression' if task.kind == 'sr' else 'classification',
+    )
+    return pruner.fit_phase('scratch', model, (task.x_train, task.y_train), (task.x_val, task.y_val), epochs=epochs,
+                            steps_per_epoch=math.ceil(len(task.x_train) / s['batch']), base_rate=s['lr'],
+                            recovery=recovery, loss=loss, metrics=list(kw.get('metrics', ['accuracy'])),
+                            batch_size=s['batch'], teacher=teacher, student_logits=False, teacher_logits=False)  # fmt: skip
 
 
 def _prunable_groups(model) -> int:
@@ -186,7 +233,7 @@ def run_method(task, method: str, sparsity, wb, ab, seed, root: Path, tiny=False
         model = base
         summary = pruner.summary(base)
         rec.update(val_metric=evaluate(base, task, 'val'))
-    elif method in PRUNER_METHODS or method.startswith('abl_'):
+    elif method in PRUNER_METHODS or (method.startswith('abl_') and method != 'abl_scratch_distill'):
         importance, schedule = PRUNER_METHODS.get(method, ('activation_l1', 'layerwise'))
         kw = {}
         if schedule == 'gradual':  # ramp over the span of the layerwise schedule
@@ -211,24 +258,27 @@ def run_method(task, method: str, sparsity, wb, ab, seed, root: Path, tiny=False
             },
             # How often the QAT range refresh moved an integer bit (0 where it is off).
             range_changes=sum(len(r['changes']) for r in manifest.get('range_refreshes', [])),
+            recovery=manifest['recovery'],
         )
     elif method == 'quant':
         model, manifest = _compress(base, task, s, seed, sparsity=0.0, weight_bits=wb, activation_bits=ab,
                                     importance='weight_l1', schedule='oneshot', exclude=_producers(base))  # fmt: skip
         summary = manifest['metrics']['after']
-    elif method == 'width_scratch':
+    elif method in ('width_scratch', 'abl_scratch_distill'):
         keras.utils.set_random_seed(seed)
         widths = models.reduced_widths(task.name, sparsity)
         small = models.build(task.name, task.x_train.shape[1:], _n_out(task), widths)
-        # same total float budget as baseline + pruning run; same QAT budget
-        _fit_float(
-            small, task, s['base_epochs'] + (s['epochs'] if s['unit'] == 'epochs' else 1), s['batch'], s['lr'], seed
-        )
+        # the baseline's epochs plus the pruning budget, the same recipe (and teacher); the same QAT
+        budget = s['base_epochs'] + pruning_budget_epochs(task, s, _prunable_groups(base))
+        teacher = base if method == 'abl_scratch_distill' else None
+        rec['scratch'] = _fit_scratch(small, task, s, seed, budget, teacher)
         rec['width_float_metric'] = evaluate(small, task)
         model, manifest = _compress(small, task, s, seed, sparsity=0.0, weight_bits=wb, activation_bits=ab,
-                                    importance='weight_l1', schedule='oneshot', exclude=_producers(small), epochs=0)  # fmt: skip
+                                    importance='weight_l1', schedule='oneshot', exclude=_producers(small), epochs=0,
+                                    distill=teacher is not None)  # fmt: skip
         summary = manifest['metrics']['after']
         rec['widths'] = list(widths)
+        rec['recovery'] = manifest['recovery']
     elif method == 'unstructured':
         from . import baselines as bl
 
@@ -242,7 +292,7 @@ def run_method(task, method: str, sparsity, wb, ab, seed, root: Path, tiny=False
         model0.set_weights(base.get_weights())
         masks = bl.magnitude_masks(model0, fraction)
         bl.apply_masks(model0, masks)
-        _fit_float(model0, task, s['epochs'] if s['unit'] == 'epochs' else 1, s['batch'], s['lr'] / 3, seed,
+        _fit_float(model0, task, pruning_budget_epochs(task, s, _prunable_groups(base)), s['batch'], s['lr'], seed,
                    [bl.mask_callback(model0, masks)])  # fmt: skip
         model, manifest = _compress(model0, task, s, seed, sparsity=0.0, weight_bits=wb, activation_bits=ab,
                                     importance='weight_l1', schedule='oneshot', exclude=_producers(model0),
@@ -250,10 +300,15 @@ def run_method(task, method: str, sparsity, wb, ab, seed, root: Path, tiny=False
         qmask = bl.zero_masks(model)
         kw = _loss_kwargs(task)
         keras.utils.set_random_seed(seed)
-        model.compile(optimizer=keras.optimizers.Adam(s['lr'] / 3),
+        model.compile(optimizer=keras.optimizers.Adam(s['lr']),
                       loss=kw.get('loss', keras.losses.SparseCategoricalCrossentropy()),
                       metrics=list(kw.get('metrics', ['accuracy'])))  # fmt: skip
-        model.fit(task.x_train, task.y_train, batch_size=s['batch'], epochs=s['qat_epochs'], shuffle=True, verbose=0,
+        qat = s['qat_epochs']
+        if qat == 'auto':
+            from pruner.recovery import auto_epochs
+
+            qat = auto_epochs(math.ceil(len(task.x_train) / s['batch']))
+        model.fit(task.x_train, task.y_train, batch_size=s['batch'], epochs=qat, shuffle=True, verbose=0,
                   callbacks=[bl.mask_callback(model, qmask)])  # fmt: skip
         summary = bl.nonzero_footprint(model)
         rec['parameter_sparsity'] = fraction

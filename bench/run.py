@@ -1,15 +1,17 @@
 """Run the benchmarks: ``python -m bench.run --task digits|letter|fmnist|sr|motivation|tool|all
-[--quick] [--seeds N] [--rtl] [--tiny] [--results DIR] [--threads N] [--shard I/N]``.
+[--quick] [--seeds N] [--only GLOBS] [--rtl] [--tiny] [--results DIR] [--threads N] [--shard I/N]``.
 
 One JSON per configuration in ``<results>/<task>/<config>.json``; an existing JSON is not
 recomputed, so an interrupted run resumes where it stopped. ``--quick``: digits only, 1
-seed, the main methods at 50% and 75% with W8A8 (about 2 minutes on 2 cores).
+seed, the main methods and the width-reduced network at 50% and 75% with W8A8 (about
+10 minutes on 2 cores). ``--only``: a subset of a task's configurations by name.
 ``--tiny`` (or BENCH_TINY=1): 1 epoch on tiny subsets, 1 seed, 2 methods (for the tests).
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import sys
@@ -19,7 +21,7 @@ from pathlib import Path
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
-MAIN_METHODS = ('lw_act_l1', 'os_act_l1', 'os_weight_l1', 'random')
+MAIN_METHODS = ('lw_act_l1', 'os_act_l1', 'os_weight_l1', 'random', 'width_scratch')
 ALL_METHODS = (
     'lw_act_l1', 'os_act_l1', 'lw_act_l0', 'os_act_l0', 'os_weight_l1', 'gradual_weight_l1', 'random',
     'width_scratch', 'unstructured',
@@ -29,10 +31,12 @@ SPARSITIES = (0.5, 0.75)
 ALL_BITS = ((8, 8), (4, 8), (4, 4))
 REDUCED_BITS = ((8, 8), (4, 8))
 FULL_SEEDS = {'digits': 5, 'letter': 5, 'fmnist': 3, 'sr': 3}
-# Ablations (digits, letter): 75% sparsity, W8A8, layerwise activation-L1, all with the
-# budget of the longest schedule. name -> overrides of (interval, refresh) in epochs.
+# Ablations (digits, letter): 75% sparsity, W8A8, layerwise activation-L1. The fine-tuning
+# after the schedule is its own phase, so every variant gets the same recovery budget.
 ABLATION_WINDOWS = (0.5, 1.0, 2.0, 4.0)
 ABLATION_REFRESH = (0.05, 0.25, 1.0)  # at window 1 epoch
+# Distillation from the float model: (alpha, temperature) settings measured against none.
+ABLATION_DISTILL = ((0.5, 2.0), (0.9, 4.0), (0.25, 1.0))
 
 
 def plan(task: str, quick: bool, seeds: int | None, tiny: bool) -> list[dict]:
@@ -61,38 +65,23 @@ def plan(task: str, quick: bool, seeds: int | None, tiny: bool) -> list[dict]:
 
 
 def ablations(task: str, seed: int) -> list[dict]:
-    from .experiments import settings
+    def abl(method, tag, **overrides):
+        return dict(method=method, sparsity=0.75, wb=8, ab=8, seed=seed, name=f'abl-{tag}_s75_w8a8_seed{seed}',
+                    overrides=overrides)  # fmt: skip
 
-    s = settings(task)
-    groups = 3  # prunable groups of the digits CNN and the letter MLP
-    epochs = int(max(ABLATION_WINDOWS) * groups) + (s['epochs'] - groups)  # same fine-tuning after the longest schedule
-    out = []
-    for w in ABLATION_WINDOWS:
-        out.append(dict(method='abl_window', sparsity=0.75, wb=8, ab=8, seed=seed, name=f'abl-window{w:g}_s75_w8a8_seed{seed}',
-                        overrides=dict(interval=w, refresh=w / 4, epochs=epochs)))  # fmt: skip
-    for r in ABLATION_REFRESH:
-        if r == 0.25:
-            continue  # = window 1
-        out.append(dict(method='abl_refresh', sparsity=0.75, wb=8, ab=8, seed=seed, name=f'abl-refresh{r:g}_s75_w8a8_seed{seed}',
-                        overrides=dict(interval=1.0, refresh=r, epochs=epochs)))  # fmt: skip
-    out.append(dict(method='abl_reverse', sparsity=0.75, wb=8, ab=8, seed=seed, name=f'abl-reverse_s75_w8a8_seed{seed}',
-                    overrides=dict(interval=1.0, refresh=0.25, epochs=epochs)))  # fmt: skip
-    out.append(dict(method='os_act_l1', sparsity=0.75, wb=8, ab=8, seed=seed, name=f'abl-oneshot_s75_w8a8_seed{seed}',
-                    overrides=dict(interval=1.0, refresh=0.25, epochs=epochs)))  # fmt: skip
-    # Quantization: the main matrix keeps the calibrated integer bits fixed through QAT (it was
-    # measured so). These measure refreshing them from running statistics every epoch (last QAT
-    # epoch fixed), and pruning the already-quantized model so that both run in one fit.
-    out.append(dict(method='abl_qrefresh', sparsity=0.75, wb=8, ab=8, seed=seed, name=f'abl-qrefresh_s75_w8a8_seed{seed}',
-                    overrides=dict(interval=1.0, refresh=0.25, epochs=epochs, range_refresh=1.0)))  # fmt: skip
-    out.append(dict(method='abl_joint', sparsity=0.75, wb=8, ab=8, seed=seed, name=f'abl-joint_s75_w8a8_seed{seed}',
-                    overrides=dict(interval=1.0, refresh=0.25, epochs=epochs, range_refresh=1.0, joint=True)))  # fmt: skip
-    # 3x the learning rate, for the method and for the joint mode: does the BatchNorm-free joint
-    # model only learn more slowly, and is the fine-tuning learning rate of the matrix too low?
-    out.append(dict(method='abl_lr3', sparsity=0.75, wb=8, ab=8, seed=seed, name=f'abl-lr3_s75_w8a8_seed{seed}',
-                    overrides=dict(interval=1.0, refresh=0.25, epochs=epochs, lr=3 * s['lr'])))  # fmt: skip
-    out.append(dict(method='abl_joint', sparsity=0.75, wb=8, ab=8, seed=seed, name=f'abl-jointlr3_s75_w8a8_seed{seed}',
-                    overrides=dict(interval=1.0, refresh=0.25, epochs=epochs, range_refresh=1.0, joint=True,
-                                   lr=3 * s['lr'])))  # fmt: skip
+    out = [abl('abl_window', f'window{w:g}', interval=w, refresh=w / 4) for w in ABLATION_WINDOWS]
+    out += [abl('abl_refresh', f'refresh{r:g}', interval=1.0, refresh=r) for r in ABLATION_REFRESH if r != 0.25]
+    out.append(abl('abl_reverse', 'reverse'))
+    # Quantization: the matrix refreshes the integer bits during the first quarter of QAT (the
+    # library default); `qfixed` keeps the calibrated ones, `joint` prunes the quantized model in one fit.
+    out.append(abl('abl_qfixed', 'qfixed', range_refresh=None))
+    out.append(abl('abl_joint', 'joint', joint=True))
+    for alpha, temperature in ABLATION_DISTILL:
+        out.append(abl('abl_distill', f'distill-a{alpha:g}-T{temperature:g}', distill=True, distill_alpha=alpha,
+                       distill_temperature=temperature))  # fmt: skip
+    alpha, temperature = ABLATION_DISTILL[0]  # the fair, strong baseline: the small network with the same teacher
+    out.append(abl('abl_scratch_distill', f'scratch-distill-a{alpha:g}-T{temperature:g}', distill_alpha=alpha,
+                   distill_temperature=temperature))  # fmt: skip
     return out
 
 
@@ -127,6 +116,8 @@ def run_task(task_name: str, args, log) -> dict:
             continue  # another process's share (--shard)
         c = dict(c)
         name = c.pop('name', None) or E.config_name(c['method'], c['sparsity'], c['wb'], c['ab'], c['seed'])
+        if args.only and not any(fnmatch.fnmatch(name, pattern) for pattern in args.only.split(',')):
+            continue
         if (root / task_name / f'{name}.json').exists():
             continue
         try:
@@ -163,6 +154,9 @@ def main(argv=None) -> int:
     p.add_argument('--results', default=str(Path(__file__).resolve().parent / 'results'))
     p.add_argument('--threads', type=int, default=int(os.environ.get('BENCH_THREADS', '1')),
                    help='TensorFlow threads (default 1: the machine is shared)')  # fmt: skip
+    p.add_argument('--only', default=None, metavar='GLOB',
+                   help="run only the configurations whose name matches one of the comma-separated GLOBs, "
+                   "e.g. 'abl-distill*' or 'lw_act_l1_*_w8a8_*,width_scratch_*'")  # fmt: skip
     p.add_argument('--shard', type=_shard, default=(0, 1), metavar='I/N',
                    help='run only every N-th configuration, starting at I (0-based): run I/N for I = 0..N-1 in N '
                    'processes to use N cores; all write the same cache')  # fmt: skip
