@@ -257,11 +257,15 @@ def ablation_table(recs) -> list[str]:
     for r in abl:
         name = r['config'].split('_')[0]
         groups[name][r['seed']] = r['metric']
-        if r.get('settings', {}).get('range_refresh') and 'range_changes' in r:  # refresh on
+        if r.get('settings', {}).get('range_refresh', 1.0) and 'range_changes' in r:  # refresh on
             range_changes[name].append(r['range_changes'])
-    ref = groups.get('abl-window1', {})
+    # The reference is the method itself at 75% W8A8 (window 1 epoch, forward order): from the
+    # main matrix, which is the same configuration, where the window-1 ablation was not run.
+    ref = groups.get('abl-window1') or {
+        r['seed']: r['metric'] for r in recs if r['config'].startswith(f'{METHOD}_s75_w8a8_seed')
+    }
     lines = [
-        '| variant (75%, W8A8, same budget) | seeds | metric | minus window-1 forward (W/L/T) | sign p | integer bits moved by the QAT refresh (mean) |',
+        '| variant (75%, W8A8, same recovery) | seeds | metric | minus the method (window 1, forward) (W/L/T) | sign p | integer bits moved by the QAT refresh (mean) |',
         '|---|---|---|---|---|---|',
     ]
     for name in sorted(groups, key=lambda n: (not n.startswith('abl-window'), n)):
@@ -312,6 +316,94 @@ def plot_task(task, recs, out: Path) -> str | None:
     ax.legend(fontsize=7, loc='lower right')
     fig.tight_layout()
     path = out / f'{task}_metric_vs_footprint.png'
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+# Method families of the Pareto view: who wins where, whatever the ranking inside a family.
+FAMILIES = {
+    'the method (layerwise activation-L1)': ('lw_act_l1',),
+    'other channel rankings': ('os_act_l1', 'lw_act_l0', 'os_act_l0', 'os_weight_l1', 'gradual_weight_l1', 'random'),
+    'width-reduced from scratch': ('width_scratch',),
+    'unpruned, quantized': ('quant',),
+    'unstructured (zeros free)': ('unstructured',),
+    'float': ('float',),
+}
+
+
+def _points(recs) -> dict:
+    """(method, setting) -> (mean footprint kbit, mean metric, seeds) over the main matrix."""
+    pts = defaultdict(list)
+    for r in recs:
+        if not r['config'].startswith('abl-'):
+            pts[(r['method'], _setting(r))].append(r)
+    return {k: (st.mean(r['footprint_bits'] for r in rs) / 1000, st.mean(r['metric'] for r in rs), len(rs))
+            for k, rs in pts.items()}  # fmt: skip
+
+
+def pareto_table(recs) -> list[str]:
+    """Per footprint (one row per setting that has the method), the best mean metric of each family
+    at that setting, and each family's best at or below that footprint (its Pareto front)."""
+    pts = _points(recs)
+    families = [f for f, ms in FAMILIES.items() if any(m in ms for m, _ in pts)]
+    if not families:
+        return []
+    higher = 'PSNR' in recs[0]['metric_name'] or 'top-1' in recs[0]['metric_name']
+    rows = sorted({(fp, setting) for (m, setting), (fp, _, _) in pts.items() if m == METHOD})
+    lines = ['| footprint (kbit) | setting | ' + ' | '.join(families) + ' |', '|---|---|' + '---|' * len(families)]
+    for fp, setting in rows:
+        cells = []
+        for f in families:
+            same = [v for (m, s_), (fp2, v, _) in pts.items() if m in FAMILIES[f] and s_ == setting]
+            front = [v for (m, _s), (fp2, v, _) in pts.items() if m in FAMILIES[f] and fp2 <= fp * 1.001]
+            best_front = (max if higher else min)(front) if front else None
+            cell = f'{max(same):.2f}' if same else '–'
+            if best_front is not None and (not same or best_front > max(same)):
+                cell += f' (front {best_front:.2f})'
+            cells.append(cell)
+        values = [float(c.split(' ')[0]) for c in cells if c[0] != '–']
+        top = max(values) if values else None
+        cells = [f'**{c}**' if c[0] != '–' and float(c.split(' ')[0]) == top else c for c in cells]
+        lines.append(f'| {fp:.1f} | {setting} | ' + ' | '.join(cells) + ' |')
+    return lines
+
+
+def plot_pareto(task, recs, out: Path) -> str | None:
+    """Each family's Pareto front (best metric at or below each footprint) as a step line."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    pts = _points(recs)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = 0
+    for (family, methods), color in zip(FAMILIES.items(), ['tab:red', 'tab:blue', 'tab:green', 'tab:purple',
+                                                             'tab:gray', 'black']):  # fmt: skip
+        fam = sorted((fp, v) for (m, _s), (fp, v, _) in pts.items() if m in methods)
+        if not fam:
+            continue
+        front, best = [], float('-inf')
+        for fp, v in fam:
+            if v > best:
+                best = v
+                front.append((fp, v))
+        ax.scatter([p[0] for p in fam], [p[1] for p in fam], color=color, s=12, alpha=0.35)
+        ax.step([p[0] for p in front], [p[1] for p in front], where='post', color=color, marker='o',
+                markersize=4, label=family)  # fmt: skip
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xscale('log')
+    ax.set_xlabel('memory footprint (kbit, log)')
+    ax.set_ylabel(recs[0]['metric_name'])
+    ax.set_title(f'{task}: Pareto front per method family (means over seeds; dots: every setting)')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc='lower right')
+    fig.tight_layout()
+    path = out / f'{task}_pareto.png'
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path.name
@@ -494,11 +586,17 @@ def main(argv=None) -> int:
           '- Unpruned quantized: same fine-tuning epochs with no mask, then the same QAT. Reported in the pruned '
           'settings columns as the paired reference at the same bits.', '',
           '### Training budget per task (Adam everywhere)', '',
-          '| task | model | baseline | every method: pruning + fine-tuning | QAT | batch | layer window / refresh |',
-          '|---|---|---|---|---|---|---|']  # fmt: skip
+          '| task | model | baseline | every method: pruning windows, then fine-tuning | QAT | width-reduced from scratch | batch | layer window / refresh |',
+          '|---|---|---|---|---|---|---|---|']  # fmt: skip
     for t, s in SETTINGS.items():
-        L.append(f'| {t} | {TITLES[t]} | {s["base_epochs"]} epochs, Adam lr {s["lr"]:g} | {s["epochs"]} epochs, Adam lr {s["lr"] / 3:.2g} | '
-                 f'{s["qat_epochs"]} epochs, lr {s["lr"] / 3:.2g} | {s["batch"]} | {s["interval"]:g} / {s["refresh"]:g} epoch |')  # fmt: skip
+        L.append(f'| {t} | {TITLES[t]} | {s["base_epochs"]} epochs, Adam lr {s["lr"]:g} | one window per layer, then '
+                 f'{s["finetune_epochs"]} epochs (planned; early stopping), Adam from lr {s["lr"]:g}, cosine | '
+                 f'{s["qat_epochs"]} epochs (planned; early stopping), from lr {s["lr"]:g}, cosine | '
+                 f'{s["base_epochs"]} + the pruning budget, one cosine phase, early stopping; the same QAT | '
+                 f'{s["batch"]} | {s["interval"]:g} / {s["refresh"]:g} epoch |')  # fmt: skip
+    L += ['', "'auto' = about 3000 optimizer steps per phase, within 4-60 epochs (`pruner.recovery.auto_epochs`); "
+          'early stopping watches the validation split (patience: a quarter of the phase) and restores the best '
+          "weights. The epochs each phase actually ran are in every result's `recovery.phases`.", '']  # fmt: skip
     L += ['', 'Layerwise: one window per prunable layer, input to output, full target sparsity at the first refresh. '
           'One-shot (activation or weight): one window of the same length on the dense network, all layers pruned '
           'at its end. Gradual weight-L1: cubic ramp over the span of the layerwise schedule. Random: one-shot with '
@@ -552,6 +650,15 @@ def main(argv=None) -> int:
                 '',
             ]
         where_not += [f'{task}, {n}' for n in notes]
+        pareto = pareto_table(recs)
+        if pareto:
+            L += ['#### Who wins where: best mean metric of each method family per footprint', '',
+                  'One row per setting of the method; a cell is the family\'s best at that setting (bold: the best '
+                  'of the row); "front" is the family\'s best at any setting with at most that footprint, where '
+                  'that is higher.', '', *pareto, '']  # fmt: skip
+            front_plot = plot_pareto(task, recs, plots)
+            if front_plot:
+                L += [f'![{task} Pareto fronts](bench/{front_plot})', '']
         L += method_table(recs, 'All configurations (mean ± std over seeds)')
         if plot:
             L += [f'![{task}](bench/{plot})', '']
@@ -562,20 +669,15 @@ def main(argv=None) -> int:
     L += [f'- {n}' for n in where_not] or [
         '- (no setting where a pruning baseline matched or beat it in the results so far)'
     ]
-    L += ['', 'Caveats: the pruning and QAT budgets are short (a few epochs, chosen so that the full matrix fits the '
-          '3-hour target), so accuracy after pruning is dominated by how well the network recovers; the ablation '
-          'tables, whose runs all have the longer budget of the 4-epoch-window schedule, show how much a longer '
-          'budget changes the result. The 4-bit weight settings use power-of-two scales (ap_fixed), not the float '
-          'scales of the reference code.', '',
-          'Integer bits: the main matrix keeps the integer bits chosen from calibration fixed through QAT '
-          '(`range_refresh=None`; it was measured before `pruner.compress` could refresh them). Two ablations '
-          'measure the quantization options at 75% W8A8: `qrefresh` refreshes them from running statistics once per '
-          'epoch and keeps the last QAT epoch fixed (the library default now), and `joint` folds BatchNorm and '
-          'quantizes before pruning, so that the masks are trained on the QKeras model in one fit.', '',
-          'Learning rate: every pruning method fine-tunes (and runs QAT) at a third of the baseline\'s learning rate, '
-          'while the width-reduced network trains at the full rate. The `lr3` and `jointlr3` ablations use 3x the '
-          'fine-tuning rate (= the baseline\'s); they show how much of the gap to the width-reduced network comes from '
-          'that choice. The main matrix has not been rerun at that rate.', '',
+    L += ['', 'Recovery: every pruning method, the unpruned quantized model and the width-reduced network get the '
+          "same recipe (`pruner.recovery`): a fresh Adam per phase starting at the baseline's learning rate with "
+          'cosine decay, a budget of about 3000 optimizer steps per phase, early stopping on the validation split '
+          'with the best weights restored, and the integer bits refreshed from running statistics during the first '
+          'quarter of QAT. Distillation from the float model is off in the matrix (the library default); the '
+          '`distill-*` ablations measure it, and `scratch-distill-*` gives the width-reduced network the same teacher. '
+          'The results of November 2026, when every pruning method fine-tuned for a few epochs at a third of the '
+          "baseline's rate, are kept in `bench/archive/2026-11-fine-tuning-at-lr-third/`.", '',
+          'The 4-bit weight settings use power-of-two scales (ap_fixed), not the float scales of the reference code.', '',
           'A4 quantizes the model input to 4 bits as well (signed `quantized_bits(4, 1)`, step 0.25, from the '
           'max-magnitude statistics): letter\'s 16 feature levels in [0, 1] become 5, so every letter model at W4A4, '
           'the unpruned one included, loses most of its accuracy. The override '
