@@ -17,6 +17,7 @@ from pruner.recovery import (
     fit_phase,
     phase_learning_rate,
     rate_at,
+    saved_learning_rate,
     trained_learning_rate,
 )
 
@@ -167,6 +168,22 @@ def test_learning_rate_defaults_to_the_models_own():
     schedule = keras.optimizers.schedules.CosineDecay(4e-3, 100)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss='mse')
     assert trained_learning_rate(model) == pytest.approx(4e-3)
+
+
+def test_saved_learning_rate_is_read_from_the_keras_file(tmp_path):
+    model = sequential_cnn()
+    model.save(tmp_path / 'plain.keras')
+    assert saved_learning_rate(tmp_path / 'plain.keras') is None  # never compiled
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss='mse')
+    model.save(tmp_path / 'adam.keras')
+    assert saved_learning_rate(tmp_path / 'adam.keras') == 2e-3  # float32 noise rounded off
+    model.compile(
+        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(5e-4, 10, 0.9)), loss='mse'
+    )
+    model.save(tmp_path / 'schedule.keras')
+    assert saved_learning_rate(tmp_path / 'schedule.keras') == 5e-4
+    (tmp_path / 'junk.keras').write_text('not a zip')
+    assert saved_learning_rate(tmp_path / 'junk.keras') is None
 
 
 @pytest.fixture(scope='module')

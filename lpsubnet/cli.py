@@ -315,7 +315,7 @@ def rtl(model, out_dir, hdl, latency_cutoff, clock_period, inputs, force):
 @click.option(
     '--learning-rate',
     type=click.FloatRange(min=0, min_open=True),
-    help="Base rate of every phase (default: the rate saved with MODEL's optimizer, else 0.001).",
+    help='Base rate of every phase (default: the rate of the optimizer saved in MODEL, else 0.001).',
 )
 @click.option('--batch-size', type=click.IntRange(min=1), default=32, show_default=True)
 @click.option(
@@ -406,6 +406,12 @@ def prune(
 
     keras_model = load_qkeras_model(model)
     train, val = load_train_val(data_path, seed)
+    rate_source = None
+    if learning_rate is None:  # the model is loaded without its optimizer: read the rate it was trained with
+        from pruner.recovery import saved_learning_rate
+
+        learning_rate = saved_learning_rate(model)
+        rate_source = f'the optimizer saved in {model}' if learning_rate is not None else None
     reduced, manifest = pruner.compress(
         keras_model,
         train,
@@ -433,6 +439,8 @@ def prune(
         seed=seed,
         verbose=1 if sys.stdout.isatty() else 2,  # Keras progress bars; one line per epoch in logs
     )
+    if rate_source:
+        manifest['recovery']['learning_rate_source'] = rate_source
     with atomic_directory(out_dir, force=force) as tmp:
         reduced.save(tmp / 'reduced.keras')
         (tmp / 'manifest.json').write_text(json.dumps(manifest, indent=2) + '\n')

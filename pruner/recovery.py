@@ -69,6 +69,27 @@ def trained_learning_rate(model) -> float | None:
     return value if math.isfinite(value) and value > 0 else None
 
 
+def saved_learning_rate(path) -> float | None:
+    """The starting learning rate of the optimizer saved in a ``.keras`` file (None if it
+    holds none): what the model was trained with, for callers that load it with
+    ``compile=False``. Read from the file's ``compile_config``; float32 noise is rounded off."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read('config.json'))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    optimizer = ((config.get('compile_config') or {}).get('optimizer') or {}).get('config') or {}
+    rate = optimizer.get('learning_rate')
+    if isinstance(rate, dict):  # a schedule: its starting rate
+        rate = (rate.get('config') or {}).get('initial_learning_rate')
+    if not isinstance(rate, int | float) or not math.isfinite(rate) or rate <= 0:
+        return None
+    return float(f'{float(rate):.7g}')
+
+
 def phase_learning_rate(base: float, total_steps: int, schedule: str = 'cosine', warmup: float = 0.0):
     """The learning rate of one phase: ``base`` held ('constant') or decayed to 0 with a
     cosine over ``total_steps`` ('cosine'), after a linear warm-up from 0 over the first
