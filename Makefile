@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: install test test-all fuzz demo bench bench-quick bench-data bench-report lint clean
+.PHONY: install test test-all test-tools fuzz demo bench bench-quick bench-data bench-report lint clean
 
 install: $(STAMP)
 
@@ -20,8 +20,17 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test-all: $(STAMP)
+# The slow cases include the independent cycle count (cocotb + Icarus Verilog): install
+# iverilog where apt is usable, otherwise say the command (that one test then skips and says why).
+TEST_APT := iverilog
+test-all: $(STAMP) test-tools
 	$(BIN)/python -m pytest -q -m ''
+
+test-tools:
+	@if command -v iverilog >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get install -y -q $(TEST_APT) || (apt-get update -q && apt-get install -y -q $(TEST_APT))) >/dev/null || echo "could not install $(TEST_APT); run: apt-get install $(TEST_APT)"; \
+	else echo "iverilog missing (the cocotb cycle-count test will skip); run: sudo apt-get install $(TEST_APT)"; fi
 
 demo: $(STAMP)
 	$(BIN)/lpsubnet run --out demo_run --force
@@ -63,7 +72,8 @@ bench-report: $(STAMP)
 BENCH_APT := opencv-doc dataset-fashion-mnist
 bench-data:
 	@if dpkg -s $(BENCH_APT) >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then apt-get install -y -q $(BENCH_APT) || echo "could not install $(BENCH_APT); run: apt-get install $(BENCH_APT)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -q $(BENCH_APT) || (apt-get update -q && apt-get install -y -q $(BENCH_APT)) || echo "could not install $(BENCH_APT); run: apt-get install $(BENCH_APT)"; \
 	else echo "optional bench data missing; run: sudo apt-get install $(BENCH_APT)"; fi
 
 lint: $(STAMP)
