@@ -1,5 +1,6 @@
 """Recovery after pruning: per-phase learning-rate schedules, distillation, budgets, early stopping."""
 
+import json
 import math
 
 import keras
@@ -250,3 +251,29 @@ def test_auto_budget_is_chosen_and_saved():
 def test_bad_recovery_options_are_refused_by_name(kw, message):
     with pytest.raises(PrunerError, match=message):
         small_compress(**kw)
+
+
+def test_prune_command_passes_the_recovery_options_and_reads_the_saved_rate(tmp_path):
+    from click.testing import CliRunner
+
+    from lpsubnet.cli import main
+
+    x, y, xt, yt = digits()
+    np.savez(tmp_path / 'd.npz', x_train=x[:256], y_train=y[:256], x_val=xt[:64], y_val=yt[:64])
+    model = sequential_cnn()
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss=keras.losses.SparseCategoricalCrossentropy(True))
+    model.save(tmp_path / 'm.keras')
+    args = ['prune', str(tmp_path / 'm.keras'), '--data', str(tmp_path / 'd.npz'), '--sparsity', '0.5',
+            '--finetune-epochs', '2', '--qat-epochs', '1', '--batch-size', '64', '--warmup', '0.2',
+            '--lr-schedule', 'constant', '--patience', '0', '--distill', '--distill-alpha', '0.4']  # fmt: skip
+    result = CliRunner().invoke(main, [*args, '--out', str(tmp_path / 'out')])
+    assert result.exit_code == 0, result.output
+    assert 'recovery (constant, rate from the optimizer saved in' in result.output
+    manifest = json.loads((tmp_path / 'out' / 'manifest.json').read_text())
+    rec = manifest['recovery']
+    assert rec['learning_rate'] == 2e-3 and rec['lr_schedule'] == 'constant' and rec['warmup'] == 0.2
+    assert rec['patience'] is None and rec['distill'] and rec['distill_alpha'] == 0.4
+    assert [p['epochs'] for p in rec['phases']][1:] == [2, 1] and manifest['pruner']['batch_size'] == 64
+    assert all('early_stopping' not in p for p in rec['phases'])  # --patience 0: none
+    bad = CliRunner().invoke(main, [*args[:-2], '--qat-epochs', 'lots', '--out', str(tmp_path / 'bad')])
+    assert bad.exit_code == 2 and "'lots' is neither 'auto' nor a whole number" in bad.output
