@@ -444,6 +444,8 @@ def prune(
     with atomic_directory(out_dir, force=force) as tmp:
         reduced.save(tmp / 'reduced.keras')
         (tmp / 'manifest.json').write_text(json.dumps(manifest, indent=2) + '\n')
+    from .describe import recovery_line
+
     click.echo(recovery_line(manifest['recovery']))
     m = manifest['metrics']
     key = m['metric']
@@ -453,25 +455,6 @@ def prune(
     )
     click.echo(
         f'wrote {Path(out_dir) / "reduced.keras"} and manifest.json; next: lpsubnet hls {Path(out_dir) / "reduced.keras"} --out <dir>'
-    )
-
-
-def recovery_line(recovery: dict) -> str:
-    """One line that says how each phase trained: planned/run epochs, base rate, best epoch."""
-    parts = []
-    for p in recovery['phases']:
-        if not p['epochs']:
-            continue
-        text = f'{p["phase"]} {p["epochs_run"]}/{p["epochs"]} epochs at {p["base_learning_rate"]:.2g}'
-        best = (p.get('early_stopping') or {}).get('best_epoch')
-        parts.append(text + (f' (best {best})' if best else ''))
-    distill = (
-        f', distilled (alpha {recovery["distill_alpha"]:g}, T {recovery["distill_temperature"]:g})'
-        if recovery['distill']
-        else ''
-    )
-    return f'recovery ({recovery["lr_schedule"]}, rate from {recovery["learning_rate_source"]}{distill}): ' + '; '.join(
-        parts
     )
 
 

@@ -76,6 +76,10 @@ class Metrics(Strict):
     lpsubnet_version: str
     dataset: dict
     compression: dict = Field(description='sparsity, bit widths, importance, schedule used')
+    recovery: dict = Field(
+        description='how the network was retrained: base rates, schedule, distillation, and per phase the planned '
+        'and run epochs and the early-stopping record (pruner manifest), plus a one-line summary'
+    )
     accuracy: Accuracy
     float_cost: Cost
     compressed_cost: Cost

@@ -15,6 +15,7 @@ from hls_backend import __version__
 from hls_backend.files import write_text_atomic
 from hls_backend.templates import render
 
+from .describe import recovery_line
 from .metrics_schema import Metrics
 from .pipeline import RunContext
 
@@ -88,6 +89,7 @@ def collect_metrics(ctx: RunContext) -> dict:
         'lpsubnet_version': __version__,
         'dataset': ctx.summary('data'),
         'compression': ctx.config.compress.model_dump(mode='json'),
+        'recovery': {**manifest['recovery'], 'summary': recovery_line(manifest['recovery'])},
         'accuracy': {
             'float_model': baseline['test_accuracy'],
             'pruned_float': pruned,  # validation accuracy of the reduced float model (the pruner sees no test set)
