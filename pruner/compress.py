@@ -240,11 +240,11 @@ def compress(
         )
         return q_plan, to_qkeras(float_model, q_plan)
 
-    def phase(name, student, epochs_, base_rate, callbacks=(), monitor_from_epoch=0, train=(x_tr, y_tr)):
+    def phase(name, student, epochs_, base_rate, callbacks=(), monitor_from_epoch=0):
         return fit_phase(
             name,
             student,
-            train,
+            (x_tr, y_tr),
             (x_va, y_va),
             epochs=epochs_,
             steps_per_epoch=steps_per_epoch,
@@ -315,7 +315,7 @@ def compress(
     # Phase 1, the pruning windows: masks still move, so no best epoch is restored from it.
     phases = [phase('pruning', masked.model, needed, recovery.learning_rate, mask_callbacks, monitor_from_epoch=None)]
     # Phase 2, fine-tuning with every mask frozen (the callback only counts steps now).
-    # In joint mode the range refresh keeps running here, so its best epoch is its last.
+    # Joint mode without QAT moves the integer bits until its last epoch: no earlier epoch may be restored.
     phases.append(
         phase(
             'finetune',
