@@ -2,7 +2,8 @@
 
 Rows complement test_hls_bad_input.py and test_cli.py (which cover the API-level
 cases and a few CLI ones). Every row also checks that no traceback is printed and
-that nothing was written where the output would have gone.
+that nothing was written where the output would have gone. The CLI runs in process
+(fpga_tests.cli_helpers.cli), so every row is in the default suite.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,9 +20,8 @@ import pytest
 import yaml
 from qkeras import QActivation, QDense, quantized_bits, quantized_relu
 
+from fpga_tests.cli_helpers import cli
 from fpga_tests.hls_models import jet_mlp, wq
-
-CLI = [sys.executable, '-m', 'lpsubnet.cli']
 
 
 def _q_mlp(name, kernel=None, extra=None, input_q=True):
@@ -302,37 +301,15 @@ ROWS = {
     ),
 }
 
-# The default suite runs one or two rows per kind of problem; every CLI call that
-# imports TensorFlow costs 5-10 s, so the other rows run with -m slow (make test-all).
-FAST_ROWS = {
-    'hls-truncated-model',
-    'hls-unsupported-layer',
-    'hls-quantizer-32-bits',
-    'rtl-output-port-over-32-bits',
-    'prune-data-npy-not-npz',
-    'hls-inputs-nan',
-    'hls-out-under-a-file',
-    'run-out-under-a-file',
-    'run-config-unknown-nested-key',
-    'run-config-wrong-type',
-    'run-config-bad-literal',
-    'run-config-invalid-yaml',
-    'run-config-not-a-mapping',
-    'run-config-missing-file',
-    'run-force-and-resume',
-    'run-resume-nothing',
-    'run-config-bits-out-of-range',
-    'run-config-negative-clock',
-}
 # A run whose data stage fails keeps its (resumable) run directory: config.yaml and stages/.
 CREATES_RUN_DIR = {'run-npz-without-path'}
 
 
 def run_cli(args, env=None):
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=env, check=False, timeout=600)
+    return cli(*args, env=env)
 
 
-@pytest.mark.parametrize('row', [pytest.param(r, marks=() if r in FAST_ROWS else (pytest.mark.slow,)) for r in ROWS])
+@pytest.mark.parametrize('row', list(ROWS))
 def test_bad_input_row(row, files, tmp_path):
     args, code, messages = ROWS[row]
     out = tmp_path / 'out'
@@ -391,7 +368,6 @@ def test_verilator_host_tools_missing(files, tmp_path):
     assert 'Traceback' not in proc.stderr
 
 
-@pytest.mark.slow
 def test_vendor_tool_missing_for_synth(files, tmp_path):
     """`lpsubnet synth --steps cosim` on a Vivado project without vivado_hls: exit 4 with the command to run."""
     project = tmp_path / 'prj'

@@ -1,21 +1,18 @@
-"""The command line as a user meets it: help, prune and rtl commands, exit codes."""
+"""The command line as a user meets it: help, prune and rtl commands, exit codes.
+
+The commands run in process (fpga_tests.cli_helpers.cli); one test runs a real
+``python -m lpsubnet.cli`` process and checks its exit code and its whole stderr.
+"""
 
 import json
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 
+from fpga_tests.cli_helpers import cli, cli_process
 from fpga_tests.hls_models import save
 from lpsubnet.datasets import load_digits_images
-
-CLI = [sys.executable, '-m', 'lpsubnet.cli']
-
-
-def lpsubnet(*args):
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True)
 
 
 @pytest.fixture(scope='module')
@@ -37,7 +34,7 @@ def float_cnn(tmp_path_factory):
 
 
 def test_help_lists_every_command():
-    proc = lpsubnet('--help')
+    proc = cli('--help')
     assert proc.returncode == 0
     for command in ('run', 'prune', 'hls', 'csim', 'rtl', 'synth'):
         assert command in proc.stdout
@@ -45,7 +42,7 @@ def test_help_lists_every_command():
 
 def test_prune_writes_reduced_model_and_manifest(tmp_path, digits_npz, float_cnn):
     out = tmp_path / 'pruned'
-    proc = lpsubnet(
+    proc = cli(
         'prune', float_cnn, '--data', digits_npz, '--out', out, '--sparsity', 0.5, '--epochs', 2, '--qat-epochs', 1
     )
     assert proc.returncode == 0, proc.stderr
@@ -66,7 +63,9 @@ def test_prune_writes_reduced_model_and_manifest(tmp_path, digits_npz, float_cnn
     ],
 )
 def test_prune_bad_options(tmp_path, digits_npz, float_cnn, args, message):
-    proc = lpsubnet('prune', float_cnn, '--data', digits_npz, '--out', tmp_path / 'out', *args)
+    proc = cli(
+        'prune', float_cnn, '--data', digits_npz, '--out', tmp_path / 'out', '--epochs', 1, '--qat-epochs', 0, *args
+    )
     assert proc.returncode == 2
     assert message in proc.stderr and 'Traceback' not in proc.stderr
     assert not (tmp_path / 'out').exists()
@@ -75,12 +74,14 @@ def test_prune_bad_options(tmp_path, digits_npz, float_cnn, args, message):
 def test_prune_data_with_wrong_shape(tmp_path, float_cnn):
     data = tmp_path / 'bad.npz'
     np.savez(data, x_train=np.zeros((20, 4, 4, 1), 'float32'), y_train=np.zeros(20, 'int64'))
-    proc = lpsubnet('prune', float_cnn, '--data', data, '--out', tmp_path / 'out')
+    proc = cli('prune', float_cnn, '--data', data, '--out', tmp_path / 'out', '--epochs', 1, '--qat-epochs', 0)
     assert proc.returncode == 2 and 'Traceback' not in proc.stderr
     assert 'train_data: samples have shape (4, 4, 1), the model expects (8, 8, 1)' in proc.stderr
 
 
-def test_rtl_refuses_unsupported_layer(tmp_path):
+def test_rtl_refuses_unsupported_layer_in_a_real_process(tmp_path):
+    """End to end in a new process: exit code 2, and stderr is the one error line (no
+    TensorFlow start-up chatter, no traceback); nothing is written."""
     from qkeras import QActivation, QDense, quantized_bits
 
     inp = keras.Input((4,))
@@ -88,6 +89,8 @@ def test_rtl_refuses_unsupported_layer(tmp_path):
     h = keras.layers.LayerNormalization(name='norm')(h)
     out = QDense(2, kernel_quantizer=quantized_bits(4, 0, alpha=1), bias_quantizer=quantized_bits(4, 0, alpha=1))(h)
     path = save(keras.Model(inp, out, name='with_norm'), tmp_path)
-    proc = lpsubnet('rtl', path, '--out', tmp_path / 'rtl')
+    proc = cli_process('rtl', path, '--out', tmp_path / 'rtl')
     assert proc.returncode == 2 and "'norm'" in proc.stderr and 'Traceback' not in proc.stderr
+    assert proc.stderr.startswith("error: layer 'norm' (LayerNormalization)") and proc.stderr.count('\n') == 1
+    assert proc.stdout == ''
     assert not (tmp_path / 'rtl').exists()

@@ -2,7 +2,6 @@
 
 import hashlib
 import os
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -13,14 +12,13 @@ import pytest
 from qkeras import QActivation, QDense, quantized_bits, quantized_relu
 
 import hls_backend
+from fpga_tests.cli_helpers import cli
 from fpga_tests.hls_models import jet_mlp, save, wq
 from hls_backend.errors import BadInputError, OutputExistsError, ToolMissingError, UnsupportedModelError
 
-LPSUBNET = [sys.executable, '-m', 'lpsubnet.cli']
-
 
 def run_cli(*args, env=None):
-    return subprocess.run([*LPSUBNET, *map(str, args)], capture_output=True, text=True, env=env, check=False)
+    return cli(*args, env=env)
 
 
 def _small_model(activation=None, extra=None):

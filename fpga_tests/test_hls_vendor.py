@@ -3,12 +3,12 @@
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import hls_backend
+from fpga_tests.cli_helpers import cli
 from fpga_tests.hls_models import jet_mlp, save
 from hls_backend.errors import BadInputError, ToolMissingError
 
@@ -42,7 +42,7 @@ def test_missing_vendor_tool_gives_one_line_hint(project):
     # Several steps: the hint's make line names a target for each of them.
     with pytest.raises(ToolMissingError, match='`make vendor-csynth vendor-cosim` in'):
         hls_backend.synth(project, 'csynth,cosim')
-    proc = subprocess.run([sys.executable, '-m', 'lpsubnet.cli', 'synth', str(project)], capture_output=True, text=True)
+    proc = cli('synth', project)
     assert proc.returncode == 4 and 'vitis-run not found on PATH' in proc.stderr
 
 

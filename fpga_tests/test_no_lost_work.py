@@ -15,7 +15,6 @@ import hashlib
 import json
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,9 +23,9 @@ import numpy as np
 import pytest
 import yaml
 
+from fpga_tests.cli_helpers import CLI, cli
 from fpga_tests.hls_models import jet_mlp
 
-CLI = [sys.executable, '-m', 'lpsubnet.cli']
 TINY = {
     'seed': 1,
     'model': {'epochs': 3},
@@ -85,7 +84,7 @@ def _interrupt_and_resume(tmp_path, sig, stage='compress'):
     before = {name: tree_hashes(run / name) for name in finished}
     records = {name: sha(run / 'stages' / f'{name}.json') for name in finished}
 
-    proc = subprocess.run([*CLI, 'run', str(config), '--out', str(run), '--resume'], capture_output=True, text=True)
+    proc = cli('run', config, '--out', run, '--resume')  # in process: only the interrupt needs its own
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in finished:
         assert f'{name}: ' in proc.stderr and any(
