@@ -1,46 +1,79 @@
-"""``lpsubnet run`` end to end on a tiny configuration: every stage, caching, resume, errors."""
+"""``lpsubnet run`` end to end on a tiny configuration: every stage, caching, resume, errors.
+
+The run trains nothing big and builds a small RTL design: a tiny float CNN of the
+test's own (``model.path``: a block like the default CNN's first one, 4 -> 2 channels,
+then the classifier) on the bundled digits, with explicit small budgets. The default
+CNN's training goes through the same stages in test_no_lost_work.py. The commands
+run in process (fpga_tests.cli_helpers.cli). The shared run is only read by the
+tests; a test that changes a run works on its own copy, so the order does not matter.
+"""
 
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from fpga_tests.cli_helpers import cli
 from lpsubnet.config import ConfigError, load_config, parse_config
 from lpsubnet.metrics_schema import Metrics
 
-TINY = {
+BUDGETS = {
     'seed': 3,
-    'model': {'epochs': 4},
     'compress': {'epochs': 3, 'qat_epochs': 1, 'weight_bits': 6, 'activation_bits': 8},
     'rtl': {'enabled': True},
 }
 
 
-def lpsubnet(*args):
-    return subprocess.run([sys.executable, '-m', 'lpsubnet.cli', *map(str, args)], capture_output=True, text=True)
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    """The run configuration (a dict): BUDGETS with a tiny float CNN, trained briefly."""
+    import keras
+
+    from lpsubnet.datasets import load_digits_images
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((8, 8, 1), name='image')
+    h = keras.layers.Conv2D(4, 3, use_bias=False, name='conv1')(inp)
+    h = keras.layers.BatchNormalization(name='bn1')(h)
+    h = keras.layers.ReLU(name='relu1')(h)
+    h = keras.layers.MaxPooling2D(2, name='pool1')(h)
+    h = keras.layers.Flatten(name='flatten')(h)
+    out = keras.layers.Dense(10, activation='softmax', name='classifier')(h)
+    model = keras.Model(inp, out, name='tiny_cnn')
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss='sparse_categorical_crossentropy')
+    x, y = load_digits_images()
+    model.fit(x, y, epochs=3, batch_size=64, verbose=0)
+    path = tmp_path_factory.mktemp('model') / 'tiny_cnn.keras'
+    model.save(path)
+    return dict(BUDGETS, model={'path': str(path)})
 
 
 @pytest.fixture(scope='module')
-def tiny_config(tmp_path_factory):
+def tiny_config(tmp_path_factory, tiny):
     path = tmp_path_factory.mktemp('cfg') / 'tiny.yaml'
-    path.write_text(yaml.safe_dump(TINY))
+    path.write_text(yaml.safe_dump(tiny))
     return path
 
 
 @pytest.fixture(scope='module')
 def interrupted_then_resumed(tmp_path_factory, tiny_config):
-    """A run stopped after the hls stage, then resumed; returns (run dir, both processes)."""
+    """A run stopped after the hls stage, then resumed; returns (run dir, both results).
+    Shared: tests read it and never change it (copy it first)."""
     run = tmp_path_factory.mktemp('runs') / 'run'
-    first = lpsubnet('run', tiny_config, '--out', run, '--stop-after', 'hls')
+    first = cli('run', tiny_config, '--out', run, '--stop-after', 'hls')
     assert first.returncode == 0, first.stderr
-    second = lpsubnet('run', tiny_config, '--out', run, '--resume')
+    second = cli('run', tiny_config, '--out', run, '--resume')
     assert second.returncode == 0, second.stderr
     return run, first, second
+
+
+def own_copy(run: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / 'run'
+    shutil.copytree(run, copy, symlinks=True)
+    return copy
 
 
 def test_stop_after_hls_leaves_a_resumable_run(interrupted_then_resumed):
@@ -89,12 +122,12 @@ def test_run_directory_holds_the_measured_figures(interrupted_then_resumed):
     assert 'bit-exact' in second.stdout and 'report.html' in second.stdout
 
 
-def test_changed_config_redoes_only_affected_stages(interrupted_then_resumed, tmp_path):
-    run, _, _ = interrupted_then_resumed
-    changed = dict(TINY, hls={'io_type': 'io_stream'})
+def test_changed_config_redoes_only_affected_stages(interrupted_then_resumed, tiny, tmp_path):
+    run = own_copy(interrupted_then_resumed[0], tmp_path)
+    changed = dict(tiny, hls={'io_type': 'io_stream'})
     path = tmp_path / 'changed.yaml'
     path.write_text(yaml.safe_dump(changed))
-    proc = lpsubnet('run', path, '--out', run, '--resume', '--stop-after', 'hls')
+    proc = cli('run', path, '--out', run, '--resume', '--stop-after', 'hls')
     assert proc.returncode == 0, proc.stderr
     cached = {line.split(':')[0] for line in proc.stderr.splitlines() if line.endswith(': cached')}
     assert cached == {'data', 'baseline', 'compress'}
@@ -104,24 +137,17 @@ def test_changed_config_redoes_only_affected_stages(interrupted_then_resumed, tm
     assert (run / 'stages' / 'rtl.json').exists()
 
 
-def test_vendor_stage_runs_the_tool_on_its_own_copy(interrupted_then_resumed, tmp_path):
+def test_vendor_stage_runs_the_tool_on_its_own_copy(interrupted_then_resumed, tiny, tmp_path):
     """With a (stub) vitis-run on PATH, the vendor stage synthesizes a copy of the HLS
     project inside vendor/, parses its reports, and leaves hls/ as written."""
-    run = tmp_path / 'run'
-    shutil.copytree(interrupted_then_resumed[0], run, symlinks=True)
+    run = own_copy(interrupted_then_resumed[0], tmp_path)
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
     for name in ('vitis-run', 'hls.app', 'myproject_csynth.xml', 'myproject_cosim.rpt'):
         shutil.copy(Path(__file__).parent / 'fixtures' / 'vendor' / name, bin_dir / name)
     config = tmp_path / 'vendor.yaml'
-    config.write_text(yaml.safe_dump(dict(TINY, vendor={'steps': 'csynth,cosim'})))
-    env = dict(os.environ, PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
-    proc = subprocess.run(
-        [sys.executable, '-m', 'lpsubnet.cli', 'run', str(config), '--out', str(run), '--resume'],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+    config.write_text(yaml.safe_dump(dict(tiny, vendor={'steps': 'csynth,cosim'})))
+    proc = cli('run', config, '--out', run, '--resume', env={'PATH': f'{bin_dir}{os.pathsep}{os.environ["PATH"]}'})
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((run / 'metrics.json').read_text())
     assert metrics['vendor']['status'] == 'ran', metrics['vendor']
@@ -135,11 +161,11 @@ def test_existing_run_dir_is_refused(tmp_path, tiny_config):
     run = tmp_path / 'run'
     run.mkdir()
     (run / 'mine.txt').write_text('keep')
-    proc = lpsubnet('run', tiny_config, '--out', run)
+    proc = cli('run', tiny_config, '--out', run)
     assert proc.returncode == 2 and '--resume' in proc.stderr and '--force' in proc.stderr
     assert [p.name for p in run.iterdir()] == ['mine.txt']
     # --force replaces earlier runs only, never a directory of the user's.
-    proc = lpsubnet('run', tiny_config, '--out', run, '--force')
+    proc = cli('run', tiny_config, '--out', run, '--force')
     assert proc.returncode == 2 and 'refusing to delete it even with --force' in proc.stderr
     assert [p.name for p in run.iterdir()] == ['mine.txt']
 
@@ -161,13 +187,13 @@ def test_bad_config_names_key_and_allowed_values(config, message, tmp_path):
     assert message in str(info.value)
     path = tmp_path / 'bad.yaml'
     path.write_text(yaml.safe_dump(config))
-    proc = lpsubnet('run', path, '--out', tmp_path / 'run')
+    proc = cli('run', path, '--out', tmp_path / 'run')
     assert proc.returncode == 2 and message in proc.stderr
     assert not (tmp_path / 'run').exists()
 
 
 def test_print_config_round_trips(tmp_path):
-    proc = lpsubnet('run', '--print-config')
+    proc = cli('run', '--print-config')
     assert proc.returncode == 0
     path = tmp_path / 'defaults.yaml'
     path.write_text(proc.stdout)
