@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from qkeras import QActivation, QConv2D, QDense, quantized_bits, quantized_relu
 
+from fpga_tests.test_rtl_route import assert_estimates
 from hls_backend.rtl import read_rtl_info, simulate_rtl, write_rtl
 
 pytestmark = pytest.mark.slow
@@ -85,10 +86,9 @@ def test_jet_mlp(jet_run):
     assert result.samples == 1000 and result.exact_matches == 1000
     assert result.latency_cycles == info.pipeline_stages == 8
     assert result.initiation_interval == 1
-    assert result.resources['LUT'] == 45585
-    assert result.resources['FF'] == 12684
+    assert_estimates(result.resources, info)
     assert result.checks['da4ml_predict']['exact'] and result.checks['trace']['exact']
-    assert result.build_seconds < 300
+    assert result.build_seconds > 0  # how long: bench/ (tool timings), not a test expectation
 
 
 def test_digits_cnn(digits_run):
@@ -96,8 +96,7 @@ def test_digits_cnn(digits_run):
     assert result.samples == 500 and result.exact_matches == 500
     assert result.latency_cycles == info.pipeline_stages == 6
     assert result.initiation_interval == 1
-    assert result.resources['LUT'] == 72730
-    assert result.resources['FF'] == 14852
+    assert_estimates(result.resources, info)
     assert result.checks['da4ml_predict']['exact'] and result.checks['trace']['exact']
 
 
