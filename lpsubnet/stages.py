@@ -63,6 +63,10 @@ def stage_compress(ctx: RunContext, out: Path) -> dict:
             lay.name for lay in model.layers if lay.get_weights() and 'Normalization' not in lay.__class__.__name__
         ]
         layer_bits = {weighted[-1]: {'weight_bits': c.last_layer_bits, 'activation_bits': c.last_layer_bits}}
+    # The rate the baseline was trained with; a model given by path brings its own optimizer's rate.
+    rate, rate_source = c.learning_rate, 'compress.learning_rate'
+    if rate is None and ctx.config.model.path is None:
+        rate, rate_source = ctx.config.model.learning_rate, "the baseline's model.learning_rate"
     reduced, manifest = compress(
         model,
         (splits.x_train, splits.y_train),
@@ -88,9 +92,10 @@ def stage_compress(ctx: RunContext, out: Path) -> dict:
         layer_bits=layer_bits,
         seed=ctx.config.seed,
         batch_size=ctx.config.model.batch_size,
-        # The rate the baseline was trained with; a model given by path brings its own optimizer's rate.
-        learning_rate=c.learning_rate or (ctx.config.model.learning_rate if ctx.config.model.path is None else None),
+        learning_rate=rate,
     )
+    if rate is not None:
+        manifest['recovery']['learning_rate_source'] = rate_source
     reduced.save(out / 'reduced.keras')
     manifest['test_accuracy_quantized'] = accuracy(reduced, splits.x_test, splits.y_test)
     _json(out / 'manifest.json', manifest)
