@@ -520,7 +520,7 @@ def full_estimate(root: Path) -> tuple[list[str], float]:
             per = st.mean(r['seconds'] for r in recs)
             note = ''
         else:
-            per, note = {'fmnist': 40.0, 'sr': 15.0}.get(task, 12.0), ' (guess: not measured)'
+            per, note = {'fmnist': 600.0, 'sr': 300.0}.get(task, 150.0), ' (guess: not measured)'
         remaining = max(0, len(configs) - done) * per / 60
         total += remaining
         lines.append(
@@ -555,7 +555,7 @@ def main(argv=None) -> int:
           '```',
           'make bench                 # everything (installs opencv-doc, dataset-fashion-mnist where apt is usable)',
           'make bench TASK=fmnist     # one task: digits|letter|fmnist|sr|motivation|tool',
-          'make bench-quick           # digits, 1 seed, 4 main methods, W8A8, 50/75% (~5 min)',
+          'make bench-quick           # digits, 1 seed, 4 main methods + width-reduced, W8A8, 50/75% (~25 min)',
           '',
           '# the same by hand, after `make install` (which installs the bench extra: scipy, scikit-image):',
           'apt-get install -y opencv-doc dataset-fashion-mnist   # letter-recognition data; Fashion-MNIST (idx .gz)',
@@ -616,8 +616,10 @@ def main(argv=None) -> int:
         L.append(f'| {part} | {n} result files | {"done" if n else "not run"} | `python -m bench.run --task {part}` |')
     est, total = full_estimate(root)
     L += ['', 'Estimated time for what is missing (planned configs x measured mean seconds per config, 1 thread). The '
-          'seconds were measured while other jobs shared the 2 cores (load about 2), so they are upper bounds; '
-          'a digits configuration took about 8 s when the machine was quieter.', '', *est,
+          'seconds were measured while up to four jobs shared the 2 cores, so they are upper bounds; with the '
+          'recovery budgets (about 3000 steps per phase, early stopping) a configuration costs minutes, not the '
+          'seconds of the November recipe, and the full matrix no longer fits a 3-hour `make bench`: it needs a '
+          'smaller matrix (e.g. W4 settings for the main methods only) or shorter budgets.', '', *est,
           '', f'Total estimated remaining: about {total:.0f} min (plus the motivation and tool parts, a few minutes each; '
           '`--rtl` adds about 1 min per RTL build).', '']  # fmt: skip
 
