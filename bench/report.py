@@ -308,14 +308,21 @@ def plot_task(task, recs, out: Path) -> str | None:
         labelled.add(m)
         ax.errorbar(x, st.mean(y), yerr=st.stdev(y) if len(y) > 1 else 0, marker=markers.get(m, 'o'), linestyle='',
                     color=colors.get(m, 'black'), label=label, capsize=2, markersize=7 if m == METHOD else 5)  # fmt: skip
+    return _save_footprint_plot(fig, ax, recs, f'{task}: metric vs footprint (mean ± std over seeds)',
+                                out / f'{task}_metric_vs_footprint.png')  # fmt: skip
+
+
+def _save_footprint_plot(fig, ax, recs, title: str, path: Path) -> str:
+    """Metric against footprint (log) axes, legend, saved as ``path``; returns its file name."""
+    import matplotlib.pyplot as plt
+
     ax.set_xscale('log')
     ax.set_xlabel('memory footprint (kbit, log)')
     ax.set_ylabel(recs[0]['metric_name'])
-    ax.set_title(f'{task}: metric vs footprint (mean ± std over seeds)')
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc='lower right')
     fig.tight_layout()
-    path = out / f'{task}_metric_vs_footprint.png'
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path.name
@@ -396,17 +403,8 @@ def plot_pareto(task, recs, out: Path) -> str | None:
     if not drawn:
         plt.close(fig)
         return None
-    ax.set_xscale('log')
-    ax.set_xlabel('memory footprint (kbit, log)')
-    ax.set_ylabel(recs[0]['metric_name'])
-    ax.set_title(f'{task}: Pareto front per method family (means over seeds; dots: every setting)')
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc='lower right')
-    fig.tight_layout()
-    path = out / f'{task}_pareto.png'
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    return _save_footprint_plot(fig, ax, recs, f'{task}: Pareto front per method family (means over seeds; dots: '
+                                'every setting)', out / f'{task}_pareto.png')  # fmt: skip
 
 
 def motivation_section(root: Path, out: Path) -> list[str]:
