@@ -1,10 +1,10 @@
 """The RTL route: QKeras -> da4ml Verilog -> Verilator, cycle by cycle, bit for bit.
 
-Fast cases: a 16->8->5 MLP and a 6x6x1 CNN with average pooling are built and
-simulated (each build ~15-20 s, shared by the tests through module fixtures);
-rounding, refusals, the >32-bit port check, the Verilator wrapper and da4ml's cost
-estimates (positive, never larger with fewer channels) are checked without
-building. Estimate values and build times are benchmark figures (bench/,
+Fast cases: one small CNN (conv, average pooling, a hidden dense layer with a ReLU,
+dense output) is built and simulated once (~15-20 s) and shared by the tests that
+need a build; rounding, refusals, the >32-bit port check, the Verilator wrapper and
+da4ml's cost estimates (positive, never larger with fewer channels) are checked
+without building. Estimate values and build times are benchmark figures (bench/,
 docs/benchmarks.md), not test expectations.
 """
 
@@ -42,12 +42,14 @@ def small_mlp(hidden: int = 8) -> keras.Model:
 
 
 def small_cnn(filters: int = 3) -> keras.Model:
+    """Every layer kind of the route's built tests in one design (one Verilator build)."""
     keras.utils.set_random_seed(2)
     inp = keras.Input((6, 6, 1), name='image')
     h = QActivation(quantized_bits(6, 2, alpha=1), name='q_in')(inp)
     h = QConv2D(filters, 3, activation=quantized_relu(6, 2), name='conv', **q4())(h)
     h = keras.layers.AveragePooling2D(2, name='avg')(h)  # exact here, refused by the HLS route
     h = keras.layers.Flatten(name='flatten')(h)
+    h = QDense(8, activation=quantized_relu(6, 2), name='fc', **q4())(h)
     out = QDense(4, name='dense', **q4())(h)
     return keras.Model(inp, out, name='small_cnn' if filters == 3 else f'small_cnn_{filters}')
 
@@ -72,13 +74,8 @@ def built(tmp_path_factory, model: keras.Model, x: np.ndarray):
 
 
 @pytest.fixture(scope='module')
-def mlp_run(tmp_path_factory):
-    x = np.random.default_rng(0).normal(0, 2, (300, 16))
-    return built(tmp_path_factory, small_mlp(), x)
-
-
-@pytest.fixture(scope='module')
 def cnn_run(tmp_path_factory):
+    """The one design built and simulated here, shared by the tests below."""
     x = np.random.default_rng(1).normal(0, 2, (300, 6, 6, 1))
     return built(tmp_path_factory, small_cnn(), x)
 
@@ -86,29 +83,29 @@ def cnn_run(tmp_path_factory):
 # --- built and simulated ------------------------------------------------------------------
 
 
-def test_mlp_bit_exact_with_measured_timing(mlp_run):
-    info, result, _ = mlp_run
+def test_bit_exact_with_measured_timing(cnn_run):
+    info, result, _ = cnn_run
     assert result.route == 'rtl'
     assert result.samples == 300 and result.exact_matches == 300 and result.exact
     assert result.max_abs_diff == 0.0
     # Measured from the waveform, equal to da4ml's pipeline depth.
-    assert result.latency_cycles == 3 == info.pipeline_stages == result.resources['pipeline_depth']
+    assert result.latency_cycles == 5 == info.pipeline_stages == result.resources['pipeline_depth']
     assert result.initiation_interval == 1
     assert_estimates(result.resources, info)
-    assert result.resources['io_bits_per_element'] == {'input': 8, 'output': 13}
+    assert result.resources['io_bits_per_element'] == {'input': 6, 'output': 13}
     assert result.build_seconds > 0
     assert result.checks['da4ml_predict']['exact'] and result.checks['trace']['exact']
-    assert any('da4ml metadata latency 3: equal' in note for note in result.notes)
+    assert any('da4ml metadata latency 5: equal' in note for note in result.notes)
 
 
-def test_mlp_result_json_and_project_files(mlp_run):
-    info, result, work = mlp_run
+def test_result_json_and_project_files(cnn_run):
+    info, result, work = cnn_run
     project = work / 'rtl'
     saved = json.loads((project / RTL_RESULT).read_text())
     assert saved == json.loads(json.dumps(result.to_dict()))
-    assert saved['latency_cycles'] == 3 and saved['initiation_interval'] == 1 and saved['exact'] is True
+    assert saved['latency_cycles'] == 5 and saved['initiation_interval'] == 1 and saved['exact'] is True
     metadata = json.loads((project / 'metadata.json').read_text())
-    assert metadata['latency'] == 3 and metadata['flavor'] == 'verilog'
+    assert metadata['latency'] == 5 and metadata['flavor'] == 'verilog'
     assert round(metadata['cost']) == saved['resources']['LUT'] and metadata['reg_bits'] == saved['resources']['FF']
     for name in (
         'build_vivado_prj.tcl',
@@ -119,27 +116,23 @@ def test_mlp_result_json_and_project_files(mlp_run):
     ):
         assert (project / name).is_file(), name
     assert sorted(p.name for p in (project / 'src').glob('myproject_stage*.v')) == [
-        f'myproject_stage{i}.v' for i in range(3)
+        f'myproject_stage{i}.v' for i in range(5)
     ]
-    assert read_rtl_info(project).input_type == 'ap_fixed<8,4,AP_RND_CONV,AP_SAT>'
+    assert read_rtl_info(project).input_type == 'ap_fixed<6,3,AP_RND_CONV,AP_SAT>'
     assert not (project / 'sim' / 'obj_dir').exists()
 
 
-def test_cnn_bit_exact_with_measured_timing(cnn_run):
-    info, result, _ = cnn_run
-    assert result.samples == 300 and result.exact_matches == 300
-    assert result.latency_cycles == info.pipeline_stages == result.resources['pipeline_depth'] == 3
-    assert result.initiation_interval == 1
-    assert_estimates(result.resources, info)
-    assert result.checks['da4ml_predict']['exact'] and result.checks['trace']['exact']
-
-
-def test_resimulating_a_project_gives_the_same_figures(mlp_run):
-    _, first, work = mlp_run
-    again = simulate_rtl(work / 'rtl', second_check=False)
-    assert (again.exact_matches, again.latency_cycles, again.initiation_interval) == (300, 3, 1)
+def test_resimulating_a_project_gives_the_same_figures(cnn_run, tmp_path):
+    """A simulated project (here a copy: the shared one stays as the tests above read
+    it) simulates again to the same figures; the earlier build's emulator is replaced."""
+    _, first, work = cnn_run
+    project = tmp_path / 'rtl'
+    shutil.copytree(work / 'rtl', project)
+    assert len(list((project / 'sim').glob('libmyproject_wrapper_*.so'))) == 1
+    again = simulate_rtl(project, second_check=False)
+    assert (again.exact_matches, again.latency_cycles, again.initiation_interval) == (300, 5, 1)
     assert again.resources == first.resources
-    assert len(list((work / 'rtl' / 'sim').glob('libmyproject_wrapper_*.so'))) == 1
+    assert len(list((project / 'sim').glob('libmyproject_wrapper_*.so'))) == 1
 
 
 # --- cost estimates ---------------------------------------------------------------------
