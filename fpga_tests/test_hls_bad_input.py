@@ -1,6 +1,7 @@
 """Bad input to the HLS back end: each case names the problem and exits with its code."""
 
 import hashlib
+import json
 import os
 import sys
 import zipfile
@@ -14,6 +15,7 @@ from qkeras import QActivation, QDense, quantized_bits, quantized_relu
 import hls_backend
 from fpga_tests.cli_helpers import cli
 from fpga_tests.hls_models import jet_mlp, save, wq
+from hls_backend.csim import CSIM_RESULT
 from hls_backend.errors import BadInputError, OutputExistsError, ToolMissingError, UnsupportedModelError
 
 
@@ -190,18 +192,19 @@ def test_gxx_missing(tmp_path, mlp_path):
 
 
 def test_csim_detects_a_mismatch(tmp_path, mlp_path):
-    """Flip one LSB of one expected output: csim must count exactly one bad sample and exit 3."""
+    """Flip one LSB of one expected output: csim must count exactly one bad sample and exit 3.
+    One build: the command's csim() call writes the result record read back here."""
     hls_backend.write_project(mlp_path, tmp_path / 'prj', n_default_samples=20)
     expected = tmp_path / 'prj' / 'tb_data' / 'tb_output_predictions.dat'
     rows = [line.split() for line in expected.read_text().splitlines()]
     rows[7][2] = repr(float(rows[7][2]) + 2.0**-12)
     expected.write_text(''.join(' '.join(r) + '\n' for r in rows))
-    result = hls_backend.csim(tmp_path / 'prj', second_check=False)
-    assert (result.samples, result.exact_matches, result.first_mismatch) == (20, 19, 7)
-    assert result.max_abs_diff == 2.0**-12
     proc = run_cli('csim', tmp_path / 'prj', '--no-second-check')
     assert proc.returncode == 3
     assert 'MISMATCH 19/20' in proc.stdout and 'first mismatching sample: 7' in proc.stderr
+    result = json.loads((tmp_path / 'prj' / CSIM_RESULT).read_text())
+    assert (result['samples'], result['exact_matches'], result['first_mismatch']) == (20, 19, 7)
+    assert result['max_abs_diff'] == 2.0**-12 and result['exact'] is False
 
 
 def test_csim_on_a_directory_that_is_no_project(tmp_path):
