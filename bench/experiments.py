@@ -174,6 +174,11 @@ def _compress(model, task, s, seed, **kw):
     return pruner.compress(model, (task.x_train, task.y_train), (task.x_val, task.y_val), **args)
 
 
+def steps_per_epoch(task, s) -> int:
+    """Optimizer steps in one epoch of ``task``'s training split at the setting's batch size."""
+    return math.ceil(len(task.x_train) / s['batch'])
+
+
 def pruning_budget_epochs(task, s, groups: int) -> int:
     """Epochs a pruning method trains with masks: its schedule (one window per layer) plus
     fine-tuning; what the width-reduced network from scratch gets on top of the baseline's."""
@@ -181,10 +186,9 @@ def pruning_budget_epochs(task, s, groups: int) -> int:
 
     if s.get('epochs') is not None:
         return int(s['epochs'])
-    steps_per_epoch = math.ceil(len(task.x_train) / s['batch'])
     schedule = 1 if s['unit'] == 'steps' else int(math.ceil(s['interval'] * groups))
     finetune = s['finetune_epochs']
-    return schedule + (auto_epochs(steps_per_epoch) if finetune == 'auto' else int(finetune))
+    return schedule + (auto_epochs(steps_per_epoch(task, s)) if finetune == 'auto' else int(finetune))
 
 
 def _fit_scratch(model, task, s, seed, epochs, teacher=None):
@@ -208,7 +212,7 @@ def _fit_scratch(model, task, s, seed, epochs, teacher=None):
         distill_kind='regression' if task.kind == 'sr' else 'classification',
     )
     return pruner.fit_phase('scratch', model, (task.x_train, task.y_train), (task.x_val, task.y_val), epochs=epochs,
-                            steps_per_epoch=math.ceil(len(task.x_train) / s['batch']), base_rate=s['lr'],
+                            steps_per_epoch=steps_per_epoch(task, s), base_rate=s['lr'],
                             recovery=recovery, loss=loss, metrics=list(kw.get('metrics', ['accuracy'])),
                             batch_size=s['batch'], teacher=teacher, student_logits=False, teacher_logits=False)  # fmt: skip
 
@@ -307,7 +311,7 @@ def run_method(task, method: str, sparsity, wb, ab, seed, root: Path, tiny=False
         if qat == 'auto':
             from pruner.recovery import auto_epochs
 
-            qat = auto_epochs(math.ceil(len(task.x_train) / s['batch']))
+            qat = auto_epochs(steps_per_epoch(task, s))
         model.fit(task.x_train, task.y_train, batch_size=s['batch'], epochs=qat, shuffle=True, verbose=0,
                   callbacks=[bl.mask_callback(model, qmask)])  # fmt: skip
         summary = bl.nonzero_footprint(model)

@@ -32,6 +32,7 @@ from .quantize import calibrate, plan_quantization
 from .recovery import (
     DEFAULT_LEARNING_RATE,
     Recovery,
+    compile_model,
     fit_phase,
     is_classification_loss,
     resolve_epochs,
@@ -77,10 +78,6 @@ def _steps(value, unit: str, steps_per_epoch: int) -> int:
     if value is None:
         return 0
     return int(round(value * steps_per_epoch)) if unit == 'epochs' else int(value)
-
-
-def _compile(model, loss, metrics, learning_rate):
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=list(metrics), jit_compile=False)
 
 
 def _frozen_copy(model):
@@ -300,7 +297,7 @@ def compress(
     if verbose:
         print(sched)
 
-    _compile(masked.model, loss, metrics, recovery.learning_rate)
+    compile_model(masked.model, loss, metrics, recovery.learning_rate)
     baseline = _evaluate(masked.model, x_va, y_va, batch_size)
     callback = ChannelPruningCallback(masked, sched, measure, group_sparsity, round_to, seed, verbose=bool(verbose))
     range_refreshes = []
@@ -334,14 +331,14 @@ def compress(
 
     if joint:
         qmodel = reduce(masked)  # already QKeras, with the ranges refreshed so far
-        _compile(qmodel, loss, metrics, recovery.qat_learning_rate)
+        compile_model(qmodel, loss, metrics, recovery.qat_learning_rate)
         reduced_result = before_qat = _evaluate(qmodel, x_va, y_va, batch_size)
     else:
         reduced = fold_batchnorm(reduce(masked))
         plan, qmodel = quantized(reduced)
-        _compile(reduced, loss, metrics, recovery.learning_rate)
+        compile_model(reduced, loss, metrics, recovery.learning_rate)
         reduced_result = _evaluate(reduced, x_va, y_va, batch_size)
-        _compile(qmodel, loss, metrics, recovery.qat_learning_rate)
+        compile_model(qmodel, loss, metrics, recovery.qat_learning_rate)
         before_qat = _evaluate(qmodel, x_va, y_va, batch_size)
     qat_steps = int(qat_epochs) * steps_per_epoch
     if range_freeze is None:

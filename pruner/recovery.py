@@ -38,6 +38,20 @@ AUTO_MIN_EPOCHS = 4
 AUTO_MAX_EPOCHS = 60
 
 
+def compile_model(model, loss, metrics, learning_rate) -> None:
+    """Compile with Adam at ``learning_rate`` (a float or a schedule), no XLA: how every
+    phase, and every evaluation in ``compress``, compiles its model."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=list(metrics), jit_compile=False)
+
+
+def validate_distillation(alpha, temperature) -> None:
+    """Refuse a distillation weight outside [0, 1] or a temperature <= 0, by name."""
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise PrunerError(f'distill_alpha must lie in [0, 1], got {alpha!r}')
+    if not float(temperature) > 0.0:
+        raise PrunerError(f'distill_temperature must be > 0, got {temperature!r}')
+
+
 def auto_epochs(steps_per_epoch: int, target_steps: int = AUTO_STEPS) -> int:
     """Epochs for a phase of about ``target_steps`` optimizer steps, clipped to
     [AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS]."""
@@ -161,10 +175,7 @@ class Distiller(keras.Model):
         super().__init__(**kwargs)
         if kind not in ('classification', 'regression'):
             raise PrunerError(f"distillation kind must be 'classification' or 'regression', got {kind!r}")
-        if not 0.0 <= float(alpha) <= 1.0:
-            raise PrunerError(f'distill_alpha must lie in [0, 1], got {alpha!r}')
-        if not float(temperature) > 0.0:
-            raise PrunerError(f'distill_temperature must be > 0, got {temperature!r}')
+        validate_distillation(alpha, temperature)
         self.student = student
         self.teacher = teacher
         self.teacher.trainable = False
@@ -231,10 +242,7 @@ class Recovery:
             raise PrunerError(f'warmup must be a fraction of the phase in [0, 1), got {self.warmup!r}')
         if not (self.patience in (None, 'auto') or (isinstance(self.patience, int) and self.patience >= 1)):
             raise PrunerError(f"patience must be 'auto', None or a whole number of epochs >= 1, got {self.patience!r}")
-        if not 0.0 <= float(self.distill_alpha) <= 1.0:
-            raise PrunerError(f'distill_alpha must lie in [0, 1], got {self.distill_alpha!r}')
-        if not float(self.distill_temperature) > 0.0:
-            raise PrunerError(f'distill_temperature must be > 0, got {self.distill_temperature!r}')
+        validate_distillation(self.distill_alpha, self.distill_temperature)
 
     def patience_for(self, epochs: int) -> int | None:
         if self.patience is None:
@@ -312,7 +320,7 @@ def fit_phase(
             student_logits,
             teacher_logits,
         )
-    trained.compile(optimizer=keras.optimizers.Adam(rate), loss=loss, metrics=list(metrics), jit_compile=False)
+    compile_model(trained, loss, metrics, rate)
     callbacks = list(callbacks)
     stopper = None
     patience = recovery.patience_for(epochs)
@@ -353,5 +361,5 @@ def fit_phase(
             cb.on_train_end()
         record['epochs_run'] = 0
     if trained is not model:  # leave the student compiled on its own, for evaluation
-        model.compile(optimizer=keras.optimizers.Adam(base_rate), loss=loss, metrics=list(metrics), jit_compile=False)
+        compile_model(model, loss, metrics, base_rate)
     return record
