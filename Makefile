@@ -35,10 +35,15 @@ test-tools:
 demo: $(STAMP)
 	$(BIN)/lpsubnet run --out demo_run --force
 
-# Hundreds of random models per property; found counterexamples stay in the kept
-# hypothesis database (fpga_tests/.hypothesis-fuzz) and are replayed on every run.
+# Hundreds of random architectures per hardware property (C simulation + hls4ml predict()
+# on both io types, RTL, the pruner's route), FUZZ_JOBS worker processes, resumable,
+# counted in docs/fuzz.md; then the pruner properties with hypothesis's fuzz profile
+# (counterexamples stay in fpga_tests/.hypothesis-fuzz and are replayed first).
+FUZZ_JOBS ?= 2
+FUZZ_HOURS ?= 2
 fuzz: $(STAMP)
-	LPSUBNET_FUZZ=1 $(BIN)/python -m pytest -q -m '' fpga_tests/test_fuzz_exact.py fpga_tests/test_fuzz_pruner.py
+	$(BIN)/python -m fpga_tests.fuzz_campaign --jobs $(FUZZ_JOBS) --hours $(FUZZ_HOURS)
+	LPSUBNET_FUZZ=1 $(BIN)/python -m pytest -q -m '' fpga_tests/test_fuzz_pruner.py
 
 # `make bench` runs every task (resumable: one cached JSON per configuration);
 # `make bench TASK=fmnist` runs one of digits|letter|fmnist|sr|motivation|tool.

@@ -17,38 +17,76 @@ import numpy as np
 from hypothesis import strategies as st
 
 # ---------------------------------------------------------------------------
+# Where the random choices come from
+# ---------------------------------------------------------------------------
+# The spec is drawn by one function against a small "picker": hypothesis's draw (for
+# properties that shrink and keep a database) or a seeded numpy generator (for the
+# default suite's fixed, non-trivial draws and for the fuzz campaign, where every
+# example is named by its seed and reproduced by ``random_spec(seed, ...)``).
+
+
+class _HypothesisPicker:
+    def __init__(self, draw):
+        self._draw = draw
+
+    def integer(self, lo: int, hi: int) -> int:
+        return self._draw(st.integers(lo, hi))
+
+    def choice(self, options):
+        return self._draw(st.sampled_from(list(options)))
+
+    def boolean(self) -> bool:
+        return self._draw(st.booleans())
+
+
+class _RandomPicker:
+    def __init__(self, rng: np.random.Generator):
+        self._rng = rng
+
+    def integer(self, lo: int, hi: int) -> int:
+        return int(self._rng.integers(lo, hi + 1))
+
+    def choice(self, options):
+        options = list(options)
+        return options[int(self._rng.integers(len(options)))]
+
+    def boolean(self) -> bool:
+        return bool(self._rng.integers(2))
+
+
+# ---------------------------------------------------------------------------
 # Quantizer specs
 # ---------------------------------------------------------------------------
 
 
+def _weight_quantizer(pick, min_bits=2, max_bits=16) -> dict:
+    bits = pick.integer(min_bits, max_bits)
+    return {'bits': bits, 'integer': min(pick.integer(0, 2), bits - 1)}
+
+
+def _activation(pick, min_bits=2, max_bits=16) -> dict:
+    if pick.boolean():
+        bits = pick.integer(min_bits, max_bits)
+        return {'q': 'relu', 'bits': bits, 'integer': min(pick.integer(0, 4), bits)}
+    bits = pick.integer(max(min_bits, 3), max_bits)
+    integer = pick.integer(0, 4)
+    keep_negative = pick.boolean()
+    symmetric = pick.boolean()
+    return {
+        'q': 'bits',
+        'bits': bits,
+        'integer': min(integer, bits - 1),
+        'keep_negative': keep_negative,
+        'symmetric': symmetric and keep_negative,
+    }
+
+
 def weight_quantizer_specs(min_bits=2, max_bits=16):
-    return st.builds(
-        lambda b, i: {'bits': b, 'integer': min(i, b - 1)},
-        st.integers(min_bits, max_bits),
-        st.integers(0, 2),
-    )
+    return st.composite(lambda draw: _weight_quantizer(_HypothesisPicker(draw), min_bits, max_bits))()
 
 
 def activation_specs(min_bits=2, max_bits=16):
-    relu = st.builds(
-        lambda b, i: {'q': 'relu', 'bits': b, 'integer': min(i, b)},
-        st.integers(min_bits, max_bits),
-        st.integers(0, 4),
-    )
-    bits = st.builds(
-        lambda b, i, kn, sym: {
-            'q': 'bits',
-            'bits': b,
-            'integer': min(i, b - 1),
-            'keep_negative': kn,
-            'symmetric': sym and kn,
-        },
-        st.integers(max(min_bits, 3), max_bits),
-        st.integers(0, 4),
-        st.booleans(),
-        st.booleans(),
-    )
-    return st.one_of(relu, bits)
+    return st.composite(lambda draw: _activation(_HypothesisPicker(draw), min_bits, max_bits))()
 
 
 def make_quantizer(spec):
@@ -72,34 +110,45 @@ def make_quantizer(spec):
 # ---------------------------------------------------------------------------
 
 
-@st.composite
-def _weighted(draw, max_bits=16):
-    w = draw(weight_quantizer_specs(2, max_bits))
-    b = draw(weight_quantizer_specs(2, max_bits))
-    return {'wq': w, 'bq': b}
+# Average pooling is drawn less often than max pooling: the back ends refuse it where
+# hls4ml rounds the average (the refusal is tested here; exactness needs the rest).
+AVERAGE_ONE_IN_FOUR = ('max', 'max', 'max', 'avg')
 
 
-@st.composite
-def model_specs(draw, kinds=('dense', 'conv1d', 'conv2d'), max_bits=16, max_blocks=3, rtl=False):
-    """A spec of a small valid QKeras model (see module docstring).
+def _draw_spec(pick, kinds=('dense', 'conv1d', 'conv2d'), max_bits=10, max_blocks=3, rtl=False, batchnorm=False):
+    """One spec (see the module docstring), every choice taken from ``pick``.
 
     ``rtl``: smaller models ending in a quantizer, so every I/O element of the RTL
-    route fits in 32 bits and Verilator builds stay short.
+    route fits in 32 bits and Verilator builds stay short. ``batchnorm``: weighted
+    layers may be followed by a BatchNormalization (``'bn': True``), which only the
+    float build has (the pruner folds it before quantizing).
     """
-    kind = draw(st.sampled_from(kinds))
+
+    def weighted() -> dict:
+        return {'wq': _weight_quantizer(pick, 2, max_bits), 'bq': _weight_quantizer(pick, 2, max_bits)}
+
+    def act(optional=True):
+        if optional and pick.boolean():
+            return None
+        return _activation(pick, 2, max_bits)
+
+    def bn() -> dict:
+        return {'bn': True} if batchnorm and pick.boolean() else {}
+
+    kind = pick.choice(kinds)
     if kind == 'dense':
-        shape = [draw(st.integers(2, 6 if rtl else 8))]
+        shape = [pick.integer(2, 6 if rtl else 8)]
     elif kind == 'conv1d':
-        shape = [draw(st.integers(4, 6 if rtl else 8)), draw(st.integers(1, 2))]
+        shape = [pick.integer(4, 6 if rtl else 8), pick.integer(1, 2)]
     else:
-        side = draw(st.integers(3, 4 if rtl else 6))
-        shape = [side, draw(st.integers(side - 1, side)) if not rtl else side, draw(st.integers(1, 2))]
-    in_bits = draw(st.integers(3, 10 if rtl else 12))
+        side = pick.integer(3, 4 if rtl else 6)
+        shape = [side, pick.integer(side - 1, side) if not rtl else side, pick.integer(1, 2)]
+    in_bits = pick.integer(3, 10 if rtl else 12)
     input_q = {
         'q': 'bits',
         'bits': in_bits,
-        'integer': draw(st.integers(0, min(3, in_bits - 1))),
-        'keep_negative': draw(st.booleans()),
+        'integer': pick.integer(0, min(3, in_bits - 1)),
+        'keep_negative': pick.boolean(),
         'symmetric': False,
     }
     layers: list[dict] = []
@@ -108,112 +157,141 @@ def model_specs(draw, kinds=('dense', 'conv1d', 'conv2d'), max_bits=16, max_bloc
     nd = len(spatial)
     max_ch = 3 if rtl else 4
 
-    def act(optional=True):
-        if optional and draw(st.booleans()):
-            return None
-        return draw(activation_specs(2, max_bits))
-
-    n_blocks = draw(st.integers(1, max_blocks))
-    for _ in range(n_blocks):
+    for _ in range(pick.integer(1, max_blocks)):
         if nd:
             options = ['conv', 'pool', 'residual', 'concat', 'qact']
             if nd == 2:
                 options.append('dwconv')
-            op = draw(st.sampled_from(options))
+            op = pick.choice(options)
         else:
-            op = draw(st.sampled_from(['dense', 'residual', 'concat', 'qact']))
-        if op == 'conv':
-            k = draw(st.integers(1, 3))
-            stride = draw(st.integers(1, 2))
-            padding = draw(st.sampled_from(['valid', 'same']))
+            op = pick.choice(['dense', 'residual', 'concat', 'qact'])
+        if op in ('conv', 'dwconv'):
+            k = pick.integer(1, 3)
+            stride = pick.integer(1, 2)
+            padding = pick.choice(['valid', 'same'])
             if padding == 'valid' and any(s < k for s in spatial):
                 padding = 'same'
-            filters = draw(st.integers(1, max_ch))
+            if op == 'conv':
+                channels = pick.integer(1, max_ch)
+                shape_keys = {'filters': channels}
+            else:
+                mult = pick.choice([1, 1, 1, 2])  # hls4ml 1.3.0 refuses depth_multiplier > 1
+                channels *= mult
+                shape_keys = {'depth_multiplier': mult}
             layers.append(
                 {
-                    'op': 'conv',
-                    'filters': filters,
+                    'op': op,
+                    **shape_keys,
                     'kernel': k,
                     'strides': stride,
                     'padding': padding,
-                    **draw(_weighted(max_bits)),
+                    **weighted(),
+                    **bn(),
                     'act': act(optional=False),
                 }
             )
             spatial = [(s - k) // stride + 1 if padding == 'valid' else -(-s // stride) for s in spatial]
-            channels = filters
-        elif op == 'dwconv':
-            k = draw(st.integers(1, 3))
-            stride = draw(st.integers(1, 2))
-            padding = draw(st.sampled_from(['valid', 'same']))
-            if padding == 'valid' and any(s < k for s in spatial):
-                padding = 'same'
-            mult = draw(st.integers(1, 2))
-            layers.append(
-                {
-                    'op': 'dwconv',
-                    'kernel': k,
-                    'strides': stride,
-                    'padding': padding,
-                    'depth_multiplier': mult,
-                    **draw(_weighted(max_bits)),
-                    'act': act(optional=False),
-                }
-            )
-            spatial = [(s - k) // stride + 1 if padding == 'valid' else -(-s // stride) for s in spatial]
-            channels *= mult
         elif op == 'pool':
             if min(spatial) < 2:
                 continue
-            kind_p = draw(st.sampled_from(['max', 'avg']))
-            layers.append({'op': 'pool', 'kind': kind_p, 'size': 2})
+            layers.append({'op': 'pool', 'kind': pick.choice(AVERAGE_ONE_IN_FOUR), 'size': 2})
             spatial = [s // 2 for s in spatial]
         elif op == 'residual':
             # branch: a channel-preserving layer (conv 'same', stride 1 / dense), added to its input.
             inner = {
                 'filters': channels,
-                'kernel': draw(st.integers(1, 3)),
-                **draw(_weighted(max_bits)),
+                'kernel': pick.integer(1, 3),
+                **weighted(),
+                **bn(),
                 'act': act(optional=False),
             }
             layers.append({'op': 'residual', 'branch': inner, 'after': act(optional=True)})
         elif op == 'concat':
-            a = {
-                'filters': draw(st.integers(1, max_ch)),
-                'kernel': draw(st.integers(1, 3)),
-                **draw(_weighted(max_bits)),
-                'act': act(optional=False),
-            }
-            b = {
-                'filters': draw(st.integers(1, max_ch)),
-                'kernel': draw(st.integers(1, 3)),
-                **draw(_weighted(max_bits)),
-                'act': act(optional=False),
-            }
-            layers.append({'op': 'concat', 'a': a, 'b': b})
-            channels = a['filters'] + b['filters']
+            branches = {}
+            for tag in ('a', 'b'):
+                branches[tag] = {
+                    'filters': pick.integer(1, max_ch),
+                    'kernel': pick.integer(1, 3),
+                    **weighted(),
+                    **bn(),
+                    'act': act(optional=False),
+                }
+            layers.append({'op': 'concat', **branches})
+            channels = branches['a']['filters'] + branches['b']['filters']
         elif op == 'qact':
             layers.append({'op': 'qact', 'act': act(optional=False)})
         elif op == 'dense':
-            units = draw(st.integers(1, 6 if not rtl else 4))
-            layers.append({'op': 'dense', 'units': units, **draw(_weighted(max_bits)), 'act': act(optional=False)})
-            channels = units
+            channels = pick.integer(1, 6 if not rtl else 4)
+            layers.append({'op': 'dense', 'units': channels, **weighted(), **bn(), 'act': act(optional=False)})
     if nd:
-        if draw(st.booleans()) or rtl:
+        if rtl or pick.boolean():
             layers.append({'op': 'flatten'})
         else:
-            layers.append({'op': 'gpool', 'kind': draw(st.sampled_from(['max', 'avg']))})
-    out_act = draw(activation_specs(2, max_bits)) if (rtl or draw(st.booleans())) else None
+            layers.append({'op': 'gpool', 'kind': pick.choice(AVERAGE_ONE_IN_FOUR)})
+    out_act = _activation(pick, 2, max_bits) if (rtl or pick.boolean()) else None
     if rtl and out_act is not None:
         out_act = {**out_act, 'bits': min(out_act['bits'], 12)}
-    layers.append({'op': 'dense', 'units': draw(st.integers(1, 4)), **draw(_weighted(max_bits)), 'act': out_act})
+    layers.append({'op': 'dense', 'units': pick.integer(1, 4), **weighted(), 'act': out_act})
     return {
         'kind': kind,
         'input_shape': shape,
         'input_q': input_q,
         'layers': layers,
-        'seed': draw(st.integers(0, 2**16)),
+        'seed': pick.integer(0, 2**16),
     }
+
+
+@st.composite
+def model_specs(draw, **options):
+    """A hypothesis strategy of specs; ``options`` as :func:`_draw_spec` takes them."""
+    return _draw_spec(_HypothesisPicker(draw), **options)
+
+
+def random_spec(seed: int, **options) -> dict:
+    """The spec drawn from a numpy generator seeded with ``seed``: the same seed, the same model."""
+    return _draw_spec(_RandomPicker(np.random.default_rng(seed)), **options)
+
+
+def spec_features(spec: dict) -> set[str]:
+    """What a spec exercises: its input kind and every op (pool kinds, depthwise, BatchNorm)."""
+    features = {spec['kind']}
+    for layer in spec['layers']:
+        op = layer['op']
+        features.add(f'{op}_{layer["kind"]}' if op in ('pool', 'gpool') else op)
+        for part in (layer, layer.get('branch') or {}, layer.get('a') or {}, layer.get('b') or {}):
+            if part.get('bn'):
+                features.add('batchnorm')
+    return features
+
+
+def is_trivial(spec: dict) -> bool:
+    """The simplest models (one layer before the output dense, no branch): already
+    pinned in test_fuzz_regressions.py, so the default suite's draws skip them."""
+    body = [layer for layer in spec['layers'][:-1] if layer['op'] not in ('flatten', 'gpool')]
+    return len(body) < 2 and not any(layer['op'] in ('residual', 'concat') for layer in body)
+
+
+def covering_specs(n: int, first_seed: int, wanted: set[str], **options) -> list[tuple[int, dict]]:
+    """``n`` non-trivial seeded specs, chosen so that together they cover ``wanted``.
+
+    Seeds are tried in order from ``first_seed``; a spec is taken while it adds a
+    wanted feature not yet covered, or once everything is covered. Deterministic, so
+    the default suite checks the same models on every run, and each one is named by
+    its seed (``random_spec(seed, **options)`` rebuilds it).
+    """
+    chosen: list[tuple[int, dict]] = []
+    covered: set[str] = set()
+    seed = first_seed
+    while len(chosen) < n:
+        spec = random_spec(seed, **options)
+        new = (spec_features(spec) & wanted) - covered
+        if not is_trivial(spec) and (new or covered >= wanted):
+            chosen.append((seed, spec))
+            covered |= spec_features(spec)
+        seed += 1
+        if seed - first_seed > 10_000:  # pragma: no cover - the generator lost a feature
+            raise AssertionError(f'no spec in 10000 seeds covers {sorted(wanted - covered)}')
+    return chosen
 
 
 # ---------------------------------------------------------------------------
@@ -221,143 +299,117 @@ def model_specs(draw, kinds=('dense', 'conv1d', 'conv2d'), max_bits=16, max_bloc
 # ---------------------------------------------------------------------------
 
 
-def _conv_layer(nd, qkeras_layers: bool, name: str, filters, kernel, strides=1, padding='same', **q):
-    from qkeras import QConv1D, QConv2D
+def _weighted_layer(part: dict, qkeras_layers: bool, name: str, nd: int, op: str, **shape):
+    """One conv / depthwise / dense layer of a spec part, QKeras or float.
 
+    With ``'bn'`` (float build only) the layer is linear: BatchNormalization and the
+    ReLU follow it (see :func:`_apply_weighted`).
+    """
+    from qkeras import QConv1D, QConv2D, QDense, QDepthwiseConv2D
+
+    linear = bool(part.get('bn'))
+    act = None if linear else part.get('act')
     if qkeras_layers:
+        quantizers = {'bias_quantizer': make_quantizer(part['bq']), 'activation': make_quantizer(act)}
+        weights = make_quantizer(part['wq'])
+        if op == 'dense':
+            return QDense(shape['units'], kernel_quantizer=weights, name=name, **quantizers)
+        if op == 'dwconv':
+            return QDepthwiseConv2D(shape.pop('kernel'), depthwise_quantizer=weights, name=name, **shape, **quantizers)
         cls = QConv1D if nd == 1 else QConv2D
         return cls(
-            filters,
-            kernel,
-            strides=strides,
-            padding=padding,
-            kernel_quantizer=make_quantizer(q['wq']),
-            bias_quantizer=make_quantizer(q['bq']),
-            activation=make_quantizer(q['act']),
-            name=name,
+            shape.pop('filters'), shape.pop('kernel'), kernel_quantizer=weights, name=name, **shape, **quantizers
         )
+    activation = 'relu' if act else None
+    if op == 'dense':
+        return keras.layers.Dense(shape['units'], activation=activation, name=name)
+    if op == 'dwconv':
+        return keras.layers.DepthwiseConv2D(shape.pop('kernel'), activation=activation, name=name, **shape)
     cls = keras.layers.Conv1D if nd == 1 else keras.layers.Conv2D
-    return cls(filters, kernel, strides=strides, padding=padding, activation='relu' if q['act'] else None, name=name)
+    return cls(shape.pop('filters'), shape.pop('kernel'), activation=activation, name=name, **shape)
 
 
-def _dense_layer(qkeras_layers: bool, name: str, units, **q):
-    from qkeras import QDense
+def _apply_weighted(h, part: dict, qkeras_layers: bool, name: str, nd: int, op: str, **shape):
+    """The weighted layer on ``h``; with ``'bn'``: then BatchNormalization and ReLU."""
+    if part.get('bn') and qkeras_layers:
+        raise ValueError(f'{name}: BatchNorm specs build float models only (the pruner folds them)')
+    h = _weighted_layer(part, qkeras_layers, name, nd, op, **shape)(h)
+    if not part.get('bn'):
+        return h
+    h = keras.layers.BatchNormalization(name=f'{name}_bn')(h)
+    return keras.layers.Activation('relu', name=f'{name}_relu')(h) if part.get('act') else h
+
+
+def _quantized_or_relu(h, act: dict, qkeras_layers: bool, name: str):
+    from qkeras import QActivation
 
     if qkeras_layers:
-        return QDense(
-            units,
-            kernel_quantizer=make_quantizer(q['wq']),
-            bias_quantizer=make_quantizer(q['bq']),
-            activation=make_quantizer(q['act']),
-            name=name,
-        )
-    return keras.layers.Dense(units, activation='relu' if q['act'] else None, name=name)
+        return QActivation(make_quantizer(act), name=name)(h)
+    return keras.layers.Activation('relu', name=name)(h)
+
+
+_POOLING = {
+    ('pool', 'max', 1): 'MaxPooling1D',
+    ('pool', 'max', 2): 'MaxPooling2D',
+    ('pool', 'avg', 1): 'AveragePooling1D',
+    ('pool', 'avg', 2): 'AveragePooling2D',
+    ('gpool', 'max', 1): 'GlobalMaxPooling1D',
+    ('gpool', 'max', 2): 'GlobalMaxPooling2D',
+    ('gpool', 'avg', 1): 'GlobalAveragePooling1D',
+    ('gpool', 'avg', 2): 'GlobalAveragePooling2D',
+}
 
 
 def _build(spec: dict, qkeras_layers: bool) -> keras.Model:
-    from qkeras import QActivation, QDepthwiseConv2D
-
     nd = len(spec['input_shape']) - 1
+    conv = 'conv' if nd else 'dense'  # what a branch of a residual / concat block is
     inp = keras.Input(tuple(spec['input_shape']), name='x')
-    if qkeras_layers:
-        h = QActivation(make_quantizer(spec['input_q']), name='input_q')(inp)
-    else:
-        h = inp
+    h = _quantized_or_relu(inp, spec['input_q'], True, 'input_q') if qkeras_layers else inp
     for i, layer in enumerate(spec['layers']):
         op = layer['op']
-        q = {k: layer.get(k) for k in ('wq', 'bq', 'act')}
         if op == 'conv':
-            h = _conv_layer(
-                nd,
-                qkeras_layers,
-                f'conv{i}',
-                layer['filters'],
-                layer['kernel'],
-                layer['strides'],
-                layer['padding'],
-                **q,
-            )(h)
+            shape = {k: layer[k] for k in ('filters', 'kernel', 'strides', 'padding')}
+            h = _apply_weighted(h, layer, qkeras_layers, f'conv{i}', nd, 'conv', **shape)
         elif op == 'dwconv':
-            if qkeras_layers:
-                h = QDepthwiseConv2D(
-                    layer['kernel'],
-                    strides=layer['strides'],
-                    padding=layer['padding'],
-                    depth_multiplier=layer['depth_multiplier'],
-                    depthwise_quantizer=make_quantizer(layer['wq']),
-                    bias_quantizer=make_quantizer(layer['bq']),
-                    activation=make_quantizer(layer['act']),
-                    name=f'dw{i}',
-                )(h)
-            else:
-                h = keras.layers.DepthwiseConv2D(
-                    layer['kernel'],
-                    strides=layer['strides'],
-                    padding=layer['padding'],
-                    depth_multiplier=layer['depth_multiplier'],
-                    activation='relu',
-                    name=f'dw{i}',
-                )(h)
-        elif op == 'pool':
-            cls = {
-                ('max', 1): keras.layers.MaxPooling1D,
-                ('max', 2): keras.layers.MaxPooling2D,
-                ('avg', 1): keras.layers.AveragePooling1D,
-                ('avg', 2): keras.layers.AveragePooling2D,
-            }[(layer['kind'], nd)]
-            h = cls(layer['size'], name=f'pool{i}')(h)
-        elif op == 'gpool':
-            cls = {
-                ('max', 1): keras.layers.GlobalMaxPooling1D,
-                ('max', 2): keras.layers.GlobalMaxPooling2D,
-                ('avg', 1): keras.layers.GlobalAveragePooling1D,
-                ('avg', 2): keras.layers.GlobalAveragePooling2D,
-            }[(layer['kind'], nd)]
-            h = cls(name=f'gpool{i}')(h)
+            shape = {k: layer[k] for k in ('kernel', 'strides', 'padding', 'depth_multiplier')}
+            h = _apply_weighted(h, layer, qkeras_layers, f'dw{i}', nd, 'dwconv', **shape)
+        elif op == 'dense':
+            h = _apply_weighted(h, layer, qkeras_layers, f'dense{i}', nd, 'dense', units=layer['units'])
+        elif op in ('pool', 'gpool'):
+            cls = getattr(keras.layers, _POOLING[(op, layer['kind'], nd)])
+            h = cls(layer['size'], name=f'pool{i}')(h) if op == 'pool' else cls(name=f'gpool{i}')(h)
         elif op == 'flatten':
             h = keras.layers.Flatten(name=f'flatten{i}')(h)
         elif op == 'qact':
-            if qkeras_layers:
-                h = QActivation(make_quantizer(layer['act']), name=f'qact{i}')(h)
-            else:
-                h = keras.layers.Activation('relu', name=f'act{i}')(h)
-        elif op == 'dense':
-            h = _dense_layer(qkeras_layers, f'dense{i}', layer['units'], **q)(h)
-        elif op == 'residual':
-            br = layer['branch']
-            bq = {k: br.get(k) for k in ('wq', 'bq', 'act')}
-            channels = h.shape[-1]
-            if nd:
-                b = _conv_layer(nd, qkeras_layers, f'res{i}', channels, br['kernel'], 1, 'same', **bq)(h)
-            else:
-                b = _dense_layer(qkeras_layers, f'res{i}', channels, **bq)(h)
-            h = keras.layers.Add(name=f'add{i}')([h, b])
-            if layer.get('after') is not None:
-                if qkeras_layers:
-                    h = QActivation(make_quantizer(layer['after']), name=f'addq{i}')(h)
-                else:
-                    h = keras.layers.Activation('relu', name=f'addq{i}')(h)
-        elif op == 'concat':
+            h = _quantized_or_relu(h, layer['act'], qkeras_layers, f'qact{i}' if qkeras_layers else f'act{i}')
+        elif op in ('residual', 'concat'):
+            # Branches preserve the spatial size (conv 'same', stride 1 / dense).
+            parts = {'': layer['branch']} if op == 'residual' else {'a': layer['a'], 'b': layer['b']}
             branches = []
-            for tag in ('a', 'b'):
-                br = layer[tag]
-                bq = {k: br.get(k) for k in ('wq', 'bq', 'act')}
-                if nd:
-                    branches.append(
-                        _conv_layer(nd, qkeras_layers, f'cat{i}{tag}', br['filters'], br['kernel'], 1, 'same', **bq)(h)
-                    )
-                else:
-                    branches.append(_dense_layer(qkeras_layers, f'cat{i}{tag}', br['filters'], **bq)(h))
-            h = keras.layers.Concatenate(name=f'cat{i}')(branches)
+            for tag, part in parts.items():
+                name = f'res{i}' if op == 'residual' else f'cat{i}{tag}'
+                width = h.shape[-1] if op == 'residual' else part['filters']
+                shape = {'filters': width, 'kernel': part['kernel'], 'padding': 'same'} if nd else {'units': width}
+                branches.append(_apply_weighted(h, part, qkeras_layers, name, nd, conv, **shape))
+            if op == 'residual':
+                h = keras.layers.Add(name=f'add{i}')([h, branches[0]])
+                if layer.get('after') is not None:
+                    h = _quantized_or_relu(h, layer['after'], qkeras_layers, f'addq{i}')
+            else:
+                h = keras.layers.Concatenate(name=f'cat{i}')(branches)
         else:  # pragma: no cover
             raise ValueError(f'unknown op {op!r}')
     model = keras.Model(inp, h, name='fuzz_q' if qkeras_layers else 'fuzz_f')
     rng = np.random.default_rng(spec['seed'])
     # Weights spread over about +-1, biased away from 0 so activations are neither all
     # zero nor all saturated; QKeras puts them on the quantizer grid at inference.
-    model.set_weights(
-        [(rng.uniform(0.1, 1.0, w.shape) * rng.choice([-1, 1], w.shape)).astype('float32') for w in model.get_weights()]
-    )
+    values = []
+    for w in model.weights:
+        value = rng.uniform(0.1, 1.0, w.shape) * rng.choice([-1, 1], w.shape)
+        if w.path.endswith(('moving_variance', 'gamma')):
+            value = np.abs(value) + 0.5  # a BatchNorm that scales by about 1 (a variance is positive)
+        values.append(value.astype('float32'))
+    model.set_weights(values)
     return model
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 
 import hls_backend
+from fpga_tests.fuzz_checks import check_csim
 from fpga_tests.fuzz_models import build_qkeras, input_samples
-from fpga_tests.test_fuzz_exact import check_csim
 from hls_backend import qkeras_bridge
 from hls_backend.errors import UnsupportedModelError
 
