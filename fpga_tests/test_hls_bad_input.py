@@ -192,19 +192,48 @@ def test_gxx_missing(tmp_path, mlp_path):
 
 
 def test_csim_detects_a_mismatch(tmp_path, mlp_path):
-    """Flip one LSB of one expected output: csim must count exactly one bad sample and exit 3.
-    One build: the command's csim() call writes the result record read back here."""
+    """Flip one LSB of one expected output: csim and hls4ml predict() must each count
+    exactly one bad sample, and the command exit 3. One build per path: the command's
+    csim() call writes the result record read back here."""
     hls_backend.write_project(mlp_path, tmp_path / 'prj', n_default_samples=20)
     expected = tmp_path / 'prj' / 'tb_data' / 'tb_output_predictions.dat'
     rows = [line.split() for line in expected.read_text().splitlines()]
     rows[7][2] = repr(float(rows[7][2]) + 2.0**-12)
     expected.write_text(''.join(' '.join(r) + '\n' for r in rows))
-    proc = run_cli('csim', tmp_path / 'prj', '--no-second-check')
+    proc = run_cli('csim', tmp_path / 'prj')
     assert proc.returncode == 3
-    assert 'MISMATCH 19/20' in proc.stdout and 'first mismatching sample: 7' in proc.stderr
+    assert 'MISMATCH 19/20' in proc.stdout
+    assert "C simulation (first mismatching sample: 7); hls4ml's predict() (first mismatching sample: 7)" in proc.stderr
+    assert 'hls4ml predict(): 19/20 samples bit-exact' in proc.stdout
     result = json.loads((tmp_path / 'prj' / CSIM_RESULT).read_text())
     assert (result['samples'], result['exact_matches'], result['first_mismatch']) == (20, 19, 7)
     assert result['max_abs_diff'] == 2.0**-12 and result['exact'] is False
+    predict = result['checks']['hls4ml_predict']
+    assert (predict['exact_matches'], predict['first_mismatch'], predict['max_abs_diff']) == (19, 7, 2.0**-12)
+
+
+def test_a_predict_mismatch_alone_fails_the_command(tmp_path, mlp_path, monkeypatch):
+    """The testbench agrees but hls4ml's predict() does not (one output off by one LSB):
+    the second check alone must make the command exit 3."""
+    import importlib
+
+    csim_module = importlib.import_module('hls_backend.csim')  # the package exports a function of the same name
+
+    hls_backend.write_project(mlp_path, tmp_path / 'prj', n_default_samples=20)
+    real = csim_module.compare_exact
+
+    def off_by_one_lsb_in_predict(y, got, result):
+        if result.route == 'hls4ml_predict':
+            got = got.copy()
+            got[4, 0] += 2.0**-12
+        return real(y, got, result)
+
+    monkeypatch.setattr(csim_module, 'compare_exact', off_by_one_lsb_in_predict)
+    proc = run_cli('csim', tmp_path / 'prj')
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert 'csim: EXACT 20/20 samples bit-exact' in proc.stdout
+    assert 'hls4ml predict(): 19/20 samples bit-exact' in proc.stdout
+    assert "not bit-exact against the QKeras model: hls4ml's predict() (first mismatching sample: 4)" in proc.stderr
 
 
 def test_csim_on_a_directory_that_is_no_project(tmp_path):

@@ -29,6 +29,16 @@ FAST = {
 }
 
 
+# hls4ml's compile()/predict() as well: io_parallel and io_stream, MLP, CNN and branches.
+SECOND_CHECK = {
+    ('jet_mlp', 4, 'Vitis', 'io_parallel'),
+    ('cnn8', 6, 'Vitis', 'io_stream'),
+    ('residual_concat', 8, 'Vitis', 'io_parallel'),
+    ('residual_concat', 6, 'Vivado', 'io_stream'),
+}
+assert SECOND_CHECK <= FAST
+
+
 def _cases():
     for case in itertools.product(MODELS, BITS, BACKENDS, IO_TYPES):
         marks = () if case in FAST else (pytest.mark.slow,)
@@ -45,15 +55,16 @@ def test_csim_is_bit_exact(tmp_path, model_name, bits, backend, io_type):
     info = hls_backend.write_project(path, tmp_path / 'prj', options, inputs=x)
     assert info.samples == 200
 
-    # The second path (hls4ml compile/predict) is checked once per model family in the fast suite.
-    second = (model_name, bits, backend, io_type) in FAST and io_type == 'io_parallel'
+    # The second path (hls4ml compile/predict) is checked on both io types in the fast suite.
+    second = (model_name, bits, backend, io_type) in SECOND_CHECK
     result = hls_backend.csim(tmp_path / 'prj', second_check=second)
 
     assert result.samples == 200
     assert result.exact_matches == 200, f'first mismatch at sample {result.first_mismatch}'
     assert result.max_abs_diff == 0.0
     if second:
-        assert result.checks['hls4ml_predict']['exact_matches'] == 200
+        check = result.checks['hls4ml_predict']
+        assert check['samples'] == check['exact_matches'] == 200 and check['max_abs_diff'] == 0.0
 
     # The comparison is not vacuous: outputs vary across samples and are not all zero.
     y = np.loadtxt(tmp_path / 'prj' / 'tb_data' / 'tb_output_predictions.dat')

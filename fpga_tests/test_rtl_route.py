@@ -122,17 +122,50 @@ def test_result_json_and_project_files(cnn_run):
     assert not (project / 'sim' / 'obj_dir').exists()
 
 
-def test_resimulating_a_project_gives_the_same_figures(cnn_run, tmp_path):
-    """A simulated project (here a copy: the shared one stays as the tests above read
-    it) simulates again to the same figures; the earlier build's emulator is replaced."""
-    _, first, work = cnn_run
+def _copy(cnn_run, tmp_path) -> Path:
+    """A copy of the shared project: the tests above read the original as it was built."""
     project = tmp_path / 'rtl'
-    shutil.copytree(work / 'rtl', project)
+    shutil.copytree(cnn_run[2] / 'rtl', project)
+    return project
+
+
+def test_resimulating_finds_a_corrupted_reference(cnn_run, tmp_path):
+    """Negative control of every comparison: one reference value one LSB off (sample
+    17) is reported by the cycle simulation, da4ml's predict() and the traced logic,
+    and by nothing else; re-simulating gives the same timing and estimates, and the
+    earlier build's emulator is replaced."""
+    _, first, _ = cnn_run
+    project = _copy(cnn_run, tmp_path)
     assert len(list((project / 'sim').glob('libmyproject_wrapper_*.so'))) == 1
-    again = simulate_rtl(project, second_check=False)
-    assert (again.exact_matches, again.latency_cycles, again.initiation_interval) == (300, 5, 1)
+    reference = np.load(project / 'tb_data' / 'reference.npy')
+    reference[17, 2] += 2.0**-8
+    np.save(project / 'tb_data' / 'reference.npy', reference)
+    again = simulate_rtl(project, second_check=True)
+    assert (again.exact_matches, again.first_mismatch, again.max_abs_diff) == (299, 17, 2.0**-8)
+    for name in ('da4ml_predict', 'trace'):
+        check = again.checks[name]
+        assert (check['exact'], check['exact_matches'], check['first_mismatch']) == (False, 299, 17), name
+    assert (again.latency_cycles, again.initiation_interval) == (5, 1)
     assert again.resources == first.resources
     assert len(list((project / 'sim').glob('libmyproject_wrapper_*.so'))) == 1
+
+
+def test_a_corrupted_design_is_reported(cnn_run, tmp_path):
+    """Negative control of the design: invert the last stage's first output slice in the
+    Verilog. The Verilator simulation and da4ml's predict() (the same Verilated model)
+    must report mismatches; the traced logic, which never reads the Verilog, stays exact
+    and so tells an RTL error from a replay error."""
+    project = _copy(cnn_run, tmp_path)
+    stages = sorted((project / 'src').glob('myproject_stage*.v'), key=lambda p: int(p.stem.rsplit('stage', 1)[1]))
+    last = stages[-1]
+    text = last.read_text()
+    line = next(line for line in text.splitlines() if line.strip().startswith('assign model_out['))
+    target, expr = line.split(' = ', 1)
+    last.write_text(text.replace(line, f'{target} = ~({expr.rstrip(";")});'))
+    result = simulate_rtl(project, second_check=True)
+    assert not result.exact and result.exact_matches < result.samples
+    assert not result.checks['da4ml_predict']['exact']
+    assert result.checks['trace']['exact']
 
 
 # --- cost estimates ---------------------------------------------------------------------
@@ -358,3 +391,31 @@ def test_average_pooling_is_exact_on_the_rtl_route(cnn_run, tmp_path):
     assert not (tmp_path / 'hls').exists()
     assert result.samples == result.exact_matches == 300
     assert result.max_abs_diff == 0.0
+
+
+def test_rtl_command_exits_3_on_a_mismatch(tmp_path, monkeypatch):
+    """The command line's side of the negative control: when the simulation finds a
+    difference (here a reference value one LSB off, put in between writing and
+    simulating), `lpsubnet rtl` names every path that differs and exits 3."""
+    import importlib
+
+    rtl_module = importlib.import_module('hls_backend.rtl')  # the package exports a function of the same name
+    from fpga_tests.cli_helpers import cli
+
+    real = rtl_module.simulate_rtl
+
+    def with_corrupted_reference(project_dir, *args, **kwargs):
+        reference = np.load(Path(project_dir) / 'tb_data' / 'reference.npy')
+        reference[3, 0] += 0.25
+        np.save(Path(project_dir) / 'tb_data' / 'reference.npy', reference)
+        return real(project_dir, *args, **kwargs)
+
+    monkeypatch.setattr(rtl_module, 'simulate_rtl', with_corrupted_reference)
+    path = save(small_mlp(hidden=2), tmp_path)
+    proc = cli('rtl', str(path), '--out', str(tmp_path / 'rtl'))
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert 'rtl: MISMATCH 199/200' in proc.stdout
+    assert (
+        'not bit-exact against the QKeras model: RTL simulation (first mismatching sample: 3); '
+        "da4ml's predict() (first mismatching sample: 3); da4ml's traced logic (first mismatching sample: 3)"
+    ) in proc.stderr

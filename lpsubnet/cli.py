@@ -73,6 +73,28 @@ class AutoOrCount(click.ParamType):
 AUTO_OR_COUNT = AutoOrCount()
 
 
+CHECK_NAMES = {
+    'hls4ml_predict': "hls4ml's predict()",
+    'da4ml_predict': "da4ml's predict()",
+    'trace': "da4ml's traced logic",
+}
+
+
+def _fail_unless_exact(result, what: str) -> None:
+    """Exit 3 (MismatchError) unless the simulation and every second check are exact,
+    naming each path that differs and its first mismatching sample."""
+    from hls_backend.errors import MismatchError
+
+    failed = [] if result.exact else [f'{what} (first mismatching sample: {result.first_mismatch})']
+    failed += [
+        f'{CHECK_NAMES.get(name, name)} (first mismatching sample: {check["first_mismatch"]})'
+        for name, check in result.checks.items()
+        if not check['exact']
+    ]
+    if failed:
+        _fail(MismatchError(f'not bit-exact against the QKeras model: {"; ".join(failed)}'))
+
+
 def _summary(result) -> str:
     status = 'EXACT' if result.exact else 'MISMATCH'
     return (
@@ -182,7 +204,6 @@ def csim(project_dir, no_second_check, as_json):
     """C-simulate PROJECT_DIR with g++ and compare every output bit with the QKeras model."""
     import_tensorflow_quietly()
     from hls_backend import csim as run_csim
-    from hls_backend.errors import MismatchError
 
     result = run_csim(project_dir, second_check=not no_second_check)
     if as_json:
@@ -192,13 +213,7 @@ def csim(project_dir, no_second_check, as_json):
         check = result.checks.get('hls4ml_predict')
         if check:
             click.echo(f'hls4ml predict(): {check["exact_matches"]}/{check["samples"]} samples bit-exact')
-    exact = result.exact and all(c['exact'] for c in result.checks.values())
-    if not exact:
-        _fail(
-            MismatchError(
-                f'C simulation differs from the QKeras model (first mismatching sample: {result.first_mismatch})'
-            )
-        )
+    _fail_unless_exact(result, 'C simulation')
 
 
 @main.command()
@@ -244,7 +259,6 @@ def rtl(model, out_dir, hdl, latency_cutoff, clock_period, inputs, force):
     """Write Verilog/VHDL for MODEL with da4ml and simulate it cycle by cycle with Verilator."""
     import_tensorflow_quietly()
     from hls_backend import rtl as run_rtl
-    from hls_backend.errors import MismatchError
 
     result = run_rtl(
         model, out_dir, inputs=inputs, hdl=hdl, latency_cutoff=latency_cutoff, clock_period=clock_period, force=force
@@ -255,12 +269,7 @@ def rtl(model, out_dir, hdl, latency_cutoff, clock_period, inputs, force):
         f'latency {result.latency_cycles} cycles, II {result.initiation_interval} (measured); '
         f'da4ml estimate LUT {res.get("LUT")}, FF {res.get("FF")}, pipeline depth {res.get("pipeline_depth")}'
     )
-    if not result.exact:
-        _fail(
-            MismatchError(
-                f'RTL simulation differs from the QKeras model (first mismatching sample: {result.first_mismatch})'
-            )
-        )
+    _fail_unless_exact(result, 'RTL simulation')
 
 
 @main.command()
