@@ -17,14 +17,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
+# One worker process per CPU (pytest-xdist), each test file on one worker so its shared
+# builds are made once; a random test order on every run (pytest-randomly prints the seed:
+# rerun an order with -p randomly --randomly-seed=N).
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The slow cases include the independent cycle count (cocotb + Icarus Verilog): install
 # iverilog where apt is usable, otherwise say the command (that one test then skips and says why).
 TEST_APT := iverilog
 test-all: $(STAMP) test-tools
-	$(BIN)/python -m pytest -q -m ''
+	$(BIN)/python -m pytest -q -m '' -n $(TEST_WORKERS) --dist loadfile
 
 test-tools:
 	@if command -v iverilog >/dev/null 2>&1; then :; \
