@@ -190,6 +190,47 @@ def test_declared_input_wider_than_float32_is_refused(tmp_path):
         hls_backend.write_project(tmp_path / 'm.keras', tmp_path / 'prj', options)
 
 
+def _separable(bits: int):
+    import keras
+    from qkeras import QActivation, QDense, QSeparableConv2D, quantized_bits
+
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((4, 4, 3))
+    h = QActivation(quantized_bits(12, 3, alpha=1), name='q_in')(inp)
+    h = QSeparableConv2D(
+        4,
+        3,
+        depthwise_quantizer=quantized_bits(bits, 1, alpha=1),
+        pointwise_quantizer=quantized_bits(bits, 1, alpha=1),
+        bias_quantizer=quantized_bits(bits, 1, alpha=1),
+        activation=quantized_bits(8, 3, alpha=1),
+        name='sep',
+    )(h)
+    h = keras.layers.Flatten()(h)
+    return keras.Model(
+        inp, QDense(2, kernel_quantizer=quantized_bits(4, 0, alpha=1), bias_quantizer=quantized_bits(4, 0, alpha=1))(h)
+    )
+
+
+@pytest.mark.parametrize('bits,refused', [(12, True), (4, False)])
+def test_separable_conv_sums_are_bounded_by_float32(bits, refused):
+    """The float32 bound covers both sums of a separable convolution (it once skipped
+    QSeparableConv1D/2D: a hand-written list of weighted layers left them out). 12-bit
+    inputs times 12-bit depthwise weights over 9 taps, then 12-bit pointwise weights over
+    3 channels need more than 24 bits; 4-bit weights fit."""
+    from hls_backend.model_plan import check_float32_reference, plan_model
+
+    model = _separable(bits)
+    plan = plan_model(model)
+    if refused:
+        with pytest.raises(
+            UnsupportedModelError, match=r"layer 'sep' \(QSeparableConv2D\).*more than the 24 of float32"
+        ):
+            check_float32_reference(model, plan)
+    else:
+        check_float32_reference(model, plan)
+
+
 # Controls: the same shapes with what the back end supports stay accepted and exact.
 CONTROLS = {
     'max_pooling_instead_of_average': (

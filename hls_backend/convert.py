@@ -384,9 +384,9 @@ def _write_lpsubnet_files(project_dir: Path, hls_model, info: ProjectInfo, optio
         },
         'layers': info.layers,
     }
-    write_text_atomic(project_dir / f'{options.project_name}_test.cpp', render('hls/testbench.cpp.j2', context))
-    write_text_atomic(project_dir / 'Makefile', render('hls/Makefile.j2', context))
-    write_text_atomic(project_dir / 'README.md', render('hls/README.md.j2', context))
+    write_text_atomic(project_dir / f'{options.project_name}_test.cpp', render('testbench.cpp.j2', context))
+    write_text_atomic(project_dir / 'Makefile', render('Makefile.j2', context))
+    write_text_atomic(project_dir / 'README.md', render('README.md.j2', context))
     write_text_atomic(project_dir / PROJECT_INFO, json.dumps(asdict(info), indent=2) + '\n')
 
 

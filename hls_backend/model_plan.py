@@ -336,6 +336,26 @@ def check_float32_reference(model, plan: ModelPlan) -> None:
             bound = float(np.max(bound)) if np.size(bound) else 0.0
             check(where, frac, bound)
             ranges[layer.name] = of_type(activation_type) if activation_type is not None else (frac, bound)
+        elif cls in ('QSeparableConv1D', 'QSeparableConv2D'):
+            # Two sums in float32: the depthwise one per input channel, then the pointwise
+            # one over the depthwise outputs (no quantizer in between), plus the bias.
+            frac_in, bound_in = sources[0]
+            depthwise, pointwise = _weight_values(layer, 'depthwise'), _weight_values(layer, 'pointwise')
+            if depthwise is None or pointwise is None:
+                continue
+            frac = frac_in + quantizer_type(config['depthwise_quantizer'], where).fractional
+            per_channel = np.abs(depthwise).sum(axis=tuple(range(depthwise.ndim - 2))).reshape(-1) * bound_in
+            check(f'{where} (depthwise part)', frac, float(np.max(per_channel)))
+            frac += quantizer_type(config['pointwise_quantizer'], where).fractional
+            bound = (np.abs(pointwise).reshape(-1, pointwise.shape[-1]) * per_channel[:, None]).sum(axis=0)
+            if config.get('use_bias', True):
+                bias = _weight_values(layer, 'bias')
+                if bias is not None:
+                    frac = max(frac, quantizer_type(config['bias_quantizer'], where).fractional)
+                    bound = bound + np.abs(bias).reshape(-1)
+            bound = float(np.max(bound))
+            check(where, frac, bound)
+            ranges[layer.name] = of_type(activation_type) if activation_type is not None else (frac, bound)
         elif activation_type is not None:
             ranges[layer.name] = of_type(activation_type)
         elif cls == 'Add':

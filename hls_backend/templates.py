@@ -1,19 +1,33 @@
-"""Jinja2 rendering of lpsubnet's templates (the top-level ``templates/`` folder)."""
+"""Jinja2 rendering of lpsubnet's templates.
+
+The sources live in the repository's top-level ``templates/`` folder; setuptools maps
+``templates/hls`` into this package's data (``hls_backend.template_files``) and
+``templates/report`` into ``lpsubnet.template_files`` (pyproject.toml), so they ship
+inside the wheel and are found through importlib.resources, installed or editable.
+"""
 
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
+from importlib import resources
 
 import jinja2
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / 'templates'
+HLS_TEMPLATES = 'hls_backend.template_files'
+
+
+def template_dir(package: str):
+    """The folder of a template package (a real directory, installed or editable)."""
+    folder = resources.files(package)
+    if not folder.joinpath('.').is_dir():  # pragma: no cover - a broken install
+        raise FileNotFoundError(f'template package {package} has no folder: reinstall lpsubnet')
+    return folder
 
 
 @cache
-def _environment() -> jinja2.Environment:
+def _environment(package: str) -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        loader=jinja2.FileSystemLoader(str(template_dir(package))),
         undefined=jinja2.StrictUndefined,  # a missing value is a bug, not an empty string
         trim_blocks=True,
         lstrip_blocks=True,
@@ -21,5 +35,6 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def render(name: str, context: dict) -> str:
-    return _environment().get_template(name).render(**context)
+def render(name: str, context: dict, package: str = HLS_TEMPLATES) -> str:
+    """Render template ``name`` of ``package`` (by default the HLS project templates)."""
+    return _environment(package).get_template(name).render(**context)

@@ -19,6 +19,8 @@ from .describe import recovery_line
 from .metrics_schema import Metrics
 from .pipeline import RunContext
 
+REPORT_TEMPLATES = 'lpsubnet.template_files'  # templates/report, mapped by pyproject.toml
+
 
 def _read(path: Path) -> dict:
     return json.loads(path.read_text())
@@ -200,6 +202,8 @@ def write_report(ctx: RunContext, out: Path) -> dict:
         'hls': ctx.summary('hls'),
     }
     write_text_atomic(out / 'metrics.json', json.dumps(metrics, indent=2) + '\n')
-    write_text_atomic(out / 'report.md', render('report/report.md.j2', context))
-    write_text_atomic(out / 'report.html', render('report/report.html.j2', {**context, 'plots': plots}))
+    write_text_atomic(out / 'report.md', render('report.md.j2', context, package=REPORT_TEMPLATES))
+    write_text_atomic(
+        out / 'report.html', render('report.html.j2', {**context, 'plots': plots}, package=REPORT_TEMPLATES)
+    )
     return {'report': str(out / 'report.html'), 'metrics': metrics}
