@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: install test test-all test-tools fuzz demo bench bench-quick bench-data bench-report lint clean
+.PHONY: install test test-slow test-all test-tools fuzz demo bench bench-quick bench-data bench-report lint clean
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ test: $(STAMP)
 TEST_APT := iverilog
 test-all: $(STAMP) test-tools
 	$(BIN)/python -m pytest -q -m '' -n $(TEST_WORKERS) --dist loadfile
+
+# Only the slow cases (what `make test` leaves out); .ci/run runs `make test` then this.
+# Spread test by test (--dist load): these files share few builds and one is long.
+test-slow: $(STAMP) test-tools
+	$(BIN)/python -m pytest -q -m slow -n $(TEST_WORKERS) --dist load
 
 test-tools:
 	@if command -v iverilog >/dev/null 2>&1; then :; \
