@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml
 # builds are made once; a random test order on every run (pytest-randomly prints the seed:
 # rerun an order with -p randomly --randomly-seed=N).
 TEST_WORKERS ?= auto
+TEST_SEED ?= $(shell od -An -N2 -tu2 /dev/urandom | tr -d ' ')
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	@echo "test order: pytest-randomly seed $(TEST_SEED) (make test TEST_SEED=$(TEST_SEED) repeats it)"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -p randomly --randomly-seed=$(TEST_SEED)
 
 # The slow cases include the independent cycle count (cocotb + Icarus Verilog): install
 # iverilog where apt is usable, otherwise say the command (that one test then skips and says why).

@@ -382,7 +382,3 @@ def _default(o):
     if isinstance(o, np.ndarray):
         return o.tolist()
     raise TypeError(type(o))
-
-
-def n_schedule_epochs(task_name: str, window: float, groups: int) -> int:
-    return int(math.ceil(window * groups))

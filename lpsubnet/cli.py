@@ -243,7 +243,7 @@ def synth(project_dir, steps):
     type=click.FloatRange(min=0, min_open=True),
     default=5.0,
     show_default=True,
-    help='Combinational delay (ns) per pipeline stage (da4ml).',
+    help="da4ml's delay budget per pipeline stage, in its adder-delay units (not ns; more means fewer stages).",
 )
 @click.option(
     '--clock-period',

@@ -96,11 +96,6 @@ def calls(model: keras.Model) -> list[Call]:
     return order
 
 
-def tensor_producers(order: list[Call]) -> dict[int, Call]:
-    """Map id(KerasTensor) -> the call producing it."""
-    return {id(t): call for call in order for t in call.outputs}
-
-
 def clone_layer(layer, **config_changes):
     """A fresh, unbuilt layer of the same class and config (with ``config_changes``)."""
     config = layer.get_config()
@@ -143,9 +138,3 @@ def rebuild(
         outputs[0] if len(outputs) == 1 else outputs,
         name=name or model.name,
     )
-
-
-def copy_call(call: Call, args, kwargs, **config_changes):
-    """Default transform: a fresh copy of the layer applied to the new tensors."""
-    layer = clone_layer(call.layer, **config_changes)
-    return layer(*args, **kwargs), layer

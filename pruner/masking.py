@@ -143,11 +143,6 @@ class MaskedModel:
         for name in self._points(group):
             self.mask_layers[name].collecting = on
 
-    def collecting_groups(self) -> list[int]:
-        return [
-            g.index for g in self.table.prunable if any(self.mask_layers[n].collecting for n in self._points(g.index))
-        ]
-
     def pause_collecting(self) -> list[str]:
         """Turn every collecting mask off; return their names (for ``resume_collecting``)."""
         paused = [n for n, layer in self.mask_layers.items() if layer.collecting]
