@@ -14,8 +14,8 @@ fpga_tests/fuzz_models.py, so every example is named by its seed):
 
 Each example runs in a worker process (one TensorFlow thread, builds with one job) of
 a standard-library process pool on this machine; results go one JSON line each into
-``--work`` (default ``.fuzz-campaign/``), so an interrupted campaign resumes where it
-stopped. At the end (or when ``--hours`` runs out: no new examples are started) the
+``--results`` (default docs/fuzz_results.jsonl, committed with the report), so an
+interrupted campaign resumes where it stopped, in this checkout or a later one. At the end (or when ``--hours`` runs out: no new examples are started) the
 counts are written to docs/fuzz.md and docs/fuzz.json. Exit 1 if any example
 mismatched or crashed; its spec is in the report, ready to pin in
 test_fuzz_regressions.py.
@@ -195,6 +195,15 @@ def write_report(records: list[dict], props: list[str], meta: dict, out: Path) -
         f'{sum(s["mismatches"] for s in summary.values())} mismatches, '
         f'{sum(s["errors"] for s in summary.values())} crashes.**',
         '',
+        *(
+            [
+                f'Stopped by the time budget with {meta["remaining"]} examples of the requested ones not run yet: '
+                '`make fuzz` resumes from docs/fuzz_results.jsonl.',
+                '',
+            ]
+            if meta.get('remaining')
+            else []
+        ),
         '| property | tried | accepted, exact | refused | mismatches | crashes | s / example |',
         '|---|---:|---:|---:|---:|---:|---:|',
     ]
@@ -236,19 +245,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--pruned', type=int, default=60, help='pruner-route examples (default 60)')
     p.add_argument('--jobs', type=int, default=os.cpu_count() or 1, help='worker processes (default: CPUs)')
     p.add_argument('--hours', type=float, default=2.0, help='start no new example after this (default 2)')
-    p.add_argument('--work', type=Path, default=ROOT / '.fuzz-campaign', help='results, for resuming')
+    p.add_argument('--results', type=Path, default=ROOT / 'docs' / 'fuzz_results.jsonl', help='one line per example')
     p.add_argument('--out', type=Path, default=ROOT / 'docs' / 'fuzz.md')
-    p.add_argument('--fresh', action='store_true', help='forget earlier results in --work')
+    p.add_argument('--fresh', action='store_true', help='forget earlier results in --results')
     args = p.parse_args(argv)
 
     from rich.progress import Progress
 
     counts = {'csim-io_parallel': args.csim, 'csim-io_stream': args.csim, 'rtl': args.rtl, 'pruned': args.pruned}
     props = [prop for prop, n in counts.items() if n > 0]
-    args.work.mkdir(parents=True, exist_ok=True)
-    results = args.work / 'results.jsonl'
-    if args.fresh and results.exists():
-        results.unlink()
+    results = args.results
+    results.parent.mkdir(parents=True, exist_ok=True)
+    runs_file = results.with_name(results.stem + '_runs.jsonl')
+    if args.fresh:
+        results.unlink(missing_ok=True)
+        runs_file.unlink(missing_ok=True)
     records = _load(results)
     done = {(r['property'], r['seed']) for r in records}
     # Round robin over the properties, so a campaign cut short by --hours covers them all.
@@ -287,16 +298,19 @@ def main(argv: list[str] | None = None) -> int:
                             f'[red]{record["property"]} seed {record["seed"]}: {record["message"][:300]}'
                         )
                     submit_next()
+    finished = {(r['property'], r['seed']) for r in records}
+    remaining = sum(task not in finished for task in todo)
     minutes = round((time.time() - start) / 60, 1)
-    with (args.work / 'runs.jsonl').open('a') as runs:
+    with runs_file.open('a') as runs:
         runs.write(json.dumps({'minutes': minutes, 'examples': len(todo), 'jobs': args.jobs}) + '\n')
-    total_minutes = sum(json.loads(line)['minutes'] for line in (args.work / 'runs.jsonl').read_text().splitlines())
+    total_minutes = sum(json.loads(line)['minutes'] for line in runs_file.read_text().splitlines())
     meta = {
         'command': 'python -m fpga_tests.fuzz_campaign ' + ' '.join(argv if argv is not None else sys.argv[1:]),
         'date': datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC'),
         'wall_minutes': round(total_minutes, 1),
         'jobs': args.jobs,
         'cpus': os.cpu_count(),
+        'remaining': remaining,
         'versions': _tool_versions(),
     }
     summary = write_report(records, props, meta, args.out)

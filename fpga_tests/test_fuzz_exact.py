@@ -94,3 +94,31 @@ def test_a_refusal_counts_against_the_acceptance_rate():
     with pytest.raises(AssertionError, match=r'only 1/3 .*AveragePooling1D'):
         tally.assert_acceptance(0.8)
     assert tally.refusals == {"layer '*' (AveragePooling1D) is not bit-exact": 1, 'other': 1}
+
+
+def test_campaign_report_counts_every_outcome(tmp_path):
+    """make fuzz's report (fuzz_campaign.write_report): counts per property, refusal
+    reasons, every mismatch named with its seed, a cut-short run said to be one."""
+    from fpga_tests.fuzz_campaign import write_report
+
+    records = [
+        {'property': 'rtl', 'seed': 1, 'outcome': 'exact', 'seconds': 2.0},
+        {'property': 'rtl', 'seed': 2, 'outcome': 'refused', 'reason': 'too wide', 'seconds': 1.0},
+        {'property': 'rtl', 'seed': 3, 'outcome': 'mismatch', 'message': 'first mismatch 4', 'seconds': 3.0},
+        {'property': 'pruned', 'seed': 9, 'outcome': 'exact', 'seconds': 1.0},
+    ]
+    meta = {'command': 'x', 'date': 'today', 'wall_minutes': 1.0, 'jobs': 2, 'cpus': 2, 'remaining': 5, 'versions': {}}
+    out = tmp_path / 'fuzz.md'
+    summary = write_report(records, ['rtl', 'pruned'], meta, out)
+    assert summary['rtl'] == {
+        'tried': 3,
+        'accepted_exact': 1,
+        'refused': 1,
+        'mismatches': 1,
+        'errors': 0,
+        'refusal_reasons': {'too wide': 1},
+        'mean_seconds': 2.0,
+    }
+    text = out.read_text()
+    assert '| 3 | 1 | 1 | 1 | 0 | 2.0 |' in text and '- 1 x too wide' in text
+    assert '`rtl` seed 3: mismatch: first mismatch 4' in text and '5 examples of the requested ones not run' in text
