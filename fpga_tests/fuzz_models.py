@@ -81,14 +81,6 @@ def _activation(pick, min_bits=2, max_bits=16) -> dict:
     }
 
 
-def weight_quantizer_specs(min_bits=2, max_bits=16):
-    return st.composite(lambda draw: _weight_quantizer(_HypothesisPicker(draw), min_bits, max_bits))()
-
-
-def activation_specs(min_bits=2, max_bits=16):
-    return st.composite(lambda draw: _activation(_HypothesisPicker(draw), min_bits, max_bits))()
-
-
 def make_quantizer(spec):
     from qkeras import quantized_bits, quantized_relu
 
