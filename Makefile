@@ -21,7 +21,9 @@ $(STAMP): pyproject.toml
 # builds are made once; a random test order on every run (pytest-randomly prints the seed:
 # rerun an order with -p randomly --randomly-seed=N).
 TEST_WORKERS ?= auto
-TEST_SEED ?= $(shell od -An -N2 -tu2 /dev/urandom | tr -d ' ')
+ifndef TEST_SEED
+TEST_SEED := $(shell od -An -N2 -tu2 /dev/urandom | tr -d ' ')
+endif
 test: $(STAMP)
 	@echo "test order: pytest-randomly seed $(TEST_SEED) (make test TEST_SEED=$(TEST_SEED) repeats it)"
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -p randomly --randomly-seed=$(TEST_SEED)
