@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--rtl', type=int, default=60, help='RTL examples (default 60)')
     p.add_argument('--pruned', type=int, default=60, help='pruner-route examples (default 60)')
     p.add_argument('--jobs', type=int, default=os.cpu_count() or 1, help='worker processes (default: CPUs)')
-    p.add_argument('--hours', type=float, default=2.0, help='start no new example after this (default 2)')
+    p.add_argument('--hours', type=float, default=3.0, help='start no new example after this (default 3)')
     p.add_argument('--results', type=Path, default=ROOT / 'docs' / 'fuzz_results.jsonl', help='one line per example')
     p.add_argument('--out', type=Path, default=ROOT / 'docs' / 'fuzz.md')
     p.add_argument('--fresh', action='store_true', help='forget earlier results in --results')
