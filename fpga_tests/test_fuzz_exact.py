@@ -120,5 +120,5 @@ def test_campaign_report_counts_every_outcome(tmp_path):
         'mean_seconds': 2.0,
     }
     text = out.read_text()
-    assert '| 3 | 1 | 1 | 1 | 0 | 2.0 |' in text and '- 1 x too wide' in text
-    assert '`rtl` seed 3: mismatch: first mismatch 4' in text and '5 examples of the requested ones not run' in text
+    assert '| 3 | 1 | 1 | 33% | 1 | 0 | 2.0 |' in text and '- 1 x too wide' in text
+    assert '`rtl` seed 3: mismatch: first mismatch 4' in text and '5 of the requested examples are not run yet' in text
