@@ -293,6 +293,10 @@ def check_float32_reference(model, plan: ModelPlan) -> None:
     def of_type(fixed: FixedType) -> tuple[int, float]:
         return fixed.fractional, max(abs(fixed.min_value), abs(fixed.max_value))
 
+    def depthwise_sums(kernel):
+        """Sum of |w| per output channel of a depthwise kernel (spatial axes, then in x mult)."""
+        return np.abs(kernel).sum(axis=tuple(range(kernel.ndim - 2))).reshape(-1)
+
     def check(where: str, frac: int, bound: float) -> None:
         if bound * 2.0**frac >= limit:
             bits = int(np.ceil(np.log2(bound * 2.0**frac + 1)))
@@ -315,45 +319,35 @@ def check_float32_reference(model, plan: ModelPlan) -> None:
         activation_type = None
         if cls == 'QActivation' or (cls in WEIGHT_QUANTIZERS and _activation_name(layer) is None):
             activation_type = quantizer_type(config['activation'], where)
-        if cls in ('QDense', 'QConv1D', 'QConv2D', 'QDepthwiseConv2D'):
-            frac_in, bound_in = sources[0]
-            role = 'depthwise' if cls == 'QDepthwiseConv2D' else 'kernel'
-            kernel = _weight_values(layer, role)
-            if kernel is None:
-                continue
-            w_frac = quantizer_type(config[f'{role}_quantizer'], where).fractional
-            if cls == 'QDepthwiseConv2D':
-                per_out = np.abs(kernel).sum(axis=tuple(range(kernel.ndim - 2))).reshape(-1)
+        if cls in WEIGHT_QUANTIZERS:  # every weighted layer: its sums are bounded here
+            frac, bound = sources[0]
+            if cls in ('QSeparableConv1D', 'QSeparableConv2D'):
+                # Two sums in float32: the depthwise one per input channel, then the pointwise
+                # one over the depthwise outputs (no quantizer in between).
+                depthwise, pointwise = _weight_values(layer, 'depthwise'), _weight_values(layer, 'pointwise')
+                if depthwise is None or pointwise is None:
+                    continue
+                frac += quantizer_type(config['depthwise_quantizer'], where).fractional
+                bound = depthwise_sums(depthwise) * bound
+                check(f'{where} (depthwise part)', frac, float(np.max(bound)))
+                frac += quantizer_type(config['pointwise_quantizer'], where).fractional
+                bound = (np.abs(pointwise).reshape(-1, pointwise.shape[-1]) * bound[:, None]).sum(axis=0)
             else:
-                per_out = np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0)
-            frac = frac_in + w_frac
-            bound = per_out * bound_in
+                role = 'depthwise' if cls == 'QDepthwiseConv2D' else 'kernel'
+                kernel = _weight_values(layer, role)
+                if kernel is None:
+                    continue
+                frac += quantizer_type(config[f'{role}_quantizer'], where).fractional
+                if cls == 'QDepthwiseConv2D':
+                    bound = depthwise_sums(kernel) * bound
+                else:
+                    bound = np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(axis=0) * bound
             if config.get('use_bias', True):
                 bias = _weight_values(layer, 'bias')
                 if bias is not None:
                     frac = max(frac, quantizer_type(config['bias_quantizer'], where).fractional)
                     bound = bound + np.abs(bias).reshape(-1)
             bound = float(np.max(bound)) if np.size(bound) else 0.0
-            check(where, frac, bound)
-            ranges[layer.name] = of_type(activation_type) if activation_type is not None else (frac, bound)
-        elif cls in ('QSeparableConv1D', 'QSeparableConv2D'):
-            # Two sums in float32: the depthwise one per input channel, then the pointwise
-            # one over the depthwise outputs (no quantizer in between), plus the bias.
-            frac_in, bound_in = sources[0]
-            depthwise, pointwise = _weight_values(layer, 'depthwise'), _weight_values(layer, 'pointwise')
-            if depthwise is None or pointwise is None:
-                continue
-            frac = frac_in + quantizer_type(config['depthwise_quantizer'], where).fractional
-            per_channel = np.abs(depthwise).sum(axis=tuple(range(depthwise.ndim - 2))).reshape(-1) * bound_in
-            check(f'{where} (depthwise part)', frac, float(np.max(per_channel)))
-            frac += quantizer_type(config['pointwise_quantizer'], where).fractional
-            bound = (np.abs(pointwise).reshape(-1, pointwise.shape[-1]) * per_channel[:, None]).sum(axis=0)
-            if config.get('use_bias', True):
-                bias = _weight_values(layer, 'bias')
-                if bias is not None:
-                    frac = max(frac, quantizer_type(config['bias_quantizer'], where).fractional)
-                    bound = bound + np.abs(bias).reshape(-1)
-            bound = float(np.max(bound))
             check(where, frac, bound)
             ranges[layer.name] = of_type(activation_type) if activation_type is not None else (frac, bound)
         elif activation_type is not None:
