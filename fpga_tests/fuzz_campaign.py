@@ -15,8 +15,9 @@ fpga_tests/fuzz_models.py, so every example is named by its seed):
 Each example runs in a worker process (one TensorFlow thread, builds with one job) of
 a standard-library process pool on this machine; results go one JSON line each into
 ``--results`` (default docs/fuzz_results.jsonl, committed with the report), so an
-interrupted campaign resumes where it stopped, in this checkout or a later one. At the end (or when ``--hours`` runs out: no new examples are started) the
-counts are written to docs/fuzz.md and docs/fuzz.json. Exit 1 if any example
+interrupted campaign resumes where it stopped, in this checkout or a later one. At
+the end (or when ``--hours`` runs out: no new examples are started) the counts are
+written to docs/fuzz.md and docs/fuzz.json. Exit 1 if any example
 mismatched or crashed; its spec is in the report, ready to pin in
 test_fuzz_regressions.py.
 
@@ -309,8 +310,8 @@ def main(argv: list[str] | None = None) -> int:
                             f'[red]{record["property"]} seed {record["seed"]}: {record["message"][:300]}'
                         )
                     submit_next()
-    finished = {(r['property'], r['seed']) for r in records}
-    remaining = sum(task not in finished for task in todo)
+    recorded = {(r['property'], r['seed']) for r in records}
+    remaining = sum(task not in recorded for task in todo)
     minutes = round((time.time() - start) / 60, 1)
     if todo_run:
         with runs_file.open('a') as runs:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import hls_backend
-from fpga_tests.fuzz_models import build_float, build_qkeras, input_samples
+from fpga_tests.fuzz_models import build_float, build_qkeras, input_samples, random_masks
 from hls_backend.errors import UnsupportedModelError
 
 EXACT = 'exact'
@@ -33,13 +33,12 @@ def check_csim(
     backend: str = 'Vitis',
     n: int = 40,
     second_check: bool = False,
-    opt: str = '-O2',
 ) -> str:
     """Write and C-simulate ``spec``; with ``second_check`` also hls4ml's predict()."""
     model = build_qkeras(spec)
     path = work / 'model.keras'
     model.save(path)
-    return _csim_saved(path, input_samples(spec, n), io_type, work, backend, second_check, opt, spec)
+    return _csim_saved(path, input_samples(spec, n), io_type, work, backend, second_check, spec)
 
 
 def check_pruned_csim(
@@ -50,7 +49,6 @@ def check_pruned_csim(
     weight_bits: int = 6,
     activation_bits: int = 8,
     n: int = 40,
-    opt: str = '-O2',
 ) -> str:
     """The product's own route on a float spec (BatchNorm allowed): random channel
     masks, cut, fold BatchNorm, statistics-based quantizers, QKeras model, C simulation."""
@@ -58,29 +56,25 @@ def check_pruned_csim(
     from pruner.quantize import calibrate, plan_quantization
     from pruner.surgery import fold_batchnorm, to_qkeras
 
-    model = build_float(spec)
     rng = np.random.default_rng(spec['seed'] + 2)
-    masked = pruner.MaskedModel(model)
-    for group in masked.table.prunable:
-        keep = max(1, int(round(group.channels * (1 - fraction))))
-        masked.set_mask(group.index, np.sort(rng.choice(group.channels, keep, replace=False)))
+    masked = random_masks(pruner.MaskedModel(build_float(spec)), rng, fraction)
     folded = fold_batchnorm(pruner.reduce(masked))
     x = rng.normal(0, 1, size=(n, *spec['input_shape'])).astype('float32')
     plan = plan_quantization(folded, calibrate(folded, x), weight_bits=weight_bits, activation_bits=activation_bits)
     qmodel = to_qkeras(folded, plan)
     path = work / 'pruned.keras'
     qmodel.save(path)
-    return _csim_saved(path, x, io_type, work, 'Vitis', False, opt, spec)
+    return _csim_saved(path, x, io_type, work, 'Vitis', False, spec)
 
 
-def _csim_saved(path, x, io_type, work, backend, second_check, opt, spec) -> str:
+def _csim_saved(path, x, io_type, work, backend, second_check, spec) -> str:
     options = hls_backend.HLSOptions(backend=backend, io_type=io_type)
     try:
         info = hls_backend.write_project(path, work / io_type, options, inputs=x)
     except UnsupportedModelError as exc:
         return f'{REFUSED}: {exc}'
     assert info.exact_by_construction
-    result = hls_backend.csim(work / io_type, second_check=second_check, opt=opt)
+    result = hls_backend.csim(work / io_type, second_check=second_check)
     n = len(x)
     assert result.samples == n
     assert result.exact_matches == n, (

@@ -413,6 +413,20 @@ def build_float(spec: dict) -> keras.Model:
     return _build(spec, qkeras_layers=False)
 
 
+def random_masks(masked, rng: np.random.Generator, fraction: float):
+    """Keep a random ``1 - fraction`` of every prunable group's channels (at least one); returns ``masked``."""
+    for group in masked.table.prunable:
+        keep = max(1, int(round(group.channels * (1 - fraction))))
+        masked.set_mask(group.index, np.sort(rng.choice(group.channels, keep, replace=False)))
+    return masked
+
+
+def missing_features(draws: list[tuple[int, dict]], wanted: set[str]) -> list[str]:
+    """The wanted features that none of the drawn specs exercises."""
+    covered = set().union(*(spec_features(spec) for _, spec in draws))
+    return sorted(wanted - covered)
+
+
 def input_samples(spec: dict, n: int = 40, seed: int | None = None) -> np.ndarray:
     """Random samples on (and beyond the range of) the input quantizer's grid."""
     from hls_backend.fixed_point import quantizer_type

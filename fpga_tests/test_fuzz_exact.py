@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from fpga_tests.fuzz_checks import EXACT, Tally, check_csim, check_pruned_csim, check_rtl
-from fpga_tests.fuzz_models import build_qkeras, covering_specs, input_samples, spec_features
+from fpga_tests.fuzz_models import build_qkeras, covering_specs, input_samples, missing_features
 
 # What the drawn models of each property must cover between them.
 CSIM_FEATURES = {'dense', 'conv1d', 'conv2d', 'dwconv', 'residual', 'concat', 'pool_max', 'gpool_max'}
@@ -43,39 +43,35 @@ PRUNED_DRAWS = covering_specs(3, 3009, PRUNED_FEATURES, batchnorm=True)
     ids=['csim', 'rtl', 'pruned'],
 )
 def test_default_draws_cover_the_generator(draws, wanted):
-    covered = set().union(*(spec_features(spec) for _, spec in draws))
-    assert wanted <= covered, f'the default draws miss {sorted(wanted - covered)}'
+    assert not missing_features(draws, wanted)
+
+
+def _check_draws(name: str, draws, tmp_path, check) -> None:
+    """``check(i, spec, work)`` on every draw, each in its own folder; >= 80% accepted."""
+    tally = Tally(name)
+    for i, (seed, spec) in enumerate(draws):
+        work = tmp_path / f'seed{seed}'
+        work.mkdir()
+        tally.add(check(i, spec, work))
+    tally.assert_acceptance(0.8)
 
 
 @pytest.mark.parametrize('io_type', ['io_parallel', 'io_stream'])
 def test_fuzz_csim_equals_qkeras(io_type, tmp_path):
-    tally = Tally(f'csim {io_type}')
-    for seed, spec in CSIM_DRAWS:
-        work = tmp_path / f'seed{seed}'
-        work.mkdir()
-        tally.add(check_csim(spec, io_type, work))
-    tally.assert_acceptance(0.8)
+    _check_draws(f'csim {io_type}', CSIM_DRAWS, tmp_path, lambda i, spec, work: check_csim(spec, io_type, work))
 
 
 def test_fuzz_rtl_equals_qkeras(tmp_path):
     """Random small models through the RTL route (a Verilator build takes 15-20 s each)."""
-    tally = Tally('rtl')
-    for seed, spec in RTL_DRAWS:
-        work = tmp_path / f'seed{seed}'
-        work.mkdir()
-        tally.add(check_rtl(spec, work))
-    tally.assert_acceptance(0.8)
+    _check_draws('rtl', RTL_DRAWS, tmp_path, lambda i, spec, work: check_rtl(spec, work))
 
 
 def test_fuzz_pruned_models_with_batchnorm_are_exact(tmp_path):
     """Float models with BatchNorm through the pruner (masks, cut, fold, quantize) and
-    C simulation: what lpsubnet itself hands the back end is accepted and exact."""
-    tally = Tally('pruned')
-    for i, (seed, spec) in enumerate(PRUNED_DRAWS):
-        work = tmp_path / f'seed{seed}'
-        work.mkdir()
-        tally.add(check_pruned_csim(spec, ('io_parallel', 'io_stream')[i % 2], work))
-    tally.assert_acceptance(0.8)
+    C simulation, alternating io types: what lpsubnet itself hands the back end is
+    accepted and exact."""
+    io_types = ('io_parallel', 'io_stream')
+    _check_draws('pruned', PRUNED_DRAWS, tmp_path, lambda i, spec, work: check_pruned_csim(spec, io_types[i % 2], work))
 
 
 def test_generated_models_are_not_trivial():

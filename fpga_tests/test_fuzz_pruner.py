@@ -16,7 +16,7 @@ from hypothesis import event, example, given, note
 from hypothesis import strategies as st
 
 import pruner
-from fpga_tests.fuzz_models import build_float, covering_specs, model_specs, spec_features
+from fpga_tests.fuzz_models import build_float, covering_specs, missing_features, model_specs, random_masks
 from fpga_tests.fuzz_settings import examples, fixed_seed
 
 SURGERY_FEATURES = {'dense', 'conv1d', 'conv2d', 'dwconv', 'batchnorm', 'residual', 'concat', 'pool_max', 'flatten'}
@@ -24,8 +24,7 @@ SURGERY_DRAWS = covering_specs(5, 5000, SURGERY_FEATURES, batchnorm=True)
 
 
 def test_surgery_draws_cover_the_generator():
-    covered = set().union(*(spec_features(spec) for _, spec in SURGERY_DRAWS))
-    assert SURGERY_FEATURES <= covered, f'the default draws miss {sorted(SURGERY_FEATURES - covered)}'
+    assert not missing_features(SURGERY_DRAWS, SURGERY_FEATURES)
 
 
 def _with_draws(test):
@@ -42,11 +41,8 @@ def _with_draws(test):
 def test_fuzz_surgery_preserves_the_masked_model(spec, mask_seed, fraction):
     note(f'spec={spec!r}')
     model = build_float(spec)
-    masked = pruner.MaskedModel(model)
     rng = np.random.default_rng(mask_seed)
-    for g in masked.table.prunable:
-        keep = max(1, int(round(g.channels * (1 - fraction))))
-        masked.set_mask(g.index, np.sort(rng.choice(g.channels, keep, replace=False)))
+    masked = random_masks(pruner.MaskedModel(model), rng, fraction)
     reduced = pruner.reduce(masked)
     x = rng.normal(0, 1, size=(16, *spec['input_shape'])).astype('float32')
     expected = masked.model.predict(x, verbose=0)

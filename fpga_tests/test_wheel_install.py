@@ -48,7 +48,8 @@ def wheel(tmp_path_factory) -> Path:
 
 
 def test_wheel_holds_every_template(wheel):
-    names = set(zipfile.ZipFile(wheel).namelist())
+    archive = zipfile.ZipFile(wheel)
+    names = set(archive.namelist())
     templates = sorted((ROOT / 'templates').rglob('*.j2'))
     assert templates, 'no templates found in the checkout'
     packages = {'hls': 'hls_backend/template_files', 'report': 'lpsubnet/template_files'}
@@ -57,7 +58,7 @@ def test_wheel_holds_every_template(wheel):
         assert f'{packages[folder]}/{template.name}' in names, f'{template} is not in the wheel'
     assert not any(name.startswith('templates/') for name in names), 'a top-level templates package'
     assert 'lpsubnet-0.1.0.dist-info/entry_points.txt' in names
-    entry_points = zipfile.ZipFile(wheel).read('lpsubnet-0.1.0.dist-info/entry_points.txt').decode()
+    entry_points = archive.read('lpsubnet-0.1.0.dist-info/entry_points.txt').decode()
     assert 'lpsubnet = lpsubnet.cli:main' in entry_points
 
 

@@ -103,11 +103,9 @@ def hls4ml_predict_check(project_dir: Path, x: np.ndarray, y: np.ndarray) -> Rou
     return compare_exact(y, predicted.reshape(y.shape), result)
 
 
-def csim(project_dir: str | Path, cxx: str = 'g++', second_check: bool = True, opt: str = '-O2') -> RouteResult:
+def csim(project_dir: str | Path, cxx: str = 'g++', second_check: bool = True) -> RouteResult:
     """Build and run the C simulation; compare every output bit with the QKeras model.
 
-    ``opt``: the g++ optimisation flag of the testbench build (the same C++ at any level;
-    the fuzz campaign builds its thousands of tiny projects at -O0).
     Writes ``lpsubnet_csim.json`` into the project and returns the result; the caller
     decides what a mismatch means (the CLI exits with MismatchError.exit_code).
     """
@@ -115,7 +113,7 @@ def csim(project_dir: str | Path, cxx: str = 'g++', second_check: bool = True, o
     info = read_project_info(project_dir)
     name = info.options['project_name']
     result = RouteResult(route='csim', tool=_compiler_version(find_compiler(cxx)), project_dir=str(project_dir))
-    exe, result.build_seconds = build_testbench(project_dir, name, cxx, opt)
+    exe, result.build_seconds = build_testbench(project_dir, name, cxx)
     outputs, result.run_seconds = run_testbench(project_dir, exe)
     x = _read_dat(project_dir / 'tb_data' / 'tb_input_features.dat')
     y = _read_dat(project_dir / 'tb_data' / 'tb_output_predictions.dat')

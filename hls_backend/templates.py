@@ -19,7 +19,7 @@ HLS_TEMPLATES = 'hls_backend.template_files'
 def template_dir(package: str):
     """The folder of a template package (a real directory, installed or editable)."""
     folder = resources.files(package)
-    if not folder.joinpath('.').is_dir():  # pragma: no cover - a broken install
+    if not folder.is_dir():  # a broken install
         raise FileNotFoundError(f'template package {package} has no folder: reinstall lpsubnet')
     return folder
 
