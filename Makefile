@@ -53,7 +53,7 @@ demo: $(STAMP)
 # counted in docs/fuzz.md; then the pruner properties with hypothesis's fuzz profile
 # (counterexamples stay in fpga_tests/.hypothesis-fuzz and are replayed first).
 FUZZ_JOBS ?= 2
-FUZZ_HOURS ?= 3
+FUZZ_HOURS ?= 2
 fuzz: $(STAMP)
 	$(BIN)/python -m fpga_tests.fuzz_campaign --jobs $(FUZZ_JOBS) --hours $(FUZZ_HOURS)
 	LPSUBNET_FUZZ=1 $(BIN)/python -m pytest -q -m '' fpga_tests/test_fuzz_pruner.py

@@ -21,8 +21,11 @@ written to docs/fuzz.md and docs/fuzz.json. Exit 1 if any example
 mismatched or crashed; its spec is in the report, ready to pin in
 test_fuzz_regressions.py.
 
-Builds are the product's own (g++ -O2 testbench, hls4ml's -O3 shared library,
-Verilator at -O1): the campaign checks the C++ and RTL that users get.
+Builds are the product's own C++ and RTL. One saving: a csim example compiles its
+firmware once, with hls4ml's build_lib.sh (-O3), and links lpsubnet's testbench to
+that library (``csim(shared_build=True)``), so both harnesses run the same object code;
+``lpsubnet csim`` and the default suite compile it twice (g++ -O2 as well), which also
+covers flag-dependent results. Verilator builds at -O1 with one job.
 """
 
 from __future__ import annotations
@@ -95,7 +98,7 @@ def run_example(prop: str, seed: int) -> dict:
         ):
             work = Path(tmp)
             if prop.startswith('csim-'):
-                outcome = check_csim(spec, prop.removeprefix('csim-'), work, second_check=True)
+                outcome = check_csim(spec, prop.removeprefix('csim-'), work, second_check=True, shared_build=True)
             elif prop == 'rtl':
                 outcome = check_rtl(spec, work, jobs=1)
             else:
@@ -166,8 +169,8 @@ def summarise(records: list[dict], props: list[str]) -> dict:
 
 
 PROPERTY_TEXT = {
-    'csim-io_parallel': 'C simulation (g++ testbench) and hls4ml predict(), io_parallel',
-    'csim-io_stream': 'C simulation (g++ testbench) and hls4ml predict(), io_stream',
+    'csim-io_parallel': 'C simulation (testbench and hls4ml predict() on one build), io_parallel',
+    'csim-io_stream': 'C simulation (testbench and hls4ml predict() on one build), io_stream',
     'rtl': 'RTL: Verilator cycle-accurate simulation, da4ml predict() and traced logic',
     'pruned': 'pruner route: float model with BatchNorm, random masks, cut, fold, quantize, C simulation',
 }
@@ -252,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--rtl', type=int, default=60, help='RTL examples (default 60)')
     p.add_argument('--pruned', type=int, default=60, help='pruner-route examples (default 60)')
     p.add_argument('--jobs', type=int, default=os.cpu_count() or 1, help='worker processes (default: CPUs)')
-    p.add_argument('--hours', type=float, default=3.0, help='start no new example after this (default 3)')
+    p.add_argument('--hours', type=float, default=2.0, help='start no new example after this (default 2)')
     p.add_argument('--results', type=Path, default=ROOT / 'docs' / 'fuzz_results.jsonl', help='one line per example')
     p.add_argument('--out', type=Path, default=ROOT / 'docs' / 'fuzz.md')
     p.add_argument('--fresh', action='store_true', help='forget earlier results in --results')

@@ -33,12 +33,14 @@ def check_csim(
     backend: str = 'Vitis',
     n: int = 40,
     second_check: bool = False,
+    shared_build: bool = False,
 ) -> str:
-    """Write and C-simulate ``spec``; with ``second_check`` also hls4ml's predict()."""
+    """Write and C-simulate ``spec``; with ``second_check`` also hls4ml's predict(), with
+    ``shared_build`` both from one compiled firmware (hls_backend.csim)."""
     model = build_qkeras(spec)
     path = work / 'model.keras'
     model.save(path)
-    return _csim_saved(path, input_samples(spec, n), io_type, work, backend, second_check, spec)
+    return _csim_saved(path, input_samples(spec, n), io_type, work, backend, second_check, spec, shared_build)
 
 
 def check_pruned_csim(
@@ -67,14 +69,14 @@ def check_pruned_csim(
     return _csim_saved(path, x, io_type, work, 'Vitis', False, spec)
 
 
-def _csim_saved(path, x, io_type, work, backend, second_check, spec) -> str:
+def _csim_saved(path, x, io_type, work, backend, second_check, spec, shared_build=False) -> str:
     options = hls_backend.HLSOptions(backend=backend, io_type=io_type)
     try:
         info = hls_backend.write_project(path, work / io_type, options, inputs=x)
     except UnsupportedModelError as exc:
         return f'{REFUSED}: {exc}'
     assert info.exact_by_construction
-    result = hls_backend.csim(work / io_type, second_check=second_check)
+    result = hls_backend.csim(work / io_type, second_check=second_check, shared_build=shared_build)
     n = len(x)
     assert result.samples == n
     assert result.exact_matches == n, (

@@ -70,3 +70,34 @@ def test_csim_is_bit_exact(tmp_path, model_name, bits, backend, io_type):
     y = np.loadtxt(tmp_path / 'prj' / 'tb_data' / 'tb_output_predictions.dat')
     assert np.unique(y.round(12), axis=0).shape[0] > 100
     assert np.count_nonzero(y) > y.size // 2
+
+
+def test_shared_build_runs_both_harnesses_on_one_compiled_firmware(tmp_path):
+    """``csim(shared_build=True)`` (the fuzz campaign's mode): hls4ml's build_lib.sh
+    compiles the firmware once and the testbench links that library. Both paths must
+    still compare every sample: one reference value one LSB off (sample 5) is reported
+    by each, the other 59 samples are exact."""
+    model = BUILDERS['cnn8'](6)
+    x = np.random.default_rng(2).normal(0, 1.5, size=(60, *model.inputs[0].shape[1:]))
+    options = hls_backend.HLSOptions(io_type='io_stream')
+    info = hls_backend.write_project(save(model, tmp_path), tmp_path / 'prj', options, inputs=x)
+    expected = tmp_path / 'prj' / 'tb_data' / 'tb_output_predictions.dat'
+    y = np.loadtxt(expected)
+    y[5, 0] += 2.0**-14
+    np.savetxt(expected, y, fmt='%.17g')
+
+    result = hls_backend.csim(tmp_path / 'prj', second_check=True, shared_build=True)
+
+    build_command = (tmp_path / 'prj' / 'csim_build.log').read_text().splitlines()[0]
+    assert 'firmware/myproject.cpp' not in build_command and '.so' in build_command
+    assert any('compiled once by hls4ml build_lib.sh' in note for note in result.notes)
+    predict = result.checks['hls4ml_predict']
+    for check in (result.to_dict(), predict):
+        assert (check['samples'], check['exact_matches'], check['first_mismatch']) == (60, 59, 5)
+        assert check['max_abs_diff'] == 2.0**-14
+    assert info.samples == 60
+
+
+def test_shared_build_needs_the_second_check(tmp_path):
+    with pytest.raises(ValueError, match='needs second_check'):
+        hls_backend.csim(tmp_path, second_check=False, shared_build=True)

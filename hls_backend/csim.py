@@ -6,6 +6,12 @@ Two independent paths through the same C++:
 2. hls4ml's own ``compile()`` / ``predict()`` (a shared library called from Python).
 Both are compared exactly with ``tb_data/tb_output_predictions.dat``, the QKeras
 model's outputs on the same inputs.
+
+By default the two paths compile the firmware separately (lpsubnet's g++ flags and
+hls4ml's ``build_lib.sh``), so a result that depends on compiler flags shows up as a
+disagreement. ``shared_build=True`` compiles the firmware once, with hls4ml's script,
+and links the testbench against that library: the same C++ through two harnesses at
+about two thirds of the build time (the fuzz campaign uses it to check more models).
 """
 
 from __future__ import annotations
@@ -44,10 +50,25 @@ def _compiler_version(compiler: str) -> str:
     return out.splitlines()[0] if out else compiler
 
 
-def build_testbench(project_dir: Path, project_name: str, cxx: str = 'g++', opt: str = '-O2') -> tuple[Path, float]:
-    """Compile the testbench and firmware into ``csim.exe``; return its path and build seconds."""
+def build_testbench(
+    project_dir: Path,
+    project_name: str,
+    cxx: str = 'g++',
+    opt: str = '-O2',
+    firmware_library: Path | None = None,
+) -> tuple[Path, float]:
+    """Compile the testbench and firmware into ``csim.exe``; return its path and build seconds.
+
+    With ``firmware_library`` (a shared library hls4ml's ``compile()`` built from the
+    same project) only the testbench is compiled, and linked against that library.
+    """
     compiler = find_compiler(cxx)
     exe = project_dir / 'csim.exe'
+    if firmware_library is None:
+        firmware = [f'firmware/{project_name}.cpp']
+    else:
+        library = Path(firmware_library).resolve()
+        firmware = [str(library), f'-Wl,-rpath,{library.parent}']
     cmd = [
         compiler,
         opt,
@@ -56,7 +77,7 @@ def build_testbench(project_dir: Path, project_name: str, cxx: str = 'g++', opt:
         '-Ifirmware',
         '-DWEIGHTS_DIR="firmware/weights"',
         f'{project_name}_test.cpp',
-        f'firmware/{project_name}.cpp',
+        *firmware,
         '-o',
         exe.name,
     ]
@@ -86,8 +107,9 @@ def run_testbench(project_dir: Path, exe: Path) -> tuple[np.ndarray, float]:
     return _read_dat(results), seconds
 
 
-def hls4ml_predict_check(project_dir: Path, x: np.ndarray, y: np.ndarray) -> RouteResult:
-    """hls4ml's compile()/predict() on the same project, as a second, independent path."""
+def hls4ml_predict_check(project_dir: Path, x: np.ndarray, y: np.ndarray) -> tuple[RouteResult, Path]:
+    """hls4ml's compile()/predict() on the same project, as a second path; returns the
+    comparison and the shared library hls4ml built."""
     import hls4ml
 
     relink_project(project_dir)
@@ -100,27 +122,36 @@ def hls4ml_predict_check(project_dir: Path, x: np.ndarray, y: np.ndarray) -> Rou
     start = time.perf_counter()
     predicted = np.asarray(linked.predict(np.ascontiguousarray(x, dtype=np.float64)), dtype=np.float64)
     result.run_seconds = time.perf_counter() - start
-    return compare_exact(y, predicted.reshape(y.shape), result)
+    return compare_exact(y, predicted.reshape(y.shape), result), Path(linked._top_function_lib._name)
 
 
-def csim(project_dir: str | Path, cxx: str = 'g++', second_check: bool = True) -> RouteResult:
+def csim(project_dir: str | Path, cxx: str = 'g++', second_check: bool = True, shared_build: bool = False) -> RouteResult:
     """Build and run the C simulation; compare every output bit with the QKeras model.
+
+    ``second_check`` adds hls4ml's predict(); ``shared_build`` (with it) compiles the
+    firmware once for both paths (see the module docstring).
 
     Writes ``lpsubnet_csim.json`` into the project and returns the result; the caller
     decides what a mismatch means (the CLI exits with MismatchError.exit_code).
     """
+    if shared_build and not second_check:
+        raise ValueError('shared_build links the testbench to the library of the second check; it needs second_check')
     project_dir = Path(project_dir).resolve()
     info = read_project_info(project_dir)
     name = info.options['project_name']
     result = RouteResult(route='csim', tool=_compiler_version(find_compiler(cxx)), project_dir=str(project_dir))
-    exe, result.build_seconds = build_testbench(project_dir, name, cxx)
-    outputs, result.run_seconds = run_testbench(project_dir, exe)
     x = _read_dat(project_dir / 'tb_data' / 'tb_input_features.dat')
     y = _read_dat(project_dir / 'tb_data' / 'tb_output_predictions.dat')
+    library = None
+    if second_check:
+        predicted, library = hls4ml_predict_check(project_dir, x, y)
+        result.checks['hls4ml_predict'] = predicted.to_dict()
+    exe, result.build_seconds = build_testbench(project_dir, name, cxx, firmware_library=library if shared_build else None)
+    outputs, result.run_seconds = run_testbench(project_dir, exe)
     compare_exact(y, outputs, result)
     result.notes = list(info.notes)
-    if second_check:
-        result.checks['hls4ml_predict'] = hls4ml_predict_check(project_dir, x, y).to_dict()
+    if shared_build and second_check:
+        result.notes.append(f'firmware compiled once by hls4ml build_lib.sh ({library.name}); testbench linked to it')
     result.save(project_dir / CSIM_RESULT)
     return result
 
