@@ -143,14 +143,14 @@ def csim(project_dir: str | Path, cxx: str = 'g++', second_check: bool = True, s
     x = _read_dat(project_dir / 'tb_data' / 'tb_input_features.dat')
     y = _read_dat(project_dir / 'tb_data' / 'tb_output_predictions.dat')
     library = None
-    if second_check:
+    if second_check:  # first: with shared_build the testbench links the library hls4ml builds here
         predicted, library = hls4ml_predict_check(project_dir, x, y)
         result.checks['hls4ml_predict'] = predicted.to_dict()
     exe, result.build_seconds = build_testbench(project_dir, name, cxx, firmware_library=library if shared_build else None)
     outputs, result.run_seconds = run_testbench(project_dir, exe)
     compare_exact(y, outputs, result)
     result.notes = list(info.notes)
-    if shared_build and second_check:
+    if shared_build:
         result.notes.append(f'firmware compiled once by hls4ml build_lib.sh ({library.name}); testbench linked to it')
     result.save(project_dir / CSIM_RESULT)
     return result
