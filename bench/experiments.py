@@ -60,6 +60,7 @@ METHOD_TITLES = {
     'abl_qfixed': 'layerwise act-L1, integer bits fixed after calibration',
     'abl_joint': 'layerwise act-L1, pruning and QAT in one fit',
     'abl_distill': 'layerwise act-L1, distilled from the float model',
+    'abl_budget': 'layerwise act-L1, half the auto budget (steps per phase)',
     'abl_scratch_distill': 'width-reduced from scratch, distilled from the float model',
 }
 
@@ -125,10 +126,21 @@ def _fit_float(model, task, epochs, batch, lr, seed, callbacks=()):
 
 
 def baseline(task, seed: int, root: Path, tiny: bool = False):
-    """The float baseline of (task, seed), trained once and cached as .keras."""
-    import keras
+    """The float baseline of (task, seed), trained once and cached as .keras. Shards of one
+    task start on the same seeds together: a lock file lets one of them train it while the
+    others wait for it."""
+    import fcntl
 
     path = root / task.name / 'baselines' / f'float_seed{seed}.keras'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix('.lock'), 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _cached_baseline(task, seed, path, tiny)
+
+
+def _cached_baseline(task, seed: int, path: Path, tiny: bool):
+    import keras
+
     if path.exists():
         return keras.models.load_model(path), path
     s = settings(task.name, tiny)
@@ -149,13 +161,25 @@ def _producers(model) -> tuple[str, ...]:
     return tuple(n for g in table.groups for n in g.producers)
 
 
+def phase_epochs(task, s, which: str):
+    """``s[which]`` ('finetune_epochs' or 'qat_epochs'): 'auto' stays 'auto' (the library's
+    budget) unless the setting asks for another number of steps per phase (``auto_steps``,
+    the budget ablation), which is resolved here the way the library resolves 'auto'."""
+    from pruner.recovery import auto_epochs
+
+    value = s[which]
+    if value == 'auto' and s.get('auto_steps'):
+        return auto_epochs(steps_per_epoch(task, s), s['auto_steps'])
+    return value
+
+
 def _compress(model, task, s, seed, **kw):
     import pruner
 
     args = dict(
         epochs=s.get('epochs'),
-        finetune_epochs=s['finetune_epochs'],
-        qat_epochs=s['qat_epochs'],
+        finetune_epochs=phase_epochs(task, s, 'finetune_epochs'),
+        qat_epochs=phase_epochs(task, s, 'qat_epochs'),
         start=0.0,
         interval=s['interval'],
         refresh=s['refresh'],
@@ -187,7 +211,7 @@ def pruning_budget_epochs(task, s, groups: int) -> int:
     if s.get('epochs') is not None:
         return int(s['epochs'])
     schedule = 1 if s['unit'] == 'steps' else int(math.ceil(s['interval'] * groups))
-    finetune = s['finetune_epochs']
+    finetune = phase_epochs(task, s, 'finetune_epochs')
     return schedule + (auto_epochs(steps_per_epoch(task, s)) if finetune == 'auto' else int(finetune))
 
 

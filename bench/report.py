@@ -252,30 +252,87 @@ def ablation_table(recs) -> list[str]:
     abl = [r for r in recs if r['config'].startswith('abl-')]
     if not abl:
         return []
-    groups = defaultdict(dict)
+    groups = defaultdict(dict)  # (variant, sparsity %) -> seed -> metric
     range_changes = defaultdict(list)
     for r in abl:
-        name = r['config'].split('_')[0]
-        groups[name][r['seed']] = r['metric']
+        key = (r['config'].split('_')[0], round(r['sparsity'] * 100))
+        groups[key][r['seed']] = r['metric']
         if r.get('settings', {}).get('range_refresh', 1.0) and 'range_changes' in r:  # refresh on
-            range_changes[name].append(r['range_changes'])
-    # The reference is the method itself at 75% W8A8 (window 1 epoch, forward order): from the
-    # main matrix, which is the same configuration, where the window-1 ablation was not run.
-    ref = groups.get('abl-window1') or {
-        r['seed']: r['metric'] for r in recs if r['config'].startswith(f'{METHOD}_s75_w8a8_seed')
-    }
+            range_changes[key].append(r['range_changes'])
+
+    def reference(sparsity: int) -> dict:
+        # The method itself at this sparsity, W8A8 (window 1 epoch, forward order): the window-1
+        # ablation where it was run, else the same configuration from the main matrix.
+        return groups.get(('abl-window1', sparsity)) or {
+            r['seed']: r['metric'] for r in recs if r['config'].startswith(f'{METHOD}_s{sparsity}_w8a8_seed')
+        }
+
     lines = [
-        '| variant (75%, W8A8, same recovery) | seeds | metric | minus the method (window 1, forward) (W/L/T) | sign p | integer bits moved by the QAT refresh (mean) |',
-        '|---|---|---|---|---|---|',
+        '| variant (W8A8, same recovery unless the variant changes it) | sparsity | seeds | metric | minus the method (window 1, forward) (W/L/T) | sign p | integer bits moved by the QAT refresh (mean) |',
+        '|---|---|---|---|---|---|---|',
     ]
-    for name in sorted(groups, key=lambda n: (not n.startswith('abl-window'), n)):
-        vals = groups[name]
-        diffs = [ref[s] - v for s, v in vals.items() if s in ref] if name != 'abl-window1' else []
-        ps = _stats([-d for d in diffs]) if diffs else None
-        moved = f'{st.mean(range_changes[name]):.1f}' if range_changes[name] else 'off'
-        lines.append(f'| {name[4:]} | {len(vals)} | {_ms(list(vals.values()))} | '
+    for name, sparsity in sorted(groups, key=lambda k: (not k[0].startswith('abl-window'), k)):
+        vals = groups[name, sparsity]
+        ref = reference(sparsity)
+        diffs = [v - ref[s] for s, v in vals.items() if s in ref] if name != 'abl-window1' else []
+        ps = _stats(diffs) if diffs else None
+        moved = f'{st.mean(range_changes[name, sparsity]):.1f}' if range_changes[name, sparsity] else 'off'
+        lines.append(f'| {name[4:]} | {sparsity}% | {len(vals)} | {_ms(list(vals.values()))} | '
                      f'{_fmt_pair(ps) if ps else "reference"} | {_p(ps["sign_p"]) if ps else "–"} | {moved} |')  # fmt: skip
     return lines
+
+
+# The targets of the recovery issue, checked on the results as they stand:
+# (task, setting, reference method, how the method must compare, what the target says).
+TARGETS = (
+    *((t, (0.5, 8, 8), 'float', 'within1', '50% W8A8 within 1 point of float') for t in ('digits', 'letter', 'fmnist')),
+    *((t, (0.75, 8, 8), 'width_scratch', 'not_below', '75% W8A8 not below the width-reduced network from scratch')
+      for t in ('digits', 'letter')),
+    *((t, (s, 8, 8), o, 'ahead', 'the ranking ahead of one-shot activation-L1 and weight-L1')
+      for t in ('digits', 'letter') for o in ('os_act_l1', 'os_weight_l1') for s in (0.5, 0.75)),
+)  # fmt: skip
+
+
+def target_rows(task: str, recs: list[dict]) -> list[str]:
+    from .experiments import METHOD_TITLES
+    from .run import CORE_SEEDS
+
+    by = {(r['method'], r['sparsity'], r['weight_bits'], r['activation_bits'], r['seed']): r['metric']
+          for r in recs if not r['config'].startswith('abl-')}  # fmt: skip
+    rows = []
+    for t, (s, wb, ab), other, rule, words in TARGETS:
+        if t != task:
+            continue
+        diffs = []
+        for (m, s2, wb2, ab2, seed), v in by.items():
+            if (m, s2, wb2, ab2) != (METHOD, s, wb, ab):
+                continue
+            ref = by.get(('float', None, None, None, seed)) if other == 'float' else by.get((other, s, wb, ab, seed))
+            if ref is not None:
+                diffs.append(v - ref)
+        where = f'{task}, {round(s * 100)}% W{wb}A{ab}'
+        if not diffs:
+            rows.append(f'| {words} | {where} | {METHOD_TITLES[other]} | 0 | – | not run yet |')
+            continue
+        mean = st.mean(diffs)
+        ps = _stats(diffs)
+        met = {'within1': mean >= -1.0, 'not_below': mean >= 0.0, 'ahead': mean > 0.0}[rule]
+        verdict = 'met' if met else f'missed by {(-1.0 - mean) if rule == "within1" else -mean:.2f}'
+        if ps['n'] < CORE_SEEDS[task]:
+            verdict += f' so far ({ps["n"]} of {CORE_SEEDS[task]} seeds)'
+        rows.append(f'| {words} | {where} | {METHOD_TITLES[other]} | {ps["n"]} | {_fmt_pair(ps)} | **{verdict}** |')
+    return rows
+
+
+def targets_section(root: Path) -> list[str]:
+    rows = [row for task in TASKS for row in target_rows(task, load(root, task))]
+    return ['## Targets of the recovery issue, checked on these results', '',
+            'Paired per seed: the method (layerwise activation-L1) minus the reference at the same setting, mean ± std '
+            '(wins/losses/ties). "Within 1 point of float": mean difference ≥ -1; "not below": mean ≥ 0; "ahead": '
+            'mean > 0. Computed by `bench/report.py` (TARGETS) from the results as they stand; the test set was not '
+            'used to choose anything.', '',
+            '| target | task, setting | reference | seeds | method minus reference | verdict |',
+            '|---|---|---|---|---|---|', *rows, '']  # fmt: skip
 
 
 def plot_task(task, recs, out: Path) -> str | None:
@@ -501,36 +558,44 @@ def tool_section(root: Path, out: Path) -> list[str]:
     return lines or ['Not run yet: `python -m bench.run --task tool`.', '']
 
 
-def full_estimate(root: Path) -> tuple[list[str], float]:
-    """Planned full-mode configurations per task x measured mean seconds per config."""
-    from .run import FULL_SEEDS, plan
+def planned_names(task: str, tier: str) -> list[str]:
+    from .experiments import config_name
+    from .run import plan
 
-    lines = [
-        '| task | planned configs (full) | done | measured s / config (mean) | estimated remaining (min) |',
-        '|---|---|---|---|---|',
+    return [
+        c.get('name') or config_name(c['method'], c['sparsity'], c['wb'], c['ab'], c['seed']) for c in plan(task, tier)
     ]
-    total = 0.0
+
+
+def tier_status(root: Path) -> tuple[list[str], dict]:
+    """Per task and tier: configurations done / planned, the measured mean seconds per
+    configuration (1 TensorFlow thread) and the estimated CPU time of what is missing."""
+    lines = [
+        '| task | core: done / planned | full: done / planned | measured s / config (mean, 1 thread) | core left (CPU min) | full left (CPU min) |',
+        '|---|---|---|---|---|---|',
+    ]
+    totals = {'core': 0.0, 'full': 0.0}
     for task in TASKS:
         recs = load(root, task)
-        configs = plan(task, False, None, False)
-        done = len(recs)
-        if recs:
-            per = st.mean(r['seconds'] for r in recs)
-            note = ''
-        else:
-            per, note = {'fmnist': 600.0, 'sr': 300.0}.get(task, 150.0), ' (guess: not measured)'
-        remaining = max(0, len(configs) - done) * per / 60
-        total += remaining
-        lines.append(
-            f'| {task} ({FULL_SEEDS[task]} seeds) | {len(configs)} | {done} | {per:.1f}{note} | {remaining:.0f} |'
-        )
-    return lines, total
+        have = {r['config'] for r in recs}
+        cells, left = [], {}
+        per = st.mean(r['seconds'] for r in recs if r['method'] != 'float') if len(recs) > 1 else None
+        for tier in ('core', 'full'):
+            names = planned_names(task, tier)
+            missing = [n for n in names if n not in have]
+            cells.append(f'{len(names) - len(missing)} / {len(names)}')
+            left[tier] = len(missing) * per / 60 if per else None
+            totals[tier] += left[tier] or 0.0
+        lines.append(f'| {task} | {cells[0]} | {cells[1]} | {f"{per:.0f}" if per else "not measured"} | '
+                     + ' | '.join('–' if v is None else f'{v:.0f}' for v in (left['core'], left['full'])) + ' |')  # fmt: skip
+    return lines, totals
 
 
 def main(argv=None) -> int:
+    from pruner.recovery import AUTO_MAX_EPOCHS, AUTO_MIN_EPOCHS, AUTO_STEPS
+
     from .experiments import SETTINGS
     from .models import TITLES
-    from .run import plan
 
     p = argparse.ArgumentParser(prog='python -m bench.report')
     p.add_argument('--results', default=str(HERE / 'results'))
@@ -551,13 +616,14 @@ def main(argv=None) -> int:
     L += [f'- `{r["command"]}` finished {r["finished"]}, {r["seconds"]:.0f} s' for r in runs] or ['- none yet']
     L += ['', '## How to reproduce', '',
           '```',
-          'make bench                 # everything (installs opencv-doc, dataset-fashion-mnist where apt is usable)',
+          'make bench                 # the core of the matrix, every task (installs opencv-doc, dataset-fashion-mnist where apt is usable)',
+          'make bench-full            # the whole matrix',
           'make bench TASK=fmnist     # one task: digits|letter|fmnist|sr|motivation|tool',
-          'make bench-quick           # digits, 1 seed, 4 main methods + width-reduced, W8A8, 50/75% (~25 min)',
+          'make bench-quick           # digits, 1 seed, the method and the width-reduced network at 75% W8A8',
           '',
           '# the same by hand, after `make install` (which installs the bench extra: scipy, scikit-image):',
           'apt-get install -y opencv-doc dataset-fashion-mnist   # letter-recognition data; Fashion-MNIST (idx .gz)',
-          '.venv/bin/python -m bench.run --task digits|letter|fmnist|sr|motivation|tool|all [--quick] [--seeds N] [--rtl]',
+          '.venv/bin/python -m bench.run --task digits|letter|fmnist|sr|motivation|tool|all [--quick|--full] [--seeds N] [--rtl]',
           '.venv/bin/python -m bench.report                      # this page and docs/bench/*.png',
           '```', '',
           'Results are cached, one JSON per configuration in `bench/results/<task>/<config>.json` (float baselines '
@@ -592,7 +658,8 @@ def main(argv=None) -> int:
                  f'{s["qat_epochs"]} epochs (planned; early stopping), from lr {s["lr"]:g}, cosine | '
                  f'{s["base_epochs"]} + the pruning budget, one cosine phase, early stopping; the same QAT | '
                  f'{s["batch"]} | {s["interval"]:g} / {s["refresh"]:g} epoch |')  # fmt: skip
-    L += ['', "'auto' = about 3000 optimizer steps per phase, within 4-60 epochs (`pruner.recovery.auto_epochs`); "
+    L += ['', f"'auto' = about {AUTO_STEPS} optimizer steps per phase, within {AUTO_MIN_EPOCHS}-{AUTO_MAX_EPOCHS} "
+          'epochs (`pruner.recovery.auto_epochs`); '
           'early stopping watches the validation split (patience: a quarter of the phase) and restores the best '
           "weights. The epochs each phase actually ran are in every result's `recovery.phases`.", '']  # fmt: skip
     L += ['', 'Layerwise: one window per prunable layer, input to output, full target sparsity at the first refresh. '
@@ -601,25 +668,24 @@ def main(argv=None) -> int:
           'random scores. The rest of the pruning epochs is fine-tuning with the masks frozen.', '']  # fmt: skip
 
     # status
+    status, left = tier_status(root)
     L += ['## Status: what is complete and what is still to run', '',
-          '| part | configurations done / planned (full mode) | status | command |', '|---|---|---|---|']  # fmt: skip
-    for task in TASKS:
-        recs = load(root, task)
-        planned = len(plan(task, False, None, False))
-        seeds = sorted({r['seed'] for r in recs})
-        status = 'not run' if not recs else ('complete' if len(recs) >= planned else f'partial (seeds {seeds})')
-        L.append(f'| {task} | {len(recs)} / {planned} | {status} | `python -m bench.run --task {task}` |')
+          'The matrix comes in tiers (`bench/run.py`, TIERS). **core** (`make bench`): what the README\'s claims and '
+          'the targets below rest on: float, unpruned W8A8, the method against one-shot activation-L1, weight-L1 '
+          'and the width-reduced network at 50/75% W8A8 on digits and letter (5 seeds), the method and the '
+          'width-reduced network on Fashion-MNIST and super-resolution (3 seeds), and the distillation and budget '
+          'ablations (3 seeds). **full** (`make bench-full`): the core plus random channels, activation-L0, gradual '
+          'weight-L1, unstructured magnitude, W4A8 / W4A4 and the window / refresh / order / quantization '
+          'ablations (3 seeds).', '', *status, '',
+          f'CPU time left: about {left["core"]:.0f} min for the core and {left["full"]:.0f} min for the full matrix '
+          '(divide by the number of processes, `BENCH_JOBS`, 2 by default; the seconds per configuration were '
+          'measured on a shared machine, so they are upper bounds). The motivation and tool parts take a few '
+          'minutes each; `--rtl` adds about 1 min per RTL build.', '']  # fmt: skip
     for part, path in (('motivation', root / 'motivation'), ('tool', root / 'tool')):
         n = len(list(path.glob('*.json'))) if path.is_dir() else 0
-        L.append(f'| {part} | {n} result files | {"done" if n else "not run"} | `python -m bench.run --task {part}` |')
-    est, total = full_estimate(root)
-    L += ['', 'Estimated time for what is missing (planned configs x measured mean seconds per config, 1 thread). The '
-          'seconds were measured while up to four jobs shared the 2 cores, so they are upper bounds; with the '
-          'recovery budgets (about 3000 steps per phase, early stopping) a configuration costs minutes, not the '
-          'seconds of the November recipe, and the full matrix no longer fits a 3-hour `make bench`: it needs a '
-          'smaller matrix (e.g. W4 settings for the main methods only) or shorter budgets.', '', *est,
-          '', f'Total estimated remaining: about {total:.0f} min (plus the motivation and tool parts, a few minutes each; '
-          '`--rtl` adds about 1 min per RTL build).', '']  # fmt: skip
+        L.append(f'- {part}: {n} result file(s), {"done" if n else "not run"} (`python -m bench.run --task {part}`)')
+    L.append('')
+    L += targets_section(root)
 
     L += ['## Headline: paired differences of the method, all settings of a task pooled', '']
     for task in TASKS:
@@ -671,12 +737,14 @@ def main(argv=None) -> int:
     ]
     L += ['', 'Recovery: every pruning method, the unpruned quantized model and the width-reduced network get the '
           "same recipe (`pruner.recovery`): a fresh Adam per phase starting at the baseline's learning rate with "
-          'cosine decay, a budget of about 3000 optimizer steps per phase, early stopping on the validation split '
+          f'cosine decay, a budget of about {AUTO_STEPS} optimizer steps per phase, early stopping on the validation split '
           'with the best weights restored, and the integer bits refreshed from running statistics during the first '
           'quarter of QAT. Distillation from the float model is off in the matrix (the library default); the '
           '`distill-*` ablations measure it, and `scratch-distill-*` gives the width-reduced network the same teacher. '
           'The results of November 2026, when every pruning method fine-tuned for a few epochs at a third of the '
-          "baseline's rate, are kept in `bench/archive/2026-11-fine-tuning-at-lr-third/`.", '',
+          "baseline's rate, are kept in `bench/archive/2026-11-fine-tuning-at-lr-third/`; the letter results of the "
+          'first recovery budget (3000 steps per phase, 28 epochs on letter) in '
+          '`bench/archive/2026-12-letter-at-3000-steps/` (its layerwise runs are the `budget-half` ablation).', '',
           'The 4-bit weight settings use power-of-two scales (ap_fixed), not the float scales of the reference code.', '',
           'A4 quantizes the model input to 4 bits as well (signed `quantized_bits(4, 1)`, step 0.25, from the '
           'max-magnitude statistics): letter\'s 16 feature levels in [0, 1] become 5, so every letter model at W4A4, '

@@ -12,6 +12,7 @@ from pruner import PrunerError
 from pruner.recovery import (
     AUTO_MAX_EPOCHS,
     AUTO_MIN_EPOCHS,
+    AUTO_STEPS,
     Distiller,
     Recovery,
     auto_epochs,
@@ -156,7 +157,8 @@ def test_early_stopping_restores_the_best_weights():
 
 def test_auto_budget_scales_with_the_data():
     assert auto_epochs(19) == AUTO_MAX_EPOCHS  # digits-size: capped
-    assert auto_epochs(100) == 30
+    mid = 2 * AUTO_STEPS // (AUTO_MIN_EPOCHS + AUTO_MAX_EPOCHS)  # steps per epoch between the caps
+    assert AUTO_MIN_EPOCHS < auto_epochs(mid) == math.ceil(AUTO_STEPS / mid) < AUTO_MAX_EPOCHS
     assert auto_epochs(10_000) == AUTO_MIN_EPOCHS
     assert all(AUTO_MIN_EPOCHS <= auto_epochs(n) <= AUTO_MAX_EPOCHS for n in (1, 7, 50, 333, 5000))
 

@@ -312,7 +312,8 @@ def rtl(model, out_dir, hdl, latency_cutoff, clock_period, inputs, force):
     type=AUTO_OR_COUNT,
     default='auto',
     show_default=True,
-    help="Fine-tuning epochs once every mask is frozen; 'auto': about 3000 optimizer steps (4-60 epochs).",
+    help="Fine-tuning epochs once every mask is frozen; 'auto': sized from the data "
+    '(pruner.recovery.auto_epochs: a fixed number of optimizer steps within an epoch range).',
 )
 @click.option(
     '--qat-epochs',
