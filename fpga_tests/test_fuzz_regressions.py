@@ -156,6 +156,34 @@ REFUSED = {
         'io_stream',
         r'its exact sum needs \d+ significant bits .* float32',
     ),
+    # 40/40 samples differ (max |diff| 6.1), io_stream only (make fuzz, csim-io_stream seed
+    # 200090, reduced): hls4ml 1.3.0's streaming depthwise convolution with a 1x1 kernel and
+    # stride 2. Kernel 2 / stride 2, kernel 2 / stride 3, stride 1 and io_parallel are exact.
+    'depthwise_1x1_strided_stream': (
+        {
+            'kind': 'conv2d',
+            'input_shape': [5, 4, 2],
+            'input_q': {'q': 'bits', 'bits': 3, 'integer': 2, 'keep_negative': True, 'symmetric': False},
+            'layers': [
+                {
+                    'op': 'dwconv',
+                    'depth_multiplier': 1,
+                    'kernel': 1,
+                    'strides': 2,
+                    'padding': 'same',
+                    'wq': q(8, 0),
+                    'bq': q(3, 1),
+                    'act': {'q': 'relu', 'bits': 7, 'integer': 3},
+                },
+                {'op': 'flatten'},
+                dense(2, q(5, 0), q(8, 1)),
+            ],
+            'seed': 1859,
+        },
+        'io_stream',
+        r"layer 'dw0' \(DepthwiseConv2D\): a depthwise convolution with a kernel of 1 and a stride above 1 .*"
+        r'kernel 1x1, strides 2x2.* io_stream; use io_parallel',
+    ),
 }
 
 
@@ -165,7 +193,12 @@ def test_counterexample_is_refused_up_front(name, tmp_path):
     outcome = check_csim(spec, io_type, tmp_path)
     assert outcome.startswith('refused: ')
     with pytest.raises(UnsupportedModelError, match=message):
-        hls_backend.write_project(tmp_path / 'model.keras', tmp_path / 'again', inputs=input_samples(spec))
+        hls_backend.write_project(
+            tmp_path / 'model.keras',
+            tmp_path / 'again',
+            hls_backend.HLSOptions(io_type=io_type),
+            inputs=input_samples(spec),
+        )
     assert not (tmp_path / 'again').exists()
 
 
@@ -248,6 +281,17 @@ CONTROLS = {
         {
             **REFUSED['float32_reference_residual_dense'][0],
             'layers': [REFUSED['float32_reference_residual_dense'][0]['layers'][0], dense(4, q(6, 0), q(6, 2))],
+        },
+        'io_stream',
+    ),
+    'depthwise_1x1_strided_parallel': (REFUSED['depthwise_1x1_strided_stream'][0], 'io_parallel'),
+    'depthwise_2x2_strided_stream': (
+        {
+            **REFUSED['depthwise_1x1_strided_stream'][0],
+            'layers': [
+                {**REFUSED['depthwise_1x1_strided_stream'][0]['layers'][0], 'kernel': 2},
+                *REFUSED['depthwise_1x1_strided_stream'][0]['layers'][1:],
+            ],
         },
         'io_stream',
     ),

@@ -260,8 +260,13 @@ def check_hls_graph(hls_model) -> None:
     - a data-moving layer whose result or accumulator type cannot hold its input
       (hls4ml falls back to its default ``fixed<16,6>`` where it has no rule), or an
       Add whose result cannot hold the sum;
-    - a ZeroPadding inserted for an io_stream convolution that does not feed it.
+    - a ZeroPadding inserted for an io_stream convolution that does not feed it;
+    - an io_stream depthwise convolution with a kernel of 1 along an axis it strides by
+      more than 1 (every output wrong, found by fuzzing: ``depthwise_1x1_strided_stream``
+      in test_fuzz_regressions.py; a 1x1 Conv2D goes through hls4ml's pointwise code and
+      is exact).
     """
+    stream = hls_model.config.get_config_value('IOType') == 'io_stream'
     for layer in hls_model.get_layers():
         where = f"layer '{layer.name}' ({layer.class_name})"
         result = layer.get_output_variable().type.precision
@@ -287,6 +292,14 @@ def check_hls_graph(hls_model) -> None:
                     f'{where}: hls4ml gave the sum the type {result}, which cannot hold the sum of '
                     f'{", ".join(map(str, inputs))}, so the design would not be bit-exact; '
                     'quantize the addends to fewer bits'
+                )
+        if stream and layer.class_name == 'DepthwiseConv2D':
+            axes = [(layer.get_attr(f'filt_{a}'), layer.get_attr(f'stride_{a}')) for a in ('height', 'width')]
+            if any(kernel == 1 and stride > 1 for kernel, stride in axes):
+                raise UnsupportedModelError(
+                    f'{where}: a depthwise convolution with a kernel of 1 and a stride above 1 on an axis '
+                    '(kernel {0[0][0]}x{0[1][0]}, strides {0[0][1]}x{0[1][1]}) is computed wrongly by hls4ml 1.3.0 '
+                    'with io_stream; use io_parallel, or stride 1 followed by max pooling'.format(axes)
                 )
         if layer.class_name.startswith('ZeroPadding') and layer.name.startswith(('zp1d_', 'zp2d_')):
             conv = layer.name[len('zp1d_') :]
