@@ -125,7 +125,9 @@ def hls4ml_predict_check(project_dir: Path, x: np.ndarray, y: np.ndarray) -> tup
     return compare_exact(y, predicted.reshape(y.shape), result), Path(linked._top_function_lib._name)
 
 
-def csim(project_dir: str | Path, cxx: str = 'g++', second_check: bool = True, shared_build: bool = False) -> RouteResult:
+def csim(
+    project_dir: str | Path, cxx: str = 'g++', second_check: bool = True, shared_build: bool = False
+) -> RouteResult:
     """Build and run the C simulation; compare every output bit with the QKeras model.
 
     ``second_check`` adds hls4ml's predict(); ``shared_build`` (with it) compiles the
@@ -146,7 +148,9 @@ def csim(project_dir: str | Path, cxx: str = 'g++', second_check: bool = True, s
     if second_check:  # first: with shared_build the testbench links the library hls4ml builds here
         predicted, library = hls4ml_predict_check(project_dir, x, y)
         result.checks['hls4ml_predict'] = predicted.to_dict()
-    exe, result.build_seconds = build_testbench(project_dir, name, cxx, firmware_library=library if shared_build else None)
+    exe, result.build_seconds = build_testbench(
+        project_dir, name, cxx, firmware_library=library if shared_build else None
+    )
     outputs, result.run_seconds = run_testbench(project_dir, exe)
     compare_exact(y, outputs, result)
     result.notes = list(info.notes)
