@@ -44,8 +44,9 @@ class CompressConfig(Section):
         None, ge=1, description='all epochs with masks: windows plus fine-tuning (none: windows + finetune_epochs)'
     )
     finetune_epochs: int | Literal['auto'] = Field(
-        'auto', description="fine-tuning epochs once every mask is frozen; 'auto': sized from the data "
-        '(pruner.recovery.auto_epochs)'
+        'auto',
+        description="fine-tuning epochs once every mask is frozen; 'auto': sized from the data "
+        '(pruner.recovery.auto_epochs)',
     )
     qat_epochs: int | Literal['auto'] = Field(
         'auto', description="quantization-aware fine-tuning epochs after pruning; 'auto' as for finetune_epochs"
