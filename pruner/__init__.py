@@ -9,7 +9,10 @@ running statistics during quantization-aware training, then freeze), recovery (t
 training recipe of each phase: learning-rate schedule, budget, early stopping,
 distillation from the float model), surgery (fold BatchNorm, cut
 channels out, build the QKeras model), quantize (integer bits from statistics) and
-metrics (footprint, BOPs, ranking agreement).
+metrics (footprint, BOPs, ranking agreement). PyTorch in and out: ``from_torch`` (an
+nn.Module through torch.export -> a float Keras model) and ``to_torch`` (a reduced
+QKeras model -> an nn.Module with exact fake quantizers); torch is imported only when
+they are called.
 """
 
 from .callback import ChannelPruningCallback
@@ -27,6 +30,16 @@ from .quantize import Fixed, QuantPlan, calibrate, plan_quantization, signed_int
 from .recovery import Distiller, Recovery, fit_phase, phase_learning_rate
 from .schedule import Schedule, Window, kept_count, make_schedule, validate_sparsity
 from .surgery import SurgeryError, fold_batchnorm, reduce, to_qkeras
+from .torch_export import TorchExportError, export_torch, to_torch
+from .torch_import import (
+    ConversionMismatchError,
+    TorchImportError,
+    UnsupportedTorchOpError,
+    convert_torch,
+    from_torch,
+    load_torch,
+    supported_ops,
+)
 
 __all__ = [
     'compress',
@@ -80,4 +93,14 @@ __all__ = [
     'fold_batchnorm',
     'reduce',
     'to_qkeras',
+    'from_torch',
+    'convert_torch',
+    'load_torch',
+    'supported_ops',
+    'to_torch',
+    'export_torch',
+    'TorchImportError',
+    'UnsupportedTorchOpError',
+    'ConversionMismatchError',
+    'TorchExportError',
 ]
