@@ -18,7 +18,7 @@ class FixedPoint(nn.Module):
     """Fake quantization onto the grid ``step * [lo, hi]`` (integers ``lo``, ``hi``).
 
     ``kind``: 'bits' (QKeras quantized_bits: gradient 1 everywhere) or 'relu'
-    (quantized_relu: gradient 1 on [0, max], 0 outside). ``label`` is the QKeras form.
+    (quantized_relu: gradient 1 on (0, max], 0 elsewhere). ``label`` is the QKeras form.
     """
 
     def __init__(self, step: float, lo: int, hi: int, kind: str, label: str = ''):
@@ -31,7 +31,8 @@ class FixedPoint(nn.Module):
 
     def forward(self, x):
         q = torch.clamp(torch.round(x / self.step), self.lo, self.hi) * self.step
-        g = torch.clamp(x, 0.0, self.max_value) if self.kind == 'relu' else x
+        # QKeras's straight-through path: x itself, or where(x <= max, relu(x), max) for quantized_relu
+        g = torch.clamp(torch.relu(x), max=self.max_value) if self.kind == 'relu' else x
         return q + (g - g.detach())  # value q exactly; gradient of g
 
     def extra_repr(self) -> str:
