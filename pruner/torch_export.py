@@ -12,7 +12,9 @@ even and saturate exactly as QKeras's ``quantized_bits`` (alpha=1) and
 QKeras layer's quantizer applied to its kernel and bias) and pass through the same
 quantizer in ``forward``, so the module keeps training quantization-aware. On inputs
 on the input quantizer's grid its outputs equal the QKeras model's exactly in
-float64 (and in float32 wherever QKeras's own float32 sums are exact).
+float64 (and in float32 wherever QKeras's own float32 sums are exact), except for a
+softmax (float32 in TensorFlow) and average pooling over a count that is not a power
+of two (the division rounds differently in each precision).
 
 torch is imported inside the functions only: ``import pruner`` never imports it.
 """
