@@ -335,6 +335,58 @@ def targets_section(root: Path) -> list[str]:
             '|---|---|---|---|---|---|', *rows, '']  # fmt: skip
 
 
+# The README's benchmark table is this block, rewritten by every `python -m bench.report`, so
+# the figures a reader sees first come from the committed results and code, never by hand.
+README_BEGIN = '<!-- bench:summary (written by python -m bench.report; edit bench/report.py) -->'
+README_END = '<!-- /bench:summary -->'
+SUMMARY_COLUMNS = (('float', None, None, None), ('quant', None, 8, 8), (METHOD, 0.5, 8, 8),
+                   ('width_scratch', 0.5, 8, 8), (METHOD, 0.75, 8, 8), ('width_scratch', 0.75, 8, 8))  # fmt: skip
+
+
+def readme_summary(root: Path) -> list[str]:
+    """The core settings per task (mean over the seeds run, footprint in kbit) and the targets."""
+    head = ('| task | float | unpruned W8A8 | method 50% | from scratch 50% | method 75% | from scratch 75% |',
+            '|---|---|---|---|---|---|---|')  # fmt: skip
+    rows = []
+    for task in TASKS:
+        recs = [r for r in load(root, task) if not r['config'].startswith('abl-')]
+        cells, seeds = [], set()
+        for m, s, wb, ab in SUMMARY_COLUMNS:
+            hit = [
+                r
+                for r in recs
+                if (r['method'], r['sparsity'], r['weight_bits'], r['activation_bits']) == (m, s, wb, ab)
+            ]
+            seeds.add(len(hit))
+            cells.append(
+                f'{st.mean(r["metric"] for r in hit):.1f} ({hit[0]["footprint_bits"] / 1000:.1f})' if hit else 'not run'
+            )
+        if not recs:
+            rows.append(f'| {task} | ' + ' | '.join(cells) + ' |')
+            continue
+        n = '-'.join(str(k) for k in sorted(seeds - {0}))
+        rows.append(f'| {task} ({n} seeds), {recs[0]["metric_name"]} | ' + ' | '.join(cells) + ' |')
+    targets = [row for task in TASKS for row in target_rows(task, load(root, task))]
+    from .models import TITLES
+
+    models = '; '.join(f'{t}: {TITLES[t]}' for t in TASKS)
+    return [README_BEGIN, '', f'Mean over seeds (footprint in kbit). Models: {models}. "From scratch" is the '
+            'width-reduced network trained from random weights with the same recipe. Generated from '
+            '`bench/results/` by `python -m bench.report`.', '', *head, *rows, '',
+            '| target | task, setting | reference | seeds | method minus reference: mean ± std (wins/losses/ties) | verdict |',
+            '|---|---|---|---|---|---|', *targets, '', README_END]  # fmt: skip
+
+
+def write_readme_summary(root: Path, readme: Path) -> bool:
+    """Replace the block between README_BEGIN and README_END in ``readme``; False if it has none."""
+    text = readme.read_text()
+    start, end = text.find(README_BEGIN), text.find(README_END)
+    if start < 0 or end < start:
+        return False
+    readme.write_text(text[:start] + '\n'.join(readme_summary(root)) + text[end + len(README_END) :])
+    return True
+
+
 def plot_task(task, recs, out: Path) -> str | None:
     import matplotlib
 
@@ -600,6 +652,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog='python -m bench.report')
     p.add_argument('--results', default=str(HERE / 'results'))
     p.add_argument('--out', default=str(REPO / 'docs' / 'benchmarks.md'))
+    p.add_argument('--readme', default=str(REPO / 'README.md'),
+                   help='rewrite its benchmark summary block (between the bench:summary markers), if it has one')  # fmt: skip
     args = p.parse_args(argv)
     root = Path(args.results)
     doc = Path(args.out)
@@ -761,6 +815,8 @@ def main(argv=None) -> int:
     L += ['## The tool itself', '', *tool_section(root, plots)]
     doc.write_text('\n'.join(L) + '\n')
     print(f'wrote {doc} and {plots}/')
+    if args.readme and Path(args.readme).exists() and write_readme_summary(root, Path(args.readme)):
+        print(f'rewrote the benchmark summary in {args.readme}')
     return 0
 
 

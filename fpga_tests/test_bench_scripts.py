@@ -54,13 +54,25 @@ def test_existing_json_is_not_recomputed(results):
 
 
 def test_report_writes_markdown_and_plots(results, tmp_path):
+    from bench.report import README_BEGIN, README_END
+
     out = tmp_path / 'docs' / 'benchmarks.md'
-    proc = bench('-m', 'bench.report', '--results', str(results), '--out', str(out))
+    readme = tmp_path / 'README.md'
+    readme.write_text(f'# intro\n{README_BEGIN}\nstale table\n{README_END}\n## next section\n')
+    proc = bench('-m', 'bench.report', '--results', str(results), '--out', str(out), '--readme', str(readme))
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
     assert 'tensorflow' in text and 'cores' in text
     assert 'Status' in text
     assert (out.parent / 'bench' / 'digits_metric_vs_footprint.png').exists()
+    # the README's block is replaced from the same results; the text around it is kept
+    summary = readme.read_text()
+    assert 'stale table' not in summary
+    assert summary.startswith('# intro\n') and summary.endswith(f'{README_END}\n## next section\n')
+    digits_row = next(line for line in summary.splitlines() if line.startswith('| digits'))
+    float_metric = json.loads((results / 'digits' / 'float_seed0.json').read_text())['metric']
+    assert f'| {float_metric:.1f} (' in digits_row  # the float cell is the recorded metric
+    assert '50% W8A8 within 1 point of float' in summary
 
 
 def test_reversed_layer_order_and_baselines():
