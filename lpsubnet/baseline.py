@@ -1,4 +1,5 @@
-"""The float baseline: lpsubnet's default small CNN, or the user's own .keras model."""
+"""The float baseline: lpsubnet's default small CNN, the user's own .keras model, or
+the user's PyTorch model converted to float Keras (lpsubnet.pytorch, pruner.from_torch)."""
 
 from __future__ import annotations
 
@@ -37,11 +38,26 @@ def accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(predictions.reshape(len(x), -1), axis=1) == y))
 
 
-def train_baseline(config: ModelConfig, splits: Splits, seed: int):
-    """Train the default CNN (or load the user's model) and return (model, history dict)."""
+def train_baseline(config: ModelConfig, splits: Splits, seed: int, say=print):
+    """Train the default CNN (or load the user's model) and return (model, history dict).
+
+    A PyTorch model is converted (its conversion check's line goes to ``say``) and the
+    record of the conversion is the history's ``torch`` entry.
+    """
     import keras
 
+    from .pytorch import check_model_file, convert, is_torch_model
+
     keras.utils.set_random_seed(seed)
+    if config.path and is_torch_model(config.path):
+        check_model_file(config.path)
+        model, record = convert(config.path, splits.x_train, config.input_shape, seed=seed, say=say)
+        return model, {'source': str(config.path), 'trained_epochs': 0, 'torch': record}
+    if config.input_shape is not None:
+        raise ConfigError(
+            "config key 'model.input_shape' is for PyTorch models (model.path: .pt2, TorchScript or "
+            "'module:callable'); a Keras model knows its input shape"
+        )
     if config.path:
         path = Path(config.path)
         if not path.exists():

@@ -24,13 +24,34 @@ class DataConfig(Section):
     path: str | None = Field(None, description='npz file with x_train, y_train and optionally x_test, y_test')
     test_fraction: float = Field(0.2, gt=0, lt=1)
     val_fraction: float = Field(0.15, gt=0, lt=1)
+    layout: Literal['NHWC', 'NCHW'] = Field(
+        'NHWC',
+        description='layout of the .npz arrays with channels: NHWC/NLC (channels last) or NCHW/NCL (channels first, '
+        "PyTorch's); the run stores and feeds channels-last data either way",
+    )
 
 
 class ModelConfig(Section):
-    path: str | None = Field(None, description="a float Keras .keras model; none: lpsubnet's small CNN")
+    path: str | None = Field(
+        None,
+        description='a float Keras .keras model, or a PyTorch model: a torch.export program (.pt2), a TorchScript '
+        "file or 'file.py:callable' / 'package.module:callable' returning an nn.Module; none: lpsubnet's small CNN",
+    )
+    input_shape: list[int] | None = Field(
+        None,
+        description='for a PyTorch model: its input shape in the torch layout without the batch axis, e.g. [1, 8, 8] '
+        "(none: the data's sample shape, channels first)",
+    )
     epochs: int = Field(40, ge=1)
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(3e-3, gt=0)
+
+    @field_validator('input_shape')
+    @classmethod
+    def _shape(cls, value):
+        if value is not None and (not value or any(s < 1 for s in value)):
+            raise ValueError('must be a non-empty list of positive sizes, e.g. [1, 8, 8]')
+        return value
 
 
 class CompressConfig(Section):

@@ -88,16 +88,30 @@ def _load_npz(path: str | None) -> tuple[np.ndarray, np.ndarray, tuple | None]:
     return x.astype(np.float32), y.astype(np.int64), test
 
 
+def channels_last(x: np.ndarray, layout: str) -> np.ndarray:
+    """``x`` in the channels-last layout every stage uses (Keras's): NCHW/NCL arrays have
+    their channel axis moved last; (N, features) arrays have no channel axis."""
+    return np.ascontiguousarray(np.moveaxis(x, 1, -1)) if layout == 'NCHW' and x.ndim >= 3 else x
+
+
 def load_splits(config: DataConfig, seed: int) -> Splits:
     from sklearn.model_selection import train_test_split
 
     if config.dataset == 'digits':
+        if config.layout != 'NHWC':
+            raise ConfigError(
+                "config key 'data.layout' describes .npz data (data.dataset: npz); the built-in digits are "
+                'channels-last (NHWC): leave data.layout at NHWC'
+            )
         x, y = load_digits_images()
         test = None
         name = 'scikit-learn digits (8x8)'
     else:
         x, y, test = _load_npz(config.path)
-        name = f'npz {config.path}'
+        x = channels_last(x, config.layout)
+        if test is not None:
+            test = (channels_last(test[0], config.layout), test[1])
+        name = f'npz {config.path}' + (' (NCHW, stored channels-last)' if config.layout == 'NCHW' else '')
     if test is None:
         x, x_test, y, y_test = train_test_split(x, y, test_size=config.test_fraction, random_state=seed, stratify=y)
     else:
@@ -108,8 +122,9 @@ def load_splits(config: DataConfig, seed: int) -> Splits:
     return Splits(x_train, y_train, x_val, y_val, x_test, y_test, name)
 
 
-def load_train_val(path: str, seed: int, val_fraction: float = 0.15):
-    """(x, y) train and validation pairs from an .npz for ``lpsubnet prune``.
+def load_train_val(path: str, seed: int, val_fraction: float = 0.15, layout: str = 'NHWC'):
+    """(x, y) train and validation pairs from an .npz for ``lpsubnet prune``, channels-last
+    (``layout``: the arrays' layout, see ``channels_last``).
 
     Validation data: ``x_val``/``y_val`` if present, else ``x_test``/``y_test``, else a
     stratified ``val_fraction`` of the training data.
@@ -117,11 +132,12 @@ def load_train_val(path: str, seed: int, val_fraction: float = 0.15):
     from sklearn.model_selection import train_test_split
 
     x, y, test = _load_npz(path)
+    x = channels_last(x, layout)
     with np.load(path) as data:
         if 'x_val' in data.files and 'y_val' in data.files:
-            return (x, y), (data['x_val'].astype(np.float32), data['y_val'].astype(np.int64))
+            return (x, y), (channels_last(data['x_val'].astype(np.float32), layout), data['y_val'].astype(np.int64))
     if test is not None:
-        return (x, y), (test[0].astype(np.float32), test[1].astype(np.int64))
+        return (x, y), (channels_last(test[0].astype(np.float32), layout), test[1].astype(np.int64))
     try:
         x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=val_fraction, random_state=seed, stratify=y)
     except ValueError as exc:  # too few samples per class for a stratified split

@@ -19,6 +19,11 @@ def _json(path: Path, data) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, default=float) + '\n')
 
 
+def _say(ctx: RunContext, line: str) -> None:
+    if ctx.console is not None:
+        ctx.console.print(line, markup=False)
+
+
 def _splits(ctx: RunContext):
     from .datasets import Splits
 
@@ -39,7 +44,7 @@ def stage_baseline(ctx: RunContext, out: Path) -> dict:
     from .baseline import accuracy, train_baseline
 
     splits = _splits(ctx)
-    model, history = train_baseline(ctx.config.model, splits, ctx.config.seed)
+    model, history = train_baseline(ctx.config.model, splits, ctx.config.seed, say=lambda line: _say(ctx, line))
     model.save(out / 'model.keras')
     test_accuracy = accuracy(model, splits.x_test, splits.y_test)
     summary = {'test_accuracy': test_accuracy, 'cost': metrics.summary(model), **history}
@@ -97,9 +102,18 @@ def stage_compress(ctx: RunContext, out: Path) -> dict:
     if rate is not None:
         manifest['recovery']['learning_rate_source'] = rate_source
     reduced.save(out / 'reduced.keras')
+    torch_record = ctx.summary('baseline').get('torch')
+    if torch_record is not None:
+        # The model came from PyTorch: it goes back out as a PyTorch program too.
+        from .pytorch import REDUCED_PT2, export_reduced
+
+        manifest['torch'] = {**torch_record, 'reduced': export_reduced(reduced, out / REDUCED_PT2)}
     manifest['test_accuracy_quantized'] = accuracy(reduced, splits.x_test, splits.y_test)
     _json(out / 'manifest.json', manifest)
-    return {'test_accuracy_quantized': manifest['test_accuracy_quantized']}
+    summary = {'test_accuracy_quantized': manifest['test_accuracy_quantized']}
+    if torch_record is not None:
+        summary['reduced_pt2'] = manifest['torch']['reduced']['file']
+    return summary
 
 
 def stage_hls(ctx: RunContext, out: Path) -> dict:

@@ -1,0 +1,227 @@
+"""``lpsubnet run`` with a PyTorch model in: a tiny torch CNN trained here on digits
+(NCHW .npz data) goes through conversion, pruning and quantization to a bit-exact C
+simulation, and its ``compress/reduced.pt2`` loads back in torch and computes exactly
+what the QKeras reduced model computes. The RTL simulation of the same run (a
+Verilator build) is the slow part. Bad torch inputs stop with a named error and leave
+nothing half-written.
+
+The run is the budget of test_run_pipeline.py's tiny run (same sizes, same seeds);
+commands run in process (fpga_tests.cli_helpers.cli).
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from fpga_tests.cli_helpers import cli
+from fpga_tests.test_run_pipeline import BUDGETS, own_copy
+
+
+class TinyTorchCNN(nn.Module):
+    """The tiny Keras CNN of test_run_pipeline.py, written in PyTorch: Conv(4)-BN-ReLU-MaxPool, Flatten, Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.pool1 = nn.MaxPool2d(2)
+        self.classifier = nn.Linear(4 * 3 * 3, 10)
+
+    def forward(self, x):
+        x = self.pool1(torch.relu(self.bn1(self.conv1(x))))
+        return self.classifier(torch.flatten(x, 1))  # logits
+
+
+@pytest.fixture(scope='module')
+def torch_inputs(tmp_path_factory):
+    """(directory, trained torch module): digits as an NCHW .npz and the module saved as a .pt2 program."""
+    from lpsubnet.datasets import load_digits_images
+
+    d = tmp_path_factory.mktemp('torch_inputs')
+    x, y = load_digits_images()
+    x = np.ascontiguousarray(np.moveaxis(x, -1, 1))  # (N, 1, 8, 8): torch's layout
+    np.savez(d / 'digits_nchw.npz', x_train=x, y_train=y)
+    torch.manual_seed(3)
+    net = TinyTorchCNN()
+    optimizer = torch.optim.Adam(net.parameters(), 3e-3)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    for _ in range(3):  # well under a second
+        for i in range(0, len(xt), 64):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(net(xt[i : i + 64]), yt[i : i + 64]).backward()
+            optimizer.step()
+    net.eval()
+    # As a user exports it: a fixed example batch (the conversion runs it chunk by chunk).
+    torch.export.save(torch.export.export(net, (xt[:8],)), d / 'tiny_cnn.pt2')
+    return d, net
+
+
+def write_config(path, d, **sections):
+    config = dict(
+        BUDGETS,
+        data={'dataset': 'npz', 'path': str(d / 'digits_nchw.npz'), 'layout': 'NCHW'},
+        model={'path': str(d / 'tiny_cnn.pt2')},
+        rtl={'enabled': False},
+    )
+    config.update(sections)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope='module')
+def torch_run(tmp_path_factory, torch_inputs):
+    """The .pt2 model's run up to the compress stage (the PyTorch-specific part; the
+    hardware stages are the slow test's); returns (run dir, CLI result). Tests only read it."""
+    d, _ = torch_inputs
+    config = write_config(tmp_path_factory.mktemp('cfg') / 'torch.yaml', d)
+    run = tmp_path_factory.mktemp('runs') / 'run'
+    proc = cli('run', config, '--out', run, '--stop-after', 'compress')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run, proc
+
+
+def test_conversion_is_checked_printed_and_recorded(torch_run, torch_inputs):
+    run, proc = torch_run
+    manifest = json.loads((run / 'compress' / 'manifest.json').read_text())
+    record = manifest['torch']
+    check = record['conversion_check']
+    assert record['source'].endswith('tiny_cnn.pt2') and record['kind'] == 'ExportedProgram'
+    assert record['torch_input_shape'] == [1, 8, 8] and record['keras_input_shape'] == [8, 8, 1]
+    assert check['ok'] and 0 <= check['max_abs_diff'] <= check['tolerance']
+    assert check['inputs'] == 64 + 8  # the example batch from the training data and 8 random inputs
+    assert f'torch -> Keras: max |diff| {check["max_abs_diff"]:.3g}' in proc.stderr
+    baseline = json.loads((run / 'stages' / 'baseline.json').read_text())['summary']
+    assert baseline['torch'] == {k: v for k, v in record.items() if k != 'reduced'}
+    assert baseline['trained_epochs'] == 0
+    # The converted float model classifies the test split as the torch module does.
+    _, net = torch_inputs
+    x_test, y_test = split_of(run)
+    assert x_test.shape[1:] == (8, 8, 1)  # NCHW data stored channels-last
+    with torch.no_grad():
+        torch_pred = net(torch.from_numpy(np.moveaxis(x_test, -1, 1).copy())).argmax(1).numpy()
+    assert baseline['test_accuracy'] == pytest.approx(float(np.mean(torch_pred == y_test)), abs=1.5 / len(y_test))
+
+
+def split_of(run):
+    with np.load(run / 'data' / 'dataset.npz') as data:
+        return data['x_test'], data['y_test']
+
+
+def on_grid_inputs(run, seed=0):
+    """NHWC inputs on the input quantizer's grid: the test split rounded to it, and
+    random grid points over the type's whole range (saturating inside the model)."""
+    q = json.loads((run / 'compress' / 'manifest.json').read_text())['quantization']['input']
+    assert q['kind'] == 'bits'
+    step = 2.0 ** (q['integer'] + 1 - q['bits'])
+    lo, hi = -(2 ** (q['bits'] - 1)), 2 ** (q['bits'] - 1) - 1
+    x_test, _ = split_of(run)
+    rounded = np.clip(np.round(x_test.astype(np.float64) / step), lo, hi) * step
+    spread = np.random.default_rng(seed).integers(lo, hi + 1, (100, *x_test.shape[1:])) * step
+    return np.concatenate([rounded, spread])
+
+
+def reduced_pt2_outputs(run, x: np.ndarray, dtype=torch.float64) -> np.ndarray:
+    """compress/reduced.pt2 loaded with torch.export.load, run on NHWC ``x`` (given to it as NCHW)."""
+    module = torch.export.load(run / 'compress' / 'reduced.pt2').module().to(dtype)
+    with torch.no_grad():
+        return module(torch.from_numpy(np.moveaxis(x, -1, 1).copy()).to(dtype)).numpy()
+
+
+def test_reduced_pt2_loads_in_torch_and_equals_qkeras(torch_run):
+    """reduced.pt2 computed in float64 equals the QKeras reduced model exactly on inputs
+    on the input grid; so does its float32 form (these fixed-point sums are exact in float32)."""
+    from hls_backend.model_io import load_qkeras_model
+
+    run, _ = torch_run
+    manifest = json.loads((run / 'compress' / 'manifest.json').read_text())
+    assert manifest['torch']['reduced']['file'] == 'reduced.pt2'
+    assert manifest['torch']['reduced']['input_shape'] == [1, 8, 8]
+    assert json.loads((run / 'stages' / 'compress.json').read_text())['summary']['reduced_pt2'] == 'reduced.pt2'
+    x = on_grid_inputs(run)
+    qkeras_out = load_qkeras_model(run / 'compress' / 'reduced.keras').predict(x.astype(np.float32), verbose=0)
+    out64 = reduced_pt2_outputs(run, x)
+    assert out64.dtype == np.float64 and out64.shape == qkeras_out.shape == (len(x), 10)
+    np.testing.assert_array_equal(out64, qkeras_out.astype(np.float64))
+    np.testing.assert_array_equal(reduced_pt2_outputs(run, x, torch.float32), qkeras_out)
+    # What comes back is the channel-reduced model: conv1 keeps 2 of its 4 channels, and
+    # the Linear reads the 2 x 3 x 3 features left.
+    conv1 = manifest['layers']['conv1']
+    assert (conv1['channels_before'], conv1['channels_after']) == (4, 2)
+    shapes = {tuple(v.shape) for v in torch.export.load(run / 'compress' / 'reduced.pt2').state_dict.values()}
+    assert (2, 1, 3, 3) in shapes and (10, 18) in shapes and not any(s[0] == 4 for s in shapes if len(s) == 4)
+
+
+@pytest.mark.slow
+def test_run_to_bit_exact_csim_and_rtl(torch_run, torch_inputs, tmp_path):
+    """The same run continued through the hardware stages with the RTL route on: the C
+    simulation and the Verilator simulation match every output bit of every test sample,
+    and those outputs (the QKeras logits in tb_data) are reduced.pt2's."""
+    run = own_copy(torch_run[0], tmp_path)
+    config = write_config(tmp_path / 'rtl.yaml', torch_inputs[0], rtl={'enabled': True})
+    proc = cli('run', config, '--out', run, '--resume')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cached = {line.split(':')[0] for line in proc.stderr.splitlines() if line.endswith(': cached')}
+    assert cached == {'data', 'baseline', 'compress'}
+    metrics = json.loads((run / 'metrics.json').read_text())
+    test_size = len(split_of(run)[1])
+    for route in ('csim', 'rtl'):
+        assert metrics[route]['exact'], metrics[route]
+        assert metrics[route]['exact_matches'] == metrics[route]['samples'] == test_size
+    assert metrics['accuracy']['rtl'] == metrics['accuracy']['csim'] == metrics['accuracy']['quantized']
+    tb = run / 'hls' / 'project' / 'tb_data'
+    x = np.loadtxt(tb / 'tb_input_features.dat', ndmin=2).reshape(test_size, 8, 8, 1)
+    np.testing.assert_array_equal(reduced_pt2_outputs(run, x), np.loadtxt(tb / 'tb_output_predictions.dat', ndmin=2))
+    assert 'bit-exact' in proc.stdout
+
+
+# ---------------------------------------------------------------------------
+# Bad torch inputs: a named error, exit 2, nothing half-written
+# ---------------------------------------------------------------------------
+
+
+def test_missing_torch_file_stops_before_the_run_directory(torch_inputs, tmp_path):
+    d, _ = torch_inputs
+    for spec, message in [
+        (tmp_path / 'nope.pt2', f"model file {tmp_path / 'nope.pt2'} (config key 'model.path') does not exist"),
+        (f'{tmp_path / "nets.py"}:make', f'file {tmp_path / "nets.py"} does not exist'),
+    ]:
+        config = write_config(tmp_path / 'missing.yaml', d, model={'path': str(spec)})
+        proc = cli('run', config, '--out', tmp_path / 'run')
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+        assert 'Traceback' not in proc.stderr
+        assert not (tmp_path / 'run').exists()
+
+
+def test_unsupported_op_names_the_node_and_keeps_only_finished_stages(torch_inputs, tmp_path):
+    """A sigmoid in a 'file.py:callable' model: the baseline stage stops naming the node,
+    its op and module; the data stage's outputs stay, nothing of the baseline is written."""
+    d, _ = torch_inputs
+    source = tmp_path / 'nets.py'
+    source.write_text(
+        'from torch import nn\n\n\n'
+        'def make():\n'
+        '    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.Sigmoid(), nn.Flatten(), nn.Linear(144, 10))\n'
+    )
+    config = write_config(tmp_path / 'sigmoid.yaml', d, model={'path': f'{source}:make', 'input_shape': [1, 8, 8]})
+    run = tmp_path / 'run'
+    proc = cli('run', config, '--out', run)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "node 'sigmoid' (aten.sigmoid.default) from module '1' (Sigmoid)" in proc.stderr
+    assert 'is not supported; supported: nn.Linear' in proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert sorted(p.name for p in run.iterdir()) == ['config.yaml', 'data', 'stages']
+    assert [p.name for p in (run / 'stages').iterdir()] == ['data.json']
+
+
+def test_input_shape_that_contradicts_the_data_is_named(torch_inputs, tmp_path):
+    d, _ = torch_inputs
+    config = write_config(tmp_path / 'shape.yaml', d, model={'path': str(d / 'tiny_cnn.pt2'), 'input_shape': [8, 8, 1]})
+    proc = cli('run', config, '--out', tmp_path / 'run', '--stop-after', 'baseline')
+    assert proc.returncode == 2
+    assert "config key 'model.input_shape' is [8, 8, 1] (torch layout)" in proc.stderr
+    assert 'i.e. [1, 8, 8] in torch layout' in proc.stderr and 'data.layout' in proc.stderr
+    assert not (tmp_path / 'run' / 'baseline').exists()

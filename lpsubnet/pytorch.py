@@ -1,0 +1,91 @@
+"""PyTorch models in lpsubnet's commands: which model paths are PyTorch, what they are
+converted with, and where the reduced model goes back out as a ``.pt2``.
+
+The conversion itself lives in pruner (``load_torch``, ``convert_torch``, ``to_torch``,
+``export_torch``); this module only decides the inputs (the input shape from the
+configuration or the data, the example batch from the training data) and the records
+(the conversion check's figures, the ``.pt2`` written). torch is imported by pruner
+when a conversion runs, never by ``import lpsubnet``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .config import ConfigError
+
+# Training samples the conversion is exported with and checked on (plus pruner's
+# random inputs): enough to see a layout error, few enough to cost nothing.
+EXAMPLE_SAMPLES = 64
+REDUCED_PT2 = 'reduced.pt2'
+
+
+def is_torch_model(path: str | Path | None) -> bool:
+    from pruner.torch_import import is_torch_spec
+
+    return path is not None and is_torch_spec(path)
+
+
+def check_model_file(path: str | None, key: str = 'model.path') -> None:
+    """Fail before anything is written when the model file (or the .py of 'file.py:fn') is missing."""
+    if not path or Path(path).exists():
+        return
+    head, colon, _ = str(path).rpartition(':')
+    if colon and is_torch_model(path):  # 'file.py:fn' or 'package.module:fn'
+        if head.endswith('.py') and not Path(head).is_file():
+            raise ConfigError(f"model '{path}' (config key '{key}'): file {head} does not exist")
+        return  # a package module is imported when the model is loaded
+    raise ConfigError(f"model file {path} (config key '{key}') does not exist")
+
+
+def torch_layout(sample_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A channels-last sample shape (H, W, C) / (L, C) in torch's layout (C, H, W) / (C, L)."""
+    shape = tuple(int(s) for s in sample_shape)
+    return (shape[-1], *shape[:-1]) if len(shape) >= 2 else shape
+
+
+def convert(spec: str | Path, x: np.ndarray, input_shape=None, seed: int = 0, say=print):
+    """The float Keras model of the PyTorch model ``spec`` and the record of its conversion.
+
+    ``x``: channels-last training inputs; the first ``EXAMPLE_SAMPLES`` (in torch's
+    layout) are the example input. ``input_shape``: torch layout without the batch axis
+    (None: the data's). The conversion check's line is passed to ``say``.
+    """
+    from pruner.torch_import import convert_torch, load_torch, to_channels_first
+
+    data_shape = torch_layout(x.shape[1:])
+    if input_shape is not None and tuple(input_shape) != data_shape:
+        raise ConfigError(
+            f"config key 'model.input_shape' is {list(input_shape)} (torch layout), but the data's samples are "
+            f'{list(x.shape[1:])} channels-last, i.e. {list(data_shape)} in torch layout; check model.input_shape '
+            'and data.layout (NCHW or NHWC)'
+        )
+    module, shape = load_torch(spec, data_shape)
+    conversion = convert_torch(module, to_channels_first(x[:EXAMPLE_SAMPLES]), seed=seed)
+    say(conversion.check.line())
+    check = conversion.check.to_dict()
+    check.pop('per_input')  # one entry per sample: the figures below say what matters
+    record = {
+        'source': str(spec),
+        'kind': type(module).__name__,
+        'torch_input_shape': list(shape),
+        'keras_input_shape': list(conversion.keras_input_shape),
+        'conversion_check': check,
+    }
+    return conversion.model, record
+
+
+def export_reduced(reduced, path: Path) -> dict:
+    """Write the reduced QKeras model as a torch.export program at ``path``; returns its record."""
+    from pruner import export_torch, to_torch
+
+    module = to_torch(reduced)
+    export_torch(module, path)
+    return {
+        'file': Path(path).name,
+        'input_shape': list(module.input_shape),
+        'layout': 'torch (NCHW / NCL feature maps)',
+        'load_with': f"torch.export.load('{Path(path).name}').module()",
+    }
