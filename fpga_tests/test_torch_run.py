@@ -38,7 +38,8 @@ class TinyTorchCNN(nn.Module):
 
 @pytest.fixture(scope='module')
 def torch_inputs(tmp_path_factory):
-    """(directory, trained torch module): digits as an NCHW .npz and the module saved as a .pt2 program."""
+    """(directory, trained torch module): digits as an NCHW .npz, the module saved as a
+    .pt2 program and as TorchScript."""
     from lpsubnet.datasets import load_digits_images
 
     d = tmp_path_factory.mktemp('torch_inputs')
@@ -57,6 +58,7 @@ def torch_inputs(tmp_path_factory):
     net.eval()
     # As a user exports it: a fixed example batch (the conversion runs it chunk by chunk).
     torch.export.save(torch.export.export(net, (xt[:8],)), d / 'tiny_cnn.pt2')
+    torch.jit.script(net).save(str(d / 'tiny_cnn_script.pt'))
     return d, net
 
 
@@ -111,42 +113,47 @@ def split_of(run):
         return data['x_test'], data['y_test']
 
 
-def on_grid_inputs(run, seed=0):
-    """NHWC inputs on the input quantizer's grid: the test split rounded to it, and
-    random grid points over the type's whole range (saturating inside the model)."""
-    q = json.loads((run / 'compress' / 'manifest.json').read_text())['quantization']['input']
+def on_grid_inputs(directory, x: np.ndarray, seed=0):
+    """NHWC inputs on the input quantizer's grid (from ``directory``/manifest.json): ``x``
+    rounded to it, and random grid points over the type's whole range (saturating inside the model)."""
+    q = json.loads((directory / 'manifest.json').read_text())['quantization']['input']
     assert q['kind'] == 'bits'
     step = 2.0 ** (q['integer'] + 1 - q['bits'])
     lo, hi = -(2 ** (q['bits'] - 1)), 2 ** (q['bits'] - 1) - 1
-    x_test, _ = split_of(run)
-    rounded = np.clip(np.round(x_test.astype(np.float64) / step), lo, hi) * step
-    spread = np.random.default_rng(seed).integers(lo, hi + 1, (100, *x_test.shape[1:])) * step
+    rounded = np.clip(np.round(x.astype(np.float64) / step), lo, hi) * step
+    spread = np.random.default_rng(seed).integers(lo, hi + 1, (100, *x.shape[1:])) * step
     return np.concatenate([rounded, spread])
 
 
-def reduced_pt2_outputs(run, x: np.ndarray, dtype=torch.float64) -> np.ndarray:
-    """compress/reduced.pt2 loaded with torch.export.load, run on NHWC ``x`` (given to it as NCHW)."""
-    module = torch.export.load(run / 'compress' / 'reduced.pt2').module().to(dtype)
+def pt2_outputs(path, x: np.ndarray, dtype=torch.float64) -> np.ndarray:
+    """The .pt2 at ``path`` loaded with torch.export.load, run on NHWC ``x`` (given to it as NCHW)."""
+    module = torch.export.load(path).module().to(dtype)
     with torch.no_grad():
         return module(torch.from_numpy(np.moveaxis(x, -1, 1).copy()).to(dtype)).numpy()
 
 
-def test_reduced_pt2_loads_in_torch_and_equals_qkeras(torch_run):
-    """reduced.pt2 computed in float64 equals the QKeras reduced model exactly on inputs
-    on the input grid; so does its float32 form (these fixed-point sums are exact in float32)."""
+def assert_pt2_equals_qkeras(directory, x: np.ndarray) -> None:
+    """``directory``/reduced.pt2 equals ``directory``/reduced.keras exactly on on-grid inputs:
+    in float64, and in float32 too (these fixed-point sums are exact in float32, as QKeras's own)."""
     from hls_backend.model_io import load_qkeras_model
 
+    x = on_grid_inputs(directory, x)
+    qkeras_out = load_qkeras_model(directory / 'reduced.keras').predict(x.astype(np.float32), verbose=0)
+    out64 = pt2_outputs(directory / 'reduced.pt2', x)
+    assert out64.dtype == np.float64 and out64.shape == qkeras_out.shape == (len(x), 10)
+    np.testing.assert_array_equal(out64, qkeras_out.astype(np.float64))
+    np.testing.assert_array_equal(pt2_outputs(directory / 'reduced.pt2', x, torch.float32), qkeras_out)
+
+
+def test_reduced_pt2_loads_in_torch_and_equals_qkeras(torch_run):
+    """reduced.pt2 loads in torch and equals the QKeras reduced model exactly on inputs on
+    the input grid (float64 and float32); it is the channel-reduced model."""
     run, _ = torch_run
     manifest = json.loads((run / 'compress' / 'manifest.json').read_text())
     assert manifest['torch']['reduced']['file'] == 'reduced.pt2'
     assert manifest['torch']['reduced']['input_shape'] == [1, 8, 8]
     assert json.loads((run / 'stages' / 'compress.json').read_text())['summary']['reduced_pt2'] == 'reduced.pt2'
-    x = on_grid_inputs(run)
-    qkeras_out = load_qkeras_model(run / 'compress' / 'reduced.keras').predict(x.astype(np.float32), verbose=0)
-    out64 = reduced_pt2_outputs(run, x)
-    assert out64.dtype == np.float64 and out64.shape == qkeras_out.shape == (len(x), 10)
-    np.testing.assert_array_equal(out64, qkeras_out.astype(np.float64))
-    np.testing.assert_array_equal(reduced_pt2_outputs(run, x, torch.float32), qkeras_out)
+    assert_pt2_equals_qkeras(run / 'compress', split_of(run)[0])
     # What comes back is the channel-reduced model: conv1 keeps 2 of its 4 channels, and
     # the Linear reads the 2 x 3 x 3 features left.
     conv1 = manifest['layers']['conv1']
@@ -174,7 +181,8 @@ def test_run_to_bit_exact_csim_and_rtl(torch_run, torch_inputs, tmp_path):
     assert metrics['accuracy']['rtl'] == metrics['accuracy']['csim'] == metrics['accuracy']['quantized']
     tb = run / 'hls' / 'project' / 'tb_data'
     x = np.loadtxt(tb / 'tb_input_features.dat', ndmin=2).reshape(test_size, 8, 8, 1)
-    np.testing.assert_array_equal(reduced_pt2_outputs(run, x), np.loadtxt(tb / 'tb_output_predictions.dat', ndmin=2))
+    expected = np.loadtxt(tb / 'tb_output_predictions.dat', ndmin=2)
+    np.testing.assert_array_equal(pt2_outputs(run / 'compress' / 'reduced.pt2', x), expected)
     assert 'bit-exact' in proc.stdout
 
 
@@ -225,3 +233,46 @@ def test_input_shape_that_contradicts_the_data_is_named(torch_inputs, tmp_path):
     assert "config key 'model.input_shape' is [8, 8, 1] (torch layout)" in proc.stderr
     assert 'i.e. [1, 8, 8] in torch layout' in proc.stderr and 'data.layout' in proc.stderr
     assert not (tmp_path / 'run' / 'baseline').exists()
+
+
+# ---------------------------------------------------------------------------
+# lpsubnet prune with a PyTorch model
+# ---------------------------------------------------------------------------
+
+
+def test_prune_a_torchscript_model_writes_reduced_pt2(torch_inputs, tmp_path):
+    d, _ = torch_inputs
+    out = tmp_path / 'pruned'
+    proc = cli(
+        'prune', d / 'tiny_cnn_script.pt', '--data', d / 'digits_nchw.npz', '--layout', 'NCHW',
+        '--input-shape', '1,8,8', '--out', out, '--epochs', 3, '--qat-epochs', 1, '--wbits', 6, '--seed', 3,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ['manifest.json', 'reduced.keras', 'reduced.pt2']
+    record = json.loads((out / 'manifest.json').read_text())['torch']
+    assert record['kind'] == 'RecursiveScriptModule' and record['torch_input_shape'] == [1, 8, 8]
+    assert record['conversion_check']['ok'] and record['reduced']['file'] == 'reduced.pt2'
+    assert f'torch -> Keras: max |diff| {record["conversion_check"]["max_abs_diff"]:.3g}' in proc.stdout
+    assert 'reduced.pt2 and manifest.json' in proc.stdout
+    with np.load(d / 'digits_nchw.npz') as data:
+        x = np.moveaxis(data['x_train'][:300], 1, -1)
+    assert_pt2_equals_qkeras(out, x)
+
+
+@pytest.mark.parametrize(
+    'args,message',
+    [
+        (['{d}/nope.pt2'], 'model file {d}/nope.pt2 does not exist'),
+        (['{d}/tiny_cnn.pt2', '--layout', 'NHWC'], 'takes inputs of shape [1, 8, 8]'),
+        (['{d}/tiny_cnn_script.pt', '--input-shape', '8,8,1'], '--input-shape is [8, 8, 1] (torch layout)'),
+        (['{d}/tiny_cnn_script.pt', '--input-shape', '1,x'], 'is not a shape of positive sizes'),
+    ],
+)
+def test_prune_bad_torch_input_names_it_and_writes_nothing(torch_inputs, tmp_path, args, message):
+    d, _ = torch_inputs
+    args = [a.format(d=d) for a in args]
+    layout = [] if '--layout' in args else ['--layout', 'NCHW']
+    proc = cli('prune', *args, '--data', d / 'digits_nchw.npz', *layout, '--out', tmp_path / 'out')
+    assert proc.returncode == 2 and message.format(d=d) in proc.stderr, proc.stderr[-2000:]
+    assert 'Traceback' not in proc.stderr
+    assert not (tmp_path / 'out').exists()

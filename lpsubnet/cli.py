@@ -73,6 +73,23 @@ class AutoOrCount(click.ParamType):
 AUTO_OR_COUNT = AutoOrCount()
 
 
+class InputShape(click.ParamType):
+    """A shape without the batch axis: positive sizes separated by commas, e.g. 1,8,8."""
+
+    name = 'C,H,W'
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            shape = tuple(int(part) for part in str(value).strip('()[] ').split(','))
+        except ValueError:
+            shape = ()
+        if not shape or any(s < 1 for s in shape):
+            self.fail(f'{value!r} is not a shape of positive sizes separated by commas, e.g. 1,8,8', param, ctx)
+        return shape
+
+
 CHECK_NAMES = {
     'hls4ml_predict': "hls4ml's predict()",
     'da4ml_predict': "da4ml's predict()",
@@ -282,11 +299,24 @@ def rtl(model, out_dir, hdl, latency_cutoff, clock_period, inputs, force):
     help='npz with x_train, y_train (and x_val, y_val or x_test, y_test).',
 )
 @click.option(
+    '--layout',
+    type=click.Choice(['NHWC', 'NCHW']),
+    default='NHWC',
+    show_default=True,
+    help="Layout of the --data arrays with channels: channels last (Keras's) or first (PyTorch's, NCHW/NCL).",
+)
+@click.option(
+    '--input-shape',
+    type=InputShape(),
+    help="A PyTorch MODEL's input shape in the torch layout without the batch axis, e.g. 1,8,8 "
+    "(default: the data's, channels first).",
+)
+@click.option(
     '--out',
     'out_dir',
     required=True,
     type=click.Path(file_okay=False),
-    help='Directory for reduced.keras and manifest.json.',
+    help='Directory for reduced.keras and manifest.json (and reduced.pt2 for a PyTorch MODEL).',
 )
 @click.option(
     '--sparsity', type=float, default=0.5, show_default=True, help='Fraction of channels removed per layer, in [0, 1).'
@@ -378,6 +408,8 @@ def rtl(model, out_dir, hdl, latency_cutoff, clock_period, inputs, force):
 def prune(
     model,
     data_path,
+    layout,
+    input_shape,
     out_dir,
     sparsity,
     wbits,
@@ -402,22 +434,39 @@ def prune(
     seed,
     force,
 ):
-    """Prune channels of a float Keras MODEL and quantize it: reduced.keras + manifest.json in --out."""
+    """Prune channels of a float MODEL and quantize it: reduced.keras + manifest.json in --out.
+
+    MODEL: a Keras .keras file, or a PyTorch model (a torch.export .pt2 program, a
+    TorchScript file, or 'file.py:function' / 'package.module:function' returning an
+    nn.Module), converted to Keras first (its check printed and kept in the manifest)
+    and written back as reduced.pt2 too.
+    """
     from pathlib import Path
 
     from hls_backend.files import atomic_directory, check_output_dir
     from hls_backend.model_io import load_qkeras_model
 
+    from .config import ConfigError
     from .datasets import load_train_val
+    from .pytorch import REDUCED_PT2, convert, export_reduced, is_torch_model
 
     check_output_dir(Path(out_dir).absolute(), force)
     import_tensorflow_quietly()
     import pruner
 
-    keras_model = load_qkeras_model(model)
-    train, val = load_train_val(data_path, seed)
+    from_torch = is_torch_model(model)
+    if input_shape is not None and not from_torch:
+        raise ConfigError(f'--input-shape is for PyTorch models; {model} is a Keras model, which knows its input shape')
+    if not from_torch:
+        keras_model = load_qkeras_model(model)
+    train, val = load_train_val(data_path, seed, layout=layout)
+    torch_record = None
+    if from_torch:
+        keras_model, torch_record = convert(
+            model, train[0], input_shape, seed=seed, say=click.echo, names=('--input-shape', '--layout')
+        )
     rate_source = None
-    if learning_rate is None:  # the model is loaded without its optimizer: read the rate it was trained with
+    if learning_rate is None and not from_torch:  # loaded without its optimizer: read the rate it was trained with
         from pruner.recovery import saved_learning_rate
 
         learning_rate = saved_learning_rate(model)
@@ -453,6 +502,8 @@ def prune(
         manifest['recovery']['learning_rate_source'] = rate_source
     with atomic_directory(out_dir, force=force) as tmp:
         reduced.save(tmp / 'reduced.keras')
+        if torch_record is not None:
+            manifest['torch'] = {**torch_record, 'reduced': export_reduced(reduced, tmp / REDUCED_PT2)}
         (tmp / 'manifest.json').write_text(json.dumps(manifest, indent=2) + '\n')
     from .describe import recovery_line
 
@@ -463,8 +514,9 @@ def prune(
         f'{key}: baseline {m["baseline"].get(key, float("nan")):.4f} -> reduced and quantized {m["quantized"].get(key, float("nan")):.4f} (validation); '
         f'footprint {m["before"]["footprint_bits"] / 1e3:.1f} -> {m["after"]["footprint_bits"] / 1e3:.1f} kbit'
     )
+    written = 'reduced.pt2 and manifest.json' if torch_record is not None else 'manifest.json'
     click.echo(
-        f'wrote {Path(out_dir) / "reduced.keras"} and manifest.json; next: lpsubnet hls {Path(out_dir) / "reduced.keras"} --out <dir>'
+        f'wrote {Path(out_dir) / "reduced.keras"}, {written}; next: lpsubnet hls {Path(out_dir) / "reduced.keras"} --out <dir>'
     )
 
 

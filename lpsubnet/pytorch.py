@@ -46,21 +46,28 @@ def torch_layout(sample_shape: tuple[int, ...]) -> tuple[int, ...]:
     return (shape[-1], *shape[:-1]) if len(shape) >= 2 else shape
 
 
-def convert(spec: str | Path, x: np.ndarray, input_shape=None, seed: int = 0, say=print):
+def convert(
+    spec: str | Path,
+    x: np.ndarray,
+    input_shape=None,
+    seed: int = 0,
+    say=print,
+    names: tuple[str, str] = ("config key 'model.input_shape'", 'data.layout (NCHW or NHWC)'),
+):
     """The float Keras model of the PyTorch model ``spec`` and the record of its conversion.
 
     ``x``: channels-last training inputs; the first ``EXAMPLE_SAMPLES`` (in torch's
     layout) are the example input. ``input_shape``: torch layout without the batch axis
-    (None: the data's). The conversion check's line is passed to ``say``.
+    (None: the data's). The conversion check's line is passed to ``say``. ``names``: how
+    the input shape and the data layout are set (config keys, or the CLI's options).
     """
     from pruner.torch_import import convert_torch, load_torch, to_channels_first
 
     data_shape = torch_layout(x.shape[1:])
     if input_shape is not None and tuple(input_shape) != data_shape:
         raise ConfigError(
-            f"config key 'model.input_shape' is {list(input_shape)} (torch layout), but the data's samples are "
-            f'{list(x.shape[1:])} channels-last, i.e. {list(data_shape)} in torch layout; check model.input_shape '
-            'and data.layout (NCHW or NHWC)'
+            f"{names[0]} is {list(input_shape)} (torch layout), but the data's samples are {list(x.shape[1:])} "
+            f'channels-last, i.e. {list(data_shape)} in torch layout; check the input shape and {names[1]}'
         )
     module, shape = load_torch(spec, data_shape)
     conversion = convert_torch(module, to_channels_first(x[:EXAMPLE_SAMPLES]), seed=seed)
