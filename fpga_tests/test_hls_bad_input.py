@@ -23,9 +23,9 @@ def run_cli(*args, env=None):
     return cli(*args, env=env)
 
 
-def _small_model(activation=None, extra=None):
+def _small_model(activation=None, extra=None, input_name='x'):
     activation = activation or quantized_relu(6, 2)
-    inp = keras.Input((4,), name='x')
+    inp = keras.Input((4,), name=input_name)
     h = QActivation(quantized_bits(8, 2, alpha=1), name='input_q')(inp)
     h = QDense(3, kernel_quantizer=wq(4), bias_quantizer=wq(4), activation=activation, name='hidden')(h)
     if extra is not None:
@@ -78,6 +78,15 @@ def test_unsupported_layer_is_named(tmp_path):
     model = _small_model(extra=keras.layers.LayerNormalization(name='my_norm'))
     with pytest.raises(UnsupportedModelError, match=r"layer 'my_norm' \(LayerNormalization\) is not supported"):
         hls_backend.write_project(save(model, tmp_path), tmp_path / 'out')
+
+
+def test_layer_named_input_is_refused_by_name(tmp_path):
+    """hls4ml reserves the layer name 'input' (a RuntimeError from inside its graph): named up front."""
+    path = save(_small_model(input_name='input'), tmp_path)
+    proc = run_cli('hls', path, '--out', tmp_path / 'out')
+    assert proc.returncode == 2 and "layer 'input' (InputLayer)" in proc.stderr, proc.stderr[-2000:]
+    assert "hls4ml reserves the layer name 'input'" in proc.stderr and 'Traceback' not in proc.stderr
+    assert not (tmp_path / 'out').exists()
 
 
 def test_unquantized_hidden_activation_is_refused(tmp_path):

@@ -88,6 +88,16 @@ def test_layer_names_follow_module_paths():
     assert {'Conv2D', 'BatchNormalization', 'Add', 'ZeroPadding2D', 'GlobalAveragePooling2D', 'Dense'} <= kinds
 
 
+def test_input_is_named_after_the_forward_argument_except_input():
+    """nn.Sequential's forward argument is 'input', a layer name hls4ml refuses: the Keras
+    input becomes 'input_layer' (Keras's default) there, and keeps the argument's name elsewhere."""
+    sequential = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    model = from_torch(sequential, torch.randn(5, 4), verbose=0)
+    assert model.inputs[0].name == 'input_layer' and 'input' not in {layer.name for layer in model.layers}
+    model = from_torch(torch_models.build('jet_mlp'), torch_models.inputs('jet_mlp'), verbose=0)
+    assert model.inputs[0].name == 'x'
+
+
 def test_linear_after_flatten_reads_features_channels_last():
     """torch flattens (C, H, W), Keras (H, W, C): row j of the Keras kernel is torch's
     input feature c*H*W + h*W + w for j = (h*W + w)*C + c."""

@@ -169,6 +169,12 @@ def write_project(
         import keras
 
         model = keras.Model(model.inputs, model.outputs, name=model.name)
+    for layer in model.layers:
+        if layer.name == 'input':  # else hls4ml stops with a RuntimeError from inside its graph
+            raise UnsupportedModelError(
+                f"layer 'input' ({layer.__class__.__name__}) of {model_path}: hls4ml reserves the layer name 'input'; "
+                "rename the layer (e.g. keras.Input(shape, name='input_layer')) and save the model again"
+            )
     plan = plan_model(model, options.input_precision, options.default_precision)
     if plan.exact:
         check_float32_reference(model, plan)

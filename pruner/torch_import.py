@@ -755,7 +755,12 @@ def program_to_keras(program, name: str = 'from_torch'):
             f'input {inp.name} has shape (batch, {", ".join(map(str, shape))}); supported: (batch, features), '
             '(batch, C, L) and (batch, C, H, W)'
         )
-    keras_input = keras.Input(_keras_input_shape(shape), name=_sanitize(inp.name))
+    # Named after forward()'s argument, except 'input' (nn.Sequential's): hls4ml reserves
+    # that layer name and refuses the model; 'input_layer' is Keras's own default.
+    input_name = _sanitize(inp.name)
+    input_name = 'input_layer' if input_name == 'input' else input_name
+    b._used.add(input_name)
+    keras_input = keras.Input(_keras_input_shape(shape), name=input_name)
     b.env[inp.name] = Value(keras_input, shape)
     outputs = []
     for node in program.graph.nodes:
