@@ -46,6 +46,7 @@ def torch_inputs(tmp_path_factory):
     x, y = load_digits_images()
     x = np.ascontiguousarray(np.moveaxis(x, -1, 1))  # (N, 1, 8, 8): torch's layout
     np.savez(d / 'digits_nchw.npz', x_train=x, y_train=y)
+    np.save(d / 'x_nchw.npy', x[:40])
     torch.manual_seed(3)
     net = TinyTorchCNN()
     optimizer = torch.optim.Adam(net.parameters(), 3e-3)
@@ -276,3 +277,36 @@ def test_prune_bad_torch_input_names_it_and_writes_nothing(torch_inputs, tmp_pat
     assert proc.returncode == 2 and message.format(d=d) in proc.stderr, proc.stderr[-2000:]
     assert 'Traceback' not in proc.stderr
     assert not (tmp_path / 'out').exists()
+
+
+# ---------------------------------------------------------------------------
+# lpsubnet hls / rtl with a PyTorch model: converted, then the normal flow
+# ---------------------------------------------------------------------------
+
+
+def test_hls_converts_a_torch_model_and_refuses_it_float(torch_inputs, tmp_path):
+    """The float model converted from torch cannot be exact in hardware: the normal flow
+    names the float layer, and the message says how to quantize it; the conversion
+    check is printed first, and nothing is written."""
+    d, _ = torch_inputs
+    for command in ('hls', 'rtl'):
+        proc = cli(command, d / 'tiny_cnn.pt2', '--out', tmp_path / command)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert 'torch -> Keras: max |diff|' in proc.stdout
+        assert "layer 'conv1' (Conv2D) has float weights" in proc.stderr and 'Traceback' not in proc.stderr
+        assert f'quantize it with `lpsubnet prune {d / "tiny_cnn.pt2"} --data' in proc.stderr
+        assert not (tmp_path / command).exists()
+
+
+def test_hls_torch_model_checked_on_the_inputs_in_their_layout(torch_inputs, tmp_path):
+    """--inputs in torch's layout (--layout NCHW) are the conversion's example input (40
+    samples + 8 random ones); read as channels-last they contradict the .pt2's shape."""
+    d, _ = torch_inputs
+    args = ('hls', d / 'tiny_cnn.pt2', '--out', tmp_path / 'p', '--inputs', d / 'x_nchw.npy', '--layout')
+    proc = cli(*args, 'NCHW', '--default-precision', 'ap_fixed<16,6>')
+    assert 'over 48 inputs' in proc.stdout, proc.stdout
+    # a float model's weights are refused even at a default precision
+    assert proc.returncode == 2 and "layer 'conv1' (Conv2D) has float weights" in proc.stderr
+    proc = cli(*args, 'NHWC')
+    assert proc.returncode == 2 and 'takes inputs of shape [1, 8, 8]' in proc.stderr and 'give [8, 1, 8]' in proc.stderr
+    assert 'Traceback' not in proc.stderr and not (tmp_path / 'p').exists()

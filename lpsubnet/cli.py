@@ -73,6 +73,28 @@ class AutoOrCount(click.ParamType):
 AUTO_OR_COUNT = AutoOrCount()
 
 
+def torch_options(data_option: str, shape_default: str):
+    """--layout and --input-shape, for the commands whose MODEL may be a PyTorch model."""
+
+    def decorate(command):
+        command = click.option(
+            '--input-shape',
+            type=InputShape(),
+            help=f"A PyTorch MODEL's input shape in the torch layout without the batch axis, e.g. 1,8,8 "
+            f'(default: {shape_default}).',
+        )(command)
+        return click.option(
+            '--layout',
+            type=click.Choice(['NHWC', 'NCHW']),
+            default='NHWC',
+            show_default=True,
+            help=f"Layout of the {data_option} arrays with channels: channels last (Keras's) or first "
+            "(PyTorch's, NCHW/NCL).",
+        )(command)
+
+    return decorate
+
+
 class InputShape(click.ParamType):
     """A shape without the batch axis: positive sizes separated by commas, e.g. 1,8,8."""
 
@@ -172,6 +194,7 @@ def main():
     '--default-precision',
     help='Accept layers that cannot be exact (float activations, batch norm) at this type; csim will not be exact.',
 )
+@torch_options('--inputs', "the --inputs' (channels first), or a .pt2 program's own")
 @click.option('--force', is_flag=True, help='Replace an existing, non-empty output directory.')
 @handle_errors
 def hls(
@@ -187,9 +210,23 @@ def hls(
     inputs,
     input_precision,
     default_precision,
+    layout,
+    input_shape,
     force,
 ):
-    """Write a Vivado/Vitis HLS project for a saved QKeras MODEL (.keras)."""
+    """Write a Vivado/Vitis HLS project for a saved QKeras MODEL (.keras).
+
+    A PyTorch MODEL (.pt2, TorchScript, 'module:callable') is converted to a float Keras
+    model first: a float model is not exact in hardware (prune and quantize it with
+    `lpsubnet prune`), so it needs --default-precision here.
+    """
+    from pathlib import Path
+
+    from hls_backend.files import check_output_dir
+
+    from .pytorch import keras_model_file
+
+    check_output_dir(Path(out_dir).absolute(), force)  # refuse before the conversion
     import_tensorflow_quietly()
     from hls_backend import HLSOptions, write_project
 
@@ -204,7 +241,8 @@ def hls(
         input_precision=input_precision,
         default_precision=default_precision,
     )
-    info = write_project(model, out_dir, options, inputs=inputs, force=force)
+    with keras_model_file(model, inputs, input_shape, layout, say=click.echo) as (model_file, inputs):
+        info = write_project(model_file, out_dir, options, inputs=inputs, force=force)
     click.echo(f'wrote {info.project_dir} ({options.backend}, {options.io_type}, {info.samples} test samples)')
     click.echo(f'input {info.input_type}: {info.input_source}')
     for note in info.notes:
@@ -270,16 +308,35 @@ def synth(project_dir, steps):
     help='Clock period in ns (timing constraints).',
 )
 @click.option('--inputs', type=click.Path(dir_okay=False), help='Test inputs (.npy/.npz); default: 200 random samples.')
+@torch_options('--inputs', "the --inputs' (channels first), or a .pt2 program's own")
 @click.option('--force', is_flag=True, help='Replace an existing, non-empty output directory.')
 @handle_errors
-def rtl(model, out_dir, hdl, latency_cutoff, clock_period, inputs, force):
-    """Write Verilog/VHDL for MODEL with da4ml and simulate it cycle by cycle with Verilator."""
+def rtl(model, out_dir, hdl, latency_cutoff, clock_period, inputs, layout, input_shape, force):
+    """Write Verilog/VHDL for MODEL with da4ml and simulate it cycle by cycle with Verilator.
+
+    A PyTorch MODEL (.pt2, TorchScript, 'module:callable') is converted to a float Keras
+    model first; the RTL route needs it pruned and quantized (`lpsubnet prune`).
+    """
+    from pathlib import Path
+
+    from hls_backend.files import check_output_dir
+
+    from .pytorch import keras_model_file
+
+    check_output_dir(Path(out_dir).absolute(), force)  # refuse before the conversion
     import_tensorflow_quietly()
     from hls_backend import rtl as run_rtl
 
-    result = run_rtl(
-        model, out_dir, inputs=inputs, hdl=hdl, latency_cutoff=latency_cutoff, clock_period=clock_period, force=force
-    )
+    with keras_model_file(model, inputs, input_shape, layout, say=click.echo) as (model_file, inputs):
+        result = run_rtl(
+            model_file,
+            out_dir,
+            inputs=inputs,
+            hdl=hdl,
+            latency_cutoff=latency_cutoff,
+            clock_period=clock_period,
+            force=force,
+        )
     click.echo(_summary(result))
     res = result.resources
     click.echo(
@@ -298,19 +355,7 @@ def rtl(model, out_dir, hdl, latency_cutoff, clock_period, inputs, force):
     type=click.Path(dir_okay=False),
     help='npz with x_train, y_train (and x_val, y_val or x_test, y_test).',
 )
-@click.option(
-    '--layout',
-    type=click.Choice(['NHWC', 'NCHW']),
-    default='NHWC',
-    show_default=True,
-    help="Layout of the --data arrays with channels: channels last (Keras's) or first (PyTorch's, NCHW/NCL).",
-)
-@click.option(
-    '--input-shape',
-    type=InputShape(),
-    help="A PyTorch MODEL's input shape in the torch layout without the batch axis, e.g. 1,8,8 "
-    "(default: the data's, channels first).",
-)
+@torch_options('--data', "the data's, channels first")
 @click.option(
     '--out',
     'out_dir',

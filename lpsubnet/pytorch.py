@@ -10,6 +10,8 @@ when a conversion runs, never by ``import lpsubnet``.
 
 from __future__ import annotations
 
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +50,7 @@ def torch_layout(sample_shape: tuple[int, ...]) -> tuple[int, ...]:
 
 def convert(
     spec: str | Path,
-    x: np.ndarray,
+    x: np.ndarray | None,
     input_shape=None,
     seed: int = 0,
     say=print,
@@ -56,21 +58,30 @@ def convert(
 ):
     """The float Keras model of the PyTorch model ``spec`` and the record of its conversion.
 
-    ``x``: channels-last training inputs; the first ``EXAMPLE_SAMPLES`` (in torch's
-    layout) are the example input. ``input_shape``: torch layout without the batch axis
-    (None: the data's). The conversion check's line is passed to ``say``. ``names``: how
-    the input shape and the data layout are set (config keys, or the CLI's options).
+    ``x``: channels-last inputs (the training data); the first ``EXAMPLE_SAMPLES`` (in
+    torch's layout) are the example input. Without data, the example is standard normal
+    noise of ``input_shape`` (torch layout without the batch axis; a .pt2 knows its own).
+    The conversion check's line is passed to ``say``. ``names``: how the input shape
+    and the data layout are set (config keys, or the CLI's options).
     """
     from pruner.torch_import import convert_torch, load_torch, to_channels_first
 
-    data_shape = torch_layout(x.shape[1:])
-    if input_shape is not None and tuple(input_shape) != data_shape:
-        raise ConfigError(
-            f"{names[0]} is {list(input_shape)} (torch layout), but the data's samples are {list(x.shape[1:])} "
-            f'channels-last, i.e. {list(data_shape)} in torch layout; check the input shape and {names[1]}'
-        )
-    module, shape = load_torch(spec, data_shape)
-    conversion = convert_torch(module, to_channels_first(x[:EXAMPLE_SAMPLES]), seed=seed)
+    if x is None:
+        if input_shape is None and Path(str(spec)).suffix != '.pt2':
+            raise ConfigError(f'{spec}: give the input shape ({names[0]}, torch layout without the batch axis)')
+        module, shape = load_torch(spec, input_shape)
+        rng = np.random.default_rng(seed)
+        example = rng.standard_normal((EXAMPLE_SAMPLES, *shape)).astype(np.float32)
+    else:
+        data_shape = torch_layout(x.shape[1:])
+        if input_shape is not None and tuple(input_shape) != data_shape:
+            raise ConfigError(
+                f"{names[0]} is {list(input_shape)} (torch layout), but the data's samples are {list(x.shape[1:])} "
+                f'channels-last, i.e. {list(data_shape)} in torch layout; check the input shape and {names[1]}'
+            )
+        module, shape = load_torch(spec, data_shape)
+        example = to_channels_first(x[:EXAMPLE_SAMPLES])
+    conversion = convert_torch(module, example, seed=seed)
     say(conversion.check.line())
     check = conversion.check.to_dict()
     check.pop('per_input')  # one entry per sample: the figures below say what matters
@@ -82,6 +93,42 @@ def convert(
         'conversion_check': check,
     }
     return conversion.model, record
+
+
+@contextmanager
+def keras_model_file(spec, inputs, input_shape, layout: str, say=print):
+    """For the commands that read a saved model (hls, rtl): yields (model file, inputs).
+
+    A .keras MODEL comes back as it is. A PyTorch MODEL is converted (``convert``; its
+    example input: ``inputs`` if given, else noise) and saved as a float Keras model in
+    a temporary directory, removed when the command ends; ``inputs`` (``layout``) come
+    back loaded and channels-last.
+    """
+    if not is_torch_model(spec):
+        if input_shape is not None:
+            raise ConfigError(f'--input-shape is for PyTorch models; {spec} is a Keras model, which knows its shape')
+        yield spec, inputs
+        return
+    from hls_backend.model_io import load_array
+
+    from .datasets import channels_last
+
+    x = None if inputs is None else channels_last(np.asarray(load_array(inputs), dtype=np.float32), layout)
+    model, _ = convert(spec, x, input_shape, say=say, names=('--input-shape', '--layout'))
+    from hls_backend.errors import UnsupportedModelError
+
+    with tempfile.TemporaryDirectory(prefix='lpsubnet-from-torch-') as tmp:
+        path = Path(tmp) / f'{model.name}.keras'
+        model.save(path)
+        try:
+            yield path, x
+        except UnsupportedModelError as exc:
+            # The message names a Keras layer and the QKeras class it needs; a PyTorch
+            # user gets there with lpsubnet prune, not by writing QKeras.
+            raise UnsupportedModelError(
+                f'{exc} (in the float Keras model converted from {spec}: quantize it with '
+                f'`lpsubnet prune {spec} --data <npz> --out <dir>` and give <dir>/reduced.keras)'
+            ) from None
 
 
 def export_reduced(reduced, path: Path) -> dict:
