@@ -80,12 +80,20 @@ def test_unsupported_layer_is_named(tmp_path):
         hls_backend.write_project(save(model, tmp_path), tmp_path / 'out')
 
 
-def test_layer_named_input_is_refused_by_name(tmp_path):
-    """hls4ml reserves the layer name 'input' (a RuntimeError from inside its graph): named up front."""
-    path = save(_small_model(input_name='input'), tmp_path)
+@pytest.mark.parametrize(
+    'model,message',
+    [
+        (lambda: _small_model(input_name='input'), "layer 'input' (InputLayer)"),
+        (lambda: _small_model(extra=keras.layers.Dense(3, name='0')), "layer '0' (Dense)"),
+    ],
+)
+def test_layer_names_hls4ml_cannot_use_are_refused_by_name(tmp_path, model, message):
+    """'input' is reserved by hls4ml (a RuntimeError from inside its graph), and a name
+    starting with a digit becomes a C++ type name that does not compile: both named up front."""
+    path = save(model(), tmp_path)
     proc = run_cli('hls', path, '--out', tmp_path / 'out')
-    assert proc.returncode == 2 and "layer 'input' (InputLayer)" in proc.stderr, proc.stderr[-2000:]
-    assert "hls4ml reserves the layer name 'input'" in proc.stderr and 'Traceback' not in proc.stderr
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    assert 'rename the layer' in proc.stderr and 'Traceback' not in proc.stderr
     assert not (tmp_path / 'out').exists()
 
 

@@ -88,12 +88,16 @@ def test_layer_names_follow_module_paths():
     assert {'Conv2D', 'BatchNormalization', 'Add', 'ZeroPadding2D', 'GlobalAveragePooling2D', 'Dense'} <= kinds
 
 
-def test_input_is_named_after_the_forward_argument_except_input():
-    """nn.Sequential's forward argument is 'input', a layer name hls4ml refuses: the Keras
-    input becomes 'input_layer' (Keras's default) there, and keeps the argument's name elsewhere."""
+def test_sequential_names_are_identifiers():
+    """nn.Sequential's forward argument is 'input' and its children are '0', '1', ...; hls4ml
+    refuses a layer named 'input' and names C++ types after layers. The Keras input becomes
+    'input_layer' (Keras's default) and a child's name is prefixed with its class; elsewhere
+    the input keeps the argument's name."""
     sequential = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
     model = from_torch(sequential, torch.randn(5, 4), verbose=0)
-    assert model.inputs[0].name == 'input_layer' and 'input' not in {layer.name for layer in model.layers}
+    names = [layer.name for layer in model.layers]
+    assert model.inputs[0].name == 'input_layer' and 'input' not in names
+    assert {'linear_0', 'relu_1', 'linear_2'} <= set(names) and all(n.isidentifier() for n in names)
     model = from_torch(torch_models.build('jet_mlp'), torch_models.inputs('jet_mlp'), verbose=0)
     assert model.inputs[0].name == 'x'
 

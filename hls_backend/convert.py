@@ -169,12 +169,7 @@ def write_project(
         import keras
 
         model = keras.Model(model.inputs, model.outputs, name=model.name)
-    for layer in model.layers:
-        if layer.name == 'input':  # else hls4ml stops with a RuntimeError from inside its graph
-            raise UnsupportedModelError(
-                f"layer 'input' ({layer.__class__.__name__}) of {model_path}: hls4ml reserves the layer name 'input'; "
-                "rename the layer (e.g. keras.Input(shape, name='input_layer')) and save the model again"
-            )
+    check_layer_names(model, model_path)
     plan = plan_model(model, options.input_precision, options.default_precision)
     if plan.exact:
         check_float32_reference(model, plan)
@@ -229,6 +224,23 @@ def write_project(
         )
         _write_lpsubnet_files(tmp_dir, hls_model, info, options)
     return info
+
+
+def check_layer_names(model, model_path) -> None:
+    """Refuse layer names hls4ml cannot use, naming the layer: 'input' (reserved; hls4ml
+    stops with a RuntimeError from inside its graph) and names starting with a digit
+    (hls4ml names C++ types after layers: '0_accum_t' does not compile)."""
+    for layer in model.layers:
+        if layer.name == 'input':
+            reason = "hls4ml reserves the layer name 'input'"
+        elif layer.name[:1].isdigit():
+            reason = 'hls4ml names C++ types after layers, and a C++ name cannot start with a digit'
+        else:
+            continue
+        raise UnsupportedModelError(
+            f"layer '{layer.name}' ({layer.__class__.__name__}) of {model_path}: {reason}; rename the layer "
+            "(e.g. keras.Input(shape, name='input_layer'), Dense(..., name='dense_0')) and save the model again"
+        )
 
 
 # hls4ml layers that only move, select or join values: their result (and a max

@@ -709,13 +709,17 @@ class _Builder:
         key = (id(node), suffix)
         if key in self._names:
             return self._names[key]
-        path, _ = _module_of(node)
+        path, cls = _module_of(node)
         if path and self._path_count.get(path) == 1:
             base = _sanitize(path)
         elif path:
             base = _sanitize(f'{path}_{node.name}')
         else:
             base = _sanitize(node.name)
+        if base[0].isdigit():
+            # nn.Sequential's children are '0', '1', ...: a name must not start with a digit
+            # where it becomes an identifier (hls4ml's C++ types are named after layers).
+            base = f'{_sanitize(cls).lower() or "layer"}_{base}'
         if suffix:
             base = f'{base}_{suffix}'
         name, i = base, 1
