@@ -21,19 +21,13 @@ from fpga_tests.cli_helpers import cli
 from fpga_tests.test_run_pipeline import BUDGETS, own_copy
 
 
-class TinyTorchCNN(nn.Module):
-    """The tiny Keras CNN of test_run_pipeline.py, written in PyTorch: Conv(4)-BN-ReLU-MaxPool, Flatten, Linear."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 4, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(4)
-        self.pool1 = nn.MaxPool2d(2)
-        self.classifier = nn.Linear(4 * 3 * 3, 10)
-
-    def forward(self, x):
-        x = self.pool1(torch.relu(self.bn1(self.conv1(x))))
-        return self.classifier(torch.flatten(x, 1))  # logits
+def tiny_torch_cnn() -> nn.Sequential:
+    """The tiny Keras CNN of test_run_pipeline.py in PyTorch: Conv(4)-BN-ReLU-MaxPool,
+    Flatten, Linear (logits). An nn.Sequential, as many PyTorch models are: its input is
+    named 'input' and its children '0', '1', ..., names hls4ml cannot use as they are."""
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 10)
+    )
 
 
 @pytest.fixture(scope='module')
@@ -48,7 +42,7 @@ def torch_inputs(tmp_path_factory):
     np.savez(d / 'digits_nchw.npz', x_train=x, y_train=y)
     np.save(d / 'x_nchw.npy', x[:40])
     torch.manual_seed(3)
-    net = TinyTorchCNN()
+    net = tiny_torch_cnn()
     optimizer = torch.optim.Adam(net.parameters(), 3e-3)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     for _ in range(3):  # well under a second
@@ -155,9 +149,9 @@ def test_reduced_pt2_loads_in_torch_and_equals_qkeras(torch_run):
     assert manifest['torch']['reduced']['input_shape'] == [1, 8, 8]
     assert json.loads((run / 'stages' / 'compress.json').read_text())['summary']['reduced_pt2'] == 'reduced.pt2'
     assert_pt2_equals_qkeras(run / 'compress', split_of(run)[0])
-    # What comes back is the channel-reduced model: conv1 keeps 2 of its 4 channels, and
-    # the Linear reads the 2 x 3 x 3 features left.
-    conv1 = manifest['layers']['conv1']
+    # What comes back is the channel-reduced model: the conv keeps 2 of its 4 channels,
+    # and the Linear reads the 2 x 3 x 3 features left.
+    conv1 = manifest['layers']['conv2d_0']
     assert (conv1['channels_before'], conv1['channels_after']) == (4, 2)
     shapes = {tuple(v.shape) for v in torch.export.load(run / 'compress' / 'reduced.pt2').state_dict.values()}
     assert (2, 1, 3, 3) in shapes and (10, 18) in shapes and not any(s[0] == 4 for s in shapes if len(s) == 4)
@@ -293,7 +287,7 @@ def test_hls_converts_a_torch_model_and_refuses_it_float(torch_inputs, tmp_path)
         proc = cli(command, d / 'tiny_cnn.pt2', '--out', tmp_path / command)
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert 'torch -> Keras: max |diff|' in proc.stdout
-        assert "layer 'conv1' (Conv2D) has float weights" in proc.stderr and 'Traceback' not in proc.stderr
+        assert "layer 'conv2d_0' (Conv2D) has float weights" in proc.stderr and 'Traceback' not in proc.stderr
         assert f'quantize it with `lpsubnet prune {d / "tiny_cnn.pt2"} --data' in proc.stderr
         assert not (tmp_path / command).exists()
 
@@ -306,7 +300,7 @@ def test_hls_torch_model_checked_on_the_inputs_in_their_layout(torch_inputs, tmp
     proc = cli(*args, 'NCHW', '--default-precision', 'ap_fixed<16,6>')
     assert 'over 48 inputs' in proc.stdout, proc.stdout
     # a float model's weights are refused even at a default precision
-    assert proc.returncode == 2 and "layer 'conv1' (Conv2D) has float weights" in proc.stderr
+    assert proc.returncode == 2 and "layer 'conv2d_0' (Conv2D) has float weights" in proc.stderr
     proc = cli(*args, 'NHWC')
     assert proc.returncode == 2 and 'takes inputs of shape [1, 8, 8]' in proc.stderr and 'give [8, 1, 8]' in proc.stderr
     assert 'Traceback' not in proc.stderr and not (tmp_path / 'p').exists()
