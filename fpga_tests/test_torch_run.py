@@ -10,6 +10,7 @@ commands run in process (fpga_tests.cli_helpers.cli).
 """
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -19,6 +20,8 @@ from torch import nn
 
 from fpga_tests.cli_helpers import cli
 from fpga_tests.test_run_pipeline import BUDGETS, own_copy
+from lpsubnet.config import ConfigError, parse_config
+from lpsubnet.metrics_schema import Metrics
 
 
 def tiny_torch_cnn() -> nn.Sequential:
@@ -174,6 +177,10 @@ def test_run_to_bit_exact_csim_and_rtl(torch_run, torch_inputs, tmp_path):
         assert metrics[route]['exact'], metrics[route]
         assert metrics[route]['exact_matches'] == metrics[route]['samples'] == test_size
     assert metrics['accuracy']['rtl'] == metrics['accuracy']['csim'] == metrics['accuracy']['quantized']
+    Metrics.model_validate(metrics)
+    assert metrics['torch']['reduced']['file'] == 'reduced.pt2' and metrics['torch']['conversion_check']['ok']
+    # the summary names where the reduced model went (rich may fold the long path: compare without white space)
+    assert f'reducedmodelout:{run / "compress" / "reduced.pt2"}' in ''.join(proc.stdout.split())
     tb = run / 'hls' / 'project' / 'tb_data'
     x = np.loadtxt(tb / 'tb_input_features.dat', ndmin=2).reshape(test_size, 8, 8, 1)
     expected = np.loadtxt(tb / 'tb_output_predictions.dat', ndmin=2)
@@ -218,6 +225,16 @@ def test_unsupported_op_names_the_node_and_keeps_only_finished_stages(torch_inpu
     assert 'Traceback' not in proc.stderr
     assert sorted(p.name for p in run.iterdir()) == ['config.yaml', 'data', 'stages']
     assert [p.name for p in (run / 'stages').iterdir()] == ['data.json']
+
+
+def test_layout_is_for_npz_data(tmp_path):
+    message = 'data.layout describes .npz data (dataset: npz)'
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config({'data': {'layout': 'NCHW'}})
+    config = tmp_path / 'digits_nchw.yaml'
+    config.write_text(yaml.safe_dump({'data': {'layout': 'NCHW'}}))
+    proc = cli('run', config, '--out', tmp_path / 'run')
+    assert proc.returncode == 2 and message in proc.stderr and not (tmp_path / 'run').exists()
 
 
 def test_input_shape_that_contradicts_the_data_is_named(torch_inputs, tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -29,6 +29,14 @@ class DataConfig(Section):
         description='layout of the .npz arrays with channels: NHWC/NLC (channels last) or NCHW/NCL (channels first, '
         "PyTorch's); the run stores and feeds channels-last data either way",
     )
+
+    @model_validator(mode='after')
+    def _layout_is_for_npz(self):
+        if self.dataset == 'digits' and self.layout != 'NHWC':
+            raise ValueError(
+                'data.layout describes .npz data (dataset: npz); the built-in digits are channels-last: leave it at NHWC'
+            )
+        return self
 
 
 class ModelConfig(Section):

@@ -97,12 +97,7 @@ def channels_last(x: np.ndarray, layout: str) -> np.ndarray:
 def load_splits(config: DataConfig, seed: int) -> Splits:
     from sklearn.model_selection import train_test_split
 
-    if config.dataset == 'digits':
-        if config.layout != 'NHWC':
-            raise ConfigError(
-                "config key 'data.layout' describes .npz data (data.dataset: npz); the built-in digits are "
-                'channels-last (NHWC): leave data.layout at NHWC'
-            )
+    if config.dataset == 'digits':  # channels-last (the configuration refuses another data.layout)
         x, y = load_digits_images()
         test = None
         name = 'scikit-learn digits (8x8)'

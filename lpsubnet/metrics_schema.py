@@ -89,6 +89,11 @@ class Metrics(Strict):
     rtl_skipped_reason: str | None
     vendor: Vendor
     stages: list[StageTime]
+    torch: dict | None = Field(
+        None,
+        description='for a PyTorch model (model.path): its source, input shapes, the conversion check (max |diff| '
+        "of the float outputs) and the reduced model written back as compress/reduced.pt2 (the manifest's torch entry)",
+    )
 
 
 if __name__ == '__main__':

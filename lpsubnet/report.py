@@ -120,6 +120,7 @@ def collect_metrics(ctx: RunContext) -> dict:
             }
             for name, rec in ctx.records.items()
         ],
+        'torch': manifest.get('torch'),
     }
     return Metrics.model_validate(metrics).model_dump(mode='json')
 

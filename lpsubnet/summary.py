@@ -48,6 +48,13 @@ def print_summary(ctx: RunContext) -> None:
     table.add_row('vendor synthesis', '', m['vendor']['status'])
     console = Console()
     console.print(table)
+    if m.get('torch'):
+        t = m['torch']
+        console.print(
+            f'PyTorch model {t["source"]} in (conversion max |diff| {t["conversion_check"]["max_abs_diff"]:.3g}), '
+            f'reduced model out: {ctx.stage_dir("compress") / t["reduced"]["file"]}',
+            highlight=False,
+        )
     if m['vendor']['status'] == 'tool missing':
         console.print(m['vendor']['message'], highlight=False)
     console.print(f'report: {ctx.run_dir / "report.html"}', highlight=False)
