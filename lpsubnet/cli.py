@@ -602,11 +602,11 @@ def run(config, out_dir, force, resume, stop_after, print_config):
     if print_config:
         click.echo(dump_config(run_config), nl=False)
         return
+    import_tensorflow_quietly()  # first: telling a PyTorch model file apart imports pruner, hence Keras
     if not resume:  # a missing model file stops the run before its directory exists
         from .pytorch import check_model_file
 
         check_model_file(run_config.model.path)
-    import_tensorflow_quietly()
     from .pipeline import run_pipeline
     from .stages import STAGES
     from .summary import print_summary
