@@ -321,3 +321,17 @@ def test_hls_torch_model_checked_on_the_inputs_in_their_layout(torch_inputs, tmp
     proc = cli(*args, 'NHWC')
     assert proc.returncode == 2 and 'takes inputs of shape [1, 8, 8]' in proc.stderr and 'give [8, 1, 8]' in proc.stderr
     assert 'Traceback' not in proc.stderr and not (tmp_path / 'p').exists()
+
+
+def test_hls_inputs_in_nchw_for_a_keras_model(torch_run, torch_inputs, tmp_path):
+    """--layout NCHW moves --inputs channels-last for a Keras MODEL too (here the run's
+    reduced.keras): the project's test data are the same digits, NHWC (k/16: on the input grid)."""
+    run, _ = torch_run
+    d, _ = torch_inputs
+    out = tmp_path / 'project'
+    proc = cli(
+        'hls', run / 'compress' / 'reduced.keras', '--out', out, '--inputs', d / 'x_nchw.npy', '--layout', 'NCHW'
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    x = np.loadtxt(out / 'tb_data' / 'tb_input_features.dat', ndmin=2)
+    np.testing.assert_array_equal(x, np.moveaxis(np.load(d / 'x_nchw.npy'), 1, -1).reshape(40, -1))

@@ -99,20 +99,23 @@ def convert(
 def keras_model_file(spec, inputs, input_shape, layout: str, say=print):
     """For the commands that read a saved model (hls, rtl): yields (model file, inputs).
 
-    A .keras MODEL comes back as it is. A PyTorch MODEL is converted (``convert``; its
+    A .keras MODEL comes back as it is (``inputs`` loaded and moved channels-last when
+    ``layout`` is NCHW). A PyTorch MODEL is converted (``convert``; its
     example input: ``inputs`` if given, else noise) and saved as a float Keras model in
     a temporary directory, removed when the command ends; ``inputs`` (``layout``) come
     back loaded and channels-last.
     """
-    if not is_torch_model(spec):
-        if input_shape is not None:
-            raise ConfigError(f'--input-shape is for PyTorch models; {spec} is a Keras model, which knows its shape')
-        yield spec, inputs
-        return
     from hls_backend.model_io import load_array
 
     from .datasets import channels_last
 
+    if not is_torch_model(spec):
+        if input_shape is not None:
+            raise ConfigError(f'--input-shape is for PyTorch models; {spec} is a Keras model, which knows its shape')
+        if inputs is not None and layout != 'NHWC':
+            inputs = channels_last(np.asarray(load_array(inputs)), layout)
+        yield spec, inputs
+        return
     x = None if inputs is None else channels_last(np.asarray(load_array(inputs), dtype=np.float32), layout)
     model, _ = convert(spec, x, input_shape, say=say, names=('--input-shape', '--layout'))
     from hls_backend.errors import UnsupportedModelError
