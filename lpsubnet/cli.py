@@ -217,8 +217,9 @@ def hls(
     """Write a Vivado/Vitis HLS project for a saved QKeras MODEL (.keras).
 
     A PyTorch MODEL (.pt2, TorchScript, 'module:callable') is converted to a float Keras
-    model first: a float model is not exact in hardware (prune and quantize it with
-    `lpsubnet prune`), so it needs --default-precision here.
+    model first (the conversion is checked and unsupported ops are named); its float
+    weights are refused like any float model's: prune and quantize it with `lpsubnet
+    prune`, then give its reduced.keras.
     """
     from pathlib import Path
 
@@ -315,7 +316,8 @@ def rtl(model, out_dir, hdl, latency_cutoff, clock_period, inputs, layout, input
     """Write Verilog/VHDL for MODEL with da4ml and simulate it cycle by cycle with Verilator.
 
     A PyTorch MODEL (.pt2, TorchScript, 'module:callable') is converted to a float Keras
-    model first; the RTL route needs it pruned and quantized (`lpsubnet prune`).
+    model first, which the RTL route refuses like any float model: prune and quantize it
+    with `lpsubnet prune`, then give its reduced.keras.
     """
     from pathlib import Path
 
