@@ -251,17 +251,18 @@ def test_separable_conv_sums_are_bounded_by_float32(bits, refused):
     QSeparableConv1D/2D: a hand-written list of weighted layers left them out). 12-bit
     inputs times 12-bit depthwise weights over 9 taps, then 12-bit pointwise weights over
     3 channels need more than 24 bits; 4-bit weights fit."""
+    from hls_backend.hls_layers import HLS_LAYERS
     from hls_backend.model_plan import check_float32_reference, plan_model
 
     model = _separable(bits)
-    plan = plan_model(model)
+    plan = plan_model(model, HLS_LAYERS)
     if refused:
         with pytest.raises(
             UnsupportedModelError, match=r"layer 'sep' \(QSeparableConv2D\).*more than the 24 of float32"
         ):
-            check_float32_reference(model, plan)
+            check_float32_reference(model, plan, HLS_LAYERS)
     else:
-        check_float32_reference(model, plan)
+        check_float32_reference(model, plan, HLS_LAYERS)
 
 
 # Controls: the same shapes with what the back end supports stay accepted and exact.

@@ -19,6 +19,8 @@ import numpy as np
 from . import qkeras_bridge
 from .errors import BadInputError, UnsupportedModelError
 from .files import atomic_directory, check_output_dir, write_text_atomic
+from .hls_layers import HLS_LAYERS, check_hls_graph
+from .layer_kinds import WEIGHT_ROLES
 from .model_io import check_inputs, load_array, load_qkeras_model
 from .model_plan import ModelPlan, check_float32_reference, plan_model
 from .templates import render
@@ -170,9 +172,9 @@ def write_project(
 
         model = keras.Model(model.inputs, model.outputs, name=model.name)
     check_layer_names(model, model_path)
-    plan = plan_model(model, options.input_precision, options.default_precision)
+    plan = plan_model(model, HLS_LAYERS, options.input_precision, options.default_precision)
     if plan.exact:
-        check_float32_reference(model, plan)
+        check_float32_reference(model, plan, HLS_LAYERS)
     hw_model = _logits_model(model, plan)
 
     if inputs is None:
@@ -243,93 +245,6 @@ def check_layer_names(model, model_path) -> None:
         )
 
 
-# hls4ml layers that only move, select or join values: their result (and a max
-# pooling's accumulator) must hold every input value, or the design rounds or wraps.
-_LOSSLESS_LAYERS = {
-    'Pooling1D',
-    'Pooling2D',
-    'GlobalPooling1D',
-    'GlobalPooling2D',
-    'ZeroPadding1D',
-    'ZeroPadding2D',
-    'Clone',
-    'Reshape',
-    'Transpose',
-    'Resize',
-    'Concatenate',
-}
-
-
-def _holds(outer, inner, extra_integer: int = 0) -> bool:
-    """Whether hls4ml precision ``outer`` holds every value of ``inner`` (with
-    ``extra_integer`` more integer bits, for a sum of two)."""
-    if not all(hasattr(t, 'fractional') and hasattr(t, 'signed') for t in (outer, inner)):
-        return True  # not a fixed-point or integer type: nothing to compare
-    magnitude = inner.integer - (1 if inner.signed else 0) + extra_integer
-    if inner.signed and not outer.signed:
-        return False
-    return outer.fractional >= inner.fractional and outer.integer - (1 if outer.signed else 0) >= magnitude
-
-
-def check_hls_graph(hls_model) -> None:
-    """Refuse a converted graph that cannot be exact (found by fuzzing; see
-    ``qkeras_bridge._patch_hls4ml`` for the hls4ml 1.3.0 bugs behind both rules):
-
-    - a data-moving layer whose result or accumulator type cannot hold its input
-      (hls4ml falls back to its default ``fixed<16,6>`` where it has no rule), or an
-      Add whose result cannot hold the sum;
-    - a ZeroPadding inserted for an io_stream convolution that does not feed it;
-    - an io_stream depthwise convolution with a kernel of 1 along an axis it strides by
-      more than 1 (every output wrong, found by fuzzing: ``depthwise_1x1_strided_stream``
-      in test_fuzz_regressions.py; a 1x1 Conv2D goes through hls4ml's pointwise code and
-      is exact).
-    """
-    stream = hls_model.config.get_config_value('IOType') == 'io_stream'
-    for layer in hls_model.get_layers():
-        where = f"layer '{layer.name}' ({layer.class_name})"
-        result = layer.get_output_variable().type.precision
-        sources = [layer.get_input_variable(name) for name in layer.inputs]
-        inputs = [var.type.precision for var in sources if var is not None]
-        if layer.class_name in _LOSSLESS_LAYERS:
-            checked = {'result': result}
-            if 'Pooling' in layer.class_name:
-                if str(layer.get_attr('pool_op')).lower() != 'max':
-                    continue  # average pooling is refused by model_plan
-                checked['accumulator'] = layer.types['accum_t'].precision
-            for role, precision in checked.items():
-                for source in inputs:
-                    if not _holds(precision, source):
-                        raise UnsupportedModelError(
-                            f'{where}: hls4ml gave its {role} the type {precision}, which cannot hold its input type '
-                            f'{source}, so the design would not be bit-exact (a gap in hls4ml 1.3.0 type '
-                            'inference that the back end does not cover); use another layer here'
-                        )
-        elif layer.class_name == 'Merge' and str(layer.get_attr('op')).lower() == 'add':
-            if not all(_holds(result, source, extra_integer=1) for source in inputs):
-                raise UnsupportedModelError(
-                    f'{where}: hls4ml gave the sum the type {result}, which cannot hold the sum of '
-                    f'{", ".join(map(str, inputs))}, so the design would not be bit-exact; '
-                    'quantize the addends to fewer bits'
-                )
-        if stream and layer.class_name == 'DepthwiseConv2D':
-            axes = [(layer.get_attr(f'filt_{a}'), layer.get_attr(f'stride_{a}')) for a in ('height', 'width')]
-            if any(kernel == 1 and stride > 1 for kernel, stride in axes):
-                raise UnsupportedModelError(
-                    f'{where}: a depthwise convolution with a kernel of 1 and a stride above 1 on an axis '
-                    '(kernel {0[0][0]}x{0[1][0]}, strides {0[0][1]}x{0[1][1]}) is computed wrongly by hls4ml 1.3.0 '
-                    'with io_stream; use io_parallel, or stride 1 followed by max pooling'.format(axes)
-                )
-        if layer.class_name.startswith('ZeroPadding') and layer.name.startswith(('zp1d_', 'zp2d_')):
-            conv = layer.name[len('zp1d_') :]
-            users = [node.name for node in layer.get_output_nodes()]
-            if users != [conv]:
-                raise UnsupportedModelError(
-                    f"layer '{conv}': hls4ml inserted its io_stream padding '{layer.name}' in front of "
-                    f'{", ".join(users) or "nothing"} instead, so the design would not be bit-exact; '
-                    "use io_parallel, or padding='valid' after an explicit ZeroPadding layer"
-                )
-
-
 def _write_tb_data(project_dir: Path, x: np.ndarray, y: np.ndarray) -> None:
     tb = project_dir / 'tb_data'
     tb.mkdir(exist_ok=True)
@@ -343,6 +258,10 @@ def _dat_lines(a: np.ndarray) -> str:
     return ''.join(' '.join(repr(float(v)) for v in row) + '\n' for row in flat)
 
 
+# The weight column of the layer table: the first weight type a layer has.
+WEIGHT_KEYS = [r.precision_key for r in WEIGHT_ROLES.values() if r.role != 'bias']
+
+
 def _layer_table(hls_model) -> list[dict]:
     rows = []
     for layer in hls_model.get_layers():
@@ -352,7 +271,7 @@ def _layer_table(hls_model) -> list[dict]:
                 'name': layer.name,
                 'class_name': layer.class_name,
                 'result': types.get('result', ''),
-                'weight': types.get('weight', types.get('depthwise', '')),
+                'weight': next((types[k] for k in WEIGHT_KEYS if k in types), ''),
                 'bias': types.get('bias', ''),
                 'accum': types.get('accum', ''),
             }

@@ -203,6 +203,7 @@ def write_rtl(
 
     from .convert import _logits_model, prepare_inputs
     from .model_plan import check_float32_reference, plan_model
+    from .rtl_layers import RTL_LAYERS
     from .rtl_replay import io_widths, replay_model
 
     hdl = hdl.lower()
@@ -214,7 +215,7 @@ def write_rtl(
         )
     model_path = Path(model_path)
     model = load_qkeras_model(model_path)
-    plan = plan_model(model, input_precision=input_precision, route='rtl')
+    plan = plan_model(model, RTL_LAYERS, input_precision=input_precision)
 
     if inputs is None:
         raw, source = (
@@ -234,7 +235,7 @@ def write_rtl(
     io = io_widths(comb)
     io['n_in'], io['n_out'] = comb.shape
     _check_ports(io)
-    check_float32_reference(model, plan)
+    check_float32_reference(model, plan, RTL_LAYERS)
 
     reference = np.asarray(_logits_model(model, plan).predict(x.astype(np.float32), verbose=0), dtype=np.float64)
     reference = reference.reshape(x.shape[0], -1)
