@@ -7,11 +7,12 @@ import pytest
 from qkeras import QActivation, QDense, QSeparableConv2D, quantized_bits
 
 from fpga_tests.hls_models import wq
-from hls_backend import layer_kinds, supported
+from hls_backend import supported
+from hls_backend.core import layer_kinds
+from hls_backend.core.plan import plan_model
 from hls_backend.errors import UnsupportedModelError
-from hls_backend.hls_layers import HLS_LAYERS
-from hls_backend.model_plan import plan_model
-from hls_backend.rtl_layers import RTL_LAYERS
+from hls_backend.hls.layers import HLS_LAYERS
+from hls_backend.rtl.layers import RTL_LAYERS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +35,7 @@ def test_every_weighted_kind_bounds_its_sums():
 
 
 def test_every_rtl_kind_replays():
-    from hls_backend.rtl_layers import RTLLayer
+    from hls_backend.rtl.layers import RTLLayer
 
     for kind in RTL_LAYERS.unique_kinds():
         assert type(kind).replay is not RTLLayer.replay, type(kind).__name__

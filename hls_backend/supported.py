@@ -10,9 +10,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .hls_layers import HLS_LAYERS
-from .layer_kinds import REFUSALS, Registry
-from .rtl_layers import RTL_LAYERS
+from .core.layer_kinds import REFUSALS, Registry
+from .hls.layers import HLS_LAYERS
+from .rtl.layers import RTL_LAYERS
 
 README_START, README_END = '<!-- hls-layers:start -->', '<!-- hls-layers:end -->'
 ROUTES = (('HLS (hls4ml, C simulation)', HLS_LAYERS), ('RTL (da4ml, Verilator)', RTL_LAYERS))

@@ -109,7 +109,7 @@ def keras_model_file(spec, inputs, input_shape, layout: str, say=print):
             raise ConfigError(f'--input-shape is for PyTorch models; {spec} is a Keras model, which knows its shape')
         yield spec, inputs
         return
-    from hls_backend.model_io import load_array
+    from hls_backend.core.model_io import load_array
 
     from .datasets import channels_last
 

@@ -4,13 +4,13 @@ Each kind carries, for its Keras layer classes (``handles``): the precision plan
 the float32 bound (from the shared semantics in :mod:`hls_backend.layer_kinds`), the
 hls4ml graph classes it becomes (``hls4ml_classes``) with the checks of hls4ml's
 converted graph that keep the design exact (``check_graph``), and whether lpsubnet's
-own Keras-3 QKeras handler converts which of them (``bridged``, see :mod:`hls_backend.qkeras_bridge`).
+own Keras-3 QKeras handler converts which of them (``bridged``, see :mod:`hls_backend.hls.qkeras_bridge`).
 """
 
 from __future__ import annotations
 
-from . import layer_kinds as kinds
-from .errors import UnsupportedModelError
+from ..core import layer_kinds as kinds
+from ..errors import UnsupportedModelError
 
 HLS_LAYERS = kinds.Registry('HLS back end (hls4ml)', fallback=kinds.REFUSALS)
 

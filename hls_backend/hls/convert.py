@@ -1,7 +1,7 @@
 """QKeras model -> complete HLS project directory (hls4ml + lpsubnet's additions).
 
 ``write_project`` is the back end's entry point: it plans the model's types
-(:mod:`hls_backend.model_plan`), converts with hls4ml using hls4ml's own option
+(:mod:`hls_backend.core.plan`), converts with hls4ml using hls4ml's own option
 names, renders lpsubnet's testbench / Makefile / README from ``templates/hls``,
 and writes ``tb_data`` from the given inputs and the QKeras model's outputs.
 Everything is built in a temporary directory beside the target and renamed into
@@ -11,25 +11,26 @@ place, so a failure never leaves a half-written project behind.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..core.files import atomic_directory, check_output_dir, write_text_atomic
+from ..core.layer_kinds import WEIGHT_ROLES
+from ..core.model_io import load_array, load_qkeras_model
+from ..core.plan import ModelPlan, check_float32_reference, plan_model
+from ..core.project import DEFAULT_PART, PROJECT_FILES, ProjectInfo, read_project_info
+from ..core.reference import logits_model, prepare_inputs, reference_outputs
+from ..core.templates import render
+from ..errors import BadInputError, UnsupportedModelError
 from . import qkeras_bridge
-from .errors import BadInputError, UnsupportedModelError
-from .files import atomic_directory, check_output_dir, write_text_atomic
-from .hls_layers import HLS_LAYERS, check_hls_graph
-from .layer_kinds import WEIGHT_ROLES
-from .model_io import check_inputs, load_array, load_qkeras_model
-from .model_plan import ModelPlan, check_float32_reference, plan_model
-from .templates import render
+from .layers import HLS_LAYERS, check_hls_graph
+from .vendor import BACKENDS, makefile_commands
 
-BACKENDS = {'Vivado': 'vivado_hls', 'Vitis': 'vitis-run'}
+HLS_TEMPLATES = 'hls_backend.hls.template_files'
 IO_TYPES = ('io_parallel', 'io_stream')
 STRATEGIES = ('Latency', 'Resource')
-PROJECT_INFO = 'lpsubnet_project.json'
-DEFAULT_PART = 'xcvu13p-flga2577-2-e'
 
 
 @dataclass
@@ -61,64 +62,6 @@ class HLSOptions:
             raise BadInputError(f'project name {self.project_name!r} must be a C identifier (letters, digits, _)')
 
 
-@dataclass
-class ProjectInfo:
-    """What lpsubnet records about a generated project (lpsubnet_project.json)."""
-
-    project_dir: str
-    model_path: str
-    options: dict
-    input_type: str
-    input_source: str
-    input_shape: list[int]
-    output_shape: list[int]
-    softmax_stripped: str | None
-    exact_by_construction: bool
-    samples: int
-    notes: list[str] = field(default_factory=list)
-    layers: list[dict] = field(default_factory=list)
-
-
-def _vendor_commands(backend: str) -> dict[str, str]:
-    """Per-step shell commands for the vendor tool, as the generated Makefile runs them."""
-    steps = {
-        'csim': dict(csim=1, synth=0, cosim=0, export=0),
-        'csynth': dict(csim=0, synth=1, cosim=0, export=0),
-        'cosim': dict(csim=0, synth=1, cosim=1, export=0),
-        'export': dict(csim=0, synth=1, cosim=0, export=1),
-    }
-    commands = {}
-    for step, flags in steps.items():
-        opts = dict(reset=0, **flags, validation=0, vsynth=0, fifo_opt=0)
-        if backend == 'Vivado':
-            args = ' '.join(f'{k}={v}' for k, v in opts.items())
-            commands[step] = f'vivado_hls -f build_prj.tcl "{args}"'
-        else:
-            body = ' '.join(f'{k} {v}' for k, v in opts.items())
-            commands[step] = (
-                f"echo 'array set opt {{ {body} }}' > build_opt.tcl && vitis-run --tcl build_prj.tcl --mode hls"
-            )
-    return commands
-
-
-def _logits_model(model, plan: ModelPlan):
-    """The model without its final softmax (the design returns logits), or the model itself."""
-    import keras
-
-    if plan.softmax_layer is None:
-        return model
-    if plan.softmax_is_layer:
-        layer = model.get_layer(plan.softmax_layer)
-        return keras.Model(model.inputs, layer.input, name=model.name)
-    config = model.get_config()
-    for layer_config in config['layers']:
-        if layer_config['config']['name'] == plan.softmax_layer:
-            layer_config['config']['activation'] = 'linear'
-    logits = model.__class__.from_config(config)
-    logits.set_weights(model.get_weights())
-    return logits
-
-
 def hls_config(model, plan: ModelPlan, options: HLSOptions) -> dict:
     """hls4ml's config dictionary with every precision lpsubnet decided."""
     import hls4ml
@@ -136,12 +79,6 @@ def hls_config(model, plan: ModelPlan, options: HLSOptions) -> dict:
         if name in config['LayerName']:
             config['LayerName'][name].setdefault('Precision', {}).update(precision)
     return config
-
-
-def prepare_inputs(model, plan: ModelPlan, x: np.ndarray, source: str) -> np.ndarray:
-    """Inputs on the input type's grid: the values both the model and the design see."""
-    x = check_inputs(x, model, source)
-    return plan.input_type.quantize(x)
 
 
 def write_project(
@@ -175,7 +112,7 @@ def write_project(
     plan = plan_model(model, HLS_LAYERS, options.input_precision, options.default_precision)
     if plan.exact:
         check_float32_reference(model, plan, HLS_LAYERS)
-    hw_model = _logits_model(model, plan)
+    hw_model = logits_model(model, plan)
 
     if inputs is None:
         rng = np.random.default_rng(seed)
@@ -189,7 +126,7 @@ def write_project(
         x = np.asarray(inputs)
         x_source = 'given inputs'
     x = prepare_inputs(model, plan, x, x_source)
-    y = np.asarray(hw_model.predict(x.astype(np.float32), verbose=0, batch_size=1024), dtype=np.float64)
+    y = reference_outputs(model, plan, x)
 
     config = hls_config(hw_model, plan, options)
     output_dir = Path(output_dir)
@@ -209,10 +146,13 @@ def write_project(
         hls_model.write()
         relink_project(tmp_dir, output_dir.absolute())
         _write_tb_data(tmp_dir, x, y)
-        layers = _layer_table(hls_model)
         info = ProjectInfo(
+            route='hls',
             project_dir=str(output_dir.resolve()),
             model_path=str(model_path.resolve()),
+            project_name=options.project_name,
+            part=options.part,
+            clock_period=options.clock_period,
             options=asdict(options),
             input_type=plan.input_type.ap(),
             input_source=plan.input_source,
@@ -222,7 +162,7 @@ def write_project(
             exact_by_construction=plan.exact,
             samples=int(x.shape[0]),
             notes=plan.notes + [f'tb_data: {x_source}'],
-            layers=layers,
+            design={'layers': _layer_table(hls_model)},
         )
         _write_lpsubnet_files(tmp_dir, hls_model, info, options)
     return info
@@ -297,11 +237,11 @@ def _io_vars(variables) -> list[dict]:
 
 
 def _write_lpsubnet_files(project_dir: Path, hls_model, info: ProjectInfo, options: HLSOptions) -> None:
-    from . import __version__
+    from .. import __version__
 
     inputs = _io_vars(hls_model.get_input_variables())
     outputs = _io_vars(hls_model.get_output_variables())
-    vendor_commands = _vendor_commands(options.backend)
+    vendor_commands = makefile_commands(options.backend)
     context = {
         'lpsubnet_version': __version__,
         'project_name': options.project_name,
@@ -332,12 +272,14 @@ def _write_lpsubnet_files(project_dir: Path, hls_model, info: ProjectInfo, optio
             if info.exact_by_construction
             else 'NOT exact (default precision given)',
         },
-        'layers': info.layers,
+        'layers': info.design['layers'],
     }
-    write_text_atomic(project_dir / f'{options.project_name}_test.cpp', render('testbench.cpp.j2', context))
-    write_text_atomic(project_dir / 'Makefile', render('Makefile.j2', context))
-    write_text_atomic(project_dir / 'README.md', render('README.md.j2', context))
-    write_text_atomic(project_dir / PROJECT_INFO, json.dumps(asdict(info), indent=2) + '\n')
+    write_text_atomic(
+        project_dir / f'{options.project_name}_test.cpp', render('testbench.cpp.j2', context, HLS_TEMPLATES)
+    )
+    write_text_atomic(project_dir / 'Makefile', render('Makefile.j2', context, HLS_TEMPLATES))
+    write_text_atomic(project_dir / 'README.md', render('README.md.j2', context, HLS_TEMPLATES))
+    info.save(project_dir)
 
 
 def relink_project(project_dir: Path, final_dir: Path | None = None) -> None:
@@ -351,22 +293,12 @@ def relink_project(project_dir: Path, final_dir: Path | None = None) -> None:
     fixed = [f'OutputDir: {target}\n' if line.startswith('OutputDir:') else line for line in lines]
     if fixed != lines:
         write_text_atomic(yml, ''.join(fixed))
-    info_file = project_dir / PROJECT_INFO
+    info_file = project_dir / PROJECT_FILES['hls']
     if info_file.exists():
         info = json.loads(info_file.read_text())
         if info.get('project_dir') != str(target.resolve()):
             info['project_dir'] = str(target.resolve())
             write_text_atomic(info_file, json.dumps(info, indent=2) + '\n')
-
-
-def read_project_info(project_dir: str | Path) -> ProjectInfo:
-    """The ProjectInfo of a project written by :func:`write_project`."""
-    path = Path(project_dir) / PROJECT_INFO
-    if not path.exists():
-        raise BadInputError(
-            f'{project_dir} is not an lpsubnet HLS project: {PROJECT_INFO} is missing (run `lpsubnet hls` first)'
-        )
-    return ProjectInfo(**json.loads(path.read_text()))
 
 
 __all__ = [

@@ -10,7 +10,7 @@ from:
 - ``plan``: the fixed-point type of every weight and quantized activation, refusals
   (naming the layer and what to use instead) of what cannot be exact;
 - ``bound``: how large and how fine the layer's exact values get, for the check that
-  the float32 QKeras reference itself is exact (:func:`model_plan.check_float32_reference`);
+  the float32 QKeras reference itself is exact (:func:`hls_backend.core.plan.check_float32_reference`);
 - ``quantized``: the weights QKeras computes with (for the fused batch-norm layers, the
   folded ones), used by the bound and by the RTL replay.
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UnsupportedModelError
+from ..errors import UnsupportedModelError
 from .fixed_point import FixedType, quantizer_type
 
 # The QKeras model, the reference every design is compared with, computes in float32:
@@ -119,7 +119,7 @@ class LayerKind:
 
     # --- the precision plan -------------------------------------------------------------
     def plan(self, layer, ctx) -> None:
-        """Record types in ``ctx`` (a model_plan.PlanBuilder); raise when not exact."""
+        """Record types in ``ctx`` (a core.plan.PlanBuilder); raise when not exact."""
 
     # --- the float32 bound --------------------------------------------------------------
     def bound(self, layer, sources: list[tuple[int, float]], ctx) -> tuple[int, float] | None:

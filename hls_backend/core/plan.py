@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import UnsupportedModelError
+from ..errors import UnsupportedModelError
 from .fixed_point import FixedType, parse_fixed_type, quantizer_config
 from .layer_kinds import FLOAT32_BITS, Registry, of_type
 

@@ -3,15 +3,15 @@
 Each kind carries the precision plan and float32 bound of its family (shared semantics
 from :mod:`hls_backend.layer_kinds`) and its da4ml replay: ``replay(layer, args, r)``
 re-expresses the layer on da4ml values ``args`` (one per input) with the helpers of
-``r`` (a :class:`hls_backend.rtl_replay.Replay`).
+``r`` (a :class:`hls_backend.rtl.replay.Replay`).
 """
 
 from __future__ import annotations
 
 import functools
 
-from . import layer_kinds as kinds
-from .fixed_point import quantizer_type
+from ..core import layer_kinds as kinds
+from ..core.fixed_point import quantizer_type
 
 RTL_LAYERS = kinds.Registry('RTL route (da4ml replay)', fallback=kinds.REFUSALS)
 
@@ -52,7 +52,7 @@ class QActivation(kinds.QuantizedActivation, RTLLayer):
     limits = 'quantized_bits, quantized_relu with alpha=1'
 
     def replay(self, layer, args, r):
-        from .rtl_replay import quantize_array
+        from .replay import quantize_array
 
         at = f'{kinds.where(layer)} activation'
         return quantize_array(args[0], quantizer_type(layer.get_config()['activation'], at))

@@ -23,10 +23,10 @@ import functools
 
 import numpy as np
 
-from .errors import UnsupportedModelError
-from .fixed_point import FixedType, quantizer_type
-from .layer_kinds import where
-from .model_plan import ModelPlan, inbound
+from ..core.fixed_point import FixedType, quantizer_type
+from ..core.layer_kinds import where
+from ..core.plan import ModelPlan, inbound
+from ..errors import UnsupportedModelError
 
 
 def _is_const(v) -> bool:
@@ -271,7 +271,7 @@ class Replay:
         return _as_array(values, self.hwconf)
 
     def apply(self, layer, args: list):
-        from .rtl_layers import RTL_LAYERS
+        from .layers import RTL_LAYERS
 
         return RTL_LAYERS.lookup(layer).replay(layer, args, self)
 

@@ -13,7 +13,7 @@ handler per QKeras layer class. Each handler
    hls4ml's own Keras-3 QKeras port), ``softmax`` becomes hls4ml's Softmax layer,
    any other plain activation a generic Activation layer.
 
-``register()`` is idempotent and is called by :mod:`hls_backend.convert` before
+``register()`` is idempotent and is called by :mod:`hls_backend.hls.convert` before
 every conversion.
 """
 
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .fixed_point import quantizer_type
-from .layer_kinds import ACTIVATION_SUFFIX
+from ..core.fixed_point import quantizer_type
+from ..core.layer_kinds import ACTIVATION_SUFFIX
 
 # The classes handled here are the ``bridged`` ones of the HLS route's layer kinds
 # (hls_backend.hls_layers); each is parsed by hls4ml's Keras-2 handler of the same name.
@@ -197,7 +197,7 @@ def register() -> None:
         return
     from hls4ml.converters.keras_v3 import layer_handlers
 
-    from .hls_layers import HLS_LAYERS
+    from .layers import HLS_LAYERS
 
     for kind in HLS_LAYERS.unique_kinds():
         for class_name in kind.bridged:
