@@ -280,6 +280,57 @@ class DenseOrConv(Weighted):
         return frac + self.weight_frac(layer, 'kernel'), matrix_sums(self.quantized(layer, 'kernel')) * bound
 
 
+class FoldedBatchnorm(DenseOrConv):
+    """QKeras's fused QDenseBatchnorm / QConv2DBatchnorm. At inference they compute with the
+    batch normalization folded into the weights, then quantized (qkeras qdense_batchnorm.py /
+    qconv2d_batchnorm.py, ``call`` with training=False; both folding modes agree there):
+
+        inv = gamma / sqrt(moving_variance + epsilon)
+        kernel = kernel_quantizer(inv * kernel)
+        bias = bias_quantizer(inv * (bias - moving_mean) + beta)   (bias 0 without use_bias)
+
+    The fold is computed here with the same Keras operations in float32, inside a
+    tf.function as in ``predict`` (graph rewrites could otherwise round differently), so
+    the weights are bit for bit the ones the reference uses. A bias is always added.
+    """
+
+    always_biased = True
+
+    def plan(self, layer, ctx) -> None:
+        config = layer.get_config()
+        axis = config.get('axis', -1)
+        axis = axis[0] if isinstance(axis, list | tuple) and len(axis) == 1 else axis
+        if axis not in (-1, len(layer.output.shape) - 1):
+            raise UnsupportedModelError(
+                f'{where(layer)}: batch normalization over axis {axis} is not supported; use the channel axis (-1)'
+            )
+        if not config.get('center', True):
+            raise UnsupportedModelError(
+                f'{where(layer)}: center=False leaves QKeras without a beta to fold (its own call fails); use center=True'
+            )
+        super().plan(layer, ctx)
+
+    def raw_weight(self, layer, role: str):
+        return self.fold(layer)[role]
+
+    def fold(self, layer) -> dict:
+        import keras
+        import tensorflow as tf
+
+        bn = layer.batchnorm
+
+        @tf.function
+        def folded():
+            inv = 1 / keras.ops.sqrt(bn.moving_variance.value + bn.epsilon)
+            if bn.gamma is not None:
+                inv *= bn.gamma.value
+            bias = layer.bias.value if layer.use_bias else 0
+            return inv * layer.kernel.value, inv * (bias - bn.moving_mean.value) + bn.beta.value
+
+        kernel, bias = folded()
+        return {'kernel': kernel, 'bias': bias}
+
+
 class Depthwise(Weighted):
     """QDepthwiseConv2D: one sum over the taps per channel."""
 

@@ -93,6 +93,47 @@ class DenseOrConv(kinds.DenseOrConv, HLSLayer):
     limits = 'channels_last'
 
 
+class _FoldedWeightsReader:
+    """hls4ml's weight-reader interface, serving a fused layer's folded, quantized weights."""
+
+    def __init__(self, layer_name: str, weights: dict):
+        self.layer_name, self.weights = layer_name, weights
+
+    def get_weights_data(self, layer_name: str, var_name: str):
+        if layer_name != self.layer_name:
+            raise KeyError(f'handler for {self.layer_name} asked for weights of {layer_name}')
+        return self.weights.get(var_name)
+
+
+class _Folded(kinds.FoldedBatchnorm, HLSLayer):
+    """Converted by hls4ml's parser of the unfused layer (``unfused``), fed the folded weights."""
+
+    unfused = ''
+
+    def hls4ml_layers(self, layer, in_tensors, out_tensors) -> tuple[dict, ...]:
+        from .qkeras_bridge import parse_qkeras_layer
+
+        weights = {'kernel': self.quantized(layer, 'kernel'), 'bias': self.bias(layer)}
+        reader = _FoldedWeightsReader(layer.name, weights)
+        return parse_qkeras_layer(
+            layer, in_tensors, out_tensors, self.unfused, reader, config={**layer.get_config(), 'use_bias': True}
+        )
+
+
+class DenseBatchnorm(_Folded):
+    handles = ('QDenseBatchnorm',)
+    bridged = handles
+    unfused = 'QDense'
+    limits = 'batch norm folded as QKeras folds it at inference'
+
+
+class Conv2DBatchnorm(_Folded):
+    handles = ('QConv2DBatchnorm',)
+    bridged = handles
+    unfused = 'QConv2D'
+    limits = 'batch norm folded as QKeras folds it at inference; channels_last'
+
+
 class Depthwise(kinds.Depthwise, HLSLayer):
     handles = ('QDepthwiseConv2D',)
     hls4ml_classes = ('DepthwiseConv2D',)

@@ -106,15 +106,21 @@ def _activation_split(layer, out_name: str, input_name: str) -> dict[str, Any] |
 
 
 def parse_qkeras_layer(
-    layer, in_tensors: Sequence, out_tensors: Sequence, class_name: str | None = None, reader=None
+    layer,
+    in_tensors: Sequence,
+    out_tensors: Sequence,
+    class_name: str | None = None,
+    reader=None,
+    config: dict | None = None,
 ) -> tuple[dict[str, Any], ...]:
     """hls4ml's layer dictionaries for a QKeras layer: hls4ml's Keras-2 parser of
-    ``class_name`` (default: the layer's own class) reading weights from ``reader``
-    (default: the layer's variables), then the activation split off."""
+    ``class_name`` (default: the layer's own class) on ``config`` (default: the layer's)
+    reading weights from ``reader`` (default: the layer's variables), then the activation
+    split off."""
     from hls4ml.converters.keras_v2_to_hls import layer_handlers as v2_handlers
 
     class_name = class_name or layer.__class__.__name__
-    keras_dict = {'class_name': class_name, 'config': layer.get_config()}
+    keras_dict = {'class_name': class_name, 'config': config or layer.get_config()}
     input_names = [t.name for t in in_tensors]
     # hls4ml's Keras-2 parsers expect shapes with the batch dimension.
     input_shapes = [list(t.shape) for t in in_tensors]

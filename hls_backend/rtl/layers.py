@@ -34,9 +34,19 @@ class DenseOrConv(kinds.DenseOrConv, RTLLayer):
 
     def replay(self, layer, args, r):
         kernel, bias = self.quantized(layer, 'kernel'), self.bias(layer)
-        if layer.__class__.__name__.endswith('Dense'):
+        if kernel.ndim == 2:  # a dense kernel: (inputs, outputs)
             return r.dense(layer, args[0], kernel, bias)
         return r.conv(layer, args[0], kernel, bias, depthwise=False)
+
+
+class DenseBatchnorm(kinds.FoldedBatchnorm, DenseOrConv):
+    handles = ('QDenseBatchnorm',)
+    limits = 'batch norm folded as QKeras folds it at inference'
+
+
+class Conv2DBatchnorm(kinds.FoldedBatchnorm, DenseOrConv):
+    handles = ('QConv2DBatchnorm',)
+    limits = 'batch norm folded as QKeras folds it at inference; channels_last; groups=1'
 
 
 class Depthwise(kinds.Depthwise, RTLLayer):
