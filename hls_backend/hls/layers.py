@@ -90,7 +90,6 @@ def check_hls_graph(hls_model) -> None:
 class DenseOrConv(kinds.DenseOrConv, HLSLayer):
     handles = ('QDense', 'QConv1D', 'QConv2D')
     bridged = handles
-    limits = 'channels_last'
 
 
 class _FoldedWeightsReader:
@@ -131,7 +130,7 @@ class Conv2DBatchnorm(_Folded):
     handles = ('QConv2DBatchnorm',)
     bridged = handles
     unfused = 'QConv2D'
-    limits = 'batch norm folded as QKeras folds it at inference; channels_last'
+    limits = 'batch norm folded as QKeras folds it at inference'
 
 
 class Depthwise(kinds.Depthwise, HLSLayer):
