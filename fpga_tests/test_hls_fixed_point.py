@@ -1,4 +1,4 @@
-"""The QKeras -> ap_fixed table in hls_backend.fixed_point, checked against QKeras itself.
+"""The QKeras -> ap_fixed table in hls_backend.core.fixed_point, checked against QKeras itself.
 
 For each supported quantizer the ap type's grid, range and rounding (FixedType.quantize,
 which models an assignment in C++) must give exactly what the QKeras quantizer gives.
