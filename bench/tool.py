@@ -66,7 +66,7 @@ def csim_throughput(root: Path, log, tiny: bool = False) -> dict:
     """One model (digits, method at 50% W8A8, seed 0): g++ C simulation vs Keras predict
     on the same inputs, in the same process."""
     from hls_backend import csim, write_project
-    from hls_backend.model_io import load_qkeras_model
+    from hls_backend.core.model_io import load_qkeras_model
 
     from . import data as data_lib
     from . import experiments as E

@@ -132,7 +132,7 @@ def _tool_versions() -> dict:
     import qkeras
     import tensorflow as tf
 
-    from hls_backend.verilator_setup import find_verilator
+    from hls_backend.rtl.verilator_setup import find_verilator
 
     gxx = subprocess.run(['g++', '--version'], capture_output=True, text=True, check=False).stdout.splitlines()
     try:

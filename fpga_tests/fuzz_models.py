@@ -429,7 +429,7 @@ def missing_features(draws: list[tuple[int, dict]], wanted: set[str]) -> list[st
 
 def input_samples(spec: dict, n: int = 40, seed: int | None = None) -> np.ndarray:
     """Random samples on (and beyond the range of) the input quantizer's grid."""
-    from hls_backend.fixed_point import quantizer_type
+    from hls_backend.core.fixed_point import quantizer_type
 
     fixed = quantizer_type(make_quantizer(spec['input_q']), 'input')
     rng = np.random.default_rng(spec['seed'] + 1 if seed is None else seed)

@@ -391,10 +391,10 @@ def test_disk_full_while_writing_a_project_leaves_nothing(files, tmp_path, monke
     no project, no temporary directory, and an existing project (--force) survives."""
     from click.testing import CliRunner
 
-    import hls_backend.convert
+    import hls_backend.hls.convert
     from lpsubnet.cli import main
 
-    monkeypatch.setattr(hls_backend.convert, 'write_text_atomic', _enospc)
+    monkeypatch.setattr(hls_backend.hls.convert, 'write_text_atomic', _enospc)
     out = tmp_path / 'prj'
     result = CliRunner().invoke(main, ['hls', str(files / 'mlp.keras'), '--out', str(out)])
     assert result.exit_code == 1, result.output
@@ -412,7 +412,7 @@ def test_disk_full_while_writing_a_project_leaves_nothing(files, tmp_path, monke
 
 def test_disk_full_on_rename_leaves_no_temporary_file(tmp_path, monkeypatch):
     """os.replace failing (ENOSPC / EIO) in write_text_atomic: target untouched, temp file removed."""
-    from hls_backend import files as files_mod
+    from hls_backend.core import files as files_mod
 
     target = tmp_path / 'metrics.json'
     target.write_text('{"old": true}\n')

@@ -2,9 +2,9 @@
 
 Each was accepted by the back end and then mismatched the QKeras model (or crashed
 the C simulation). Where hls4ml 1.3.0 cannot be exact the back end now refuses them
-up front, naming the layer and the reason (hls_backend/model_plan.py); the controls
+up front, naming the layer and the reason (the layer kinds in hls_backend/hls/layers.py); the controls
 show that the neighbouring, exact models are still accepted and bit-exact. Two were
-hls4ml bugs the back end fixes (hls_backend/qkeras_bridge._patch_hls4ml), guarded
+hls4ml bugs the back end fixes (hls_backend/hls/qkeras_bridge._patch_hls4ml), guarded
 by a check of the converted graph (hls_backend/convert.check_hls_graph).
 """
 
@@ -15,8 +15,8 @@ import pytest
 import hls_backend
 from fpga_tests.fuzz_checks import check_csim
 from fpga_tests.fuzz_models import build_qkeras, input_samples
-from hls_backend import qkeras_bridge
 from hls_backend.errors import UnsupportedModelError
+from hls_backend.hls import qkeras_bridge
 
 IQ = {'q': 'bits', 'bits': 8, 'integer': 2, 'keep_negative': True, 'symmetric': False}
 RELU62 = {'q': 'relu', 'bits': 6, 'integer': 2}
@@ -251,17 +251,18 @@ def test_separable_conv_sums_are_bounded_by_float32(bits, refused):
     QSeparableConv1D/2D: a hand-written list of weighted layers left them out). 12-bit
     inputs times 12-bit depthwise weights over 9 taps, then 12-bit pointwise weights over
     3 channels need more than 24 bits; 4-bit weights fit."""
-    from hls_backend.model_plan import check_float32_reference, plan_model
+    from hls_backend.core.plan import check_float32_reference, plan_model
+    from hls_backend.hls.layers import HLS_LAYERS
 
     model = _separable(bits)
-    plan = plan_model(model)
+    plan = plan_model(model, HLS_LAYERS)
     if refused:
         with pytest.raises(
             UnsupportedModelError, match=r"layer 'sep' \(QSeparableConv2D\).*more than the 24 of float32"
         ):
-            check_float32_reference(model, plan)
+            check_float32_reference(model, plan, HLS_LAYERS)
     else:
-        check_float32_reference(model, plan)
+        check_float32_reference(model, plan, HLS_LAYERS)
 
 
 # Controls: the same shapes with what the back end supports stay accepted and exact.
@@ -312,7 +313,7 @@ def test_neighbouring_model_is_accepted_and_exact(name, tmp_path):
 # tensor's first consumer, the kernel-1 branch cat1a: cat1a read the 4-pixel padded
 # stream as 3 pixels, and cat1b read the clone's stream the padding had already
 # drained (empty reads). Fixed by inserting the padding before its conv
-# (qkeras_bridge._patch_hls4ml); convert.check_hls_graph refuses a misplaced padding.
+# (qkeras_bridge._patch_hls4ml); hls.layers.check_hls_graph refuses a misplaced padding.
 STREAM_CONCAT_GMAX = {
     'kind': 'conv1d',
     'input_shape': [7, 1],
@@ -359,7 +360,7 @@ def test_stream_pool_concat_globalmax_parallel_is_exact(tmp_path):
 # (14 fractional bits, from addq1) to 10. 39/40 maxima had bits below 2^-10; on 4 of
 # them the truncation changed the dense layer's quantized output. Fixed by giving a
 # global max pooling its input's type, as hls4ml does for MaxPooling
-# (qkeras_bridge._patch_hls4ml); convert.check_hls_graph refuses a lossy data layer.
+# (qkeras_bridge._patch_hls4ml); hls.layers.check_hls_graph refuses a lossy data layer.
 TWO_RESIDUALS = {
     'kind': 'conv2d',
     'input_shape': [3, 2, 1],

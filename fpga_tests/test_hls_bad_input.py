@@ -15,8 +15,8 @@ from qkeras import QActivation, QDense, quantized_bits, quantized_relu
 import hls_backend
 from fpga_tests.cli_helpers import cli
 from fpga_tests.hls_models import jet_mlp, save, wq
-from hls_backend.csim import CSIM_RESULT
 from hls_backend.errors import BadInputError, OutputExistsError, ToolMissingError, UnsupportedModelError
+from hls_backend.hls.csim import CSIM_RESULT
 
 
 def run_cli(*args, env=None):
@@ -234,7 +234,7 @@ def test_a_predict_mismatch_alone_fails_the_command(tmp_path, mlp_path, monkeypa
     the second check alone must make the command exit 3."""
     import importlib
 
-    csim_module = importlib.import_module('hls_backend.csim')  # the package exports a function of the same name
+    csim_module = importlib.import_module('hls_backend.hls.csim')
 
     hls_backend.write_project(mlp_path, tmp_path / 'prj', n_default_samples=20)
     real = csim_module.compare_exact

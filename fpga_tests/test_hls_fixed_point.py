@@ -1,4 +1,4 @@
-"""The QKeras -> ap_fixed table in hls_backend.fixed_point, checked against QKeras itself.
+"""The QKeras -> ap_fixed table in hls_backend.core.fixed_point, checked against QKeras itself.
 
 For each supported quantizer the ap type's grid, range and rounding (FixedType.quantize,
 which models an assignment in C++) must give exactly what the QKeras quantizer gives.
@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from qkeras import quantized_bits, quantized_relu
 
+from hls_backend.core.fixed_point import FixedType, parse_fixed_type, quantizer_type
 from hls_backend.errors import UnsupportedModelError
-from hls_backend.fixed_point import FixedType, parse_fixed_type, quantizer_type
 
 
 def _probe_values(fixed: FixedType, seed: int) -> np.ndarray:

@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 from qkeras import QActivation, QConv2D, QDense, QSeparableConv2D, quantized_bits, quantized_relu
 
-from hls_backend import HLSOptions, verilator_setup, write_project
+from hls_backend import HLSOptions, write_project
+from hls_backend.core.fixed_point import FixedType
 from hls_backend.errors import OutputExistsError, ToolMissingError, UnsupportedModelError
-from hls_backend.fixed_point import FixedType
-from hls_backend.rtl import RTL_RESULT, read_rtl_info, simulate_rtl, write_rtl
-from hls_backend.rtl_replay import quantize_var
+from hls_backend.rtl import RTL_RESULT, read_rtl_info, simulate_rtl, verilator_setup, write_rtl
+from hls_backend.rtl.replay import quantize_var
 
 
 def q4():
@@ -63,7 +63,7 @@ def save(model: keras.Model, directory: Path) -> Path:
 def assert_estimates(resources: dict, info) -> None:
     """da4ml's LUT and FF estimates are reported, positive, and the ones written with the project."""
     assert resources['LUT'] > 0 and resources['FF'] > 0
-    assert resources['LUT'] == round(info.lut_estimate) and resources['FF'] == info.ff_estimate
+    assert resources['LUT'] == round(info.design['lut_estimate']) and resources['FF'] == info.design['ff_estimate']
     assert 'estimate' in resources['estimator']
 
 
@@ -89,7 +89,7 @@ def test_bit_exact_with_measured_timing(cnn_run):
     assert result.samples == 300 and result.exact_matches == 300 and result.exact
     assert result.max_abs_diff == 0.0
     # Measured from the waveform, equal to da4ml's pipeline depth.
-    assert result.latency_cycles == 5 == info.pipeline_stages == result.resources['pipeline_depth']
+    assert result.latency_cycles == 5 == info.design['pipeline_stages'] == result.resources['pipeline_depth']
     assert result.initiation_interval == 1
     assert_estimates(result.resources, info)
     assert result.resources['io_bits_per_element'] == {'input': 6, 'output': 13}
@@ -204,8 +204,8 @@ def test_fewer_channels_never_cost_more(tmp_path, make, layer, widths):
     for keep in widths:
         small = narrowed(model, make(keep), layer)
         info = write_rtl(save(small, tmp_path), tmp_path / f'rtl_{keep}', n_samples=4)
-        assert info.lut_estimate > 0 and info.ff_estimate > 0, (keep, info)
-        costs.append(info.lut_estimate)
+        assert info.design['lut_estimate'] > 0 and info.design['ff_estimate'] > 0, (keep, info)
+        costs.append(info.design['lut_estimate'])
     assert costs == sorted(costs, reverse=True), dict(zip(widths, costs))
     assert costs[-1] < costs[0]
 
@@ -295,7 +295,7 @@ def test_existing_directory_needs_force(tmp_path):
     with pytest.raises(OutputExistsError, match='--force'):
         write_rtl(path, tmp_path / 'rtl', n_samples=4)
     info = write_rtl(path, tmp_path / 'rtl', n_samples=4, force=True, hdl='vhdl')
-    assert info.hdl == 'vhdl' and info.samples == 4
+    assert info.options['hdl'] == 'vhdl' and info.samples == 4
     assert not (tmp_path / 'rtl' / 'keep.txt').exists()
     assert (tmp_path / 'rtl' / 'src' / 'myproject.vhd').is_file()
     assert (tmp_path / 'rtl' / 'src' / 'myproject_wrapper.vhd').is_file()
@@ -399,7 +399,7 @@ def test_rtl_command_exits_3_on_a_mismatch(tmp_path, monkeypatch):
     simulating), `lpsubnet rtl` names every path that differs and exits 3."""
     import importlib
 
-    rtl_module = importlib.import_module('hls_backend.rtl')  # the package exports a function of the same name
+    rtl_module = importlib.import_module('hls_backend.rtl.route')
     from fpga_tests.cli_helpers import cli
 
     real = rtl_module.simulate_rtl

@@ -84,7 +84,7 @@ def test_jet_mlp(jet_run):
     info, result, _ = jet_run
     assert info.softmax_stripped == 'softmax'
     assert result.samples == 1000 and result.exact_matches == 1000
-    assert result.latency_cycles == info.pipeline_stages == 8
+    assert result.latency_cycles == info.design['pipeline_stages'] == 8
     assert result.initiation_interval == 1
     assert_estimates(result.resources, info)
     assert result.checks['da4ml_predict']['exact'] and result.checks['trace']['exact']
@@ -94,7 +94,7 @@ def test_jet_mlp(jet_run):
 def test_digits_cnn(digits_run):
     info, result, _ = digits_run
     assert result.samples == 500 and result.exact_matches == 500
-    assert result.latency_cycles == info.pipeline_stages == 6
+    assert result.latency_cycles == info.design['pipeline_stages'] == 6
     assert result.initiation_interval == 1
     assert_estimates(result.resources, info)
     assert result.checks['da4ml_predict']['exact'] and result.checks['trace']['exact']
@@ -166,7 +166,7 @@ def test_cycle_count_with_cocotb_and_icarus(jet_run, tmp_path):
     _, result, work = jet_run
     project = work / 'rtl'
     info = read_rtl_info(project)
-    io = info.io
+    io = info.design['io']
     x = np.load(project / 'tb_data' / 'inputs.npy')[:50]
     reference = np.load(project / 'tb_data' / 'reference.npy')[:50]
     codes = (x.reshape(len(x), -1) * 2.0 ** io['input']['f']).astype(np.int64)

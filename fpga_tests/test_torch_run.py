@@ -133,7 +133,7 @@ def pt2_outputs(path, x: np.ndarray, dtype=torch.float64) -> np.ndarray:
 def assert_pt2_equals_qkeras(directory, x: np.ndarray) -> None:
     """``directory``/reduced.pt2 equals ``directory``/reduced.keras exactly on on-grid inputs:
     in float64, and in float32 too (these fixed-point sums are exact in float32, as QKeras's own)."""
-    from hls_backend.model_io import load_qkeras_model
+    from hls_backend import load_qkeras_model
 
     x = on_grid_inputs(directory, x)
     qkeras_out = load_qkeras_model(directory / 'reduced.keras').predict(x.astype(np.float32), verbose=0)

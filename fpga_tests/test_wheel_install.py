@@ -52,7 +52,11 @@ def test_wheel_holds_every_template(wheel):
     names = set(archive.namelist())
     templates = sorted((ROOT / 'templates').rglob('*.j2'))
     assert templates, 'no templates found in the checkout'
-    packages = {'hls': 'hls_backend/template_files', 'report': 'lpsubnet/template_files'}
+    packages = {
+        'hls': 'hls_backend/hls/template_files',
+        'rtl': 'hls_backend/rtl/template_files',
+        'report': 'lpsubnet/template_files',
+    }
     for template in templates:
         folder = template.parent.relative_to(ROOT / 'templates').as_posix()
         assert f'{packages[folder]}/{template.name}' in names, f'{template} is not in the wheel'

@@ -1,4 +1,9 @@
-"""lpsubnet's HLS back end: any saved QKeras model -> bit-exact hls4ml HLS project.
+"""lpsubnet's hardware back end: any saved QKeras model -> bit-exact HLS project or RTL design.
+
+Layout: ``core/`` (reading QKeras models, fixed-point types, layer kinds and the
+precision plan, exactness checks, project and result records, atomic files,
+templates) and two routes over it, ``hls/`` (hls4ml) and ``rtl/`` (da4ml +
+Verilator); see docs/architecture.md.
 
 Public entry points:
 - :func:`write_project` - QKeras ``.keras`` file -> Vivado/Vitis HLS project directory
@@ -17,14 +22,16 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = '0+unknown'
 
-from .convert import HLSOptions, ProjectInfo, read_project_info, relink_project, write_project  # noqa: E402
-from .csim import csim  # noqa: E402
-from .rtl import rtl, simulate_rtl, write_rtl  # noqa: E402
-from .vendor import synth  # noqa: E402
+from .core.model_io import load_qkeras_model  # noqa: E402
+from .core.project import DEFAULT_PART, ProjectInfo, read_project_info  # noqa: E402
+from .hls import HLSOptions, csim, relink_project, synth, write_project  # noqa: E402
+from .rtl.route import rtl, simulate_rtl, write_rtl  # noqa: E402
 
 __all__ = [
+    'DEFAULT_PART',
     'HLSOptions',
     'ProjectInfo',
+    'load_qkeras_model',
     'write_project',
     'read_project_info',
     'relink_project',

@@ -14,6 +14,8 @@ import sys
 
 import click
 
+from hls_backend.core.project import DEFAULT_PART
+
 from . import interrupts
 from .quiet import import_tensorflow_quietly
 
@@ -173,7 +175,7 @@ def main():
     show_default=True,
     help='hls4ml Strategy.',
 )
-@click.option('--part', default='xcvu13p-flga2577-2-e', show_default=True, help='FPGA part.')
+@click.option('--part', default=DEFAULT_PART, show_default=True, help='FPGA part.')
 @click.option(
     '--clock-period',
     type=click.FloatRange(min=0, min_open=True),
@@ -223,8 +225,7 @@ def hls(
     """
     from pathlib import Path
 
-    from hls_backend.files import check_output_dir
-
+    from .files import check_output_dir
     from .pytorch import keras_model_file
 
     check_output_dir(Path(out_dir).absolute(), force)  # refuse before the conversion
@@ -321,8 +322,7 @@ def rtl(model, out_dir, hdl, latency_cutoff, clock_period, inputs, layout, input
     """
     from pathlib import Path
 
-    from hls_backend.files import check_output_dir
-
+    from .files import check_output_dir
     from .pytorch import keras_model_file
 
     check_output_dir(Path(out_dir).absolute(), force)  # refuse before the conversion
@@ -490,11 +490,11 @@ def prune(
     """
     from pathlib import Path
 
-    from hls_backend.files import atomic_directory, check_output_dir
-    from hls_backend.model_io import load_qkeras_model
+    from hls_backend import load_qkeras_model
 
     from .config import ConfigError
     from .datasets import load_train_val
+    from .files import atomic_directory, check_output_dir
     from .pytorch import REDUCED_PT2, convert, export_reduced, is_torch_model
 
     check_output_dir(Path(out_dir).absolute(), force)

@@ -14,6 +14,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from hls_backend.core.project import DEFAULT_PART
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra='forbid', validate_assignment=True)
@@ -115,7 +117,7 @@ class HLSConfig(Section):
     io_type: Literal['io_parallel', 'io_stream'] = 'io_parallel'
     reuse_factor: int = Field(1, ge=1)
     strategy: Literal['Latency', 'Resource'] = 'Latency'
-    part: str = 'xcvu13p-flga2577-2-e'
+    part: str = DEFAULT_PART
     clock_period: float = Field(5.0, gt=0)
 
 

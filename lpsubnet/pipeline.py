@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hls_backend.errors import BadInputError, OutputExistsError
-from hls_backend.files import atomic_directory, write_text_atomic
 
 from . import interrupts, memory
 from .config import RunConfig, dump_config
+from .files import atomic_directory, write_text_atomic
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ def keras_model_file(spec, inputs, input_shape, layout: str, say=print):
     a temporary directory, removed when the command ends; ``inputs`` (``layout``) come
     back loaded and channels-last.
     """
-    from hls_backend.model_io import load_array
+    from hls_backend.core.model_io import load_array
 
     from .datasets import channels_last
 

@@ -9,17 +9,38 @@ from __future__ import annotations
 import base64
 import io
 import json
+from importlib import resources
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 from pathlib import Path
 
-from hls_backend import __version__
-from hls_backend.files import write_text_atomic
-from hls_backend.templates import render
+import jinja2
 
 from .describe import recovery_line
+from .files import write_text_atomic
 from .metrics_schema import Metrics
 from .pipeline import RunContext
 
 REPORT_TEMPLATES = 'lpsubnet.template_files'  # templates/report, mapped by pyproject.toml
+
+
+def _version_of_lpsubnet() -> str:
+    try:
+        return _version('lpsubnet')
+    except PackageNotFoundError:  # a source tree without installation
+        return '0+unknown'
+
+
+def render(name: str, context: dict) -> str:
+    """Render report template ``name`` (strict: a missing value is a bug, not an empty string)."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resources.files(REPORT_TEMPLATES))),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    return env.get_template(name).render(**context)
 
 
 def _read(path: Path) -> dict:
@@ -88,7 +109,7 @@ def collect_metrics(ctx: RunContext) -> dict:
     pruned = m.get('reduced_float', {}).get(key)
     quantized = manifest['test_accuracy_quantized']
     metrics = {
-        'lpsubnet_version': __version__,
+        'lpsubnet_version': _version_of_lpsubnet(),
         'dataset': ctx.summary('data'),
         'compression': ctx.config.compress.model_dump(mode='json'),
         'recovery': {**manifest['recovery'], 'summary': recovery_line(manifest['recovery'])},
@@ -203,8 +224,6 @@ def write_report(ctx: RunContext, out: Path) -> dict:
         'hls': ctx.summary('hls'),
     }
     write_text_atomic(out / 'metrics.json', json.dumps(metrics, indent=2) + '\n')
-    write_text_atomic(out / 'report.md', render('report.md.j2', context, package=REPORT_TEMPLATES))
-    write_text_atomic(
-        out / 'report.html', render('report.html.j2', {**context, 'plots': plots}, package=REPORT_TEMPLATES)
-    )
+    write_text_atomic(out / 'report.md', render('report.md.j2', context))
+    write_text_atomic(out / 'report.html', render('report.html.j2', {**context, 'plots': plots}))
     return {'report': str(out / 'report.html'), 'metrics': metrics}

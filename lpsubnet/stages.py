@@ -14,7 +14,7 @@ from .pipeline import RunContext, Stage
 
 
 def _json(path: Path, data) -> None:
-    from hls_backend.files import write_text_atomic
+    from .files import write_text_atomic
 
     write_text_atomic(path, json.dumps(data, indent=2, default=float) + '\n')
 
@@ -213,7 +213,7 @@ def stage_vendor(ctx: RunContext, out: Path) -> dict:
 
     import hls_backend
     from hls_backend.errors import HLSBackendError, ToolMissingError
-    from hls_backend.vendor import missing_tool_hint, parse_steps, vendor_command
+    from hls_backend.hls.vendor import missing_tool_hint, parse_steps, vendor_command
 
     steps = parse_steps(ctx.config.vendor.steps)
     backend = ctx.config.hls.backend

@@ -1,1 +1,1 @@
-"""Package data, not code: the Jinja2 templates of generated HLS projects (installed as hls_backend.template_files)."""
+"""Package data, not code: the Jinja2 templates of generated HLS projects (installed as hls_backend.hls.template_files)."""

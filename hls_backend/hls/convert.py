@@ -1,7 +1,7 @@
 """QKeras model -> complete HLS project directory (hls4ml + lpsubnet's additions).
 
 ``write_project`` is the back end's entry point: it plans the model's types
-(:mod:`hls_backend.model_plan`), converts with hls4ml using hls4ml's own option
+(:mod:`hls_backend.core.plan`), converts with hls4ml using hls4ml's own option
 names, renders lpsubnet's testbench / Makefile / README from ``templates/hls``,
 and writes ``tb_data`` from the given inputs and the QKeras model's outputs.
 Everything is built in a temporary directory beside the target and renamed into
@@ -11,23 +11,26 @@ place, so a failure never leaves a half-written project behind.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..core.files import atomic_directory, check_output_dir, write_text_atomic
+from ..core.layer_kinds import WEIGHT_ROLES
+from ..core.model_io import load_array, load_qkeras_model
+from ..core.plan import ModelPlan, check_float32_reference, plan_model
+from ..core.project import DEFAULT_PART, PROJECT_FILES, ProjectInfo, read_project_info
+from ..core.reference import logits_model, prepare_inputs, reference_outputs
+from ..core.templates import render
+from ..errors import BadInputError, UnsupportedModelError
 from . import qkeras_bridge
-from .errors import BadInputError, UnsupportedModelError
-from .files import atomic_directory, check_output_dir, write_text_atomic
-from .model_io import check_inputs, load_array, load_qkeras_model
-from .model_plan import ModelPlan, check_float32_reference, plan_model
-from .templates import render
+from .layers import HLS_LAYERS, check_hls_graph
+from .vendor import BACKENDS, makefile_commands
 
-BACKENDS = {'Vivado': 'vivado_hls', 'Vitis': 'vitis-run'}
+HLS_TEMPLATES = 'hls_backend.hls.template_files'
 IO_TYPES = ('io_parallel', 'io_stream')
 STRATEGIES = ('Latency', 'Resource')
-PROJECT_INFO = 'lpsubnet_project.json'
-DEFAULT_PART = 'xcvu13p-flga2577-2-e'
 
 
 @dataclass
@@ -59,64 +62,6 @@ class HLSOptions:
             raise BadInputError(f'project name {self.project_name!r} must be a C identifier (letters, digits, _)')
 
 
-@dataclass
-class ProjectInfo:
-    """What lpsubnet records about a generated project (lpsubnet_project.json)."""
-
-    project_dir: str
-    model_path: str
-    options: dict
-    input_type: str
-    input_source: str
-    input_shape: list[int]
-    output_shape: list[int]
-    softmax_stripped: str | None
-    exact_by_construction: bool
-    samples: int
-    notes: list[str] = field(default_factory=list)
-    layers: list[dict] = field(default_factory=list)
-
-
-def _vendor_commands(backend: str) -> dict[str, str]:
-    """Per-step shell commands for the vendor tool, as the generated Makefile runs them."""
-    steps = {
-        'csim': dict(csim=1, synth=0, cosim=0, export=0),
-        'csynth': dict(csim=0, synth=1, cosim=0, export=0),
-        'cosim': dict(csim=0, synth=1, cosim=1, export=0),
-        'export': dict(csim=0, synth=1, cosim=0, export=1),
-    }
-    commands = {}
-    for step, flags in steps.items():
-        opts = dict(reset=0, **flags, validation=0, vsynth=0, fifo_opt=0)
-        if backend == 'Vivado':
-            args = ' '.join(f'{k}={v}' for k, v in opts.items())
-            commands[step] = f'vivado_hls -f build_prj.tcl "{args}"'
-        else:
-            body = ' '.join(f'{k} {v}' for k, v in opts.items())
-            commands[step] = (
-                f"echo 'array set opt {{ {body} }}' > build_opt.tcl && vitis-run --tcl build_prj.tcl --mode hls"
-            )
-    return commands
-
-
-def _logits_model(model, plan: ModelPlan):
-    """The model without its final softmax (the design returns logits), or the model itself."""
-    import keras
-
-    if plan.softmax_layer is None:
-        return model
-    if plan.softmax_is_layer:
-        layer = model.get_layer(plan.softmax_layer)
-        return keras.Model(model.inputs, layer.input, name=model.name)
-    config = model.get_config()
-    for layer_config in config['layers']:
-        if layer_config['config']['name'] == plan.softmax_layer:
-            layer_config['config']['activation'] = 'linear'
-    logits = model.__class__.from_config(config)
-    logits.set_weights(model.get_weights())
-    return logits
-
-
 def hls_config(model, plan: ModelPlan, options: HLSOptions) -> dict:
     """hls4ml's config dictionary with every precision lpsubnet decided."""
     import hls4ml
@@ -134,12 +79,6 @@ def hls_config(model, plan: ModelPlan, options: HLSOptions) -> dict:
         if name in config['LayerName']:
             config['LayerName'][name].setdefault('Precision', {}).update(precision)
     return config
-
-
-def prepare_inputs(model, plan: ModelPlan, x: np.ndarray, source: str) -> np.ndarray:
-    """Inputs on the input type's grid: the values both the model and the design see."""
-    x = check_inputs(x, model, source)
-    return plan.input_type.quantize(x)
 
 
 def write_project(
@@ -170,10 +109,10 @@ def write_project(
 
         model = keras.Model(model.inputs, model.outputs, name=model.name)
     check_layer_names(model, model_path)
-    plan = plan_model(model, options.input_precision, options.default_precision)
+    plan = plan_model(model, HLS_LAYERS, options.input_precision, options.default_precision)
     if plan.exact:
-        check_float32_reference(model, plan)
-    hw_model = _logits_model(model, plan)
+        check_float32_reference(model, plan, HLS_LAYERS)
+    hw_model = logits_model(model, plan)
 
     if inputs is None:
         rng = np.random.default_rng(seed)
@@ -187,7 +126,7 @@ def write_project(
         x = np.asarray(inputs)
         x_source = 'given inputs'
     x = prepare_inputs(model, plan, x, x_source)
-    y = np.asarray(hw_model.predict(x.astype(np.float32), verbose=0, batch_size=1024), dtype=np.float64)
+    y = reference_outputs(model, plan, x)
 
     config = hls_config(hw_model, plan, options)
     output_dir = Path(output_dir)
@@ -207,10 +146,13 @@ def write_project(
         hls_model.write()
         relink_project(tmp_dir, output_dir.absolute())
         _write_tb_data(tmp_dir, x, y)
-        layers = _layer_table(hls_model)
         info = ProjectInfo(
+            route='hls',
             project_dir=str(output_dir.resolve()),
             model_path=str(model_path.resolve()),
+            project_name=options.project_name,
+            part=options.part,
+            clock_period=options.clock_period,
             options=asdict(options),
             input_type=plan.input_type.ap(),
             input_source=plan.input_source,
@@ -220,7 +162,7 @@ def write_project(
             exact_by_construction=plan.exact,
             samples=int(x.shape[0]),
             notes=plan.notes + [f'tb_data: {x_source}'],
-            layers=layers,
+            design={'layers': _layer_table(hls_model)},
         )
         _write_lpsubnet_files(tmp_dir, hls_model, info, options)
     return info
@@ -243,93 +185,6 @@ def check_layer_names(model, model_path) -> None:
         )
 
 
-# hls4ml layers that only move, select or join values: their result (and a max
-# pooling's accumulator) must hold every input value, or the design rounds or wraps.
-_LOSSLESS_LAYERS = {
-    'Pooling1D',
-    'Pooling2D',
-    'GlobalPooling1D',
-    'GlobalPooling2D',
-    'ZeroPadding1D',
-    'ZeroPadding2D',
-    'Clone',
-    'Reshape',
-    'Transpose',
-    'Resize',
-    'Concatenate',
-}
-
-
-def _holds(outer, inner, extra_integer: int = 0) -> bool:
-    """Whether hls4ml precision ``outer`` holds every value of ``inner`` (with
-    ``extra_integer`` more integer bits, for a sum of two)."""
-    if not all(hasattr(t, 'fractional') and hasattr(t, 'signed') for t in (outer, inner)):
-        return True  # not a fixed-point or integer type: nothing to compare
-    magnitude = inner.integer - (1 if inner.signed else 0) + extra_integer
-    if inner.signed and not outer.signed:
-        return False
-    return outer.fractional >= inner.fractional and outer.integer - (1 if outer.signed else 0) >= magnitude
-
-
-def check_hls_graph(hls_model) -> None:
-    """Refuse a converted graph that cannot be exact (found by fuzzing; see
-    ``qkeras_bridge._patch_hls4ml`` for the hls4ml 1.3.0 bugs behind both rules):
-
-    - a data-moving layer whose result or accumulator type cannot hold its input
-      (hls4ml falls back to its default ``fixed<16,6>`` where it has no rule), or an
-      Add whose result cannot hold the sum;
-    - a ZeroPadding inserted for an io_stream convolution that does not feed it;
-    - an io_stream depthwise convolution with a kernel of 1 along an axis it strides by
-      more than 1 (every output wrong, found by fuzzing: ``depthwise_1x1_strided_stream``
-      in test_fuzz_regressions.py; a 1x1 Conv2D goes through hls4ml's pointwise code and
-      is exact).
-    """
-    stream = hls_model.config.get_config_value('IOType') == 'io_stream'
-    for layer in hls_model.get_layers():
-        where = f"layer '{layer.name}' ({layer.class_name})"
-        result = layer.get_output_variable().type.precision
-        sources = [layer.get_input_variable(name) for name in layer.inputs]
-        inputs = [var.type.precision for var in sources if var is not None]
-        if layer.class_name in _LOSSLESS_LAYERS:
-            checked = {'result': result}
-            if 'Pooling' in layer.class_name:
-                if str(layer.get_attr('pool_op')).lower() != 'max':
-                    continue  # average pooling is refused by model_plan
-                checked['accumulator'] = layer.types['accum_t'].precision
-            for role, precision in checked.items():
-                for source in inputs:
-                    if not _holds(precision, source):
-                        raise UnsupportedModelError(
-                            f'{where}: hls4ml gave its {role} the type {precision}, which cannot hold its input type '
-                            f'{source}, so the design would not be bit-exact (a gap in hls4ml 1.3.0 type '
-                            'inference that the back end does not cover); use another layer here'
-                        )
-        elif layer.class_name == 'Merge' and str(layer.get_attr('op')).lower() == 'add':
-            if not all(_holds(result, source, extra_integer=1) for source in inputs):
-                raise UnsupportedModelError(
-                    f'{where}: hls4ml gave the sum the type {result}, which cannot hold the sum of '
-                    f'{", ".join(map(str, inputs))}, so the design would not be bit-exact; '
-                    'quantize the addends to fewer bits'
-                )
-        if stream and layer.class_name == 'DepthwiseConv2D':
-            axes = [(layer.get_attr(f'filt_{a}'), layer.get_attr(f'stride_{a}')) for a in ('height', 'width')]
-            if any(kernel == 1 and stride > 1 for kernel, stride in axes):
-                raise UnsupportedModelError(
-                    f'{where}: a depthwise convolution with a kernel of 1 and a stride above 1 on an axis '
-                    '(kernel {0[0][0]}x{0[1][0]}, strides {0[0][1]}x{0[1][1]}) is computed wrongly by hls4ml 1.3.0 '
-                    'with io_stream; use io_parallel, or stride 1 followed by max pooling'.format(axes)
-                )
-        if layer.class_name.startswith('ZeroPadding') and layer.name.startswith(('zp1d_', 'zp2d_')):
-            conv = layer.name[len('zp1d_') :]
-            users = [node.name for node in layer.get_output_nodes()]
-            if users != [conv]:
-                raise UnsupportedModelError(
-                    f"layer '{conv}': hls4ml inserted its io_stream padding '{layer.name}' in front of "
-                    f'{", ".join(users) or "nothing"} instead, so the design would not be bit-exact; '
-                    "use io_parallel, or padding='valid' after an explicit ZeroPadding layer"
-                )
-
-
 def _write_tb_data(project_dir: Path, x: np.ndarray, y: np.ndarray) -> None:
     tb = project_dir / 'tb_data'
     tb.mkdir(exist_ok=True)
@@ -343,6 +198,10 @@ def _dat_lines(a: np.ndarray) -> str:
     return ''.join(' '.join(repr(float(v)) for v in row) + '\n' for row in flat)
 
 
+# The weight column of the layer table: the first weight type a layer has.
+WEIGHT_KEYS = [r.precision_key for r in WEIGHT_ROLES.values() if r.role != 'bias']
+
+
 def _layer_table(hls_model) -> list[dict]:
     rows = []
     for layer in hls_model.get_layers():
@@ -352,7 +211,7 @@ def _layer_table(hls_model) -> list[dict]:
                 'name': layer.name,
                 'class_name': layer.class_name,
                 'result': types.get('result', ''),
-                'weight': types.get('weight', types.get('depthwise', '')),
+                'weight': next((types[k] for k in WEIGHT_KEYS if k in types), ''),
                 'bias': types.get('bias', ''),
                 'accum': types.get('accum', ''),
             }
@@ -378,11 +237,11 @@ def _io_vars(variables) -> list[dict]:
 
 
 def _write_lpsubnet_files(project_dir: Path, hls_model, info: ProjectInfo, options: HLSOptions) -> None:
-    from . import __version__
+    from .. import __version__
 
     inputs = _io_vars(hls_model.get_input_variables())
     outputs = _io_vars(hls_model.get_output_variables())
-    vendor_commands = _vendor_commands(options.backend)
+    vendor_commands = makefile_commands(options.backend)
     context = {
         'lpsubnet_version': __version__,
         'project_name': options.project_name,
@@ -413,12 +272,14 @@ def _write_lpsubnet_files(project_dir: Path, hls_model, info: ProjectInfo, optio
             if info.exact_by_construction
             else 'NOT exact (default precision given)',
         },
-        'layers': info.layers,
+        'layers': info.design['layers'],
     }
-    write_text_atomic(project_dir / f'{options.project_name}_test.cpp', render('testbench.cpp.j2', context))
-    write_text_atomic(project_dir / 'Makefile', render('Makefile.j2', context))
-    write_text_atomic(project_dir / 'README.md', render('README.md.j2', context))
-    write_text_atomic(project_dir / PROJECT_INFO, json.dumps(asdict(info), indent=2) + '\n')
+    write_text_atomic(
+        project_dir / f'{options.project_name}_test.cpp', render('testbench.cpp.j2', context, HLS_TEMPLATES)
+    )
+    write_text_atomic(project_dir / 'Makefile', render('Makefile.j2', context, HLS_TEMPLATES))
+    write_text_atomic(project_dir / 'README.md', render('README.md.j2', context, HLS_TEMPLATES))
+    info.save(project_dir)
 
 
 def relink_project(project_dir: Path, final_dir: Path | None = None) -> None:
@@ -432,22 +293,12 @@ def relink_project(project_dir: Path, final_dir: Path | None = None) -> None:
     fixed = [f'OutputDir: {target}\n' if line.startswith('OutputDir:') else line for line in lines]
     if fixed != lines:
         write_text_atomic(yml, ''.join(fixed))
-    info_file = project_dir / PROJECT_INFO
+    info_file = project_dir / PROJECT_FILES['hls']
     if info_file.exists():
         info = json.loads(info_file.read_text())
         if info.get('project_dir') != str(target.resolve()):
             info['project_dir'] = str(target.resolve())
             write_text_atomic(info_file, json.dumps(info, indent=2) + '\n')
-
-
-def read_project_info(project_dir: str | Path) -> ProjectInfo:
-    """The ProjectInfo of a project written by :func:`write_project`."""
-    path = Path(project_dir) / PROJECT_INFO
-    if not path.exists():
-        raise BadInputError(
-            f'{project_dir} is not an lpsubnet HLS project: {PROJECT_INFO} is missing (run `lpsubnet hls` first)'
-        )
-    return ProjectInfo(**json.loads(path.read_text()))
 
 
 __all__ = [

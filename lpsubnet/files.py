@@ -1,9 +1,6 @@
-"""Writing files so that an interrupted or failed run never leaves half a result.
-
-Files are written to a temporary name in the same directory and renamed into place
-(rename is atomic on POSIX within one file system). Whole directories are built
-under a temporary name beside the target and renamed once complete.
-"""
+"""lpsubnet's own file helpers for run directories, so the orchestration layer does not
+reach into the hardware package's internals: a file is written under a temporary name
+and renamed; a stage directory is built beside its target and swapped in when complete."""
 
 from __future__ import annotations
 
@@ -14,7 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import BadInputError, OutputExistsError
+from hls_backend.errors import BadInputError, OutputExistsError
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -25,13 +22,12 @@ def write_text_atomic(path: str | Path, text: str) -> None:
             handle.write(text)
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         raise
 
 
 def check_output_dir(path: Path, force: bool) -> None:
-    """Refuse an existing non-empty directory (or a file) unless ``force``."""
+    """Refuse a file, or a non-empty directory unless ``force``."""
     if path.exists() and not path.is_dir():
         raise OutputExistsError(f'output {path} exists and is not a directory; choose another path')
     if path.is_dir() and any(path.iterdir()) and not force:
@@ -40,28 +36,23 @@ def check_output_dir(path: Path, force: bool) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(target: str | Path, force: bool = False) -> Iterator[Path]:
-    """Yield a fresh temporary directory that replaces ``target`` when the block succeeds.
-
-    On an exception the temporary directory is removed and ``target`` is untouched.
-    With ``force`` an existing ``target`` is replaced only after the new one is complete.
-    """
+    """A temporary directory that replaces ``target`` when the block succeeds (and only then)."""
     target = Path(target).absolute()
     check_output_dir(target, force)
-    parent = target.parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f'.{target.name}.', suffix='.partial', dir=parent))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f'.{target.name}.', suffix='.partial', dir=target.parent))
     except OSError as exc:
-        raise BadInputError(f'cannot write into {parent}: {exc.strerror}') from exc
+        raise BadInputError(f'cannot write into {target.parent}: {exc.strerror}') from exc
     try:
         yield tmp
+        old = None
         if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f'.{target.name}.', suffix='.old', dir=parent))
+            old = Path(tempfile.mkdtemp(prefix=f'.{target.name}.', suffix='.old', dir=target.parent))
             os.replace(target, old / target.name)
-            os.replace(tmp, target)
+        os.replace(tmp, target)
+        if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

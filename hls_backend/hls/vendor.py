@@ -15,12 +15,14 @@ import subprocess
 import time
 from pathlib import Path
 
-from .convert import BACKENDS, read_project_info
-from .errors import BadInputError, BuildError, ToolMissingError
-from .files import write_text_atomic
-from .progress import step
-from .results import RouteResult
+from ..core.files import write_text_atomic
+from ..core.progress import step
+from ..core.project import read_project_info
+from ..core.results import RouteResult
+from ..errors import BadInputError, BuildError, ToolMissingError
 
+# The vendor tool of each hls4ml backend, and the steps lpsubnet runs with it.
+BACKENDS = {'Vivado': 'vivado_hls', 'Vitis': 'vitis-run'}
 STEPS = ('csim', 'csynth', 'cosim', 'export')
 VENDOR_RESULT = 'lpsubnet_vendor.json'
 
@@ -49,6 +51,22 @@ def vendor_command(backend: str, steps: list[str]) -> tuple[list[str], str | Non
         return ['vivado_hls', '-f', 'build_prj.tcl', ' '.join(f'{k}={v}' for k, v in flags.items())], None
     opt = 'array set opt {\n' + ''.join(f'    {k} {v}\n' for k, v in flags.items()) + '}\n'
     return ['vitis-run', '--tcl', 'build_prj.tcl', '--mode', 'hls'], opt
+
+
+def makefile_commands(backend: str) -> dict[str, str]:
+    """One shell command per step, as the generated project's Makefile runs them
+    (the same command lines :func:`synth` runs)."""
+    import shlex
+
+    commands = {}
+    for step_name in STEPS:
+        argv, opt_tcl = vendor_command(backend, [step_name])
+        command = ' '.join(shlex.quote(arg) for arg in argv)
+        if opt_tcl is not None:
+            body = ' '.join(line.strip() for line in opt_tcl.splitlines()[1:-1])
+            command = f"echo 'array set opt {{ {body} }}' > build_opt.tcl && {command}"
+        commands[step_name] = command
+    return commands
 
 
 def missing_tool_hint(project_dir: Path, backend: str, steps: list[str]) -> str:

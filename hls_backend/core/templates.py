@@ -13,8 +13,6 @@ from importlib import resources
 
 import jinja2
 
-HLS_TEMPLATES = 'hls_backend.template_files'
-
 
 def template_dir(package: str):
     """The folder of a template package (a real directory, installed or editable)."""
@@ -35,6 +33,6 @@ def _environment(package: str) -> jinja2.Environment:
     )
 
 
-def render(name: str, context: dict, package: str = HLS_TEMPLATES) -> str:
-    """Render template ``name`` of ``package`` (by default the HLS project templates)."""
+def render(name: str, context: dict, package: str) -> str:
+    """Render template ``name`` of the template package ``package`` (a route's ``template_files``)."""
     return _environment(package).get_template(name).render(**context)

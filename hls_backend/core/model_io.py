@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInputError
+from ..errors import BadInputError
 
 
 def load_qkeras_model(path: str | Path):
@@ -36,9 +36,33 @@ def load_qkeras_model(path: str | Path):
     import qkeras  # noqa: F401  registers the QKeras layers and quantizers with Keras
 
     try:
-        return keras.models.load_model(path, compile=False)
+        return keras.models.load_model(path, compile=False, custom_objects=_fused_batchnorm_loaders())
     except Exception as exc:  # Keras raises many types for broken archives
         raise BadInputError(f'model file {path} could not be loaded by Keras: {exc}') from exc
+
+
+class _FusedBatchnormLoader:
+    """Builds a qkeras-v3 fused batch-norm layer from its saved config. qkeras-v3 1.2.1
+    does not register these classes with Keras, and their ``get_config`` includes
+    Keras-3 BatchNormalization keys their constructor refuses; those hold the defaults
+    the layer uses (plain, unsynchronized batch norm), so they are dropped."""
+
+    UNACCEPTED = ('synchronized', 'renorm', 'renorm_clipping', 'renorm_momentum')
+
+    def __init__(self, cls):
+        self.cls = cls
+
+    def from_config(self, config: dict):
+        for key in self.UNACCEPTED:
+            config.pop(key, None)
+        return self.cls.from_config(config)
+
+
+def _fused_batchnorm_loaders() -> dict:
+    from qkeras.qconv2d_batchnorm import QConv2DBatchnorm
+    from qkeras.qdense_batchnorm import QDenseBatchnorm
+
+    return {cls.__name__: _FusedBatchnormLoader(cls) for cls in (QDenseBatchnorm, QConv2DBatchnorm)}
 
 
 def load_array(path: str | Path, name: str = 'inputs') -> np.ndarray:

@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .convert import read_project_info, relink_project
-from .errors import BuildError, ToolMissingError
-from .progress import step
-from .results import RouteResult, compare_exact
+from ..core.progress import step
+from ..core.project import read_project_info
+from ..core.results import RouteResult, compare_exact
+from ..errors import BuildError, ToolMissingError
+from .convert import relink_project
 
 CSIM_RESULT = 'lpsubnet_csim.json'
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UnsupportedModelError
+from ..errors import UnsupportedModelError
 
 SUPPORTED_QUANTIZERS = ('quantized_bits', 'quantized_relu')
 

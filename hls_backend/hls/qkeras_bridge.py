@@ -13,7 +13,7 @@ handler per QKeras layer class. Each handler
    hls4ml's own Keras-3 QKeras port), ``softmax`` becomes hls4ml's Softmax layer,
    any other plain activation a generic Activation layer.
 
-``register()`` is idempotent and is called by :mod:`hls_backend.convert` before
+``register()`` is idempotent and is called by :mod:`hls_backend.hls.convert` before
 every conversion.
 """
 
@@ -25,25 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from .fixed_point import quantizer_type
+from ..core.fixed_point import quantizer_type
+from ..core.layer_kinds import ACTIVATION_SUFFIX
 
-# The QKeras classes handled here; each is parsed by hls4ml's Keras-2 handler of the
-# same name. The fused QConv2DBatchnorm / QDenseBatchnorm are not listed: fold batch
-# normalization first (pruner.surgery does); hls_backend.model_plan refuses them.
-QKERAS_LAYER_CLASSES = (
-    'QDense',
-    'QConv1D',
-    'QConv2D',
-    'QDepthwiseConv2D',
-    'QSeparableConv1D',
-    'QSeparableConv2D',
-    'QActivation',
-    'QBatchNormalization',
-)
-
-# Suffix of the layer split off a Q-layer's ``activation=`` (the name hls4ml's own
-# Keras-3 QKeras port uses); hls_backend.model_plan sets its precision by this name.
-ACTIVATION_SUFFIX = '_activation'
+# The classes handled here are the ``bridged`` ones of the HLS route's layer kinds
+# (hls_backend.hls_layers); each is parsed by hls4ml's Keras-2 handler of the same name.
 
 
 class _SingleLayerReader:
@@ -119,15 +105,26 @@ def _activation_split(layer, out_name: str, input_name: str) -> dict[str, Any] |
     return {**common, 'class_name': 'Activation', 'activation': activation}
 
 
-def _handle_qkeras_layer(layer, in_tensors: Sequence, out_tensors: Sequence) -> tuple[dict[str, Any], ...]:
+def parse_qkeras_layer(
+    layer,
+    in_tensors: Sequence,
+    out_tensors: Sequence,
+    class_name: str | None = None,
+    reader=None,
+    config: dict | None = None,
+) -> tuple[dict[str, Any], ...]:
+    """hls4ml's layer dictionaries for a QKeras layer: hls4ml's Keras-2 parser of
+    ``class_name`` (default: the layer's own class) on ``config`` (default: the layer's)
+    reading weights from ``reader`` (default: the layer's variables), then the activation
+    split off."""
     from hls4ml.converters.keras_v2_to_hls import layer_handlers as v2_handlers
 
-    class_name = layer.__class__.__name__
-    keras_dict = {'class_name': class_name, 'config': layer.get_config()}
+    class_name = class_name or layer.__class__.__name__
+    keras_dict = {'class_name': class_name, 'config': config or layer.get_config()}
     input_names = [t.name for t in in_tensors]
     # hls4ml's Keras-2 parsers expect shapes with the batch dimension.
     input_shapes = [list(t.shape) for t in in_tensors]
-    parsed, _ = v2_handlers[class_name](keras_dict, input_names, input_shapes, _SingleLayerReader(layer))
+    parsed, _ = v2_handlers[class_name](keras_dict, input_names, input_shapes, reader or _SingleLayerReader(layer))
     parsed.pop('inputs', None)
     out_name = out_tensors[0].name
     parsed['name'] = layer.name
@@ -206,8 +203,11 @@ def register() -> None:
         return
     from hls4ml.converters.keras_v3 import layer_handlers
 
-    for class_name in QKERAS_LAYER_CLASSES:
-        # The dispatcher looks up 'module.Class' first, then the bare class name.
-        layer_handlers[class_name] = _handle_qkeras_layer
+    from .layers import HLS_LAYERS
+
+    for kind in HLS_LAYERS.unique_kinds():
+        for class_name in kind.bridged:
+            # The dispatcher looks up 'module.Class' first, then the bare class name.
+            layer_handlers[class_name] = kind.hls4ml_layers
     _patch_hls4ml()
     _registered = True

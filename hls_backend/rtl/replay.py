@@ -20,41 +20,13 @@ dropped); pooling selects the taps in the same way.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 
 import numpy as np
 
-from .errors import UnsupportedModelError
-from .fixed_point import FixedType, quantizer_type
-from .model_plan import ModelPlan
-
-# Layer classes the replay maps, for error messages.
-REPLAY_LAYERS = (
-    'InputLayer',
-    'QDense',
-    'QConv1D',
-    'QConv2D',
-    'QDepthwiseConv2D',
-    'QActivation',
-    'Activation (linear; softmax at the output is left out)',
-    'Flatten',
-    'Reshape',
-    'Dropout',
-    'MaxPooling1D',
-    'MaxPooling2D',
-    'AveragePooling1D',
-    'AveragePooling2D',
-    'GlobalMaxPooling1D',
-    'GlobalMaxPooling2D',
-    'GlobalAveragePooling1D',
-    'GlobalAveragePooling2D',
-    'ZeroPadding1D',
-    'ZeroPadding2D',
-    'UpSampling1D',
-    'UpSampling2D',
-    'Add',
-    'Concatenate',
-)
+from ..core.fixed_point import FixedType, quantizer_type
+from ..core.layer_kinds import where
+from ..core.plan import ModelPlan, inbound
+from ..errors import UnsupportedModelError
 
 
 def _is_const(v) -> bool:
@@ -168,34 +140,12 @@ class Replay:
 
     # --- helpers -----------------------------------------------------------------------
     def where(self, layer) -> str:
-        return f"layer '{layer.name}' ({layer.__class__.__name__})"
+        return where(layer)
 
     def check_channels_last(self, layer):
         fmt = layer.get_config().get('data_format')
         if fmt not in (None, 'channels_last'):
             raise UnsupportedModelError(f"{self.where(layer)}: data_format '{fmt}' is not supported; use channels_last")
-
-    def quantized_weight(self, layer, role: str, value) -> np.ndarray:
-        """The weight QKeras uses in its forward pass, checked to lie on its type's grid."""
-        quantizer = getattr(layer, f'{role}_quantizer_internal', None)
-        config = layer.get_config().get(f'{role}_quantizer')
-        where = f'{self.where(layer)} {role}_quantizer'
-        if quantizer is None or config is None:
-            raise UnsupportedModelError(
-                f'{where} is not set: {role} would be float; give it quantized_bits(bits, integer, alpha=1)'
-            )
-        fixed = quantizer_type(config, where)
-        w = np.asarray(quantizer(value), dtype=np.float64)
-        if not np.array_equal(fixed.quantize(w), w):
-            raise UnsupportedModelError(f'{where}: quantized values are not on the grid of {fixed.ap()}; use alpha=1')
-        return w
-
-    def weights(self, layer, kernel_role: str, kernel_attr: str):
-        kernel = self.quantized_weight(layer, kernel_role, getattr(layer, kernel_attr))
-        bias = None
-        if layer.get_config().get('use_bias', True) and getattr(layer, 'bias', None) is not None:
-            bias = self.quantized_weight(layer, 'bias', layer.bias)
-        return kernel, bias
 
     def activation(self, layer, x):
         """Apply a Q-layer's or Activation layer's ``activation=``."""
@@ -213,13 +163,10 @@ class Replay:
         return quantize_array(x, quantizer_type(act, f'{self.where(layer)} activation'))
 
     # --- layers ------------------------------------------------------------------------
-    def conv(self, layer, x, depthwise: bool):
+    def conv(self, layer, x, kernel: np.ndarray, bias: np.ndarray | None, depthwise: bool):
+        """A convolution with the given (quantized) weights, then the layer's activation."""
         self.check_channels_last(layer)
         config = layer.get_config()
-        if depthwise:
-            kernel, bias = self.weights(layer, 'depthwise', 'depthwise_kernel')
-        else:
-            kernel, bias = self.weights(layer, 'kernel', 'kernel')
         if config.get('groups', 1) not in (1, None):
             raise UnsupportedModelError(
                 f'{self.where(layer)}: grouped convolution (groups={config["groups"]}) is not supported'
@@ -255,8 +202,8 @@ class Replay:
             y = y + bias
         return self.activation(layer, y)
 
-    def dense(self, layer, x):
-        kernel, bias = self.weights(layer, 'kernel', 'kernel')
+    def dense(self, layer, x, kernel: np.ndarray, bias: np.ndarray | None):
+        """``x @ kernel + bias`` over the last axis, then the layer's activation."""
         lead = x.shape[:-1]
         rows = x._vars.reshape(-1, x.shape[-1])
         out = np.array([matvec(list(r), kernel, self.hwconf) for r in rows], dtype=object)
@@ -324,51 +271,14 @@ class Replay:
         return _as_array(values, self.hwconf)
 
     def apply(self, layer, args: list):
-        cls = layer.__class__.__name__
-        where = self.where(layer)
-        x = args[0] if args else None
-        handlers: dict[str, Callable] = {
-            'QDense': lambda: self.dense(layer, x),
-            'QConv1D': lambda: self.conv(layer, x, depthwise=False),
-            'QConv2D': lambda: self.conv(layer, x, depthwise=False),
-            'QDepthwiseConv2D': lambda: self.conv(layer, x, depthwise=True),
-            'QActivation': lambda: quantize_array(
-                x, quantizer_type(layer.get_config()['activation'], f'{where} activation')
-            ),
-            'Activation': lambda: self.activation(layer, x),
-            'Dropout': lambda: x,
-            'Flatten': lambda: x.reshape(-1),
-            'Reshape': lambda: x.reshape(*[int(d) for d in layer.output.shape[1:]]),
-            'MaxPooling1D': lambda: self.pool(layer, x, 'max', 1),
-            'MaxPooling2D': lambda: self.pool(layer, x, 'max', 2),
-            'AveragePooling1D': lambda: self.pool(layer, x, 'avg', 1),
-            'AveragePooling2D': lambda: self.pool(layer, x, 'avg', 2),
-            'GlobalMaxPooling1D': lambda: self.global_pool(layer, x, 'max'),
-            'GlobalMaxPooling2D': lambda: self.global_pool(layer, x, 'max'),
-            'GlobalAveragePooling1D': lambda: self.global_pool(layer, x, 'avg'),
-            'GlobalAveragePooling2D': lambda: self.global_pool(layer, x, 'avg'),
-            'ZeroPadding1D': lambda: self.zero_padding(layer, x, 1),
-            'ZeroPadding2D': lambda: self.zero_padding(layer, x, 2),
-            'UpSampling1D': lambda: self.upsampling(layer, x, 1),
-            'UpSampling2D': lambda: self.upsampling(layer, x, 2),
-            'Add': lambda: functools.reduce(lambda a, b: a + b, args),
-            'Concatenate': lambda: self.concatenate(layer, args),
-        }
-        if cls not in handlers:
-            raise UnsupportedModelError(
-                f'{where} is not supported by the RTL route (da4ml replay); supported layers: {", ".join(REPLAY_LAYERS)}'
-            )
-        return handlers[cls]()
+        from .layers import RTL_LAYERS
+
+        return RTL_LAYERS.lookup(layer).replay(layer, args, self)
 
     def concatenate(self, layer, args):
         axis = int(layer.get_config().get('axis', -1))
         axis = axis - 1 if axis > 0 else axis
         return _as_array(np.concatenate([a._vars for a in args], axis=axis), self.hwconf)
-
-
-def _inbound_operations(layer) -> list:
-    node = layer._inbound_nodes[0]
-    return [t._keras_history.operation for t in node.arguments.keras_tensors]
 
 
 def replay_model(model, plan: ModelPlan, hwconf):
@@ -389,7 +299,7 @@ def replay_model(model, plan: ModelPlan, hwconf):
     for layer in model.layers:
         if layer is input_op or layer.__class__.__name__ == 'InputLayer':
             continue
-        sources = _inbound_operations(layer)
+        sources = inbound(layer)
         missing = [s.name for s in sources if id(s) not in values]
         if missing:
             raise UnsupportedModelError(
@@ -433,5 +343,4 @@ __all__ = [
     'window_taps',
     'io_widths',
     'fixed_kif',
-    'REPLAY_LAYERS',
 ]

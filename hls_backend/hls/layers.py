@@ -1,0 +1,266 @@
+"""The HLS route's layer kinds: one class per layer family, registered in :data:`HLS_LAYERS`.
+
+Each kind carries, for its Keras layer classes (``handles``): the precision plan and
+the float32 bound (from the shared semantics in :mod:`hls_backend.layer_kinds`), the
+hls4ml graph classes it becomes (``hls4ml_classes``) with the checks of hls4ml's
+converted graph that keep the design exact (``check_graph``), and whether lpsubnet's
+own Keras-3 QKeras handler converts which of them (``bridged``, see :mod:`hls_backend.hls.qkeras_bridge`).
+"""
+
+from __future__ import annotations
+
+from ..core import layer_kinds as kinds
+from ..errors import UnsupportedModelError
+
+HLS_LAYERS = kinds.Registry('HLS back end (hls4ml)', fallback=kinds.REFUSALS)
+
+
+class HLSLayer(kinds.LayerKind):
+    registry = HLS_LAYERS
+    hls4ml_classes: tuple[str, ...] = ()  # the hls4ml graph layers this family becomes
+    bridged: tuple[str, ...] = ()  # classes converted by lpsubnet's QKeras handler (qkeras_bridge)
+
+    def check_graph(self, node, graph) -> None:
+        """Refuse a converted hls4ml layer ``node`` that cannot be exact (``graph``: GraphCheck)."""
+
+    def hls4ml_layers(self, layer, in_tensors, out_tensors) -> tuple[dict, ...]:
+        """hls4ml's layer dictionaries for ``layer`` (classes in ``bridged`` only)."""
+        from .qkeras_bridge import parse_qkeras_layer
+
+        return parse_qkeras_layer(layer, in_tensors, out_tensors)
+
+
+def _holds(outer, inner, extra_integer: int = 0) -> bool:
+    """Whether hls4ml precision ``outer`` holds every value of ``inner`` (with
+    ``extra_integer`` more integer bits, for a sum of two)."""
+    if not all(hasattr(t, 'fractional') and hasattr(t, 'signed') for t in (outer, inner)):
+        return True  # not a fixed-point or integer type: nothing to compare
+    magnitude = inner.integer - (1 if inner.signed else 0) + extra_integer
+    if inner.signed and not outer.signed:
+        return False
+    return outer.fractional >= inner.fractional and outer.integer - (1 if outer.signed else 0) >= magnitude
+
+
+def node_where(node) -> str:
+    return f"layer '{node.name}' ({node.class_name})"
+
+
+def check_lossless(node, graph, extra_roles: dict | None = None) -> None:
+    """A layer that only moves, selects or joins values: its result (and ``extra_roles``)
+    must hold every input value, or the design rounds or wraps (hls4ml falls back to its
+    default ``fixed<16,6>`` where it has no type rule)."""
+    checked = {'result': node.get_output_variable().type.precision, **(extra_roles or {})}
+    for role, precision in checked.items():
+        for source in graph.input_types(node):
+            if not _holds(precision, source):
+                raise UnsupportedModelError(
+                    f'{node_where(node)}: hls4ml gave its {role} the type {precision}, which cannot hold its input type '
+                    f'{source}, so the design would not be bit-exact (a gap in hls4ml 1.3.0 type '
+                    'inference that the back end does not cover); use another layer here'
+                )
+
+
+class GraphCheck:
+    """What the graph checks need to know about the converted hls4ml model."""
+
+    def __init__(self, hls_model):
+        self.hls_model = hls_model
+        self.stream = hls_model.config.get_config_value('IOType') == 'io_stream'
+
+    def input_types(self, node) -> list:
+        sources = [node.get_input_variable(name) for name in node.inputs]
+        return [var.type.precision for var in sources if var is not None]
+
+
+def check_hls_graph(hls_model) -> None:
+    """Refuse a converted graph that cannot be exact: every hls4ml layer is checked by the
+    layer kind that declares its class (found by fuzzing; see ``qkeras_bridge._patch_hls4ml``
+    for the hls4ml 1.3.0 bugs behind these rules)."""
+    graph = GraphCheck(hls_model)
+    by_class = {name: kind for kind in HLS_LAYERS.unique_kinds() for name in kind.hls4ml_classes}
+    for node in hls_model.get_layers():
+        kind = by_class.get(node.class_name)
+        if kind is not None:
+            kind.check_graph(node, graph)
+
+
+# --- the layer kinds ----------------------------------------------------------------------
+
+
+class DenseOrConv(kinds.DenseOrConv, HLSLayer):
+    handles = ('QDense', 'QConv1D', 'QConv2D')
+    bridged = handles
+
+
+class _FoldedWeightsReader:
+    """hls4ml's weight-reader interface, serving a fused layer's folded, quantized weights."""
+
+    def __init__(self, layer_name: str, weights: dict):
+        self.layer_name, self.weights = layer_name, weights
+
+    def get_weights_data(self, layer_name: str, var_name: str):
+        if layer_name != self.layer_name:
+            raise KeyError(f'handler for {self.layer_name} asked for weights of {layer_name}')
+        return self.weights.get(var_name)
+
+
+class _Folded(kinds.FoldedBatchnorm, HLSLayer):
+    """Converted by hls4ml's parser of the unfused layer (``unfused``), fed the folded weights."""
+
+    unfused = ''
+
+    def hls4ml_layers(self, layer, in_tensors, out_tensors) -> tuple[dict, ...]:
+        from .qkeras_bridge import parse_qkeras_layer
+
+        weights = {'kernel': self.quantized(layer, 'kernel'), 'bias': self.bias(layer)}
+        reader = _FoldedWeightsReader(layer.name, weights)
+        return parse_qkeras_layer(
+            layer, in_tensors, out_tensors, self.unfused, reader, config={**layer.get_config(), 'use_bias': True}
+        )
+
+
+class DenseBatchnorm(_Folded):
+    handles = ('QDenseBatchnorm',)
+    bridged = handles
+    unfused = 'QDense'
+    limits = 'batch norm folded as QKeras folds it at inference'
+
+
+class Conv2DBatchnorm(_Folded):
+    handles = ('QConv2DBatchnorm',)
+    bridged = handles
+    unfused = 'QConv2D'
+    limits = 'batch norm folded as QKeras folds it at inference'
+
+
+class Depthwise(kinds.Depthwise, HLSLayer):
+    handles = ('QDepthwiseConv2D',)
+    hls4ml_classes = ('DepthwiseConv2D',)
+    bridged = handles
+    limits = 'depth_multiplier=1; io_stream: no kernel of 1 with a stride > 1'
+
+    def check_graph(self, node, graph) -> None:
+        """io_stream depthwise convolution with a kernel of 1 along an axis it strides by
+        more than 1: every output wrong (found by fuzzing: ``depthwise_1x1_strided_stream``
+        in test_fuzz_regressions.py; a 1x1 Conv2D goes through hls4ml's pointwise code and
+        is exact). Also checks the split-off depthwise part of a separable convolution."""
+        if not graph.stream:
+            return
+        axes = [(node.get_attr(f'filt_{a}'), node.get_attr(f'stride_{a}')) for a in ('height', 'width')]
+        if any(kernel == 1 and stride > 1 for kernel, stride in axes):
+            raise UnsupportedModelError(
+                f'{node_where(node)}: a depthwise convolution with a kernel of 1 and a stride above 1 on an axis '
+                '(kernel {0[0][0]}x{0[1][0]}, strides {0[0][1]}x{0[1][1]}) is computed wrongly by hls4ml 1.3.0 '
+                'with io_stream; use io_parallel, or stride 1 followed by max pooling'.format(axes)
+            )
+
+
+class Separable(kinds.Separable, HLSLayer):
+    handles = ('QSeparableConv1D', 'QSeparableConv2D')
+    bridged = handles
+
+
+class QActivation(kinds.QuantizedActivation, HLSLayer):
+    handles = ('QActivation',)
+    bridged = handles
+    limits = 'quantized_bits, quantized_relu with alpha=1'
+
+
+class Activation(kinds.FloatActivation, HLSLayer):
+    handles = ('Activation', 'ReLU', 'Softmax')
+    limits = "'linear'; softmax at the output is left out (outputs are logits)"
+
+
+class DataMovement(kinds.DataMovement, HLSLayer):
+    handles = ('InputLayer', 'Flatten', 'Reshape', 'Dropout')
+    # Clone: the copy hls4ml inserts where an io_stream value feeds several layers.
+    hls4ml_classes = ('Reshape', 'Transpose', 'Clone')
+
+    def check_graph(self, node, graph) -> None:
+        check_lossless(node, graph)
+
+
+class UpSampling(kinds.DataMovement, HLSLayer):
+    handles = ('UpSampling1D', 'UpSampling2D')
+    hls4ml_classes = ('Resize',)
+
+    def check_graph(self, node, graph) -> None:
+        check_lossless(node, graph)
+
+
+class Padding(kinds.DataMovement, HLSLayer):
+    handles = ('ZeroPadding1D', 'ZeroPadding2D')
+    hls4ml_classes = ('ZeroPadding1D', 'ZeroPadding2D')
+
+    def check_graph(self, node, graph) -> None:
+        check_lossless(node, graph)
+        # hls4ml pads an io_stream 'same' convolution with a ZeroPadding layer of its own
+        # (zp1d_<conv> / zp2d_<conv>): it must feed that convolution and nothing else.
+        if not node.name.startswith(('zp1d_', 'zp2d_')):
+            return
+        conv = node.name[len('zp1d_') :]
+        users = [user.name for user in node.get_output_nodes()]
+        if users != [conv]:
+            raise UnsupportedModelError(
+                f"layer '{conv}': hls4ml inserted its io_stream padding '{node.name}' in front of "
+                f'{", ".join(users) or "nothing"} instead, so the design would not be bit-exact; '
+                "use io_parallel, or padding='valid' after an explicit ZeroPadding layer"
+            )
+
+
+class MaxPooling(kinds.DataMovement, HLSLayer):
+    handles = ('MaxPooling1D', 'MaxPooling2D', 'GlobalMaxPooling1D', 'GlobalMaxPooling2D')
+    hls4ml_classes = ('Pooling1D', 'Pooling2D', 'GlobalPooling1D', 'GlobalPooling2D')
+
+    def check_graph(self, node, graph) -> None:
+        if str(node.get_attr('pool_op')).lower() != 'max':
+            return  # average pooling is refused when planning
+        check_lossless(node, graph, {'accumulator': node.types['accum_t'].precision})
+
+
+class AveragePooling(kinds.Average, HLSLayer):
+    handles = ('AveragePooling1D', 'AveragePooling2D', 'GlobalAveragePooling1D', 'GlobalAveragePooling2D')
+    accepted = False
+    limits = 'refused: hls4ml 1.3.0 rounds the average to the input type'
+
+    def plan(self, layer, ctx) -> None:
+        # hls4ml 1.3.0 keeps an average in the input's type (it rounds away the bits the
+        # division adds), so its average pooling differs from Keras (found by fuzzing).
+        raise UnsupportedModelError(
+            f'{kinds.where(layer)} is not bit-exact in hls4ml 1.3.0 (it rounds the average to the input type); '
+            'use MaxPooling, or a strided QConv with a quantizer'
+        )
+
+
+class Add(kinds.Sum, HLSLayer):
+    handles = ('Add',)
+    hls4ml_classes = ('Merge',)
+
+    def check_graph(self, node, graph) -> None:
+        if str(node.get_attr('op')).lower() != 'add':
+            return
+        result = node.get_output_variable().type.precision
+        inputs = graph.input_types(node)
+        if not all(_holds(result, source, extra_integer=1) for source in inputs):
+            raise UnsupportedModelError(
+                f'{node_where(node)}: hls4ml gave the sum the type {result}, which cannot hold the sum of '
+                f'{", ".join(map(str, inputs))}, so the design would not be bit-exact; '
+                'quantize the addends to fewer bits'
+            )
+
+
+class Concatenate(kinds.Join, HLSLayer):
+    handles = ('Concatenate',)
+    hls4ml_classes = ('Concatenate',)
+
+    def check_graph(self, node, graph) -> None:
+        check_lossless(node, graph)
+
+
+class BatchNorm(kinds.BatchNorm, HLSLayer):
+    """Unfolded batch normalization: hls4ml converts it, inexactly (only with a default precision)."""
+
+    handles = ('BatchNormalization', 'QBatchNormalization')
+    accepted = False
+    bridged = ('QBatchNormalization',)  # hls4ml's Keras-3 converter knows BatchNormalization
+    limits = 'inexact: only with --default-precision; fold it, or use the fused layers'
