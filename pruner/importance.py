@@ -1,7 +1,7 @@
 """Channel importance: one score per channel of a group, higher = keep.
 
 Interface: ``measure.scores(producers, statistics) -> 1-D numpy array``, where
-``producers`` is a list of (layer, rule) of the group's producer layers and
+``producers`` is a list of (layer, kind) of the group's producer layers and
 ``statistics`` the group's recorded activation statistics (``l1``, ``l0``,
 ``max_abs`` per channel, ``steps`` and ``group_index``). New measures plug in by
 subclassing ``Importance`` and adding themselves to ``REGISTRY``; schedules do not
@@ -64,8 +64,8 @@ class WeightL1(Importance):
 
     def scores(self, producers, statistics):
         total = None
-        for layer, rule in producers:
-            norms = rule.filter_l1(layer).astype(np.float64)
+        for layer, kind in producers:
+            norms = kind.filter_l1(layer).astype(np.float64)
             total = norms if total is None else total + norms
         return total
 
@@ -79,7 +79,7 @@ class Random(Importance):
         self.seed = int(seed)
 
     def scores(self, producers, statistics):
-        layer, rule = producers[0]
+        layer, _ = producers[0]
         channels = int(layer.output.shape[-1])
         rng = np.random.default_rng([self.seed, int(statistics.get('group_index', 0))])
         return rng.random(channels)

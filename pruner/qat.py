@@ -23,15 +23,9 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from .layers import WEIGHT_ROLES, variable_for_role
 from .quantize import Fixed, QuantPlan, activation_fixed, magnitude, weight_fixed
 from .surgery import INPUT_QUANTIZER
-
-# Plan weight name -> (QKeras quantizer attribute, variable attribute, constraint attribute)
-_WEIGHT_SLOTS = {
-    'kernel': ('kernel_quantizer_internal', 'kernel', 'kernel_constraint'),
-    'bias': ('bias_quantizer_internal', 'bias', 'bias_constraint'),
-}
-_DEPTHWISE_KERNEL = ('depthwise_quantizer_internal', 'depthwise_kernel', 'depthwise_constraint')
 
 
 @dataclass
@@ -52,11 +46,13 @@ def quantizer_slots(qmodel, plan: QuantPlan) -> list[Slot]:
     for name, entry in plan.layers.items():
         layer = qmodel.get_layer(name)
         for wname, fixed in entry.weights.items():
-            quantizer_attr, var_attr, constraint_attr = _WEIGHT_SLOTS[wname]
-            if wname == 'kernel' and hasattr(layer, _DEPTHWISE_KERNEL[0]):
-                quantizer_attr, var_attr, constraint_attr = _DEPTHWISE_KERNEL
+            # The plan names the float layer's variable; the QKeras layer may call it otherwise (depthwise_kernel).
+            vname = variable_for_role(layer, WEIGHT_ROLES[wname].role)
+            role = WEIGHT_ROLES[vname]
             slots.append(
-                Slot(name, wname, fixed, getattr(layer, quantizer_attr), getattr(layer, var_attr), constraint_attr)
+                Slot(
+                    name, wname, fixed, getattr(layer, role.quantizer_attr), getattr(layer, vname), role.constraint_key
+                )
             )
         if entry.activation is not None:
             slots.append(Slot(name, 'activation', entry.activation, layer.activation))
