@@ -26,6 +26,7 @@ from .importance import get as get_importance
 from .layers import WEIGHT_ROLES, LayerKind, register_layer, registered
 from .masking import ChannelMask, MaskedModel, insert_masks
 from .metrics import bops, footprint, kendall_tau, levenshtein, macs, parameters, performance_density, summary
+from .options import CompressOptions
 from .qat import RangeRefreshCallback, refresh_ranges
 from .quantize import Fixed, QuantPlan, calibrate, plan_quantization, signed_integer_bits, unsigned_integer_bits
 from .recovery import Distiller, Recovery, fit_phase, phase_learning_rate
@@ -44,6 +45,7 @@ from .torch_import import (
 
 __all__ = [
     'compress',
+    'CompressOptions',
     'PrunerError',
     'ChannelPruningCallback',
     'GraphError',
