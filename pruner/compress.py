@@ -106,6 +106,15 @@ def _steps(value, unit: str, steps_per_epoch: int) -> int:
     return 0 if value is None else to_steps(value, unit, steps_per_epoch, 'length')
 
 
+def _freeze_batchnorm_after(model, step: int) -> None:
+    """Fused BatchNorm layers stop updating their statistics after ``step`` training steps
+    (counted by each layer), when the integer bits freeze: the last steps train the folded
+    weights that are exported, with the exported types."""
+    for layer in model.layers:
+        if hasattr(layer, 'ema_freeze_delay'):
+            layer.ema_freeze_delay = int(step)
+
+
 @dataclass
 class Run:
     """What every phase of one ``compress`` call shares."""
@@ -228,7 +237,9 @@ def prune_phase(run: Run) -> Pruned:
     plan = None
     source = run.model
     if o.joint:
-        plan, source = run.quantized(fold_batchnorm(run.model))
+        # BatchNorm goes inside the quantized layers where QKeras has a fused form: the masks train on a network
+        # that still normalizes with batch statistics, not on one whose BatchNorm was frozen into its weights.
+        plan, source = run.quantized(fold_batchnorm(run.model, fuse=True))
     masked = MaskedModel(source, exclude_first=o.exclude_first, exclude=o.exclude)
     table = masked.table
     producer_names = {n for g in table.groups for n in g.producers}
@@ -285,6 +296,7 @@ def prune_phase(run: Run) -> Pruned:
             o.percentile,
         )
         callbacks.append(joint_ranges)
+        _freeze_batchnorm_after(masked.model, freeze)
     rate = run.recovery.learning_rate
     # The pruning windows: masks still move, so no best epoch is restored from them.
     phases = [run.fit('pruning', masked.model, needed, rate, callbacks, monitor_from_epoch=None)]
@@ -339,6 +351,8 @@ def quantize_phase(run: Run, pruned: Pruned) -> Quantized:
     else:
         freeze = _steps(o.range_freeze, o.unit, steps_per_epoch)
     refresh_steps = _steps(o.range_refresh, o.unit, steps_per_epoch)
+    if o.joint:  # the fused layers count their steps on: the masked fit's, then these
+        _freeze_batchnorm_after(qmodel, pruned.epochs * steps_per_epoch + min(freeze, qat_steps))
     ranges = RangeRefreshCallback(qmodel, plan, run.calibration_x, refresh_steps, min(freeze, qat_steps), o.percentile)
     # Best weights are restored only from epochs after the last possible range change.
     types_final_epoch = math.ceil(min(freeze, qat_steps) / steps_per_epoch) if ranges.active else 0

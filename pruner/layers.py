@@ -263,6 +263,10 @@ class LayerKind:
         """Weights with each output channel multiplied by ``scale`` (foldable kinds)."""
         raise NotImplementedError  # pragma: no cover - only foldable kinds are asked
 
+    def weight_values(self, layer) -> dict:
+        """Kernel and bias by variable name, as the layer's quantizers see them."""
+        return {n: v for n, v in named_weights(layer).items() if n in WEIGHT_ROLES}
+
     def quantized_weights(self, layer) -> dict:
         """Weight name -> the values its fixed-point type is chosen from ({}: none)."""
         return {}
@@ -296,10 +300,10 @@ class WeightLayer(LayerKind):
     qkeras_class: str | None = None  # the QKeras class a float layer becomes (None: stays as it is)
     qkeras_kernel = 'kernel'  # the kernel's variable name in that QKeras class
 
+    fused_class: str | None = None  # the QKeras class that carries a following BatchNorm inside (joint mode)
+
     def quantized_weights(self, layer) -> dict:
-        if self.qkeras_class is None:
-            return {}
-        return {weight_name(w): w.numpy() for w in layer.weights}
+        return {} if self.qkeras_class is None else self.weight_values(layer)
 
     def quantizes_output(self, layer) -> bool:
         return self.qkeras_class is not None and bool(is_relu(layer))
@@ -404,6 +408,7 @@ class DenseKind(Producer):
     handles = ('Dense',)
     width_key = 'units'
     qkeras_class = 'QDense'
+    fused_class = 'QDenseBatchnorm'
 
 
 class ConvKind(Producer):
@@ -414,6 +419,7 @@ class ConvKind(Producer):
 class Conv2DKind(ConvKind):
     handles = ('Conv2D',)
     qkeras_class = 'QConv2D'
+    fused_class = 'QConv2DBatchnorm'
 
 
 class Conv1DKind(ConvKind):
@@ -443,11 +449,94 @@ class QuantizedDenseKind(DenseKind):
 
     handles = ('QDense',)
     qkeras_class = None
+    fused_class = None
 
 
 class QuantizedConvKind(ConvKind):
     handles = ('QConv1D', 'QConv2D', 'QConv3D')
     qkeras_class = None
+
+
+# The BatchNormalization config keys and per-channel variables a fused layer carries.
+BATCHNORM_KEYS = (
+    'axis', 'momentum', 'epsilon', 'center', 'scale', 'beta_initializer', 'gamma_initializer',
+    'moving_mean_initializer', 'moving_variance_initializer', 'beta_regularizer', 'gamma_regularizer',
+    'beta_constraint', 'gamma_constraint',
+)  # fmt: skip
+BATCHNORM_WEIGHTS = ('gamma', 'beta', 'moving_mean', 'moving_variance')
+
+
+class FusedBatchNorm(Producer):
+    """QKeras's QDenseBatchnorm / QConv2DBatchnorm: a dense or conv layer with its
+    BatchNorm inside. It trains with BatchNorm (batch statistics, until
+    ``ema_freeze_delay`` steps) while its quantizers see the kernel and bias folded with
+    the moving statistics, which is what the hardware computes. Cutting outputs also
+    cuts the BatchNorm's per-channel variables. Without quantizers (as ``fuse_batchnorm``
+    makes it) it becomes its QKeras form by getting them; with quantizers it stays."""
+
+    foldable = False
+
+    @staticmethod
+    def unquantized(layer) -> bool:
+        return layer.kernel_quantizer is None and layer.bias_quantizer is None
+
+    def cut_outputs(self, layer, weights, keep):
+        out = super().cut_outputs(layer, weights, keep)
+        for name in BATCHNORM_WEIGHTS:
+            if name in out:
+                out[name] = out[name][keep]
+        return out
+
+    def weight_values(self, layer) -> dict:
+        # QKeras's own folding, so the values are those its quantizers receive, to the last bit.
+        kernel, bias = layer.get_folded_weights()
+        return {'kernel': np.asarray(kernel), 'bias': np.asarray(bias)}
+
+    def quantized_weights(self, layer) -> dict:
+        return self.weight_values(layer) if self.unquantized(layer) else {}
+
+    def to_qkeras(self, call, args, kwargs, entry, is_output):
+        layer = call.layer
+        if not self.unquantized(layer):
+            return super().to_qkeras(call, args, kwargs, entry, is_output)
+        config = layer.get_config()
+        if is_relu(layer) is not False:
+            raise SurgeryError(
+                f"layer '{layer.name}' ({layer.__class__.__name__}) has activation {config.get('activation')!r}; "
+                'supported: linear (a ReLU after it becomes a QActivation)'
+            )
+        for name, fixed in entry.weights.items():
+            config[WEIGHT_ROLES[name].quantizer_key] = fixed.quantizer()
+        new = layer.__class__.from_config(config)
+        out = new(*args, **kwargs)
+        new.set_weights(layer.get_weights())
+        return out
+
+    def unfused(self, call, args, kwargs):
+        """The plain QKeras layer with the folded kernel and bias, applied to ``args``: in
+        inference it computes the same values as the fused layer, bit for bit."""
+        import qkeras
+
+        layer = call.layer
+        # The fused config is the plain layer's plus its BatchNorm's (whatever Keras version wrote them).
+        own = set(layer.batchnorm.get_config()) - {'name', 'trainable', 'dtype'} | {'ema_freeze_delay', 'folding_mode'}
+        config = {k: v for k, v in layer.get_config().items() if k not in own}
+        new = getattr(qkeras, self.unfused_class).from_config(config)
+        out = new(*args, **kwargs)
+        set_named_weights(new, self.weight_values(layer))
+        return out
+
+
+class QuantizedDenseBatchnormKind(FusedBatchNorm):
+    handles = ('QDenseBatchnorm',)
+    width_key = 'units'
+    unfused_class = 'QDense'
+
+
+class QuantizedConv2DBatchnormKind(FusedBatchNorm):
+    handles = ('QConv2DBatchnorm',)
+    width_key = 'filters'
+    unfused_class = 'QConv2D'
 
 
 class QuantizedConvTransposeKind(ConvTransposeKind):

@@ -21,11 +21,11 @@ import keras
 import numpy as np
 
 from .graph import Call, calls, clone_layer, rebuild
-from .layers import SurgeryError, kernel_of, kind_for, named_weights, set_named_weights
+from .layers import BATCHNORM_KEYS, SurgeryError, kernel_of, kind_for, named_weights, set_named_weights
 from .masking import MaskedModel
 from .quantize import QuantPlan
 
-__all__ = ['INPUT_QUANTIZER', 'SurgeryError', 'fold_batchnorm', 'reduce', 'to_qkeras']
+__all__ = ['INPUT_QUANTIZER', 'SurgeryError', 'fold_batchnorm', 'reduce', 'to_qkeras', 'unfuse_batchnorm']
 
 # ---------------------------------------------------------------------------
 # 1. BatchNorm folding
@@ -43,11 +43,15 @@ def _foldable_parent(call: Call, producer_of) -> Call | None:
     return parent
 
 
-def fold_batchnorm(model) -> keras.Model:
+def fold_batchnorm(model, fuse: bool = False) -> keras.Model:
     """A copy of ``model`` with BatchNormalization folded into preceding conv/dense layers.
 
     BatchNorm layers that cannot be folded (no linear producer right before them) are
-    kept as they are.
+    kept as they are. ``fuse=True``: where the layer kind has a fused QKeras form
+    (Dense -> QDenseBatchnorm, Conv2D -> QConv2DBatchnorm), the pair becomes that layer,
+    still without quantizers, with the BatchNorm's variables inside it: it keeps
+    normalizing with batch statistics while it trains (``to_qkeras`` then gives it its
+    quantizers); other pairs are folded.
     """
     order = calls(model)
     producer_of = {id(t): c for c in order for t in c.outputs}
@@ -67,6 +71,9 @@ def fold_batchnorm(model) -> keras.Model:
             layer.set_weights(call.layer.get_weights())
             return out
         bn = fold_into[call.name].layer
+        kind = kind_for(call.layer)
+        if fuse and kind.fused_class:
+            return _fused(call, bn, kind.fused_class, args, kwargs)
         w = named_weights(call.layer)
         b = named_weights(bn)
         eps = bn.get_config()['epsilon']
@@ -75,7 +82,7 @@ def fold_batchnorm(model) -> keras.Model:
         beta = b.get('beta', np.zeros(channels, np.float32))
         scale = gamma / np.sqrt(b['moving_variance'] + eps)
         kernel_name = kernel_of(w)
-        kernel = kind_for(call.layer).scale_outputs(call.layer, {kernel_name: w[kernel_name].astype(np.float64)}, scale)
+        kernel = kind.scale_outputs(call.layer, {kernel_name: w[kernel_name].astype(np.float64)}, scale)
         bias = w.get('bias', np.zeros(channels, np.float32))
         bias = (bias - b['moving_mean']) * scale + beta
         layer = clone_layer(call.layer, use_bias=True)
@@ -84,6 +91,22 @@ def fold_batchnorm(model) -> keras.Model:
         return out
 
     return rebuild(model, transform, name=model.name)
+
+
+def _fused(call: Call, bn, fused_class: str, args, kwargs):
+    """The fused QKeras layer (no quantizers yet) of a producer and its BatchNorm, applied to ``args``."""
+    import qkeras
+
+    config = call.layer.get_config()
+    bn_config = bn.get_config()
+    # A bias always: the folded bias exists anyway, and its quantizer needs a variable to follow.
+    config.update({k: bn_config[k] for k in BATCHNORM_KEYS if k in bn_config}, use_bias=True)
+    layer = getattr(qkeras, fused_class).from_config(config)
+    out = layer(*args, **kwargs)
+    w = named_weights(call.layer)
+    w.setdefault('bias', np.zeros(call.outputs[0].shape[-1], np.float32))
+    set_named_weights(layer, {**named_weights(bn), **w})
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -147,3 +170,21 @@ def to_qkeras(model, plan: QuantPlan) -> keras.Model:
         return qkeras.QActivation(plan.input.quantizer(), name=INPUT_QUANTIZER)(tensor)
 
     return rebuild(model, transform, name=f'{model.name}_q', input_transform=input_quantizer)
+
+
+def unfuse_batchnorm(model) -> keras.Model:
+    """A copy of a QKeras model whose fused QDenseBatchnorm / QConv2DBatchnorm layers are
+    plain QDense / QConv2D layers holding the folded kernel and bias (QKeras's own folding,
+    with the moving statistics): the same outputs in inference, bit for bit, for tools that
+    read only the plain layers."""
+
+    def transform(call, args, kwargs):
+        kind = kind_for(call.layer)
+        if hasattr(kind, 'unfused'):
+            return kind.unfused(call, args, kwargs)
+        layer = clone_layer(call.layer)
+        out = layer(*args, **kwargs)
+        layer.set_weights(call.layer.get_weights())
+        return out
+
+    return rebuild(model, transform, name=model.name)
