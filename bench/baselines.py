@@ -83,6 +83,7 @@ def nonzero_footprint(qmodel, float_bits: int = 32) -> dict:
     unchanged): what unstructured pruning saves if zeros cost nothing."""
     from pruner import metrics as m
     from pruner.graph import calls
+    from pruner.layers import lookup, weight_name
 
     base = m.summary(qmodel, float_bits)
     tbits = m.tensor_bits(qmodel, float_bits)
@@ -91,17 +92,16 @@ def nonzero_footprint(qmodel, float_bits: int = 32) -> dict:
         if lay.__class__.__name__ == 'ChannelMask':
             continue
         for w in lay.weights:
-            name = w.path.split('/')[-1]
-            w_bits += int(np.count_nonzero(w.numpy())) * m._weight_bits(lay, name, float_bits)
+            w_bits += int(np.count_nonzero(w.numpy())) * m._weight_bits(lay, weight_name(w), float_bits)
     total_bops = 0
     for call in calls(qmodel):
-        if m._kind(call.layer) not in m.WEIGHT_KINDS:
+        if not m._weighted(call.layer):
             continue
         k = np.asarray(call.layer.kernel.numpy())
         density = np.count_nonzero(k) / k.size
         b_w = m._weight_bits(call.layer, 'kernel', float_bits)
         b_a = tbits.get(id(call.inputs[0]), float_bits)
-        total_bops += m._layer_macs(call) * density * b_w * b_a
+        total_bops += lookup(call.layer).macs(call) * density * b_w * b_a
     nnz = int(sum(np.count_nonzero(w.numpy()) for lay in qmodel.layers for w in lay.weights))
     return {
         **base,

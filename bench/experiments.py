@@ -173,10 +173,11 @@ def phase_epochs(task, s, which: str):
     return value
 
 
-def _compress(model, task, s, seed, **kw):
+def compress_options(task, s, seed, **kw):
+    """The ``pruner.CompressOptions`` of a bench setting ``s`` (``kw``: the method's own settings)."""
     import pruner
 
-    args = dict(
+    settings = dict(
         epochs=s.get('epochs'),
         finetune_epochs=phase_epochs(task, s, 'finetune_epochs'),
         qat_epochs=phase_epochs(task, s, 'qat_epochs'),
@@ -194,8 +195,14 @@ def _compress(model, task, s, seed, **kw):
         distill_temperature=s.get('distill_temperature', 2.0),
         **_loss_kwargs(task),
     )
-    args.update(kw)
-    return pruner.compress(model, (task.x_train, task.y_train), (task.x_val, task.y_val), **args)
+    return pruner.CompressOptions.from_settings(settings, **kw)
+
+
+def _compress(model, task, s, seed, **kw):
+    import pruner
+
+    options = compress_options(task, s, seed, **kw)
+    return pruner.compress(model, (task.x_train, task.y_train), (task.x_val, task.y_val), options)
 
 
 def steps_per_epoch(task, s) -> int:

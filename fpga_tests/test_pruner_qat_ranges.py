@@ -168,9 +168,11 @@ def test_joint_mode_trains_the_masks_on_the_quantized_model_in_one_fit():
 
 def test_joint_mode_output_is_bit_exact_in_c_simulation(tmp_path):
     qmodel, _ = _run(joint=True, qat_epochs=1)
+    x = digits()[2][:60]
+    # Joint mode keeps BatchNorm inside QConv2DBatchnorm, which the HLS route converts as it is.
+    assert 'QConv2DBatchnorm' in {lay.__class__.__name__ for lay in qmodel.layers}
     path = tmp_path / 'joint.keras'
     qmodel.save(path)
-    x = digits()[2][:60]
     hls_backend.write_project(path, tmp_path / 'prj', hls_backend.HLSOptions(), inputs=x)
     result = hls_backend.csim(tmp_path / 'prj', second_check=False)
     assert result.samples == 60 and result.exact_matches == 60 and result.max_abs_diff == 0.0

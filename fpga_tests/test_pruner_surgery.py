@@ -13,7 +13,7 @@ from fpga_tests.pruner_models import (
     sequential_cnn,
 )
 from pruner import MaskedModel, calibrate, fold_batchnorm, plan_quantization, reduce, to_qkeras
-from pruner.groups import named_weights
+from pruner.layers import kernel_of, named_weights
 
 MODELS = {
     'sequential': (sequential_cnn, (8, 8, 1)),
@@ -59,13 +59,13 @@ def test_producers_lose_exactly_the_masked_channels(case):
             width = reduced.get_layer(producer).output.shape[-1]
             assert width == len(kept[g.index]), producer
             # The kept filters are the original filters at the kept indices.
-            rule = masked.table.rules[producer]
+            kind = masked.table.kinds[producer]
             original = named_weights(model.get_layer(producer))
             cut = named_weights(reduced.get_layer(producer))
             if 'bias' in original:
                 np.testing.assert_array_equal(cut['bias'], original['bias'][kept[g.index]])
-            kname = rule.kernel_names[0]
-            assert cut[kname].shape[rule.out_axis] == len(kept[g.index])
+            kname = kernel_of(cut)
+            assert cut[kname].shape[kind.out_axis] == len(kept[g.index])
 
 
 def test_batchnorm_folding_preserves_outputs(case):

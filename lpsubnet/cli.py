@@ -114,6 +114,23 @@ class InputShape(click.ParamType):
         return shape
 
 
+class RegistryChoice(click.Choice):
+    """A choice among the names of one of the pruner's registries (importance measures,
+    schedules), read when first needed: importing the pruner loads Keras, which
+    ``lpsubnet --help`` should not wait for."""
+
+    def __init__(self, names: str):
+        self.names = names  # the function in pruner.options that lists them
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        import_tensorflow_quietly()
+        from pruner import options
+
+        return getattr(options, self.names)()
+
+
 CHECK_NAMES = {
     'hls4ml_predict': "hls4ml's predict()",
     'da4ml_predict': "da4ml's predict()",
@@ -368,17 +385,12 @@ def rtl(model, out_dir, hdl, latency_cutoff, clock_period, inputs, layout, input
 @click.option(
     '--sparsity', type=float, default=0.5, show_default=True, help='Fraction of channels removed per layer, in [0, 1).'
 )
-@click.option('--wbits', type=click.IntRange(2, 16), default=8, show_default=True, help='Weight bits.')
-@click.option('--abits', type=click.IntRange(2, 16), default=8, show_default=True, help='Activation bits.')
+@click.option('--wbits', 'weight_bits', type=click.IntRange(2, 16), default=8, show_default=True, help='Weight bits.')
 @click.option(
-    '--importance',
-    type=click.Choice(['activation_l1', 'activation_l0', 'weight_l1', 'random']),
-    default='activation_l1',
-    show_default=True,
+    '--abits', 'activation_bits', type=click.IntRange(2, 16), default=8, show_default=True, help='Activation bits.'
 )
-@click.option(
-    '--schedule', type=click.Choice(['layerwise', 'oneshot', 'gradual']), default='layerwise', show_default=True
-)
+@click.option('--importance', type=RegistryChoice('importance_names'), default='activation_l1', show_default=True)
+@click.option('--schedule', type=RegistryChoice('schedule_names'), default='layerwise', show_default=True)
 @click.option(
     '--epochs',
     type=click.IntRange(min=1),
@@ -452,35 +464,7 @@ def rtl(model, out_dir, hdl, latency_cutoff, clock_period, inputs, layout, input
 @click.option('--seed', type=int, default=0, show_default=True)
 @click.option('--force', is_flag=True, help='Replace an existing, non-empty output directory.')
 @handle_errors
-def prune(
-    model,
-    data_path,
-    layout,
-    input_shape,
-    out_dir,
-    sparsity,
-    wbits,
-    abits,
-    importance,
-    schedule,
-    epochs,
-    finetune_epochs,
-    qat_epochs,
-    learning_rate,
-    batch_size,
-    lr_schedule,
-    warmup,
-    patience,
-    distill,
-    distill_alpha,
-    distill_temperature,
-    round_to,
-    exclude_first,
-    range_refresh,
-    joint,
-    seed,
-    force,
-):
+def prune(model, data_path, layout, input_shape, out_dir, force, **settings):
     """Prune channels of a float MODEL and quantize it: reduced.keras + manifest.json in --out.
 
     MODEL: a Keras .keras file, or a PyTorch model (a torch.export .pt2 program, a
@@ -506,45 +490,25 @@ def prune(
         raise ConfigError(f'--input-shape is for PyTorch models; {model} is a Keras model, which knows its input shape')
     if not from_torch:
         keras_model = load_qkeras_model(model)
-    train, val = load_train_val(data_path, seed, layout=layout)
+    train, val = load_train_val(data_path, settings['seed'], layout=layout)
     torch_record = None
     if from_torch:
         keras_model, torch_record = convert(
-            model, train[0], input_shape, seed=seed, say=click.echo, names=('--input-shape', '--layout')
+            model, train[0], input_shape, seed=settings['seed'], say=click.echo, names=('--input-shape', '--layout')
         )
     rate_source = None
+    learning_rate = settings.pop('learning_rate')
     if learning_rate is None and not from_torch:  # loaded without its optimizer: read the rate it was trained with
         from pruner.recovery import saved_learning_rate
 
         learning_rate = saved_learning_rate(model)
         rate_source = f'the optimizer saved in {model}' if learning_rate is not None else None
-    reduced, manifest = pruner.compress(
-        keras_model,
-        train,
-        val,
-        sparsity=sparsity,
-        weight_bits=wbits,
-        activation_bits=abits,
-        importance=importance,
-        schedule=schedule,
-        epochs=epochs,
-        finetune_epochs=finetune_epochs,
-        qat_epochs=qat_epochs,
+    options = pruner.CompressOptions.from_settings(
+        settings,
         learning_rate=learning_rate,
-        batch_size=batch_size,
-        lr_schedule=lr_schedule,
-        warmup=warmup,
-        patience=None if patience == 0 else patience,
-        distill=distill,
-        distill_alpha=distill_alpha,
-        distill_temperature=distill_temperature,
-        round_to=round_to,
-        exclude_first=exclude_first,
-        range_refresh=range_refresh or None,
-        joint=joint,
-        seed=seed,
         verbose=1 if sys.stdout.isatty() else 2,  # Keras progress bars; one line per epoch in logs
     )
+    reduced, manifest = pruner.compress(keras_model, train, val, options)
     if rate_source:
         manifest['recovery']['learning_rate_source'] = rate_source
     with atomic_directory(out_dir, force=force) as tmp:

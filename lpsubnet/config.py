@@ -69,8 +69,8 @@ class CompressConfig(Section):
     weight_bits: int = Field(8, ge=2, le=16)
     activation_bits: int = Field(8, ge=2, le=16)
     last_layer_bits: int | None = Field(None, ge=2, le=16)
-    importance: Literal['activation_l1', 'activation_l0', 'weight_l1', 'random'] = 'activation_l1'
-    schedule: Literal['layerwise', 'oneshot', 'gradual'] = 'layerwise'
+    importance: str = Field('activation_l1', description='a measure registered in pruner.importance.REGISTRY')
+    schedule: str = Field('layerwise', description='a schedule registered in pruner.schedule.REGISTRY')
     epochs: int | None = Field(
         None, ge=1, description='all epochs with masks: windows plus fine-tuning (none: windows + finetune_epochs)'
     )
@@ -103,6 +103,17 @@ class CompressConfig(Section):
         description='epochs between integer-bit refreshes during the first quarter of QAT (0: never); then fixed',
     )
     joint: bool = Field(False, description='quantize first, then prune the QKeras model: one fit')
+
+    @field_validator('importance', 'schedule')
+    @classmethod
+    def _registered(cls, value, info):
+        # The choices are the pruner's registries (imported here, not at import time: it loads Keras).
+        from pruner import options
+
+        names = options.importance_names() if info.field_name == 'importance' else options.schedule_names()
+        if value not in names:
+            raise ValueError(f'unknown {info.field_name} {value!r}; choose one of {", ".join(names)}')
+        return value
 
     @field_validator('finetune_epochs', 'qat_epochs', 'patience')
     @classmethod

@@ -55,7 +55,7 @@ def stage_baseline(ctx: RunContext, out: Path) -> dict:
 def stage_compress(ctx: RunContext, out: Path) -> dict:
     import keras
 
-    from pruner import compress
+    from pruner import CompressOptions, compress
 
     from .baseline import accuracy
 
@@ -72,33 +72,14 @@ def stage_compress(ctx: RunContext, out: Path) -> dict:
     rate, rate_source = c.learning_rate, 'compress.learning_rate'
     if rate is None and ctx.config.model.path is None:
         rate, rate_source = ctx.config.model.learning_rate, "the baseline's model.learning_rate"
-    reduced, manifest = compress(
-        model,
-        (splits.x_train, splits.y_train),
-        (splits.x_val, splits.y_val),
-        sparsity=c.sparsity,
-        weight_bits=c.weight_bits,
-        activation_bits=c.activation_bits,
-        importance=c.importance,
-        schedule=c.schedule,
-        epochs=c.epochs,
-        finetune_epochs=c.finetune_epochs,
-        qat_epochs=c.qat_epochs,
-        lr_schedule=c.lr_schedule,
-        warmup=c.warmup,
-        patience=c.patience or None,
-        distill=c.distill,
-        distill_alpha=c.distill_alpha,
-        distill_temperature=c.distill_temperature,
-        round_to=c.round_to,
-        exclude_first=c.exclude_first,
-        range_refresh=c.range_refresh or None,
-        joint=c.joint,
+    options = CompressOptions.from_settings(
+        c.model_dump(exclude={'last_layer_bits'}),
         layer_bits=layer_bits,
         seed=ctx.config.seed,
         batch_size=ctx.config.model.batch_size,
         learning_rate=rate,
     )
+    reduced, manifest = compress(model, (splits.x_train, splits.y_train), (splits.x_val, splits.y_val), options)
     if rate is not None:
         manifest['recovery']['learning_rate_source'] = rate_source
     reduced.save(out / 'reduced.keras')

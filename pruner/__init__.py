@@ -2,7 +2,7 @@
 
 Front end of lpsubnet; knows nothing of hardware and imports nothing of ours.
 ``compress`` runs the whole method; the building blocks are exported for custom
-pipelines: groups (which channels are tied), masking (ChannelMask layers and their
+pipelines: layers (one class per layer kind; ``register_layer`` for your own), groups (which channels are tied), masking (ChannelMask layers and their
 statistics), importance (scores per channel), schedule (when layers are ranked and
 frozen), callback (drives a schedule during fit), qat (integer bits that follow
 running statistics during quantization-aware training, then freeze), recovery (the
@@ -19,12 +19,14 @@ from .callback import ChannelPruningCallback
 from .compress import compress
 from .errors import PrunerError
 from .graph import GraphError
-from .groups import LAYER_TABLE, ChannelGroup, GroupTable, Rule, UnsupportedLayerError, analyze, describe
+from .groups import ChannelGroup, GroupTable, UnsupportedLayerError, analyze, describe
 from .importance import REGISTRY as IMPORTANCE_REGISTRY
 from .importance import ActivationL0, ActivationL1, Importance, Random, WeightL1, rank
 from .importance import get as get_importance
+from .layers import WEIGHT_ROLES, LayerKind, register_layer, registered
 from .masking import ChannelMask, MaskedModel, insert_masks
 from .metrics import bops, footprint, kendall_tau, levenshtein, macs, parameters, performance_density, summary
+from .options import CompressOptions
 from .qat import RangeRefreshCallback, refresh_ranges
 from .quantize import Fixed, QuantPlan, calibrate, plan_quantization, signed_integer_bits, unsigned_integer_bits
 from .recovery import Distiller, Recovery, fit_phase, phase_learning_rate
@@ -43,13 +45,16 @@ from .torch_import import (
 
 __all__ = [
     'compress',
+    'CompressOptions',
     'PrunerError',
     'ChannelPruningCallback',
     'GraphError',
-    'LAYER_TABLE',
     'ChannelGroup',
     'GroupTable',
-    'Rule',
+    'LayerKind',
+    'WEIGHT_ROLES',
+    'register_layer',
+    'registered',
     'UnsupportedLayerError',
     'analyze',
     'describe',

@@ -1,16 +1,20 @@
 """``compress``: a Keras model + data -> a channel-reduced QKeras model + manifest.
 
-Stages: (1) insert channel masks and train with the pruning schedule; (2) once every
-mask is frozen, fine-tune the masked network (weights train throughout); (3) surgery:
-cut the masked channels out and fold BatchNorm; (4) choose power-of-two fixed point
-from calibration statistics and build the QKeras model; (5) quantization-aware
-fine-tuning of that reduced model, its integer bits refreshed from running statistics
-and then frozen (``qat``). Each training phase has its own recipe (``recovery``: a
-decaying learning rate from the phase's base rate, a budget in steps, early stopping
-with the best weights restored, optional distillation from the input model). This is
-the reference's joint schedule: prune, then quantize. With ``joint=True`` both happen
-in one fit instead: BatchNorm is folded and the model quantized first, and the masks
-are trained on the QKeras model.
+Three phases, one function each, sharing a ``Run`` (data, options, recovery recipe):
+
+- ``prune_phase``: insert channel masks and train with the pruning schedule, then,
+  once every mask is frozen, fine-tune the masked network (weights train throughout).
+- ``quantize_phase``: surgery (cut the masked channels out, fold BatchNorm), power-of-
+  two fixed point from calibration statistics, the QKeras model, and its
+  quantization-aware fine-tuning with integer bits refreshed from running statistics
+  and then frozen (``qat``).
+- ``manifest_phase``: what was kept, the types, the phases and the metrics, as JSON.
+
+Each training phase has its own recipe (``recovery``: a decaying learning rate from the
+phase's base rate, a budget in steps, early stopping with the best weights restored,
+optional distillation from the input model). This is the reference's joint schedule:
+prune, then quantize. With ``joint=True`` both happen in one fit instead: the model is
+quantized first and the masks are trained on the QKeras model.
 Same ``seed`` -> same kept channels and weights.
 """
 
@@ -18,17 +22,18 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
 
-from . import importance as importance_lib
 from . import metrics as metrics_lib
 from .callback import ChannelPruningCallback
 from .errors import PrunerError
 from .masking import MaskedModel
+from .options import CompressOptions
 from .qat import RangeRefreshCallback
-from .quantize import calibrate, plan_quantization
+from .quantize import QuantPlan, calibrate, plan_quantization
 from .recovery import (
     DEFAULT_LEARNING_RATE,
     Recovery,
@@ -38,7 +43,7 @@ from .recovery import (
     resolve_epochs,
     trained_learning_rate,
 )
-from .schedule import KINDS, make_schedule, validate_sparsity
+from .schedule import Schedule, make_schedule, to_steps
 from .surgery import fold_batchnorm, reduce, to_qkeras
 
 
@@ -73,13 +78,6 @@ def _evaluate(model, x, y, batch_size) -> dict:
     return {k: float(v) for k, v in result.items()}
 
 
-def _steps(value, unit: str, steps_per_epoch: int) -> int:
-    """A length in ``unit`` ('epochs' or 'steps') as a whole number of steps (None: 0)."""
-    if value is None:
-        return 0
-    return int(round(value * steps_per_epoch)) if unit == 'epochs' else int(value)
-
-
 def _frozen_copy(model):
     """A weight-for-weight copy of ``model`` that never trains: the distillation teacher
     (the caller's model is left as it was, its ``trainable`` flags included)."""
@@ -103,48 +101,375 @@ def _jsonable(value):
     return value
 
 
-def compress(
-    model,
-    train_data,
-    val_data,
-    sparsity: float = 0.5,
-    weight_bits: int = 4,
-    activation_bits: int = 8,
-    importance='activation_l1',
-    schedule: str = 'layerwise',
-    epochs: int | None = None,
-    start: float = 0.0,
-    interval: float = 1.0,
-    refresh: float = 0.25,
-    unit: str = 'epochs',
-    round_to: int = 1,
-    per_layer_sparsity: dict | None = None,
-    exclude_first: bool = False,
-    exclude: tuple[str, ...] = (),
-    qat_epochs: int | str = 'auto',
-    seed: int = 0,
-    batch_size: int = 32,
-    bias_bits: int | None = None,
-    layer_bits: dict | None = None,
-    percentile: float | None = None,
-    finetune_epochs: int | str = 'auto',
-    loss=None,
-    metrics=('accuracy',),
-    learning_rate: float | None = None,
-    qat_learning_rate: float | None = None,
-    lr_schedule: str = 'cosine',
-    warmup: float = 0.0,
-    patience: int | str | None = 'auto',
-    distill: bool = False,
-    distill_alpha: float = 0.5,
-    distill_temperature: float = 2.0,
-    calibration_samples: int = 2048,
-    range_refresh: float | None = 1.0,
-    range_freeze: float | None = None,
-    joint: bool = False,
-    verbose: int = 0,
-):
+def _steps(value, unit: str, steps_per_epoch: int) -> int:
+    """A length in ``unit`` as a whole number of steps (None: 0)."""
+    return 0 if value is None else to_steps(value, unit, steps_per_epoch, 'length')
+
+
+def _freeze_batchnorm_after(model, step: int) -> None:
+    """Fused BatchNorm layers stop updating their statistics after ``step`` training steps
+    (counted by each layer), when the integer bits freeze: the last steps train the folded
+    weights that are exported, with the exported types."""
+    for layer in model.layers:
+        if hasattr(layer, 'ema_freeze_delay'):
+            layer.ema_freeze_delay = int(step)
+
+
+@dataclass
+class Run:
+    """What every phase of one ``compress`` call shares."""
+
+    options: CompressOptions
+    model: keras.Model
+    train: tuple
+    val: tuple
+    steps_per_epoch: int
+    finetune_epochs: int
+    finetune_how: str
+    qat_epochs: int
+    qat_how: str
+    recovery: Recovery
+    loss: object
+    calibration_x: np.ndarray
+    teacher: keras.Model | None
+
+    def evaluate(self, model) -> dict:
+        return _evaluate(model, *self.val, self.options.batch_size)
+
+    def quantized(self, float_model) -> tuple[QuantPlan, keras.Model]:
+        """(plan, QKeras model) of a float model from calibration statistics."""
+        o = self.options
+        calibration = calibrate(float_model, self.calibration_x, batch_size=256, percentile=o.percentile)
+        plan = plan_quantization(
+            float_model, calibration, o.weight_bits, o.activation_bits, o.bias_bits, o.layer_bits, o.percentile
+        )
+        return plan, to_qkeras(float_model, plan)
+
+    def fit(self, name, student, epochs, base_rate, callbacks=(), monitor_from_epoch=0) -> dict:
+        o = self.options
+        return fit_phase(
+            name,
+            student,
+            self.train,
+            self.val,
+            epochs=epochs,
+            steps_per_epoch=self.steps_per_epoch,
+            base_rate=base_rate,
+            recovery=self.recovery,
+            loss=self.loss,
+            metrics=o.metrics,
+            batch_size=o.batch_size,
+            teacher=self.teacher,
+            student_logits=not _ends_in_softmax(student),
+            teacher_logits=not _ends_in_softmax(self.model),
+            callbacks=callbacks,
+            monitor_from_epoch=monitor_from_epoch,
+            verbose=o.verbose,
+        )
+
+
+def prepare(model, train_data, val_data, options: CompressOptions) -> Run:
+    """Check the data, size the phases, choose the learning rates; seed everything."""
+    o = options
+    loss = o.loss
+    if loss is None:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not _ends_in_softmax(model))
+    x_tr, y_tr = _xy(train_data, 'train_data', model)
+    x_va, y_va = _xy(val_data, 'val_data', model)
+    steps_per_epoch = math.ceil(len(x_tr) / o.batch_size)
+    finetune_epochs, finetune_how = resolve_epochs(o.finetune_epochs, steps_per_epoch, 'finetune_epochs')
+    qat_epochs, qat_how = resolve_epochs(o.qat_epochs, steps_per_epoch, 'qat_epochs')
+    learning_rate, source_rate = o.learning_rate, 'given'
+    if learning_rate is None:
+        learning_rate = trained_learning_rate(model)
+        source_rate = 'model' if learning_rate is not None else 'default'
+        learning_rate = learning_rate or DEFAULT_LEARNING_RATE
+    recovery = Recovery(
+        learning_rate=learning_rate,
+        qat_learning_rate=o.qat_learning_rate or learning_rate,
+        learning_rate_source=source_rate,
+        lr_schedule=o.lr_schedule,
+        warmup=o.warmup,
+        patience=o.patience,
+        distill=bool(o.distill),
+        distill_alpha=o.distill_alpha,
+        distill_temperature=o.distill_temperature,
+        distill_kind=('classification' if is_classification_loss(loss) else 'regression') if o.distill else None,
+    )
+    keras.utils.set_random_seed(o.seed)
+    return Run(
+        options=o,
+        model=model,
+        train=(x_tr, y_tr),
+        val=(x_va, y_va),
+        steps_per_epoch=steps_per_epoch,
+        finetune_epochs=finetune_epochs,
+        finetune_how=finetune_how,
+        qat_epochs=qat_epochs,
+        qat_how=qat_how,
+        recovery=recovery,
+        loss=loss,
+        calibration_x=x_tr[: o.calibration_samples],
+        teacher=_frozen_copy(model) if recovery.distill else None,
+    )
+
+
+@dataclass
+class Pruned:
+    """The outcome of ``prune_phase``."""
+
+    masked: MaskedModel
+    group_sparsity: dict[int, float]
+    schedule: Schedule
+    callback: ChannelPruningCallback
+    epochs: int  # all epochs with masks
+    needed: int  # epochs of the schedule
+    phases: list[dict]
+    baseline: dict
+    masked_result: dict
+    plan: QuantPlan | None = None  # joint mode: the plan the masked QKeras model was built with
+    range_refreshes: list[dict] = field(default_factory=list)
+
+
+def prune_phase(run: Run) -> Pruned:
+    """Masks, the pruning windows, then fine-tuning with every mask frozen."""
+    o = run.options
+    plan = None
+    source = run.model
+    if o.joint:
+        # BatchNorm goes inside the quantized layers where QKeras has a fused form: the masks train on a network
+        # that still normalizes with batch statistics, not on one whose BatchNorm was frozen into its weights.
+        plan, source = run.quantized(fold_batchnorm(run.model, fuse=True))
+    masked = MaskedModel(source, exclude_first=o.exclude_first, exclude=o.exclude)
+    table = masked.table
+    producer_names = {n for g in table.groups for n in g.producers}
+    unknown = set(o.per_layer_sparsity) - producer_names
+    if unknown:
+        raise PrunerError(
+            f'per_layer_sparsity names layers that are not prunable producers: {sorted(unknown)}; '
+            f'producers: {sorted(producer_names)}'
+        )
+    group_sparsity = {}
+    for g in table.prunable:
+        given = [o.per_layer_sparsity[n] for n in g.producers if n in o.per_layer_sparsity]
+        group_sparsity[g.index] = given[0] if given else o.sparsity
+
+    steps_per_epoch = run.steps_per_epoch
+    sched = make_schedule(
+        o.schedule,
+        [g.index for g in table.prunable],
+        o.start,
+        o.interval,
+        o.refresh,
+        o.unit,
+        steps_per_epoch,
+        [g.name for g in table.groups],
+    )
+    needed = math.ceil(sched.end / steps_per_epoch) if sched.end else 0
+    epochs = o.epochs
+    if epochs is None:
+        epochs = needed + run.finetune_epochs
+    elif epochs < needed:
+        raise PrunerError(
+            f'epochs={epochs} is shorter than the {o.schedule} schedule, which ends at step {sched.end} '
+            f'(= {needed} epochs of {steps_per_epoch} steps); give epochs >= {needed}'
+        )
+    if o.verbose:
+        print(sched)
+
+    compile_model(masked.model, run.loss, o.metrics, run.recovery.learning_rate)
+    baseline = run.evaluate(masked.model)
+    callback = ChannelPruningCallback(
+        masked, sched, o.measure, group_sparsity, o.round_to, o.seed, verbose=bool(o.verbose)
+    )
+    callbacks = [callback]
+    if o.joint:
+        # Ranges follow the statistics through the pruning fit too; with no QAT after it, its last epoch is fixed.
+        prune_steps = int(epochs) * steps_per_epoch
+        freeze = prune_steps if run.qat_epochs > 0 else prune_steps - steps_per_epoch
+        joint_ranges = RangeRefreshCallback(
+            masked.model,
+            plan,
+            run.calibration_x,
+            _steps(o.range_refresh, o.unit, steps_per_epoch),
+            freeze,
+            o.percentile,
+        )
+        callbacks.append(joint_ranges)
+        _freeze_batchnorm_after(masked.model, freeze)
+    rate = run.recovery.learning_rate
+    # The pruning windows: masks still move, so no best epoch is restored from them.
+    phases = [run.fit('pruning', masked.model, needed, rate, callbacks, monitor_from_epoch=None)]
+    # Fine-tuning with every mask frozen (the callback only counts steps now).
+    # Joint mode without QAT moves the integer bits until its last epoch: no earlier epoch may be restored.
+    frozen_types = None if (o.joint and run.qat_epochs == 0) else 0
+    phases.append(run.fit('finetune', masked.model, int(epochs) - needed, rate, callbacks, frozen_types))
+    phases[-1]['how'] = run.finetune_how if epochs == needed + run.finetune_epochs else 'given (epochs)'
+    masked.pause_collecting()
+    pruned = Pruned(masked, group_sparsity, sched, callback, int(epochs), needed, phases, baseline, None, plan)
+    pruned.masked_result = run.evaluate(masked.model)
+    if o.joint:
+        pruned.range_refreshes.append({'phase': 'pruning', **joint_ranges.to_dict()})
+    return pruned
+
+
+@dataclass
+class Quantized:
+    """The outcome of ``quantize_phase``."""
+
+    qmodel: keras.Model
+    plan: QuantPlan
+    reduced_result: dict
+    before_qat: dict
+    result: dict
+    range_refreshes: list[dict]
+
+
+def quantize_phase(run: Run, pruned: Pruned) -> Quantized:
+    """Cut the channels out, build the QKeras model (joint mode: it is one already), train it quantized."""
+    o = run.options
+    steps_per_epoch = run.steps_per_epoch
+    if o.joint:
+        plan = pruned.plan
+        qmodel = reduce(pruned.masked)  # already QKeras, with the ranges refreshed so far
+        compile_model(qmodel, run.loss, o.metrics, run.recovery.qat_learning_rate)
+        reduced_result = before_qat = run.evaluate(qmodel)
+    else:
+        reduced = fold_batchnorm(reduce(pruned.masked))
+        plan, qmodel = run.quantized(reduced)
+        compile_model(reduced, run.loss, o.metrics, run.recovery.learning_rate)
+        reduced_result = run.evaluate(reduced)
+        compile_model(qmodel, run.loss, o.metrics, run.recovery.qat_learning_rate)
+        before_qat = run.evaluate(qmodel)
+    qat_epochs = run.qat_epochs
+    qat_steps = int(qat_epochs) * steps_per_epoch
+    if o.range_freeze is None:
+        # The first quarter of QAT follows the statistics; the rest trains with the exported types.
+        # Short QAT: all but the last epoch (at least one epoch always trains with the final types).
+        freeze = max(steps_per_epoch, (qat_epochs // 4) * steps_per_epoch)
+        freeze = min(freeze, qat_steps - steps_per_epoch)
+    else:
+        freeze = _steps(o.range_freeze, o.unit, steps_per_epoch)
+    refresh_steps = _steps(o.range_refresh, o.unit, steps_per_epoch)
+    if o.joint:  # the fused layers count their steps on: the masked fit's, then these
+        _freeze_batchnorm_after(qmodel, pruned.epochs * steps_per_epoch + min(freeze, qat_steps))
+    ranges = RangeRefreshCallback(qmodel, plan, run.calibration_x, refresh_steps, min(freeze, qat_steps), o.percentile)
+    # Best weights are restored only from epochs after the last possible range change.
+    types_final_epoch = math.ceil(min(freeze, qat_steps) / steps_per_epoch) if ranges.active else 0
+    rate = run.recovery.qat_learning_rate
+    pruned.phases.append(run.fit('qat', qmodel, int(qat_epochs), rate, [ranges], types_final_epoch))
+    pruned.phases[-1]['how'] = run.qat_how
+    refreshes = [*pruned.range_refreshes, {'phase': 'qat', **ranges.to_dict()}]
+    return Quantized(qmodel, plan, reduced_result, before_qat, run.evaluate(qmodel), refreshes)
+
+
+def manifest_phase(run: Run, pruned: Pruned, quantized: Quantized, seconds: float) -> dict:
+    """The JSON-serializable record of the run: settings, schedule, groups, types, phases, metrics."""
+    o = run.options
+    table = pruned.masked.table
+    callback = pruned.callback
+    plan, qmodel = quantized.plan, quantized.qmodel
+    kept = pruned.masked.kept()
+    groups = []
+    layers = {}
+    for g in table.groups:
+        keep = kept.get(g.index, np.arange(g.channels))
+        entry = {
+            'index': g.index,
+            'producers': g.producers,
+            'prunable': g.prunable,
+            'reason': g.reason,
+            'sparsity': pruned.group_sparsity.get(g.index, 0.0),
+            'channels_before': g.channels,
+            'channels_after': int(len(keep)),
+            'kept': keep,
+            'mask_points': g.mask_points,
+            'scores': callback.scores.get(g.index),
+        }
+        groups.append(entry)
+        for name in g.producers:
+            layers[name] = {
+                'group': g.index,
+                'channels_before': g.channels,
+                'channels_after': int(len(keep)),
+                'kept': keep,
+                'scores': entry['scores'],
+            }
+    for name, q in plan.layers.items():
+        info = layers.setdefault(name, {})
+        info['class'] = qmodel.get_layer(name).__class__.__name__
+        for wname, fixed in q.weights.items():
+            info[f'{wname}_bits'] = fixed.bits
+            info[f'{wname}_integer'] = fixed.integer
+            info[f'{wname}_type'] = fixed.ap_type
+        if q.activation is not None:
+            info['activation_bits'] = q.activation.bits
+            info['activation_integer'] = q.activation.integer
+            info['activation_type'] = q.activation.ap_type
+    result = quantized.result
+    key = next((k for k in result if k != 'loss'), 'loss')
+    before = metrics_lib.summary(run.model)
+    after = metrics_lib.summary(qmodel)
+    manifest = {
+        'pruner': {
+            'sparsity': o.sparsity,
+            'per_layer_sparsity': o.per_layer_sparsity,
+            'importance': repr(o.measure),
+            'schedule': o.schedule,
+            'round_to': o.round_to,
+            'exclude_first': o.exclude_first,
+            'exclude': list(o.exclude),
+            'weight_bits': o.weight_bits,
+            'activation_bits': o.activation_bits,
+            'bias_bits': o.bias_bits,
+            'layer_bits': o.layer_bits or {},
+            'percentile': o.percentile,
+            'range_refresh': o.range_refresh,
+            'range_freeze': o.range_freeze,
+            'joint': o.joint,
+            'epochs': pruned.epochs,
+            'finetune_epochs': pruned.epochs - pruned.needed,
+            'qat_epochs': run.qat_epochs,
+            'batch_size': o.batch_size,
+            'seed': o.seed,
+            'steps_per_epoch': run.steps_per_epoch,
+            'quantization_note': 'power-of-two scales (alpha=1): quantized_bits(b, i) == ap_fixed<b, i+1>, '
+            'quantized_relu(b, i) == ap_ufixed<b, i>; integer bits from calibration maxima',
+        },
+        'schedule': pruned.schedule.to_dict(),
+        'schedule_complete': callback.complete,
+        'mask_updates': [{'step': s, 'group': g, 'kept': k} for s, g, k in callback.history],
+        'groups': groups,
+        'layers': layers,
+        'quantization': plan.to_dict(),  # the final (frozen) types
+        'range_refreshes': quantized.range_refreshes,
+        'recovery': {**run.recovery.to_dict(), 'phases': pruned.phases},
+        'metrics': {
+            'metric': key,
+            'baseline': pruned.baseline,
+            'masked': pruned.masked_result,
+            'reduced_float': quantized.reduced_result,
+            'quantized_before_qat': quantized.before_qat,
+            'quantized': result,
+            'before': before,
+            'after': after,
+            'performance_density': metrics_lib.performance_density(
+                result.get(key, float('nan')), after['footprint_bits']
+            ),
+            'baseline_performance_density': metrics_lib.performance_density(
+                pruned.baseline.get(key, float('nan')), before['footprint_bits']
+            ),
+        },
+        'seconds': seconds,
+    }
+    return _jsonable(manifest)
+
+
+def compress(model, train_data, val_data, options: CompressOptions | None = None, **settings):
     """Prune channels with the given schedule, cut them out, quantize, fine-tune.
+
+    ``options``: a ``CompressOptions``; keyword ``settings`` (its field names) replace
+    its values, so ``compress(model, train, val, sparsity=0.75)`` works too.
 
     ``model``: a functional or Sequential Keras model (not modified). ``train_data``,
     ``val_data``: (x, y) arrays. ``sparsity``: fraction of channels removed per
@@ -184,272 +509,8 @@ def compress(
     Returns (reduced QKeras model, manifest dict (JSON-serializable)).
     """
     t0 = time.time()
-    sparsity = validate_sparsity(sparsity)
-    per_layer_sparsity = {
-        str(k): validate_sparsity(v, f"sparsity of layer '{k}'") for k, v in (per_layer_sparsity or {}).items()
-    }
-    if schedule not in KINDS:
-        raise PrunerError(f'unknown schedule {schedule!r}; choose one of {list(KINDS)}')
-    measure = importance_lib.get(importance, seed=seed)
-    for name, bits in (('weight_bits', weight_bits), ('activation_bits', activation_bits)):
-        if int(bits) < 2:
-            raise PrunerError(f'{name} must be at least 2, got {bits!r}')
-    for name, value in (('range_refresh', range_refresh), ('range_freeze', range_freeze)):
-        if value is not None and not (isinstance(value, int | float) and value >= 0):
-            raise PrunerError(f'{name} must be a number >= 0 (in {unit}) or None, got {value!r}')
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise PrunerError(f'batch_size must be a whole number >= 1, got {batch_size!r}')
-    if loss is None:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not _ends_in_softmax(model))
-    x_tr, y_tr = _xy(train_data, 'train_data', model)
-    x_va, y_va = _xy(val_data, 'val_data', model)
-    steps_per_epoch = math.ceil(len(x_tr) / batch_size)
-    finetune_epochs, finetune_how = resolve_epochs(finetune_epochs, steps_per_epoch, 'finetune_epochs')
-    qat_epochs, qat_how = resolve_epochs(qat_epochs, steps_per_epoch, 'qat_epochs')
-    source_rate = 'given'
-    if learning_rate is None:
-        learning_rate = trained_learning_rate(model)
-        source_rate = 'model' if learning_rate is not None else 'default'
-        learning_rate = learning_rate or DEFAULT_LEARNING_RATE
-    recovery = Recovery(
-        learning_rate=learning_rate,
-        qat_learning_rate=qat_learning_rate or learning_rate,
-        learning_rate_source=source_rate,
-        lr_schedule=lr_schedule,
-        warmup=warmup,
-        patience=patience,
-        distill=bool(distill),
-        distill_alpha=distill_alpha,
-        distill_temperature=distill_temperature,
-        distill_kind=('classification' if is_classification_loss(loss) else 'regression') if distill else None,
-    )
-
-    keras.utils.set_random_seed(seed)
-    calib_x = x_tr[:calibration_samples]
-    source = model
-    teacher = _frozen_copy(model) if recovery.distill else None
-    teacher_logits = not _ends_in_softmax(model)
-
-    def quantized(float_model):  # (plan, QKeras model) from calibration statistics
-        calibration = calibrate(float_model, calib_x, batch_size=256, percentile=percentile)
-        q_plan = plan_quantization(
-            float_model, calibration, weight_bits, activation_bits, bias_bits, layer_bits, percentile
-        )
-        return q_plan, to_qkeras(float_model, q_plan)
-
-    def phase(name, student, epochs_, base_rate, callbacks=(), monitor_from_epoch=0):
-        return fit_phase(
-            name,
-            student,
-            (x_tr, y_tr),
-            (x_va, y_va),
-            epochs=epochs_,
-            steps_per_epoch=steps_per_epoch,
-            base_rate=base_rate,
-            recovery=recovery,
-            loss=loss,
-            metrics=metrics,
-            batch_size=batch_size,
-            teacher=teacher,
-            student_logits=not _ends_in_softmax(student),
-            teacher_logits=teacher_logits,
-            callbacks=callbacks,
-            monitor_from_epoch=monitor_from_epoch,
-            verbose=verbose,
-        )
-
-    if joint:
-        plan, source = quantized(fold_batchnorm(model))
-    masked = MaskedModel(source, exclude_first=exclude_first, exclude=tuple(exclude))
-    table = masked.table
-    producer_names = {n for g in table.groups for n in g.producers}
-    unknown = set(per_layer_sparsity) - producer_names
-    if unknown:
-        raise PrunerError(
-            f'per_layer_sparsity names layers that are not prunable producers: {sorted(unknown)}; '
-            f'producers: {sorted(producer_names)}'
-        )
-    group_sparsity = {}
-    for g in table.prunable:
-        given = [per_layer_sparsity[n] for n in g.producers if n in per_layer_sparsity]
-        group_sparsity[g.index] = given[0] if given else sparsity
-
-    sched = make_schedule(
-        schedule,
-        [g.index for g in table.prunable],
-        start,
-        interval,
-        refresh,
-        unit,
-        steps_per_epoch,
-        [g.name for g in table.groups],
-    )
-    needed = math.ceil(sched.end / steps_per_epoch) if sched.end else 0
-    if epochs is None:
-        epochs = needed + finetune_epochs
-    elif isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise PrunerError(f'epochs must be a whole number >= 0 or None, got {epochs!r}')
-    elif epochs < needed:
-        raise PrunerError(
-            f'epochs={epochs} is shorter than the {schedule} schedule, which ends at step {sched.end} '
-            f'(= {needed} epochs of {steps_per_epoch} steps); give epochs >= {needed}'
-        )
-    if verbose:
-        print(sched)
-
-    compile_model(masked.model, loss, metrics, recovery.learning_rate)
-    baseline = _evaluate(masked.model, x_va, y_va, batch_size)
-    callback = ChannelPruningCallback(masked, sched, measure, group_sparsity, round_to, seed, verbose=bool(verbose))
-    range_refreshes = []
-    refresh_steps = _steps(range_refresh, unit, steps_per_epoch)
-    mask_callbacks = [callback]
-    if joint:
-        # Ranges follow the statistics through the pruning fit too; with no QAT after it, its last epoch is fixed.
-        prune_steps = int(epochs) * steps_per_epoch
-        freeze = prune_steps if qat_epochs > 0 else prune_steps - steps_per_epoch
-        joint_ranges = RangeRefreshCallback(masked.model, plan, calib_x, refresh_steps, freeze, percentile)
-        mask_callbacks.append(joint_ranges)
-    # Phase 1, the pruning windows: masks still move, so no best epoch is restored from it.
-    phases = [phase('pruning', masked.model, needed, recovery.learning_rate, mask_callbacks, monitor_from_epoch=None)]
-    # Phase 2, fine-tuning with every mask frozen (the callback only counts steps now).
-    # Joint mode without QAT moves the integer bits until its last epoch: no earlier epoch may be restored.
-    phases.append(
-        phase(
-            'finetune',
-            masked.model,
-            int(epochs) - needed,
-            recovery.learning_rate,
-            mask_callbacks,
-            monitor_from_epoch=None if (joint and qat_epochs == 0) else 0,
-        )
-    )
-    phases[-1]['how'] = finetune_how if epochs == needed + finetune_epochs else 'given (epochs)'
-    masked.pause_collecting()
-    masked_result = _evaluate(masked.model, x_va, y_va, batch_size)
-    if joint:
-        range_refreshes.append({'phase': 'pruning', **joint_ranges.to_dict()})
-
-    if joint:
-        qmodel = reduce(masked)  # already QKeras, with the ranges refreshed so far
-        compile_model(qmodel, loss, metrics, recovery.qat_learning_rate)
-        reduced_result = before_qat = _evaluate(qmodel, x_va, y_va, batch_size)
-    else:
-        reduced = fold_batchnorm(reduce(masked))
-        plan, qmodel = quantized(reduced)
-        compile_model(reduced, loss, metrics, recovery.learning_rate)
-        reduced_result = _evaluate(reduced, x_va, y_va, batch_size)
-        compile_model(qmodel, loss, metrics, recovery.qat_learning_rate)
-        before_qat = _evaluate(qmodel, x_va, y_va, batch_size)
-    qat_steps = int(qat_epochs) * steps_per_epoch
-    if range_freeze is None:
-        # The first quarter of QAT follows the statistics; the rest trains with the exported types.
-        # Short QAT: all but the last epoch (at least one epoch always trains with the final types).
-        freeze = max(steps_per_epoch, (qat_epochs // 4) * steps_per_epoch)
-        freeze = min(freeze, qat_steps - steps_per_epoch)
-    else:
-        freeze = _steps(range_freeze, unit, steps_per_epoch)
-    ranges = RangeRefreshCallback(qmodel, plan, calib_x, refresh_steps, min(freeze, qat_steps), percentile)
-    # Best weights are restored only from epochs after the last possible range change.
-    types_final_epoch = math.ceil(min(freeze, qat_steps) / steps_per_epoch) if ranges.active else 0
-    phases.append(
-        phase(
-            'qat', qmodel, int(qat_epochs), recovery.qat_learning_rate, [ranges], monitor_from_epoch=types_final_epoch
-        )
-    )
-    phases[-1]['how'] = qat_how
-    range_refreshes.append({'phase': 'qat', **ranges.to_dict()})
-    quantized_result = _evaluate(qmodel, x_va, y_va, batch_size)
-
-    kept = masked.kept()
-    groups = []
-    layers = {}
-    for g in table.groups:
-        keep = kept.get(g.index, np.arange(g.channels))
-        entry = {
-            'index': g.index,
-            'producers': g.producers,
-            'prunable': g.prunable,
-            'reason': g.reason,
-            'sparsity': group_sparsity.get(g.index, 0.0),
-            'channels_before': g.channels,
-            'channels_after': int(len(keep)),
-            'kept': keep,
-            'mask_points': g.mask_points,
-            'scores': callback.scores.get(g.index),
-        }
-        groups.append(entry)
-        for name in g.producers:
-            layers[name] = {
-                'group': g.index,
-                'channels_before': g.channels,
-                'channels_after': int(len(keep)),
-                'kept': keep,
-                'scores': entry['scores'],
-            }
-    for name, q in plan.layers.items():
-        info = layers.setdefault(name, {})
-        info['class'] = qmodel.get_layer(name).__class__.__name__
-        for wname, fixed in q.weights.items():
-            info[f'{wname}_bits'] = fixed.bits
-            info[f'{wname}_integer'] = fixed.integer
-            info[f'{wname}_type'] = fixed.ap_type
-        if q.activation is not None:
-            info['activation_bits'] = q.activation.bits
-            info['activation_integer'] = q.activation.integer
-            info['activation_type'] = q.activation.ap_type
-    key = next((k for k in quantized_result if k != 'loss'), 'loss')
-    before = metrics_lib.summary(model)
-    after = metrics_lib.summary(qmodel)
-    manifest = {
-        'pruner': {
-            'sparsity': sparsity,
-            'per_layer_sparsity': per_layer_sparsity,
-            'importance': repr(measure),
-            'schedule': schedule,
-            'round_to': round_to,
-            'exclude_first': exclude_first,
-            'exclude': list(exclude),
-            'weight_bits': weight_bits,
-            'activation_bits': activation_bits,
-            'bias_bits': bias_bits,
-            'layer_bits': layer_bits or {},
-            'percentile': percentile,
-            'range_refresh': range_refresh,
-            'range_freeze': range_freeze,
-            'joint': joint,
-            'epochs': epochs,
-            'finetune_epochs': int(epochs) - needed,
-            'qat_epochs': qat_epochs,
-            'batch_size': batch_size,
-            'seed': seed,
-            'steps_per_epoch': steps_per_epoch,
-            'quantization_note': 'power-of-two scales (alpha=1): quantized_bits(b, i) == ap_fixed<b, i+1>, '
-            'quantized_relu(b, i) == ap_ufixed<b, i>; integer bits from calibration maxima',
-        },
-        'schedule': sched.to_dict(),
-        'schedule_complete': callback.complete,
-        'mask_updates': [{'step': s, 'group': g, 'kept': k} for s, g, k in callback.history],
-        'groups': groups,
-        'layers': layers,
-        'quantization': plan.to_dict(),  # the final (frozen) types
-        'range_refreshes': range_refreshes,
-        'recovery': {**recovery.to_dict(), 'phases': phases},
-        'metrics': {
-            'metric': key,
-            'baseline': baseline,
-            'masked': masked_result,
-            'reduced_float': reduced_result,
-            'quantized_before_qat': before_qat,
-            'quantized': quantized_result,
-            'before': before,
-            'after': after,
-            'performance_density': metrics_lib.performance_density(
-                quantized_result.get(key, float('nan')), after['footprint_bits']
-            ),
-            'baseline_performance_density': metrics_lib.performance_density(
-                baseline.get(key, float('nan')), before['footprint_bits']
-            ),
-        },
-        'seconds': round(time.time() - t0, 2),
-    }
-    return qmodel, _jsonable(manifest)
+    options = CompressOptions.build(options, **settings)
+    run = prepare(model, train_data, val_data, options)
+    pruned = prune_phase(run)
+    quantized = quantize_phase(run, pruned)
+    return quantized.qmodel, manifest_phase(run, pruned, quantized, round(time.time() - t0, 2))

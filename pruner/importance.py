@@ -1,11 +1,12 @@
 """Channel importance: one score per channel of a group, higher = keep.
 
 Interface: ``measure.scores(producers, statistics) -> 1-D numpy array``, where
-``producers`` is a list of (layer, rule) of the group's producer layers and
+``producers`` is a list of (layer, kind) of the group's producer layers and
 ``statistics`` the group's recorded activation statistics (``l1``, ``l0``,
 ``max_abs`` per channel, ``steps`` and ``group_index``). New measures plug in by
-subclassing ``Importance`` and adding themselves to ``REGISTRY``; schedules do not
-change.
+subclassing ``Importance`` with a ``name``: the subclass registers itself in
+``REGISTRY`` (the CLI's and the run config's choices come from there); schedules do
+not change.
 """
 
 from __future__ import annotations
@@ -14,10 +15,22 @@ import numpy as np
 
 from .errors import PrunerError
 
+REGISTRY: dict[str, type[Importance]] = {}
+
 
 class Importance:
     name = 'base'
     needs_activations = False  # True: the schedule must collect activation statistics
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if 'name' in cls.__dict__:
+            REGISTRY[cls.name] = cls
+
+    @classmethod
+    def from_seed(cls, seed: int) -> Importance:
+        """The measure for a run with ``seed`` (only random measures use it)."""
+        return cls()
 
     def scores(self, producers, statistics: dict) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
@@ -64,8 +77,8 @@ class WeightL1(Importance):
 
     def scores(self, producers, statistics):
         total = None
-        for layer, rule in producers:
-            norms = rule.filter_l1(layer).astype(np.float64)
+        for layer, kind in producers:
+            norms = kind.filter_l1(layer).astype(np.float64)
             total = norms if total is None else total + norms
         return total
 
@@ -78,8 +91,12 @@ class Random(Importance):
     def __init__(self, seed: int = 0):
         self.seed = int(seed)
 
+    @classmethod
+    def from_seed(cls, seed: int) -> Random:
+        return cls(seed=seed)
+
     def scores(self, producers, statistics):
-        layer, rule = producers[0]
+        layer, _ = producers[0]
         channels = int(layer.output.shape[-1])
         rng = np.random.default_rng([self.seed, int(statistics.get('group_index', 0))])
         return rng.random(channels)
@@ -88,22 +105,13 @@ class Random(Importance):
         return f'Random(seed={self.seed})'
 
 
-REGISTRY: dict[str, type[Importance]] = {
-    'activation_l1': ActivationL1,
-    'activation_l0': ActivationL0,
-    'weight_l1': WeightL1,
-    'random': Random,
-}
-
-
 def get(measure, seed: int = 0) -> Importance:
     """An importance measure by name (or pass an ``Importance`` instance through)."""
     if isinstance(measure, Importance):
         return measure
     if measure not in REGISTRY:
         raise PrunerError(f'unknown importance {measure!r}; choose one of {sorted(REGISTRY)}')
-    cls = REGISTRY[measure]
-    return cls(seed=seed) if cls is Random else cls()
+    return REGISTRY[measure].from_seed(seed)
 
 
 def rank(scores) -> np.ndarray:

@@ -180,6 +180,6 @@ class MaskedModel:
         return {'l1': l1 / hits, 'l0': l0 / hits, 'max_abs': max_abs, 'steps': steps, 'group_index': group}
 
     def producers(self, group: int) -> list:
-        """(layer, rule) of the group's producers in the masked model."""
+        """(layer, kind) of the group's producers in the masked model."""
         g = self.table.groups[group]
-        return [(self.model.get_layer(n), self.table.rules[n]) for n in g.producers]
+        return [(self.model.get_layer(n), self.table.kinds[n]) for n in g.producers]

@@ -20,14 +20,17 @@ import numpy as np
 
 from .errors import PrunerError
 from .graph import calls
-from .groups import LAYER_TABLE
-
-WEIGHT_KINDS = ('producer', 'depthwise')
+from .layers import KERNEL_NAMES, WEIGHT_ROLES, lookup, weight_name
 
 
 def _kind(layer) -> str | None:
-    rule = LAYER_TABLE.get(layer.__class__.__name__)
-    return None if rule is None else rule.kind
+    kind = lookup(layer)
+    return None if kind is None else kind.family
+
+
+def _weighted(layer) -> bool:
+    kind = lookup(layer)
+    return kind is not None and kind.has_weights_across_channels
 
 
 def _quantizer_bits(spec) -> int | None:
@@ -57,28 +60,15 @@ def parameters(model) -> int:
     )
 
 
-def _layer_macs(call) -> int:
-    layer = call.layer
-    kernel = next((w for w in layer.weights if w.path.split('/')[-1] in ('kernel', 'depthwise_kernel')), None)
-    if kernel is None:
-        return 0
-    cls = call.kind
-    if cls in ('Conv1DTranspose', 'Conv2DTranspose', 'QConv2DTranspose', 'QConv1DTranspose'):
-        positions = np.prod(call.inputs[0].shape[1:-1])
-    else:
-        positions = np.prod(call.outputs[0].shape[1:-1])
-    return int(np.prod(kernel.shape) * positions)
-
-
 def macs(model) -> int:
     """Multiply-accumulates per sample."""
-    return int(sum(_layer_macs(c) for c in calls(model) if _kind(c.layer) in WEIGHT_KINDS))
+    return int(sum(lookup(c.layer).macs(c) for c in calls(model) if _weighted(c.layer)))
 
 
 def _weight_bits(layer, name: str, float_bits: int) -> int:
     config = layer.get_config()
-    key = {'kernel': 'kernel_quantizer', 'depthwise_kernel': 'depthwise_quantizer', 'bias': 'bias_quantizer'}.get(name)
-    bits = _quantizer_bits(config.get(key)) if key else None
+    role = WEIGHT_ROLES.get(name)
+    bits = _quantizer_bits(config.get(role.quantizer_key)) if role else None
     return float_bits if bits is None else bits
 
 
@@ -88,7 +78,7 @@ def tensor_bits(model, float_bits: int = 32) -> dict[int, int]:
     for call in calls(model):
         kind = _kind(call.layer)
         own = None
-        if call.kind == 'QActivation' or (call.kind.startswith('Q') and kind in WEIGHT_KINDS):
+        if call.kind == 'QActivation' or (call.kind.startswith('Q') and _weighted(call.layer)):
             own = _quantizer_bits(call.layer.get_config().get('activation'))
         elif kind in ('data', 'flatten', 'mask', 'concat') and call.inputs:
             own = max(bits.get(id(t), float_bits) for t in call.inputs)
@@ -110,8 +100,8 @@ def footprint(model, float_bits: int = 32) -> dict:
         for w in layer.weights:
             size = int(np.prod(w.shape))
             n_w += size
-            w_bits += size * _weight_bits(layer, w.path.split('/')[-1], float_bits)
-        if _kind(layer) in WEIGHT_KINDS:
+            w_bits += size * _weight_bits(layer, weight_name(w), float_bits)
+        if _weighted(layer):
             for t in call.inputs:
                 feature_maps[id(t)] = t
     for t in model.outputs:
@@ -136,19 +126,12 @@ def bops(model, float_bits: int = 32) -> int:
     tbits = tensor_bits(model, float_bits)
     total = 0
     for call in calls(model):
-        if _kind(call.layer) not in WEIGHT_KINDS:
+        if not _weighted(call.layer):
             continue
-        kernel_name = next(
-            (
-                w.path.split('/')[-1]
-                for w in call.layer.weights
-                if w.path.split('/')[-1] in ('kernel', 'depthwise_kernel')
-            ),
-            'kernel',
-        )
+        kernel_name = next((n for n in map(weight_name, call.layer.weights) if n in KERNEL_NAMES), 'kernel')
         b_w = _weight_bits(call.layer, kernel_name, float_bits)
         b_a = tbits.get(id(call.inputs[0]), float_bits)
-        total += _layer_macs(call) * b_w * b_a
+        total += lookup(call.layer).macs(call) * b_w * b_a
     return int(total)
 
 

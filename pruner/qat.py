@@ -18,20 +18,16 @@ the new range, as QKeras itself would have built it.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 
+from .layers import WEIGHT_ROLES, lookup, variable_for_role
 from .quantize import Fixed, QuantPlan, activation_fixed, magnitude, weight_fixed
 from .surgery import INPUT_QUANTIZER
-
-# Plan weight name -> (QKeras quantizer attribute, variable attribute, constraint attribute)
-_WEIGHT_SLOTS = {
-    'kernel': ('kernel_quantizer_internal', 'kernel', 'kernel_constraint'),
-    'bias': ('bias_quantizer_internal', 'bias', 'bias_constraint'),
-}
-_DEPTHWISE_KERNEL = ('depthwise_quantizer_internal', 'depthwise_kernel', 'depthwise_constraint')
 
 
 @dataclass
@@ -42,7 +38,7 @@ class Slot:
     role: str  # 'kernel', 'bias', 'activation' or 'input'
     fixed: Fixed  # the plan's entry; kept in step with the quantizer
     quantizer: object
-    variable: object = None  # the weight it quantizes (weights only)
+    values: Callable | None = None  # () -> what the quantizer receives now (weights only)
     constraint_attr: str | None = None
 
 
@@ -52,16 +48,20 @@ def quantizer_slots(qmodel, plan: QuantPlan) -> list[Slot]:
     for name, entry in plan.layers.items():
         layer = qmodel.get_layer(name)
         for wname, fixed in entry.weights.items():
-            quantizer_attr, var_attr, constraint_attr = _WEIGHT_SLOTS[wname]
-            if wname == 'kernel' and hasattr(layer, _DEPTHWISE_KERNEL[0]):
-                quantizer_attr, var_attr, constraint_attr = _DEPTHWISE_KERNEL
-            slots.append(
-                Slot(name, wname, fixed, getattr(layer, quantizer_attr), getattr(layer, var_attr), constraint_attr)
-            )
+            # The plan names the float layer's variable; the QKeras layer may call it otherwise (depthwise_kernel).
+            vname = variable_for_role(layer, WEIGHT_ROLES[wname].role)
+            role = WEIGHT_ROLES[vname]
+            # The kind knows what the quantizer receives: the variable, or a folded kernel/bias (fused BatchNorm).
+            values = functools.partial(_weight_values, layer, vname)
+            slots.append(Slot(name, wname, fixed, getattr(layer, role.quantizer_attr), values, role.constraint_key))
         if entry.activation is not None:
             slots.append(Slot(name, 'activation', entry.activation, layer.activation))
     slots.append(Slot(INPUT_QUANTIZER, 'input', plan.input, qmodel.get_layer(INPUT_QUANTIZER).activation))
     return slots
+
+
+def _weight_values(layer, name: str) -> np.ndarray:
+    return lookup(layer).weight_values(layer)[name]
 
 
 def activation_input_maxima(qmodel, slots: list[Slot], x, batch_size: int = 256, percentile=None) -> dict:
@@ -101,7 +101,7 @@ def _new_fixed(slot: Slot, activation_maxima: dict, percentile) -> Fixed:
     if slot.role in ('activation', 'input'):
         return activation_fixed(activation_maxima.get(slot.layer, 0.0), slot.fixed.bits, relu=slot.fixed.kind == 'relu')
     # Biases never use the percentile (as in the initial plan): they are few and clipping one shifts a whole channel.
-    return weight_fixed(slot.variable.numpy(), slot.fixed.bits, percentile if slot.role != 'bias' else None)
+    return weight_fixed(slot.values(), slot.fixed.bits, percentile if slot.role != 'bias' else None)
 
 
 def _set_integer(qmodel, slot: Slot, integer: int) -> None:

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .errors import PrunerError
+from .layers import WEIGHT_ROLES, is_relu, lookup  # noqa: F401 (is_relu: re-exported)
 
 
 def signed_integer_bits(max_abs: float, bits: int, min_integer: int | None = None) -> int:
@@ -173,32 +174,6 @@ class QuantPlan:
         }
 
 
-# Float layer class -> (QKeras class, {float weight name: QKeras weight name}, quantizer config key per weight).
-Q_LAYERS = {
-    'Dense': ('QDense', {'kernel': 'kernel', 'bias': 'bias'}),
-    'Conv1D': ('QConv1D', {'kernel': 'kernel', 'bias': 'bias'}),
-    'Conv2D': ('QConv2D', {'kernel': 'kernel', 'bias': 'bias'}),
-    'Conv2DTranspose': ('QConv2DTranspose', {'kernel': 'kernel', 'bias': 'bias'}),
-    'DepthwiseConv2D': ('QDepthwiseConv2D', {'kernel': 'depthwise_kernel', 'bias': 'bias'}),
-}
-QUANTIZER_KEY = {'kernel': 'kernel_quantizer', 'depthwise_kernel': 'depthwise_quantizer', 'bias': 'bias_quantizer'}
-
-
-def is_relu(layer) -> bool | None:
-    """True for a plain ReLU activation of ``layer``, False for linear, None otherwise."""
-    cls = layer.__class__.__name__
-    config = layer.get_config()
-    if cls == 'ReLU':
-        plain = not config.get('max_value') and not config.get('negative_slope') and not config.get('threshold')
-        return True if plain else None
-    act = config.get('activation', 'linear')
-    if act in (None, 'linear'):
-        return False
-    if act == 'relu':
-        return True
-    return None
-
-
 def plan_quantization(
     model,
     calibration: dict[str, float],
@@ -224,22 +199,18 @@ def plan_quantization(
         raise PrunerError(f'bit overrides name layers not in the model: {sorted(unknown)}')
     layers = {}
     for layer in model.layers:
-        cls = layer.__class__.__name__
+        kind = lookup(layer)
         o = overrides.get(layer.name, {})
         wb = int(o.get('weight_bits', weight_bits))
         bb = int(o.get('bias_bits', bias_bits if bias_bits is not None else max(weight_bits, activation_bits)))
         ab = int(o.get('activation_bits', activation_bits))
         entry = LayerQuant()
-        if cls in Q_LAYERS:
-            for w in layer.weights:
-                name = w.path.split('/')[-1]
-                values = w.numpy()
-                entry.weights[name] = weight_fixed(
-                    values, bb if name == 'bias' else wb, percentile if name != 'bias' else None
-                )
-            if is_relu(layer):
-                entry.activation = activation_fixed(calibration[layer.name], ab, relu=True)
-        elif cls in ('ReLU', 'Activation') and is_relu(layer):
+        if kind is None:  # InputLayer and the like: nothing to quantize
+            continue
+        for name, values in kind.quantized_weights(layer).items():
+            bias = WEIGHT_ROLES[name].role == 'bias'
+            entry.weights[name] = weight_fixed(values, bb if bias else wb, None if bias else percentile)
+        if kind.quantizes_output(layer):
             entry.activation = activation_fixed(calibration[layer.name], ab, relu=True)
         if entry.weights or entry.activation:
             layers[layer.name] = entry

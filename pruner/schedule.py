@@ -27,7 +27,18 @@ from dataclasses import asdict, dataclass, field
 
 from .errors import PrunerError
 
-KINDS = ('layerwise', 'oneshot', 'gradual')
+# Schedule kind -> its window builder ``(groups, start, length, refresh) -> [Window]``, in steps.
+REGISTRY: dict = {}
+
+
+def schedule_kind(name: str):
+    """Register a window builder under ``name`` (the CLI's and the run config's choices come from here)."""
+
+    def register(builder):
+        REGISTRY[name] = builder
+        return builder
+
+    return register
 
 
 def validate_sparsity(value, what: str = 'sparsity') -> float:
@@ -141,18 +152,36 @@ def make_schedule(
     ``start``, ``interval`` (window length) and ``refresh`` are in ``unit`` ('steps'
     or 'epochs'; epochs need ``steps_per_epoch``).
     """
-    if kind not in KINDS:
-        raise PrunerError(f'unknown schedule {kind!r}; choose one of {list(KINDS)}')
+    builder = get(kind)
     s0 = to_steps(start, unit, steps_per_epoch, 'start')
     length = max(1, to_steps(interval, unit, steps_per_epoch, 'interval'))
     every = max(1, min(length, to_steps(refresh, unit, steps_per_epoch, 'refresh')))
     if s0 < 0:
         raise PrunerError(f'start must be >= 0, got {start!r}')
-    groups = list(groups)
-    if kind == 'layerwise':
-        windows = [Window((g,), s0 + i * length, length, every) for i, g in enumerate(groups)]
-    elif kind == 'oneshot':
-        windows = [Window(tuple(groups), s0, length, length)] if groups else []
-    else:
-        windows = [Window(tuple(groups), s0, length, every, 'cubic')] if groups else []
+    windows = builder(list(groups), s0, length, every)
     return Schedule(kind, windows, steps_per_epoch, list(group_names or []))
+
+
+def get(kind: str):
+    """The window builder of a schedule kind; errors list the registered kinds."""
+    if kind not in REGISTRY:
+        raise PrunerError(f'unknown schedule {kind!r}; choose one of {list(REGISTRY)}')
+    return REGISTRY[kind]
+
+
+@schedule_kind('layerwise')
+def _layerwise(groups, start, length, refresh):
+    """One window per group, input to output, each starting where the previous ends."""
+    return [Window((g,), start + i * length, length, refresh) for i, g in enumerate(groups)]
+
+
+@schedule_kind('oneshot')
+def _oneshot(groups, start, length, refresh):
+    """Every group ranked once on the dense network, at the window's end."""
+    return [Window(tuple(groups), start, length, length)] if groups else []
+
+
+@schedule_kind('gradual')
+def _gradual(groups, start, length, refresh):
+    """Every group together, the cubic ramp of Zhu and Gupta (2017)."""
+    return [Window(tuple(groups), start, length, refresh, 'cubic')] if groups else []

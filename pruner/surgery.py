@@ -20,40 +20,38 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from .errors import PrunerError
 from .graph import Call, calls, clone_layer, rebuild
-from .groups import named_weights, rule_for, set_named_weights
+from .layers import BATCHNORM_KEYS, SurgeryError, kernel_of, kind_for, named_weights, set_named_weights
 from .masking import MaskedModel
-from .quantize import Q_LAYERS, QUANTIZER_KEY, QuantPlan, is_relu
+from .quantize import QuantPlan
 
-
-class SurgeryError(PrunerError):
-    """A model that cannot be cut or converted; the message names the layer."""
-
+__all__ = ['INPUT_QUANTIZER', 'SurgeryError', 'fold_batchnorm', 'reduce', 'to_qkeras', 'unfuse_batchnorm']
 
 # ---------------------------------------------------------------------------
 # 1. BatchNorm folding
 # ---------------------------------------------------------------------------
-
-FOLDABLE = ('producer', 'depthwise')
 
 
 def _foldable_parent(call: Call, producer_of) -> Call | None:
     if call.kind != 'BatchNormalization' or len(call.inputs) != 1:
         return None
     parent = producer_of[id(call.inputs[0])]
-    if parent.kind == 'InputLayer' or rule_for(parent.layer).kind not in FOLDABLE:
+    if not kind_for(parent.layer).foldable:
         return None
     if len(parent.consumers) != 1 or parent.layer.get_config().get('activation', 'linear') not in ('linear', None):
         return None
     return parent
 
 
-def fold_batchnorm(model) -> keras.Model:
+def fold_batchnorm(model, fuse: bool = False) -> keras.Model:
     """A copy of ``model`` with BatchNormalization folded into preceding conv/dense layers.
 
     BatchNorm layers that cannot be folded (no linear producer right before them) are
-    kept as they are.
+    kept as they are. ``fuse=True``: where the layer kind has a fused QKeras form
+    (Dense -> QDenseBatchnorm, Conv2D -> QConv2DBatchnorm), the pair becomes that layer,
+    still without quantizers, with the BatchNorm's variables inside it: it keeps
+    normalizing with batch statistics while it trains (``to_qkeras`` then gives it its
+    quantizers); other pairs are folded.
     """
     order = calls(model)
     producer_of = {id(t): c for c in order for t in c.outputs}
@@ -73,7 +71,9 @@ def fold_batchnorm(model) -> keras.Model:
             layer.set_weights(call.layer.get_weights())
             return out
         bn = fold_into[call.name].layer
-        rule = rule_for(call.layer)
+        kind = kind_for(call.layer)
+        if fuse and kind.fused_class:
+            return _fused(call, bn, kind.fused_class, args, kwargs)
         w = named_weights(call.layer)
         b = named_weights(bn)
         eps = bn.get_config()['epsilon']
@@ -81,22 +81,32 @@ def fold_batchnorm(model) -> keras.Model:
         gamma = b.get('gamma', np.ones(channels, np.float32))
         beta = b.get('beta', np.zeros(channels, np.float32))
         scale = gamma / np.sqrt(b['moving_variance'] + eps)
-        kernel_name = next(n for n in rule.kernel_names if n in w)
-        kernel = w[kernel_name].astype(np.float64)
-        if rule.kind == 'depthwise':  # output channel c*m+k sits at kernel[..., c, k]
-            kernel = kernel * scale.reshape(kernel.shape[-2], kernel.shape[-1])
-        else:
-            shape = [1] * kernel.ndim
-            shape[rule.out_axis] = channels
-            kernel = kernel * scale.reshape(shape)
+        kernel_name = kernel_of(w)
+        kernel = kind.scale_outputs(call.layer, {kernel_name: w[kernel_name].astype(np.float64)}, scale)
         bias = w.get('bias', np.zeros(channels, np.float32))
         bias = (bias - b['moving_mean']) * scale + beta
         layer = clone_layer(call.layer, use_bias=True)
         out = layer(*args, **kwargs)
-        set_named_weights(layer, {kernel_name: kernel.astype(np.float32), 'bias': bias.astype(np.float32)})
+        set_named_weights(layer, {kernel_name: kernel[kernel_name].astype(np.float32), 'bias': bias.astype(np.float32)})
         return out
 
     return rebuild(model, transform, name=model.name)
+
+
+def _fused(call: Call, bn, fused_class: str, args, kwargs):
+    """The fused QKeras layer (no quantizers yet) of a producer and its BatchNorm, applied to ``args``."""
+    import qkeras
+
+    config = call.layer.get_config()
+    bn_config = bn.get_config()
+    # A bias always: the folded bias exists anyway, and its quantizer needs a variable to follow.
+    config.update({k: bn_config[k] for k in BATCHNORM_KEYS if k in bn_config}, use_bias=True)
+    layer = getattr(qkeras, fused_class).from_config(config)
+    out = layer(*args, **kwargs)
+    w = named_weights(call.layer)
+    w.setdefault('bias', np.zeros(call.outputs[0].shape[-1], np.float32))
+    set_named_weights(layer, {**named_weights(bn), **w})
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -118,16 +128,15 @@ def reduce(masked: MaskedModel, keep: dict[int, np.ndarray] | None = None) -> ke
     def transform(call, args, kwargs):
         if call.kind == 'ChannelMask':
             return args[0]
-        rule = table.rules[call.name]
+        kind = table.kinds[call.name]
         weights = named_weights(call.layer)
         changes = {}
-        if rule.kind in ('producer', 'depthwise', 'channelwise'):
-            in_keep = table.keep_positions(table.input_maps[call.name][0], keep)
-            if rule.kind == 'producer':
-                out_keep = table.keep_positions(table.maps[call.name], keep)
-                weights = rule.cut_outputs(call.layer, weights, out_keep)
-                changes[rule.width_key] = int(len(out_keep))
-            weights = rule.cut_inputs(call.layer, weights, in_keep)
+        if kind.width_key is not None:
+            out_keep = table.keep_positions(table.maps[call.name], keep)
+            weights = kind.cut_outputs(call.layer, weights, out_keep)
+            changes[kind.width_key] = int(len(out_keep))
+        if weights:
+            weights = kind.cut_inputs(call.layer, weights, table.keep_positions(table.input_maps[call.name][0], keep))
         layer = clone_layer(call.layer, **changes)
         out = layer(*args, **kwargs)
         if weights:
@@ -155,53 +164,27 @@ def to_qkeras(model, plan: QuantPlan) -> keras.Model:
     output_names = {t._keras_history.operation.name for t in model.outputs}
 
     def transform(call, args, kwargs):
-        layer, cls = call.layer, call.kind
-        config = layer.get_config()
-        entry = plan.layers.get(call.name)
-        if cls == 'BatchNormalization':
-            raise SurgeryError(
-                f"layer '{call.name}' is a BatchNormalization that could not be folded into a conv/dense layer; "
-                'QBatchNormalization is not used (not exact in hardware): place BatchNorm right after a conv/dense'
-            )
-        if cls in Q_LAYERS:
-            qcls, names = Q_LAYERS[cls]
-            act = config.get('activation', 'linear')
-            relu = is_relu(layer)
-            if relu is None and not (act == 'softmax' and call.name in output_names):
-                raise SurgeryError(
-                    f"layer '{call.name}' ({cls}) has activation {act!r}; supported: relu, linear, softmax on the output"
-                )
-            for float_name, q_name in names.items():
-                if float_name in entry.weights:
-                    config[QUANTIZER_KEY[q_name]] = entry.weights[float_name].quantizer()
-            if relu:
-                config['activation'] = entry.activation.quantizer()
-            if cls == 'DepthwiseConv2D':
-                config['depthwise_initializer'] = config.pop('kernel_initializer', 'glorot_uniform')
-                config['depthwise_regularizer'] = config.pop('kernel_regularizer', None)
-                config['depthwise_constraint'] = config.pop('kernel_constraint', None)
-            new = getattr(qkeras, qcls).from_config(config)
-            out = new(*args, **kwargs)
-            weights = named_weights(layer)
-            set_named_weights(new, {names[k]: v for k, v in weights.items()})
-            return out
-        if cls in ('ReLU', 'Activation') and is_relu(layer):
-            new = qkeras.QActivation(entry.activation.quantizer(), name=call.name)
-            return new(*args, **kwargs)
-        if cls == 'Activation' and config.get('activation') == 'linear':
-            return args[0]
-        if cls in ('ReLU', 'Activation', 'LeakyReLU', 'ELU', 'PReLU', 'Softmax') and not (
-            call.name in output_names and (cls == 'Softmax' or config.get('activation') == 'softmax')
-        ):
-            raise SurgeryError(
-                f"layer '{call.name}' ({cls}) is an activation without a fixed-point form here; supported: relu, linear, softmax on the output"
-            )
-        new = clone_layer(layer)
-        out = new(*args, **kwargs)
-        new.set_weights(layer.get_weights())
-        return out
+        return kind_for(call.layer).to_qkeras(call, args, kwargs, plan.layers.get(call.name), call.name in output_names)
 
     def input_quantizer(tensor):
         return qkeras.QActivation(plan.input.quantizer(), name=INPUT_QUANTIZER)(tensor)
 
     return rebuild(model, transform, name=f'{model.name}_q', input_transform=input_quantizer)
+
+
+def unfuse_batchnorm(model) -> keras.Model:
+    """A copy of a QKeras model whose fused QDenseBatchnorm / QConv2DBatchnorm layers are
+    plain QDense / QConv2D layers holding the folded kernel and bias (QKeras's own folding,
+    with the moving statistics): the same outputs in inference, bit for bit, for tools that
+    read only the plain layers."""
+
+    def transform(call, args, kwargs):
+        kind = kind_for(call.layer)
+        if hasattr(kind, 'unfused'):
+            return kind.unfused(call, args, kwargs)
+        layer = clone_layer(call.layer)
+        out = layer(*args, **kwargs)
+        layer.set_weights(call.layer.get_weights())
+        return out
+
+    return rebuild(model, transform, name=model.name)
