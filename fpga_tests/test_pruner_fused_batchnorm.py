@@ -8,6 +8,7 @@ from keras import layers
 
 from fpga_tests.pruner_models import digits, randomize_batchnorm, sequential_cnn, small_compress
 from pruner import MaskedModel, reduce
+from pruner.compress import BatchNormFreeze, _freeze_batchnorm_after
 from pruner.layers import named_weights
 from pruner.quantize import calibrate, plan_quantization, signed_integer_bits
 from pruner.surgery import fold_batchnorm, to_qkeras, unfuse_batchnorm
@@ -81,7 +82,18 @@ def test_unfused_layers_compute_the_same_bits(fused):
     assert np.array_equal(plain.predict(x, verbose=0), q.predict(x, verbose=0))
 
 
-def test_joint_compress_trains_with_batchnorm_in_the_quantized_layers(tmp_path):
+def test_joint_compress_trains_with_batchnorm_in_the_quantized_layers(tmp_path, monkeypatch):
+    seen = []  # conv1's step counter and moving statistics after every training step of compress
+    own_update = BatchNormFreeze.on_train_batch_end
+
+    def spy(self, batch, logs=None):
+        own_update(self, batch, logs)
+        bn = self.student.get_layer('conv1')
+        seen.append(
+            (int(bn._iteration.numpy()), bn.batchnorm.moving_mean.numpy(), bn.batchnorm.moving_variance.numpy())
+        )
+
+    monkeypatch.setattr(BatchNormFreeze, 'on_train_batch_end', spy)
     qmodel, manifest = small_compress(joint=True, weight_bits=8, epochs=3, qat_epochs=1)
     assert 'QConv2DBatchnorm' in _classes(qmodel) and 'BatchNormalization' not in _classes(qmodel)
     assert manifest['layers']['conv1']['class'] == 'QConv2DBatchnorm'
@@ -91,8 +103,43 @@ def test_joint_compress_trains_with_batchnorm_in_the_quantized_layers(tmp_path):
     # epoch trains with the final types throughout).
     assert conv.ema_freeze_delay == 3 * 8
     assert int(conv._iteration.numpy()) == 4 * 8 - 1
+    # The statistics move through the masked fit and stay exactly still after QKeras's counter passes 24.
+    assert [it for it, _, _ in seen] == list(range(32))
+    assert not np.array_equal(seen[0][1], seen[24][1]) and not np.array_equal(seen[0][2], seen[24][2])
+    for _, mean, var in seen[26:]:
+        assert np.array_equal(mean, seen[25][1]) and np.array_equal(var, seen[25][2])
+    np.testing.assert_array_equal(named_weights(conv)['moving_mean'], seen[25][1])
     x = digits()[2][:50]
     path = tmp_path / 'joint.keras'
     qmodel.save(path)
     again = keras.models.load_model(path, compile=False)
     assert np.array_equal(again.predict(x, verbose=0), qmodel.predict(x, verbose=0))
+
+
+def test_batchnorm_statistics_stop_moving_at_the_freeze_step():
+    fused_model = fold_batchnorm(_dense_bn_model(), fuse=True)
+    fc1 = fused_model.get_layer('fc1')
+    assert fc1.__class__.__name__ == 'QDenseBatchnorm'
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(64, 12)) * 3 + 1).astype('float32')
+    y = rng.integers(0, 4, size=64)
+    fused_model.compile(keras.optimizers.SGD(0.05), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    freeze_cb = _freeze_batchnorm_after(fused_model, 3)
+    snaps = []
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            bn = fc1.batchnorm
+            snaps.append((bn.moving_mean.numpy().copy(), bn.moving_variance.numpy().copy()))
+
+    # 8 steps, then 8 more in a second fit (which must stay frozen from its first step).
+    for _ in range(2):
+        fused_model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[freeze_cb, Snapshot()])
+    assert int(fc1._iteration.numpy()) == 15 and fc1.ema_freeze_delay == 3
+    # QKeras trains with batch statistics while its counter (steps so far - 1) <= 3: the first 5 steps.
+    for before, after in zip(snaps[:4], snaps[1:5], strict=True):
+        assert not np.array_equal(before[0], after[0]) and not np.array_equal(before[1], after[1])
+    for frozen in snaps[5:]:
+        assert np.array_equal(frozen[0], snaps[4][0]) and np.array_equal(frozen[1], snaps[4][1])
+    # The layer's own momentum is back once the fit is over (the saved config is unchanged).
+    assert fc1.batchnorm.momentum == fc1.get_config()['momentum'] == 0.99

@@ -106,13 +106,61 @@ def _steps(value, unit: str, steps_per_epoch: int) -> int:
     return 0 if value is None else to_steps(value, unit, steps_per_epoch, 'length')
 
 
-def _freeze_batchnorm_after(model, step: int) -> None:
+def _freeze_batchnorm_after(model, step: int) -> BatchNormFreeze:
     """Fused BatchNorm layers stop updating their statistics after ``step`` training steps
     (counted by each layer), when the integer bits freeze: the last steps train the folded
-    weights that are exported, with the exported types."""
+    weights that are exported, with the exported types. Pass the returned callback to every
+    fit of ``model`` from now on: it is what actually holds the statistics still."""
     for layer in model.layers:
         if hasattr(layer, 'ema_freeze_delay'):
             layer.ema_freeze_delay = int(step)
+    return BatchNormFreeze(model)
+
+
+class BatchNormFreeze(keras.callbacks.Callback):
+    """Holds the moving mean and variance of fused BatchNorm layers exactly still once a
+    layer's step counter passes its ``ema_freeze_delay``.
+
+    QKeras's ``ema_freeze_delay`` alone does not: after that step the fused layer does switch
+    its forward pass to the moving statistics, but its inner BatchNorm still updates them,
+    and the fused layer's "keep the previous value" branch reads the same variable after that
+    update (on TensorFlow ``Variable.value`` is the variable itself, not a snapshot), so the
+    running statistics keep moving. Momentum 1 makes the inner update ``m * 1 + x * 0 == m``.
+    Keras reads ``momentum`` when it traces the train step, hence the retrace on a change;
+    the layers get their own momentum back when each fit ends."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.student = model  # the fitted model may be a distillation wrapper around it
+        self.momentum: dict[str, float] = {}
+
+    def _fused(self):
+        return [lay for lay in self.student.layers if getattr(lay, 'ema_freeze_delay', None) is not None]
+
+    def _update(self) -> None:
+        changed = False
+        for layer in self._fused():
+            own = self.momentum.setdefault(layer.name, layer.batchnorm.momentum)
+            # QKeras uses batch statistics while its counter (the steps so far, minus one) <= the delay.
+            frozen = 0 <= layer.ema_freeze_delay < int(layer._iteration.numpy())
+            momentum = 1.0 if frozen else own
+            if layer.batchnorm.momentum != momentum:
+                layer.batchnorm.momentum = momentum
+                changed = True
+        if changed:
+            self.model.make_train_function(force=True)
+
+    def on_train_begin(self, logs=None):
+        self._update()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._update()
+
+    def on_train_end(self, logs=None):
+        for layer in self._fused():
+            layer.batchnorm.momentum = self.momentum.get(layer.name, layer.batchnorm.momentum)
+        # The traced step holds the momentum it saw: the next fit traces its own.
+        self.model.train_function = None
 
 
 @dataclass
@@ -295,8 +343,7 @@ def prune_phase(run: Run) -> Pruned:
             freeze,
             o.percentile,
         )
-        callbacks.append(joint_ranges)
-        _freeze_batchnorm_after(masked.model, freeze)
+        callbacks += [joint_ranges, _freeze_batchnorm_after(masked.model, freeze)]
     rate = run.recovery.learning_rate
     # The pruning windows: masks still move, so no best epoch is restored from them.
     phases = [run.fit('pruning', masked.model, needed, rate, callbacks, monitor_from_epoch=None)]
@@ -351,13 +398,15 @@ def quantize_phase(run: Run, pruned: Pruned) -> Quantized:
     else:
         freeze = _steps(o.range_freeze, o.unit, steps_per_epoch)
     refresh_steps = _steps(o.range_refresh, o.unit, steps_per_epoch)
-    if o.joint:  # the fused layers count their steps on: the masked fit's, then these
-        _freeze_batchnorm_after(qmodel, pruned.epochs * steps_per_epoch + min(freeze, qat_steps))
     ranges = RangeRefreshCallback(qmodel, plan, run.calibration_x, refresh_steps, min(freeze, qat_steps), o.percentile)
+    qat_callbacks = [ranges]
+    if o.joint:  # the fused layers count their steps on: the masked fit's, then these
+        step = pruned.epochs * steps_per_epoch + min(freeze, qat_steps)
+        qat_callbacks.append(_freeze_batchnorm_after(qmodel, step))
     # Best weights are restored only from epochs after the last possible range change.
     types_final_epoch = math.ceil(min(freeze, qat_steps) / steps_per_epoch) if ranges.active else 0
     rate = run.recovery.qat_learning_rate
-    pruned.phases.append(run.fit('qat', qmodel, int(qat_epochs), rate, [ranges], types_final_epoch))
+    pruned.phases.append(run.fit('qat', qmodel, int(qat_epochs), rate, qat_callbacks, types_final_epoch))
     pruned.phases[-1]['how'] = run.qat_how
     refreshes = [*pruned.range_refreshes, {'phase': 'qat', **ranges.to_dict()}]
     return Quantized(qmodel, plan, reduced_result, before_qat, run.evaluate(qmodel), refreshes)
