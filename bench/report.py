@@ -365,7 +365,9 @@ def readme_summary(root: Path) -> list[str]:
             rows.append(f'| {task} | ' + ' | '.join(cells) + ' |')
             continue
         n = '-'.join(str(k) for k in sorted(seeds - {0}))
-        rows.append(f'| {task} ({n} seeds), {recs[0]["metric_name"]} | ' + ' | '.join(cells) + ' |')
+        rows.append(
+            f'| {task} ({n} seed{"" if n == "1" else "s"}), {recs[0]["metric_name"]} | ' + ' | '.join(cells) + ' |'
+        )
     targets = [row for task in TASKS for row in target_rows(task, load(root, task))]
     from .models import TITLES
 

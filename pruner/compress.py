@@ -534,8 +534,8 @@ def compress(model, train_data, val_data, options: CompressOptions | None = None
     ``warmup`` fraction): the pruning windows, then ``finetune_epochs`` of fine-tuning
     once every mask is frozen, then ``qat_epochs`` of quantization-aware training of the
     reduced QKeras model. ``epochs``: all epochs with masks (default: the schedule's
-    length plus ``finetune_epochs``). ``'auto'`` budgets are about 3000 optimizer steps
-    per phase (4 to 60 epochs). Fine-tuning and QAT stop early on the validation split
+    length plus ``finetune_epochs``). ``'auto'`` budgets are about ``recovery.AUTO_STEPS``
+    optimizer steps per phase (within AUTO_MIN_EPOCHS to AUTO_MAX_EPOCHS epochs). Fine-tuning and QAT stop early on the validation split
     (``patience`` epochs; 'auto': a quarter of the phase; None: never) and restore the
     best weights. ``learning_rate``: the base rate (default: the rate of the optimizer
     saved with ``model``, else 1e-3); ``qat_learning_rate`` defaults to it. ``distill``:
