@@ -237,15 +237,14 @@ def test_a_predict_mismatch_alone_fails_the_command(tmp_path, mlp_path, monkeypa
     csim_module = importlib.import_module('hls_backend.hls.csim')
 
     hls_backend.write_project(mlp_path, tmp_path / 'prj', n_default_samples=20)
-    real = csim_module.compare_exact
+    real = csim_module._hls4ml_outputs
 
-    def off_by_one_lsb_in_predict(y, got, result):
-        if result.route == 'hls4ml_predict':
-            got = got.copy()
-            got[4, 0] += 2.0**-12
-        return real(y, got, result)
+    def off_by_one_lsb_in_predict(linked, x):
+        got = real(linked, x).copy()
+        got[4, 0] += 2.0**-12
+        return got
 
-    monkeypatch.setattr(csim_module, 'compare_exact', off_by_one_lsb_in_predict)
+    monkeypatch.setattr(csim_module, '_hls4ml_outputs', off_by_one_lsb_in_predict)
     proc = run_cli('csim', tmp_path / 'prj')
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert 'csim: EXACT 20/20 samples bit-exact' in proc.stdout

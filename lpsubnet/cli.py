@@ -27,24 +27,37 @@ def _fail(exc) -> None:
     sys.exit(exc.exit_code)
 
 
-def handle_errors(command):
-    """Turn the library's errors into one line on stderr and their exit code."""
+def handle_errors(command=None, *, tensorflow: bool = True):
+    """Turn the library's errors into one line on stderr and their exit code.
+
+    ``tensorflow=False`` for commands that may not need Keras at all (``csim``): the
+    pruner's errors, whose package imports Keras, cannot come from them, and the library
+    imports TensorFlow quietly itself if it needs the QKeras model.
+    """
+    if command is None:
+        return functools.partial(handle_errors, tensorflow=tensorflow)
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        # The error classes live in packages that import Keras, hence TensorFlow:
-        # import it first with its start-up chatter captured.
-        import_tensorflow_quietly()
         from hls_backend.errors import HLSBackendError
-        from pruner.errors import PrunerError
 
-        from .config import ConfigError
+        one_line: tuple[type[Exception], ...] = (HLSBackendError,)
+        pruner_errors: tuple[type[Exception], ...] = ()
+        if tensorflow:
+            # The error classes live in packages that import Keras, hence TensorFlow:
+            # import it first with its start-up chatter captured.
+            import_tensorflow_quietly()
+            from pruner.errors import PrunerError
 
+            from .config import ConfigError
+
+            one_line += (ConfigError,)
+            pruner_errors = (PrunerError,)
         try:
             return command(*args, **kwargs)
-        except (HLSBackendError, ConfigError) as exc:
+        except one_line as exc:
             _fail(exc)
-        except PrunerError as exc:  # bad model, data or option for the pruner
+        except pruner_errors as exc:  # bad model, data or option for the pruner
             click.echo(f'error: {exc}', err=True)
             sys.exit(2)
         except OSError as exc:  # disk full, read-only file system, ...: one line, no traceback
@@ -271,23 +284,63 @@ def hls(
 
 @main.command()
 @click.argument('project_dir', type=click.Path(file_okay=False, exists=True))
-@click.option('--no-second-check', is_flag=True, help="Skip hls4ml's compile()/predict() cross-check.")
+@click.option(
+    '--inputs',
+    type=click.Path(dir_okay=False),
+    help='Check these samples (.npy or .npz, shape (N, *input shape)) instead of tb_data: rounded to the '
+    "project's input type, the reference computed by its QKeras model (cached for the same file).",
+)
+@click.option('--max-samples', type=click.IntRange(min=1), help='Check only the first N samples.')
+@click.option(
+    '--jobs',
+    type=click.IntRange(min=1),
+    help='Testbench processes, each on a contiguous shard of the samples (default: the CPUs available).',
+)
+@click.option(
+    '--second-check/--no-second-check',
+    default=None,
+    help="hls4ml's compile()/predict() cross-check (default: on for tb_data, off with --inputs); its result "
+    'is cached for the same firmware and samples.',
+)
 @click.option('--json', 'as_json', is_flag=True, help='Print the result JSON instead of a summary.')
-@handle_errors
-def csim(project_dir, no_second_check, as_json):
-    """C-simulate PROJECT_DIR with g++ and compare every output bit with the QKeras model."""
-    import_tensorflow_quietly()
+@handle_errors(tensorflow=False)
+def csim(project_dir, inputs, max_samples, jobs, second_check, as_json):
+    """C-simulate PROJECT_DIR with g++ and compare every output bit with the QKeras model.
+
+    The testbench is built once per firmware (kept as csim.exe with the hash of its
+    sources) and exchanges raw float64 with Python; `--json` run_seconds is the wall
+    time of the testbench processes alone.
+    """
     from hls_backend import csim as run_csim
 
-    result = run_csim(project_dir, second_check=not no_second_check)
+    if second_check is None:
+        second_check = inputs is None
+    if jobs is None:
+        jobs = len(os.sched_getaffinity(0))
+    result = run_csim(project_dir, second_check=second_check, inputs=inputs, max_samples=max_samples, jobs=jobs)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         click.echo(_summary(result))
+        for line in _mismatch_lines(result, 'C simulation'):
+            click.echo(line)
         check = result.checks.get('hls4ml_predict')
         if check:
-            click.echo(f'hls4ml predict(): {check["exact_matches"]}/{check["samples"]} samples bit-exact')
+            cached = ' (cached)' if any(note.startswith('cached') for note in check['notes']) else ''
+            click.echo(f'hls4ml predict(): {check["exact_matches"]}/{check["samples"]} samples bit-exact{cached}')
     _fail_unless_exact(result, 'C simulation')
+
+
+MISMATCH_LINES = 5
+
+
+def _mismatch_lines(result, what: str) -> list[str]:
+    """The first mismatching samples: index, output position, both values."""
+    return [
+        f'  sample {m["sample"]}, output {m["output"]}: QKeras {m["expected"]!r}, {what} {m["actual"]!r}'
+        + (f' ({m["outputs_differing"]} outputs differ)' if m['outputs_differing'] > 1 else '')
+        for m in result.mismatches[:MISMATCH_LINES]
+    ]
 
 
 @main.command()

@@ -65,24 +65,53 @@ def _fused_batchnorm_loaders() -> dict:
     return {cls.__name__: _FusedBatchnormLoader(cls) for cls in (QDenseBatchnorm, QConv2DBatchnorm)}
 
 
-def load_array(path: str | Path, name: str = 'inputs') -> np.ndarray:
-    """Load test inputs from ``.npy`` or ``.npz`` (key ``x``, ``X``, ``inputs`` or the only array)."""
+NPZ_INPUT_KEYS = ('x', 'X', 'inputs', 'x_test', 'X_test')
+
+
+def load_array(path: str | Path, name: str = 'inputs', mmap: bool = False) -> np.ndarray:
+    """Load test inputs from ``.npy`` or ``.npz`` (key ``x``, ``X``, ``inputs`` or the only array).
+
+    With ``mmap`` a ``.npy`` file is memory-mapped, so a large file is read as it is used.
+    """
     path = Path(path)
     if not path.exists():
         raise BadInputError(f'{name} file {path} does not exist')
+    if path.is_dir():
+        raise BadInputError(f'{name} file {path} is a directory; expected a .npy or .npz file')
     try:
-        data = np.load(path, allow_pickle=False)
+        data = np.load(path, allow_pickle=False, mmap_mode='r' if mmap else None)
     except Exception as exc:
         raise BadInputError(f'{name} file {path} is not a .npy/.npz array file: {exc}') from exc
     if isinstance(data, np.lib.npyio.NpzFile):
         keys = list(data.keys())
-        for key in ('x', 'X', 'inputs', 'x_test', 'X_test'):
+        for key in NPZ_INPUT_KEYS:
             if key in keys:
                 return np.asarray(data[key])
         if len(keys) == 1:
             return np.asarray(data[keys[0]])
         raise BadInputError(f'{name} file {path} holds arrays {keys}; name the inputs x, X or inputs')
-    return np.asarray(data)
+    return data if mmap else np.asarray(data)
+
+
+def open_samples(path: str | Path, sample_shape, name: str = 'inputs') -> np.ndarray:
+    """Samples of shape ``sample_shape`` from a .npy (memory-mapped) or .npz file, as an
+    array of shape (N, *sample_shape) in the file's dtype; a single sample gets its batch
+    axis. Values are not checked here (the caller reads them chunk by chunk)."""
+    expected = tuple(int(s) for s in sample_shape)
+    x = load_array(path, name, mmap=True)
+    layout = f'arrays of shape (N, {", ".join(map(str, expected))})'
+    if x.dtype.kind not in 'fiu':
+        raise BadInputError(f'{name} file {path}: dtype {x.dtype} is not numeric; expected float or integer {layout}')
+    if x.ndim == len(expected):
+        x = x[None, ...]
+    if tuple(x.shape[1:]) != expected:
+        raise BadInputError(
+            f'{name} file {path}: samples have shape {tuple(x.shape[1:])} (array {tuple(x.shape)}), '
+            f'the project expects {expected}: {layout}'
+        )
+    if x.shape[0] == 0:
+        raise BadInputError(f'{name} file {path}: holds no samples')
+    return x
 
 
 def check_inputs(x: np.ndarray, model, source: str) -> np.ndarray:

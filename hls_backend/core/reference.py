@@ -35,5 +35,10 @@ def prepare_inputs(model, plan: ModelPlan, x: np.ndarray, source: str) -> np.nda
 
 def reference_outputs(model, plan: ModelPlan, x: np.ndarray) -> np.ndarray:
     """The QKeras model's outputs (float32, as QKeras computes) on ``x``, one row per sample."""
-    y = logits_model(model, plan).predict(x.astype(np.float32), verbose=0, batch_size=1024)
+    return model_outputs(logits_model(model, plan), x)
+
+
+def model_outputs(model, x: np.ndarray) -> np.ndarray:
+    """``model``'s outputs on ``x`` as float64 (computed in float32, as QKeras computes)."""
+    y = model.predict(np.asarray(x, dtype=np.float32), verbose=0, batch_size=1024)
     return np.asarray(y, dtype=np.float64)

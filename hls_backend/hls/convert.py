@@ -249,6 +249,7 @@ def _write_lpsubnet_files(project_dir: Path, hls_model, info: ProjectInfo, optio
         'inputs': inputs,
         'outputs': outputs,
         'n_inputs_total': sum(int(np.prod(v['shape'])) for v in inputs),
+        'n_outputs_total': sum(int(np.prod(v['shape'])) for v in outputs),
         'call_args': ','.join([v['name'] for v in inputs] + [v['name'] for v in outputs]),
         'backend': options.backend,
         'vendor_tool': BACKENDS[options.backend],

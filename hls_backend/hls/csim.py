@@ -2,10 +2,20 @@
 
 Two independent paths through the same C++:
 1. lpsubnet's testbench (``<project>_test.cpp``) built with g++ against the ap_types
-   headers hls4ml ships, run on ``tb_data/tb_input_features.dat``;
+   headers hls4ml ships;
 2. hls4ml's own ``compile()`` / ``predict()`` (a shared library called from Python).
-Both are compared exactly with ``tb_data/tb_output_predictions.dat``, the QKeras
-model's outputs on the same inputs.
+Both are compared exactly with the QKeras model's outputs on the same inputs: by default
+``tb_data/`` (written with the project), or any ``.npy``/``.npz`` file given as ``inputs``.
+
+At scale: the testbench is built once and kept as ``csim.exe`` with the hash of the
+sources it was built from (``csim.exe.key``), so a repeated check does not rebuild and
+any change to the firmware, the testbench, the compiler or its flags does. Inputs and
+outputs cross between Python and the testbench as raw float64 files, and the samples
+are split into contiguous shards, one process of the same executable each. Samples are
+quantized, written, predicted by QKeras and compared in chunks, so memory stays bounded
+whatever the number of samples. The QKeras reference for a given inputs file and model
+is cached in ``.lpsubnet_csim/`` (the check of the same file again needs no Keras), and
+so is the second check's result for the same firmware and inputs.
 
 By default the two paths compile the firmware separately (lpsubnet's g++ flags and
 hls4ml's ``build_lib.sh``), so a result that depends on compiler flags shows up as a
@@ -16,20 +26,43 @@ about two thirds of the build time (the fuzz campaign uses it to check more mode
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
 import shutil
 import subprocess
+import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..core.files import write_text_atomic
+from ..core.fixed_point import parse_fixed_type
 from ..core.progress import step
-from ..core.project import read_project_info
-from ..core.results import RouteResult, compare_exact
-from ..errors import BuildError, ToolMissingError
+from ..core.project import ProjectInfo, read_project_info
+from ..core.results import ExactTally, RouteResult
+from ..errors import BadInputError, BuildError, ToolMissingError
 from .convert import relink_project
 
 CSIM_RESULT = 'lpsubnet_csim.json'
+CACHE_DIR = '.lpsubnet_csim'  # cached QKeras references and second-check results
+EXE_NAME = 'csim.exe'
+KEY_SUFFIX = '.key'
+# Samples per chunk when quantizing, predicting and comparing: bounds the memory of a
+# check (a chunk of the digits CNN's 64 inputs is 32 MiB of float64), large enough that
+# Keras and numpy work in big batches.
+CHUNK_SAMPLES = 65536
+# What the testbench build reads: C++ sources and headers (weight headers included).
+# hls4ml's weights/*.txt are not: outside synthesis the firmware loads them when it
+# first runs, from WEIGHTS_DIR under the working directory, so a changed .txt is seen
+# by the same executable without a rebuild.
+FIRMWARE_SUFFIXES = ('.h', '.hpp', '.cpp', '.cc')
+BUILD_FLAGS = ('-std=c++14', '-Ifirmware/ap_types', '-Ifirmware', '-DWEIGHTS_DIR="firmware/weights"')
+BINARY_MODE = '--binary'  # the testbench's raw float64 mode (templates/hls/testbench.cpp.j2)
 
 
 def _read_dat(path: Path) -> np.ndarray:
@@ -51,6 +84,32 @@ def _compiler_version(compiler: str) -> str:
     return out.splitlines()[0] if out else compiler
 
 
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for block in iter(lambda: handle.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def firmware_key(project_dir: Path, project_name: str, compiler: str, opt: str, extra: tuple[str, ...] = ()) -> str:
+    """Hash of everything a testbench build depends on: the testbench, every firmware
+    source and header (names and contents), the compiler and its flags."""
+    project_dir = Path(project_dir)
+    digest = hashlib.sha256()
+    for part in (_compiler_version(compiler), compiler, opt, *BUILD_FLAGS, *extra):
+        digest.update(part.encode() + b'\0')
+    testbench = project_dir / f'{project_name}_test.cpp'
+    firmware = project_dir / 'firmware'
+    sources = sorted(p for p in firmware.rglob('*') if p.is_file() and p.suffix in FIRMWARE_SUFFIXES)
+    for path in [testbench, *sources]:
+        if not path.is_file():
+            raise BadInputError(f'{project_dir} lacks {path.relative_to(project_dir)}: not a complete HLS project')
+        digest.update(str(path.relative_to(project_dir)).encode() + b'\0')
+        digest.update(_file_digest(path).encode())
+    return digest.hexdigest()
+
+
 def build_testbench(
     project_dir: Path,
     project_name: str,
@@ -62,37 +121,56 @@ def build_testbench(
 
     With ``firmware_library`` (a shared library hls4ml's ``compile()`` built from the
     same project) only the testbench is compiled, and linked against that library.
+    The executable is written under a temporary name and renamed, so a failed or
+    interrupted build leaves the previous one intact.
     """
     compiler = find_compiler(cxx)
-    exe = project_dir / 'csim.exe'
+    exe = project_dir / EXE_NAME
     if firmware_library is None:
         firmware = [f'firmware/{project_name}.cpp']
     else:
         library = Path(firmware_library).resolve()
         firmware = [str(library), f'-Wl,-rpath,{library.parent}']
-    cmd = [
-        compiler,
-        opt,
-        '-std=c++14',
-        '-Ifirmware/ap_types',
-        '-Ifirmware',
-        '-DWEIGHTS_DIR="firmware/weights"',
-        f'{project_name}_test.cpp',
-        *firmware,
-        '-o',
-        exe.name,
-    ]
+    partial = f'.{EXE_NAME}.{os.getpid()}.partial'
+    cmd = [compiler, opt, *BUILD_FLAGS, f'{project_name}_test.cpp', *firmware, '-o', partial]
     log = project_dir / 'csim_build.log'
     start = time.perf_counter()
-    with step(f'g++ build of {project_dir.name}'):
-        proc = subprocess.run(cmd, cwd=project_dir, capture_output=True, text=True, check=False)
-    log.write_text(' '.join(cmd) + '\n' + proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        raise BuildError(f'g++ failed (exit {proc.returncode}) building the C simulation; see {log}')
+    try:
+        with step(f'g++ build of {project_dir.name}'):
+            proc = subprocess.run(cmd, cwd=project_dir, capture_output=True, text=True, check=False)
+        log.write_text(' '.join(cmd[:-1] + [exe.name]) + '\n' + proc.stdout + proc.stderr)
+        if proc.returncode != 0:
+            raise BuildError(f'g++ failed (exit {proc.returncode}) building the C simulation; see {log}')
+        os.replace(project_dir / partial, exe)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(project_dir / partial)
     return exe, time.perf_counter() - start
 
 
+def cached_testbench(
+    project_dir: Path, project_name: str, cxx: str = 'g++', opt: str = '-O2'
+) -> tuple[Path, float, bool]:
+    """``csim.exe`` built from the project's current sources: reused when its recorded key
+    matches, built otherwise. Returns the executable, build seconds (0 when reused) and
+    whether it was reused."""
+    compiler = find_compiler(cxx)
+    key = firmware_key(project_dir, project_name, compiler, opt)
+    exe = project_dir / EXE_NAME
+    stamp = project_dir / (EXE_NAME + KEY_SUFFIX)
+    if exe.is_file() and stamp.is_file() and stamp.read_text().strip() == key:
+        return exe, 0.0, True
+    # The key goes before the build and comes back after it: an executable is never
+    # left beside the key of other sources.
+    with contextlib.suppress(FileNotFoundError):
+        stamp.unlink()
+    exe, seconds = build_testbench(project_dir, project_name, cxx, opt)
+    write_text_atomic(stamp, key + '\n')
+    return exe, seconds, False
+
+
 def run_testbench(project_dir: Path, exe: Path) -> tuple[np.ndarray, float]:
+    """The testbench in its text mode on ``tb_data/tb_input_features.dat`` (as ``make csim``)."""
     results = project_dir / 'tb_data' / 'csim_results.log'
     start = time.perf_counter()
     proc = subprocess.run(
@@ -108,9 +186,227 @@ def run_testbench(project_dir: Path, exe: Path) -> tuple[np.ndarray, float]:
     return _read_dat(results), seconds
 
 
+@dataclass
+class Shard:
+    first: int  # index of its first sample
+    count: int
+    output: Path  # count x n_out float64 once it has run
+
+
+def _shards(n: int, jobs: int, workdir: Path) -> list[Shard]:
+    bounds = np.linspace(0, n, max(1, min(jobs, n)) + 1).round().astype(int)
+    return [
+        Shard(int(a), int(b - a), workdir / f'outputs_{k}.f64')
+        for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
+        if b > a
+    ]
+
+
+def _supports_binary(project_dir: Path, project_name: str) -> bool:
+    """Projects written before the testbench had a binary mode still run, through text."""
+    return BINARY_MODE in (project_dir / f'{project_name}_test.cpp').read_text()
+
+
+def run_shards(
+    project_dir: Path,
+    project_name: str,
+    exe: Path,
+    inputs_file: Path,
+    n: int,
+    n_in: int,
+    n_out: int,
+    jobs: int,
+    workdir: Path,
+) -> tuple[list[Shard], float]:
+    """Run the testbench on ``n`` samples of ``inputs_file`` (n x n_in float64) in up to
+    ``jobs`` concurrent processes; returns the shards (outputs on disk) and the wall
+    seconds from starting the first process to the end of the last."""
+    shards = _shards(n, jobs, workdir)
+    binary = _supports_binary(project_dir, project_name)
+    commands = []
+    for k, shard in enumerate(shards):
+        if binary:
+            args = [BINARY_MODE, str(inputs_file), str(shard.output), str(shard.first), str(shard.count)]
+        else:
+            text_in = workdir / f'inputs_{k}.dat'
+            x = np.memmap(inputs_file, dtype=np.float64, mode='r', shape=(n, n_in))
+            np.savetxt(text_in, x[shard.first : shard.first + shard.count], fmt='%.17g')
+            args = [str(text_in), str(shard.output.with_suffix('.dat'))]
+        commands.append([str(exe), *args])
+    procs: list[subprocess.Popen] = []
+    errors = [workdir / f'shard_{k}.err' for k in range(len(shards))]
+    try:
+        start = time.perf_counter()
+        for command, err in zip(commands, errors, strict=True):
+            with open(err, 'wb') as handle:
+                procs.append(subprocess.Popen(command, cwd=project_dir, stdout=subprocess.DEVNULL, stderr=handle))
+        codes = [proc.wait() for proc in procs]
+        seconds = time.perf_counter() - start
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for shard, code, err in zip(shards, codes, errors, strict=True):
+        if code != 0:
+            message = err.read_text(errors='replace').strip()
+            raise BuildError(
+                f'C simulation of samples {shard.first}..{shard.first + shard.count - 1} exited with {code}: {message}'
+            )
+    for shard in shards:
+        if not binary:
+            _read_dat(shard.output.with_suffix('.dat')).tofile(shard.output)
+        expected = shard.count * n_out * 8
+        if shard.output.stat().st_size != expected:
+            raise BuildError(
+                f'C simulation of samples {shard.first}..{shard.first + shard.count - 1} wrote '
+                f'{shard.output.stat().st_size} bytes, expected {expected} ({shard.count} x {n_out} float64)'
+            )
+    return shards, seconds
+
+
+def compare_shards(reference_file: Path, shards: list[Shard], n: int, n_out: int, route: str) -> ExactTally:
+    """Exact comparison of the shards' outputs with the reference, a chunk at a time."""
+    reference = np.memmap(reference_file, dtype=np.float64, mode='r', shape=(n, n_out))
+    tally = ExactTally()
+    for shard in shards:
+        actual = np.memmap(shard.output, dtype=np.float64, mode='r', shape=(shard.count, n_out))
+        for start in range(0, shard.count, CHUNK_SAMPLES):
+            stop = min(start + CHUNK_SAMPLES, shard.count)
+            tally.add(reference[shard.first + start : shard.first + stop], actual[start:stop], route)
+    return tally
+
+
+@dataclass
+class CheckData:
+    """The samples of one check on disk: quantized inputs and QKeras reference outputs."""
+
+    inputs_file: Path
+    reference_file: Path
+    n: int
+    n_in: int
+    n_out: int
+    key: str  # identifies inputs and reference (the second check's cache key builds on it)
+    source: str
+    reference_cached: bool = False
+
+
+def _write_quantized(x, n: int, input_type, path: Path, source: str) -> str:
+    """Quantize ``x[:n]`` onto the input grid into ``path`` (float64) chunk by chunk;
+    returns the hash of what was written."""
+    digest = hashlib.sha256()
+    with open(path, 'wb') as handle:
+        for start in range(0, n, CHUNK_SAMPLES):
+            stop = min(start + CHUNK_SAMPLES, n)
+            chunk = np.asarray(x[start:stop], dtype=np.float64).reshape(stop - start, -1)
+            finite = np.isfinite(chunk).all(axis=1)
+            if not finite.all():
+                bad = start + int(np.flatnonzero(~finite)[0])
+                raise BadInputError(f'{source}: sample {bad} holds NaN or infinite values')
+            data = np.ascontiguousarray(input_type.quantize(chunk)).tobytes()
+            digest.update(data)
+            handle.write(data)
+    return digest.hexdigest()
+
+
+def _reference_model(project_dir: Path, info: ProjectInfo):
+    """The model the design computes (logits when the softmax was left out): hls4ml's copy
+    of the converted model in the project, else the recorded model file re-planned."""
+    from ..core.model_io import load_qkeras_model
+    from ..core.quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    snapshot = project_dir / 'keras_model.keras'
+    if snapshot.is_file():
+        return load_qkeras_model(snapshot), snapshot
+    from ..core.plan import plan_model
+    from ..core.reference import logits_model
+    from .layers import HLS_LAYERS
+
+    model = load_qkeras_model(info.model_path)
+    plan = plan_model(model, HLS_LAYERS, info.options.get('input_precision'), info.options.get('default_precision'))
+    return logits_model(model, plan), Path(info.model_path)
+
+
+def _model_file(project_dir: Path, info: ProjectInfo) -> Path:
+    snapshot = project_dir / 'keras_model.keras'
+    path = snapshot if snapshot.is_file() else Path(info.model_path)
+    if not path.is_file():
+        raise BadInputError(
+            f'{project_dir} has no keras_model.keras and its model {info.model_path} is gone: '
+            'no QKeras reference for new inputs (write the project again with `lpsubnet hls`)'
+        )
+    return path
+
+
+def prepare_check(
+    project_dir: Path, info: ProjectInfo, workdir: Path, inputs: str | Path | None, max_samples: int | None
+) -> CheckData:
+    """Inputs and reference of a check on disk: tb_data (reference written with the
+    project) or a new inputs file (quantized to the input type; the QKeras reference
+    computed in chunks, or taken from the cache for the same inputs and model)."""
+    n_in = int(np.prod(info.input_shape))
+    n_out = int(np.prod(info.output_shape))
+    inputs_file, reference_file = workdir / 'inputs.f64', workdir / 'reference.f64'
+    if inputs is None:
+        tb = project_dir / 'tb_data'
+        x, y = _read_dat(tb / 'tb_input_features.dat'), _read_dat(tb / 'tb_output_predictions.dat')
+        n = len(x) if max_samples is None else min(len(x), max_samples)
+        if x.shape[1:] != (n_in,) or y.shape[1:] != (n_out,) or len(y) != len(x):
+            raise BadInputError(
+                f'{tb}: {x.shape} inputs and {y.shape} outputs do not fit the project ({n_in} inputs, {n_out} outputs)'
+            )
+        x[:n].tofile(inputs_file)
+        y[:n].tofile(reference_file)
+        digest = hashlib.sha256(x[:n].tobytes() + y[:n].tobytes()).hexdigest()
+        return CheckData(inputs_file, reference_file, n, n_in, n_out, digest, f'tb_data ({n} samples)')
+
+    from ..core.model_io import open_samples
+
+    x = open_samples(inputs, info.input_shape)
+    n = x.shape[0] if max_samples is None else min(x.shape[0], max_samples)
+    source = f'inputs file {inputs}'
+    input_digest = _write_quantized(x, n, parse_fixed_type(info.input_type), inputs_file, source)
+    model_file = _model_file(project_dir, info)
+    key = hashlib.sha256(f'{input_digest} {_file_digest(model_file)}'.encode()).hexdigest()
+    cache = project_dir / CACHE_DIR
+    cached = cache / f'reference-{key[:24]}.f64'
+    data = CheckData(inputs_file, cached, n, n_in, n_out, key, f'{source} ({n} samples)')
+    if cached.is_file() and cached.stat().st_size == n * n_out * 8:
+        data.reference_cached = True
+        return data
+    model, _ = _reference_model(project_dir, info)
+    from ..core.reference import model_outputs
+
+    cache.mkdir(exist_ok=True)
+    partial = cache / f'.{cached.name}.{os.getpid()}.partial'
+    x_q = np.memmap(inputs_file, dtype=np.float64, mode='r', shape=(n, n_in))
+    try:
+        with step(f'QKeras reference on {n} samples'), open(partial, 'wb') as handle:
+            for start in range(0, n, CHUNK_SAMPLES):
+                stop = min(start + CHUNK_SAMPLES, n)
+                y = model_outputs(model, x_q[start:stop].reshape(stop - start, *info.input_shape))
+                if y.reshape(stop - start, -1).shape[1] != n_out:
+                    raise BadInputError(f'{model_file} gives {y.shape[1:]} outputs, the project {info.output_shape}')
+                np.ascontiguousarray(y, dtype=np.float64).tofile(handle)
+        for old in cache.glob('reference-*.f64'):  # keep one reference: the cache stays one file
+            old.unlink()
+        os.replace(partial, cached)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+    return data
+
+
 def hls4ml_predict_check(project_dir: Path, x: np.ndarray, y: np.ndarray) -> tuple[RouteResult, Path]:
     """hls4ml's compile()/predict() on the same project, as a second path; returns the
     comparison and the shared library hls4ml built."""
+    data = (np.asarray(x, dtype=np.float64).reshape(len(x), -1), np.asarray(y, dtype=np.float64))
+    return _hls4ml_predict(project_dir, [data])
+
+
+def _hls4ml_predict(project_dir: Path, chunks) -> tuple[RouteResult, Path]:
+    """hls4ml's predict() over ``(inputs, reference)`` chunks, compared exactly."""
     import hls4ml
 
     relink_project(project_dir)
@@ -120,45 +416,124 @@ def hls4ml_predict_check(project_dir: Path, x: np.ndarray, y: np.ndarray) -> tup
     with step('hls4ml compile()'):
         linked.compile()
     result.build_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    predicted = np.asarray(linked.predict(np.ascontiguousarray(x, dtype=np.float64)), dtype=np.float64)
-    result.run_seconds = time.perf_counter() - start
-    return compare_exact(y, predicted.reshape(y.shape), result), Path(linked._top_function_lib._name)
+    tally, seconds = ExactTally(), 0.0
+    for x, y in chunks:
+        start = time.perf_counter()
+        predicted = _hls4ml_outputs(linked, x)
+        seconds += time.perf_counter() - start
+        tally.add(y, predicted.reshape(y.shape), result.route)
+    result.run_seconds = seconds
+    return tally.fill(result), Path(linked._top_function_lib._name)
+
+
+def _hls4ml_outputs(linked, x: np.ndarray) -> np.ndarray:
+    """hls4ml's predict() on one chunk of flattened samples, as float64."""
+    return np.asarray(linked.predict(np.ascontiguousarray(x, dtype=np.float64)), dtype=np.float64)
+
+
+def _chunks(data: CheckData):
+    x = np.memmap(data.inputs_file, dtype=np.float64, mode='r', shape=(data.n, data.n_in))
+    y = np.memmap(data.reference_file, dtype=np.float64, mode='r', shape=(data.n, data.n_out))
+    for start in range(0, data.n, CHUNK_SAMPLES):
+        stop = min(start + CHUNK_SAMPLES, data.n)
+        yield np.array(x[start:stop]), np.array(y[start:stop])
+
+
+def _second_check(project_dir: Path, data: CheckData, firmware: str, shared_build: bool) -> tuple[dict, Path | None]:
+    """hls4ml's predict() on the check's samples; the result for the same firmware and
+    samples comes from the cache (except with ``shared_build``, which needs the library)."""
+    cache = (
+        project_dir
+        / CACHE_DIR
+        / f'hls4ml_predict-{hashlib.sha256((firmware + data.key).encode()).hexdigest()[:24]}.json'
+    )
+    if not shared_build and cache.is_file():
+        cached = json.loads(cache.read_text())
+        cached['notes'] = [*cached.get('notes', []), 'cached: same firmware and samples as an earlier check']
+        return cached, None
+    checked, library = _hls4ml_predict(project_dir, _chunks(data))
+    cache.parent.mkdir(exist_ok=True)
+    for old in cache.parent.glob('hls4ml_predict-*.json'):
+        old.unlink()
+    write_text_atomic(cache, json.dumps(checked.to_dict(), indent=2) + '\n')
+    return checked.to_dict(), library
 
 
 def csim(
-    project_dir: str | Path, cxx: str = 'g++', second_check: bool = True, shared_build: bool = False
+    project_dir: str | Path,
+    cxx: str = 'g++',
+    second_check: bool = True,
+    shared_build: bool = False,
+    inputs: str | Path | None = None,
+    max_samples: int | None = None,
+    jobs: int = 1,
 ) -> RouteResult:
-    """Build and run the C simulation; compare every output bit with the QKeras model.
+    """Build (or reuse) and run the C simulation; compare every output bit with the QKeras model.
 
-    ``second_check`` adds hls4ml's predict(); ``shared_build`` (with it) compiles the
-    firmware once for both paths (see the module docstring).
+    ``inputs``: a .npy/.npz file of samples to check instead of tb_data (quantized to the
+    project's input type; the reference comes from the project's QKeras model);
+    ``max_samples``: check only the first N; ``jobs``: testbench processes, each on a
+    contiguous shard of the samples. ``second_check`` adds hls4ml's predict() (cached
+    for the same firmware and samples); ``shared_build`` (with it) compiles the firmware
+    once for both paths (see the module docstring).
 
     Writes ``lpsubnet_csim.json`` into the project and returns the result; the caller
     decides what a mismatch means (the CLI exits with MismatchError.exit_code).
+    ``run_seconds`` is the wall time of the testbench processes only (no build, no reference).
     """
     if shared_build and not second_check:
         raise ValueError('shared_build links the testbench to the library of the second check; it needs second_check')
+    if jobs < 1:
+        raise BadInputError(f'jobs must be >= 1, got {jobs}')
+    if max_samples is not None and max_samples < 1:
+        raise BadInputError(f'max_samples must be >= 1, got {max_samples}')
     project_dir = Path(project_dir).resolve()
     info = read_project_info(project_dir)
     name = info.options['project_name']
-    result = RouteResult(route='csim', tool=_compiler_version(find_compiler(cxx)), project_dir=str(project_dir))
-    x = _read_dat(project_dir / 'tb_data' / 'tb_input_features.dat')
-    y = _read_dat(project_dir / 'tb_data' / 'tb_output_predictions.dat')
-    library = None
-    if second_check:  # first: with shared_build the testbench links the library hls4ml builds here
-        predicted, library = hls4ml_predict_check(project_dir, x, y)
-        result.checks['hls4ml_predict'] = predicted.to_dict()
-    exe, result.build_seconds = build_testbench(
-        project_dir, name, cxx, firmware_library=library if shared_build else None
-    )
-    outputs, result.run_seconds = run_testbench(project_dir, exe)
-    compare_exact(y, outputs, result)
+    compiler = find_compiler(cxx)
+    result = RouteResult(route='csim', tool=_compiler_version(compiler), project_dir=str(project_dir))
+    with tempfile.TemporaryDirectory(prefix='.csim_run_', dir=project_dir) as tmp:
+        workdir = Path(tmp)
+        data = prepare_check(project_dir, info, workdir, inputs, max_samples)
+        library, reused = None, False
+        if shared_build:  # the testbench links the library hls4ml builds for the second check
+            firmware = firmware_key(project_dir, name, compiler, 'hls4ml build_lib.sh')
+            result.checks['hls4ml_predict'], library = _second_check(project_dir, data, firmware, shared_build)
+            exe, result.build_seconds = build_testbench(project_dir, name, cxx, firmware_library=library)
+        elif second_check:
+            # hls4ml's compile() and the testbench build are two g++ runs: side by side,
+            # on two cores the check waits for the longer one only. The testbench runs
+            # once both are done, so run_seconds times it alone.
+            firmware = firmware_key(project_dir, name, compiler, 'hls4ml build_lib.sh')
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                second = pool.submit(_second_check, project_dir, data, firmware, False)
+                exe, result.build_seconds, reused = cached_testbench(project_dir, name, cxx)
+                result.checks['hls4ml_predict'], _ = second.result()
+        else:
+            exe, result.build_seconds, reused = cached_testbench(project_dir, name, cxx)
+        shards, result.run_seconds = run_shards(
+            project_dir, name, exe, data.inputs_file, data.n, data.n_in, data.n_out, jobs, workdir
+        )
+        compare_shards(data.reference_file, shards, data.n, data.n_out, result.route).fill(result)
     result.notes = list(info.notes)
+    result.notes.append(f'samples: {data.source}; {len(shards)} testbench process(es)')
+    if data.reference_cached:
+        result.notes.append('QKeras reference: cached for the same inputs and model')
+    if reused:
+        result.notes.append(f'testbench reused: {EXE_NAME} was built from the same sources ({EXE_NAME}{KEY_SUFFIX})')
     if shared_build:
         result.notes.append(f'firmware compiled once by hls4ml build_lib.sh ({library.name}); testbench linked to it')
     result.save(project_dir / CSIM_RESULT)
     return result
 
 
-__all__ = ['csim', 'build_testbench', 'run_testbench', 'hls4ml_predict_check', 'CSIM_RESULT']
+__all__ = [
+    'csim',
+    'build_testbench',
+    'cached_testbench',
+    'firmware_key',
+    'run_testbench',
+    'run_shards',
+    'hls4ml_predict_check',
+    'CSIM_RESULT',
+]
