@@ -137,6 +137,9 @@ def test_cached_build_is_reused_and_invalidated_by_a_firmware_change(project):
     again = hls_backend.csim(project, second_check=False)
     assert again.exact and again.build_seconds == 0.0 and exe.stat().st_mtime_ns == built
     assert any(note.startswith('testbench reused') for note in again.notes)
+    # The outputs of a tb_data check are left where `make csim` writes them.
+    tb = project / 'tb_data'
+    assert np.array_equal(np.loadtxt(tb / 'csim_results.log'), np.loadtxt(tb / 'tb_output_predictions.dat'))
 
     source = project / 'firmware' / 'myproject.cpp'
     source.write_text(source.read_text() + '\n// edited\n')
