@@ -568,6 +568,7 @@ def tool_section(root: Path, out: Path) -> list[str]:
                   f'{c["csim_over_keras_batch512"]:.2f} | {c["csim_over_keras_batch1"]:.2f} | {c["exact"]} |', '',
                   'csim: the g++-compiled hls4ml testbench (-O2) reading all samples from tb_data in one run; Keras: '
                   '`model.predict` of the same QKeras model after a warm-up call, 1 TensorFlow thread.', '']  # fmt: skip
+    lines += verify_scale_section(tdir / 'verify_scale.json')
     rtl_rows = []
     for task in TASKS:
         for f in sorted((root / task / 'rtl').glob('*.json')) if (root / task / 'rtl').is_dir() else []:
@@ -610,6 +611,35 @@ def tool_section(root: Path, out: Path) -> list[str]:
         ]
         lines.append('')
     return lines or ['Not run yet: `python -m bench.run --task tool`.', '']
+
+
+def verify_scale_section(path: Path) -> list[str]:
+    """The table of bench/verify_scale.py: exact verification throughput by model and size."""
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    lines = ['#### Exact verification at scale: `lpsubnet csim DIR --inputs X.npy` vs predict', '',
+             '| model | samples | bit-exact | csim (samples/s) | Keras predict batch 512 | batch 1 | hls4ml predict | '
+             'csim / Keras (512) | csim check wall (s) | peak RSS of the check (MiB) | load average |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']  # fmt: skip
+    for r in data['rows']:
+        lines.append(
+            f'| {r["model"]} {r["layers"]} | {r["samples"]:,} | {r["exact_matches"]:,}/{r["samples"]:,} | '
+            f'{r["csim_samples_per_second"]:,.0f} | {r["keras_predict_samples_per_second_batch512"]:,.0f} | '
+            f'{r["keras_predict_samples_per_second_batch1"]:,.0f} | {r["hls4ml_predict_samples_per_second"]:,.0f} | '
+            f'{r["csim_over_keras_batch512"]:.2f} | {r["csim_check_wall_seconds"]:.1f} | {r["csim_peak_rss_mib"]:,.0f} | '
+            f'{r["load_average"]:.1f} |'
+        )
+    jobs = sorted({r['jobs'] for r in data['rows']})
+    lines += ['', f'csim: samples / `run_seconds` of `lpsubnet csim --inputs --jobs {"/".join(map(str, jobs))} --json` '
+              '(the testbench processes alone, raw float64 I/O, the build cached); the check\'s wall time adds start-up, '
+              'rounding the inputs, the QKeras reference (Keras, in chunks) and the verdict, and its peak RSS is that of '
+              'the lpsubnet process. Keras: `predict` of the same logits model on the same rounded samples after a '
+              f'warm-up, TensorFlow on all {data["machine"]["cpus"]} cores (batch 1 on at most '
+              f'{max(r["keras_batch1_samples"] for r in data["rows"]):,} samples); hls4ml: `predict()` of its compiled '
+              f'library on at most {max(r["hls4ml_predict_samples"] for r in data["rows"]):,} samples. Random inputs over '
+              f'the input range; {data["machine"]["finished"]}.', '']  # fmt: skip
+    return lines
 
 
 def planned_names(task: str, tier: str) -> list[str]:
