@@ -89,7 +89,11 @@ def test_new_inputs_file_is_exact(project, inputs_file):
     cached = list((project / csim_module.CACHE_DIR).glob('reference-*.f64'))
     assert len(cached) == 1 and np.array_equal(np.fromfile(cached[0]).reshape(y.shape), y)
 
-    # .npz, the first N samples only; the reference of the same file comes from the cache.
+    # The same file again: the reference comes from the cache (no Keras predict).
+    again = json.loads(cli('csim', project, '--inputs', inputs_file, '--json').stdout)
+    assert again['exact_matches'] == 700 and 'QKeras reference: cached for the same inputs and model' in again['notes']
+
+    # .npz, the first N samples only.
     np.savez(project.parent / 'x.npz', x=np.load(inputs_file))
     proc = cli('csim', project, '--inputs', project.parent / 'x.npz', '--max-samples', '50')
     assert proc.returncode == 0, proc.stderr

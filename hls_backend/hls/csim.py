@@ -371,10 +371,35 @@ def prepare_check(
     key = hashlib.sha256(f'{input_digest} {_file_digest(model_file)}'.encode()).hexdigest()
     cache = project_dir / CACHE_DIR
     cached = cache / f'reference-{key[:24]}.f64'
-    data = CheckData(inputs_file, cached, n, n_in, n_out, key, f'{source} ({n} samples)')
-    if cached.is_file() and cached.stat().st_size == n * n_out * 8:
-        data.reference_cached = True
-        return data
+    data = CheckData(inputs_file, reference_file, n, n_in, n_out, key, f'{source} ({n} samples)')
+    # The check reads its own link to the reference: another check of the same project
+    # may replace the cached file meanwhile.
+    with contextlib.suppress(FileNotFoundError):
+        if cached.stat().st_size == n * n_out * 8:
+            os.link(cached, reference_file)
+            data.reference_cached = True
+            return data
+    model, _ = _reference_model(project_dir, info)
+    from ..core.reference import model_outputs
+
+    x_q = np.memmap(inputs_file, dtype=np.float64, mode='r', shape=(n, n_in))
+    with step(f'QKeras reference on {n} samples'), open(reference_file, 'wb') as handle:
+        for start in range(0, n, CHUNK_SAMPLES):
+            stop = min(start + CHUNK_SAMPLES, n)
+            y = model_outputs(model, x_q[start:stop].reshape(stop - start, *info.input_shape))
+            if y.reshape(stop - start, -1).shape[1] != n_out:
+                raise BadInputError(f'{model_file} gives {y.shape[1:]} outputs, the project {info.output_shape}')
+            np.ascontiguousarray(y, dtype=np.float64).tofile(handle)
+    cache.mkdir(exist_ok=True)
+    partial = cache / f'.{cached.name}.{os.getpid()}.partial'
+    try:
+        os.link(reference_file, partial)
+        for old in cache.glob('reference-*.f64'):  # one reference kept: the cache stays one file
+            old.unlink(missing_ok=True)
+        os.replace(partial, cached)
+    finally:
+        partial.unlink(missing_ok=True)
+    return data
     model, _ = _reference_model(project_dir, info)
     from ..core.reference import model_outputs
 
@@ -447,14 +472,15 @@ def _second_check(project_dir: Path, data: CheckData, firmware: str, shared_buil
         / CACHE_DIR
         / f'hls4ml_predict-{hashlib.sha256((firmware + data.key).encode()).hexdigest()[:24]}.json'
     )
-    if not shared_build and cache.is_file():
-        cached = json.loads(cache.read_text())
-        cached['notes'] = [*cached.get('notes', []), 'cached: same firmware and samples as an earlier check']
-        return cached, None
+    if not shared_build:
+        with contextlib.suppress(FileNotFoundError):  # another check may replace it meanwhile
+            cached = json.loads(cache.read_text())
+            cached['notes'] = [*cached.get('notes', []), 'cached: same firmware and samples as an earlier check']
+            return cached, None
     checked, library = _hls4ml_predict(project_dir, _chunks(data))
     cache.parent.mkdir(exist_ok=True)
     for old in cache.parent.glob('hls4ml_predict-*.json'):
-        old.unlink()
+        old.unlink(missing_ok=True)
     write_text_atomic(cache, json.dumps(checked.to_dict(), indent=2) + '\n')
     return checked.to_dict(), library
 
