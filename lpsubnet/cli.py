@@ -145,6 +145,7 @@ class RegistryChoice(click.Choice):
 
 
 CHECK_NAMES = {
+    'tb_data': 'the stored test inputs',
     'hls4ml_predict': "hls4ml's predict()",
     'da4ml_predict': "da4ml's predict()",
     'trace': "da4ml's traced logic",
@@ -379,11 +380,22 @@ def synth(project_dir, steps):
     show_default=True,
     help='Clock period in ns (timing constraints).',
 )
-@click.option('--inputs', type=click.Path(dir_okay=False), help='Test inputs (.npy/.npz); default: 200 random samples.')
+@click.option(
+    '--inputs',
+    type=click.Path(dir_okay=False),
+    help='Test inputs (.npy/.npz): the first 1000 measure latency and II, then all are streamed through the '
+    'design one per clock; default: 200 random samples.',
+)
+@click.option('--max-samples', type=click.IntRange(min=1), help='Stream only the first N samples of --inputs.')
+@click.option(
+    '--jobs',
+    type=click.IntRange(min=1),
+    help='Harness processes streaming --inputs at a time (default: the CPUs available).',
+)
 @torch_options('--inputs', "the --inputs' (channels first), or a .pt2 program's own")
 @click.option('--force', is_flag=True, help='Replace an existing, non-empty output directory.')
 @handle_errors
-def rtl(model, out_dir, hdl, latency_cutoff, clock_period, inputs, layout, input_shape, force):
+def rtl(model, out_dir, hdl, latency_cutoff, clock_period, inputs, max_samples, jobs, layout, input_shape, force):
     """Write Verilog/VHDL for MODEL with da4ml and simulate it cycle by cycle with Verilator.
 
     A PyTorch MODEL (.pt2, TorchScript, 'module:callable') is converted to a float Keras
@@ -408,8 +420,12 @@ def rtl(model, out_dir, hdl, latency_cutoff, clock_period, inputs, layout, input
             latency_cutoff=latency_cutoff,
             clock_period=clock_period,
             force=force,
+            max_samples=max_samples,
+            shards=jobs or len(os.sched_getaffinity(0)),
         )
     click.echo(_summary(result))
+    for line in _mismatch_lines(result, 'RTL simulation'):
+        click.echo(line)
     res = result.resources
     click.echo(
         f'latency {result.latency_cycles} cycles, II {result.initiation_interval} (measured); '

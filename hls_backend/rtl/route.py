@@ -253,24 +253,29 @@ class CycleSimulator:
         self.project_dir, self.exe, self.io = project_dir, exe, io
         self.cycles_run = 0
 
-    def run(self, per_cycle_inputs: np.ndarray) -> np.ndarray:
-        """int32 [cycles, n_in] -> decoded outputs [cycles, n_out] (read after each edge)."""
+    def run(self, per_cycle_inputs: np.ndarray, tag: str = '') -> np.ndarray:
+        """int32 [cycles, n_in] -> decoded outputs [cycles, n_out] (read after each edge).
+        Runs with different ``tag`` use different files and may run at the same time."""
         cycles = per_cycle_inputs.shape[0]
         work = self.project_dir / 'sim'
-        inp, out = work / 'lpsubnet_cycles_in.bin', work / 'lpsubnet_cycles_out.bin'
+        inp, out = work / f'lpsubnet_cycles_in{tag}.bin', work / f'lpsubnet_cycles_out{tag}.bin'
         np.ascontiguousarray(per_cycle_inputs, dtype=np.int32).tofile(inp)
-        proc = subprocess.run(
-            [str(self.exe), str(inp), str(out), str(cycles)],
-            cwd=self.project_dir / 'src' / 'memfiles',
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise BuildError(f'cycle simulation {self.exe} exited with {proc.returncode}: {proc.stderr.strip()[:500]}')
-        raw = np.fromfile(out, dtype=np.int32).reshape(cycles, self.io['n_out'])
-        inp.unlink(missing_ok=True)
-        out.unlink(missing_ok=True)
+        try:
+            proc = subprocess.run(
+                [str(self.exe), str(inp), str(out), str(cycles)],
+                cwd=self.project_dir / 'src' / 'memfiles',
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode != 0:
+                raise BuildError(
+                    f'cycle simulation {self.exe} exited with {proc.returncode}: {proc.stderr.strip()[:500]}'
+                )
+            raw = np.fromfile(out, dtype=np.int32).reshape(cycles, self.io['n_out'])
+        finally:
+            inp.unlink(missing_ok=True)
+            out.unlink(missing_ok=True)
         self.cycles_run += cycles
         return _decode_outputs(raw, self.io)
 
@@ -404,14 +409,24 @@ def _run_da4ml_compile(rtl_model, jobs: int | None, o3: bool, log: Path) -> None
 
 
 def simulate_rtl(
-    project_dir: str | Path, o3: bool = False, jobs: int | None = None, second_check: bool = True
+    project_dir: str | Path,
+    o3: bool = False,
+    jobs: int | None = None,
+    second_check: bool = True,
+    inputs: str | Path | None = None,
+    max_samples: int | None = None,
+    shards: int = 1,
 ) -> RouteResult:
     """Build the RTL with Verilator and simulate it clock by clock on the stored inputs.
 
     The result's ``latency_cycles`` / ``initiation_interval`` are measured from the
     simulation; ``resources`` holds da4ml's estimates (LUT, FF) and its pipeline depth.
-    Saved as ``lpsubnet_rtl.json`` in the project; the caller decides what a mismatch
-    means (the CLI exits with MismatchError.exit_code).
+    With ``inputs`` (a .npy/.npz file; the first ``max_samples``), those samples are then
+    streamed through the design at the measured II, one per clock, in runs of at most
+    STREAM_CHUNK samples, ``shards`` harness processes at a time, and compared with the
+    QKeras model: that comparison is the result, the stored inputs' one goes to
+    ``checks['tb_data']``. Saved as ``lpsubnet_rtl.json`` in the project; the caller
+    decides what a mismatch means (the CLI exits with MismatchError.exit_code).
     """
     import da4ml
 
@@ -470,8 +485,119 @@ def simulate_rtl(
     if second_check:
         result.checks['da4ml_predict'] = _da4ml_predict_check(rtl_model, project_dir, x, reference).to_dict()
         result.checks['trace'] = _trace_check(project_dir, x, reference).to_dict()
+    if inputs is not None:
+        result = _stream_check(project_dir, info, sim, timing, result, inputs, max_samples, shards)
     result.save(project_dir / RTL_RESULT)
     return result
+
+
+# Samples per harness run when streaming: the harness holds a run's cycles in memory
+# (65536 x n_in int32), and runs are the unit of work of the shards.
+STREAM_CHUNK = 65536
+
+
+def _stream_check(
+    project_dir: Path,
+    info: ProjectInfo,
+    sim: CycleSimulator,
+    timing: Timing,
+    tb_result: RouteResult,
+    inputs: str | Path,
+    max_samples: int | None,
+    shards: int,
+) -> RouteResult:
+    """Stream the samples of ``inputs`` through the design at the measured II and compare
+    them with the QKeras model, chunk by chunk; returns the result with the stored
+    inputs' comparison as its ``tb_data`` check."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..core.fixed_point import parse_fixed_type
+    from ..core.model_io import open_samples
+    from ..core.reference import model_outputs
+    from ..core.results import ExactTally
+
+    if timing.initiation_interval is None or timing.latency is None:
+        raise BuildError(
+            f'{project_dir}: latency and II could not both be measured on the stored inputs (see the notes of '
+            f'{RTL_RESULT}): new samples cannot be streamed'
+        )
+    if shards < 1:
+        raise BadInputError(f'shards must be >= 1, got {shards}')
+    x = open_samples(inputs, info.input_shape)
+    n = x.shape[0] if max_samples is None else min(x.shape[0], max_samples)
+    source = f'inputs file {inputs}'
+    input_type = parse_fixed_type(info.input_type)
+    model = _reference_model(info)
+    ii, latency, io = timing.initiation_interval, timing.latency, info.design['io']
+    chunks = [(start, min(start + STREAM_CHUNK, n)) for start in range(0, n, STREAM_CHUNK)]
+    work = project_dir / 'sim' / 'stream'
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        with step(f'inputs and QKeras reference of {n} samples'):
+            for k, (start, stop) in enumerate(chunks):
+                chunk = np.asarray(x[start:stop], dtype=np.float64)
+                finite = np.isfinite(chunk.reshape(stop - start, -1)).all(axis=1)
+                if not finite.all():
+                    raise BadInputError(
+                        f'{source}: sample {start + int(np.flatnonzero(~finite)[0])} holds NaN or infinite values'
+                    )
+                xq = input_type.quantize(chunk)
+                codes = _encode_inputs(xq, io)
+                # One sample every II clocks, then the last one held until it has come out.
+                cycles = np.concatenate([np.repeat(codes, ii, axis=0), np.repeat(codes[-1:], latency + 2, axis=0)])
+                cycles.astype(np.int32).tofile(work / f'in_{k}.bin')
+                model_outputs(model, xq).reshape(stop - start, -1).tofile(work / f'ref_{k}.f64')
+
+        def run(k: int) -> None:
+            start, stop = chunks[k]
+            codes = np.fromfile(work / f'in_{k}.bin', dtype=np.int32).reshape(-1, io['n_in'])
+            outputs = sim.run(codes, tag=f'_stream_{k}')
+            outputs[np.arange(stop - start) * ii + latency].tofile(work / f'out_{k}.f64')
+
+        begin = time.perf_counter()
+        with step(f'streamed {n} samples through the design ({min(shards, len(chunks))} harness processes)'):
+            with ThreadPoolExecutor(max_workers=shards) as pool:
+                list(pool.map(run, range(len(chunks))))
+        seconds = time.perf_counter() - begin
+        tally = ExactTally()
+        for k, (start, stop) in enumerate(chunks):
+            reference = np.fromfile(work / f'ref_{k}.f64').reshape(stop - start, -1)
+            tally.add(reference, np.fromfile(work / f'out_{k}.f64').reshape(reference.shape), 'rtl')
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result = RouteResult(
+        route='rtl',
+        tool=tb_result.tool,
+        project_dir=tb_result.project_dir,
+        build_seconds=tb_result.build_seconds,
+        run_seconds=round(seconds, 3),
+        latency_cycles=tb_result.latency_cycles,
+        initiation_interval=tb_result.initiation_interval,
+        resources=tb_result.resources,
+        checks={**tb_result.checks, 'tb_data': {**tb_result.to_dict(), 'checks': {}}},
+        notes=[
+            *tb_result.notes,
+            f'streamed {source} ({n} samples) one per {ii} clock(s), latency {latency}, '
+            f'{len(chunks)} harness run(s), {min(shards, len(chunks))} at a time',
+        ],
+    )
+    return tally.fill(result)
+
+
+def _reference_model(info: ProjectInfo):
+    """The model the design computes (logits when a final softmax was left out)."""
+    from ..core.plan import plan_model
+    from ..core.quiet import import_tensorflow_quietly
+    from ..core.reference import logits_model
+    from .layers import RTL_LAYERS
+
+    import_tensorflow_quietly()
+    path = Path(info.model_path)
+    if not path.is_file():
+        raise BadInputError(f'the model {path} of this RTL project is gone: no QKeras reference for new inputs')
+    model = load_qkeras_model(path)
+    return logits_model(model, plan_model(model, RTL_LAYERS, input_precision=info.input_type))
 
 
 def _da4ml_predict_check(rtl_model, project_dir: Path, x: np.ndarray, reference: np.ndarray) -> RouteResult:
@@ -511,20 +637,37 @@ def rtl(
     clock_period: float = 5.0,
     force: bool = False,
     o3: bool = False,
+    max_samples: int | None = None,
+    shards: int = 1,
     **options,
 ) -> RouteResult:
-    """:func:`write_rtl` then :func:`simulate_rtl`."""
+    """:func:`write_rtl` then :func:`simulate_rtl`.
+
+    ``inputs`` given as a file: its first TB_SAMPLES samples become the project's
+    stored inputs (latency, II and the secondary checks are measured on them), then
+    all of them (or the first ``max_samples``) are streamed in ``shards`` processes.
+    """
+    stream = isinstance(inputs, str | Path)
+    if stream:
+        stored = load_array(inputs, mmap=True)[:TB_SAMPLES]
     write_rtl(
         model_path,
         out_dir,
-        inputs,
+        np.asarray(stored) if stream else inputs,
         hdl=hdl,
         latency_cutoff=latency_cutoff,
         clock_period=clock_period,
         force=force,
         **options,
     )
-    return simulate_rtl(out_dir, o3=o3)
+    if not stream:
+        return simulate_rtl(out_dir, o3=o3)
+    return simulate_rtl(out_dir, o3=o3, inputs=inputs, max_samples=max_samples, shards=shards)
+
+
+# Samples of an inputs file stored with an RTL project: each is simulated alone (held
+# for a window of clocks) to measure latency and II, then all are streamed.
+TB_SAMPLES = 1000
 
 
 __all__ = [
