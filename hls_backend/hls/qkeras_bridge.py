@@ -27,6 +27,7 @@ import numpy as np
 
 from ..core.fixed_point import quantizer_type
 from ..core.layer_kinds import ACTIVATION_SUFFIX
+from ..errors import UnsupportedModelError
 
 # The classes handled here are the ``bridged`` ones of the HLS route's layer kinds
 # (hls_backend.hls_layers); each is parsed by hls4ml's Keras-2 handler of the same name.
@@ -146,8 +147,9 @@ def parse_qkeras_layer(
 
 def _patch_hls4ml() -> None:
     """Fix two hls4ml 1.3.0 bugs that made accepted designs differ from Keras (found by
-    fuzzing, fpga_tests/test_fuzz_regressions.py). Both only change how hls4ml builds
-    its graph and types; the generated C++ is hls4ml's own.
+    fuzzing, fpga_tests/test_fuzz_regressions.py) and one that stops it writing a
+    project (3.). They only change how hls4ml builds its graph, types and weight files;
+    the generated C++ is hls4ml's own.
 
     1. io_stream, QConv1D with padding='same' whose input also feeds another layer
        (a branch): ``InsertZeroPaddingBeforeConv1D`` calls ``model.insert_node``
@@ -160,9 +162,14 @@ def _patch_hls4ml() -> None:
        cutting the input's fractional bits (or wrapping its integer bits). Max pooling
        only selects, so here, as for MaxPooling (hls4ml's own rule), both get the
        input's type.
+    3. Power-of-two (exponent) weights: hls4ml's ``ExponentWeightVariable.__iter__``, which
+       writes their weight file, calls ``np.product``, removed in numpy 2, so ``write()``
+       and ``compile()`` stop with an AttributeError. Here the same iteration uses
+       ``np.prod``.
     """
     from hls4ml.backends.vivado.passes.conv_same_pad import InsertZeroPaddingBeforeConv1D
     from hls4ml.model.optimizer.passes.infer_precision import InferPrecisionTypes
+    from hls4ml.model.types import ExponentWeightVariable
 
     pad_transform = InsertZeroPaddingBeforeConv1D.transform
 
@@ -191,6 +198,31 @@ def _patch_hls4ml() -> None:
 
     InferPrecisionTypes._infer_precision = _infer_precision
 
+    def exponent_iter(self):
+        data = self._format()
+        self._iterator = iter(data.reshape((int(np.prod(data.shape[:-1])), 2)))
+        return self
+
+    ExponentWeightVariable.__iter__ = exponent_iter
+
+
+def _named_errors(handler):
+    """An hls4ml handler whose failures name the layer (hls4ml calls it with the layer)."""
+
+    @functools.wraps(handler)
+    def handle(layer, in_tensors, out_tensors):
+        try:
+            return handler(layer, in_tensors, out_tensors)
+        except UnsupportedModelError:
+            raise
+        except Exception as exc:
+            raise UnsupportedModelError(
+                f"layer '{layer.name}' ({layer.__class__.__name__}): hls4ml 1.3.0's QKeras parser failed on it "
+                f'({type(exc).__name__}: {exc}); this configuration of the layer is not supported'
+            ) from exc
+
+    return handle
+
 
 _registered = False
 
@@ -208,6 +240,6 @@ def register() -> None:
     for kind in HLS_LAYERS.unique_kinds():
         for class_name in kind.bridged:
             # The dispatcher looks up 'module.Class' first, then the bare class name.
-            layer_handlers[class_name] = kind.hls4ml_layers
+            layer_handlers[class_name] = _named_errors(kind.hls4ml_layers)
     _patch_hls4ml()
     _registered = True
