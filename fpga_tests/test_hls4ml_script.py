@@ -10,7 +10,7 @@ import itertools
 import keras
 import numpy as np
 import pytest
-from qkeras import QActivation, QConv2D, QDense, quantized_bits, quantized_po2, quantized_relu
+from qkeras import QActivation, QConv2D, QDense, quantized_bits, quantized_relu
 
 import hls_backend
 from fpga_tests.hls_models import residual_concat, wq
@@ -23,7 +23,7 @@ def sequential_mlp():
     keras.utils.set_random_seed(3)
     model = keras.Sequential(
         [
-            keras.Input((16,)),
+            keras.Input((16,), name='features'),
             QDense(12, kernel_quantizer=wq(6), bias_quantizer=wq(6), name='fc1'),
             QActivation(quantized_relu(6, 0), name='relu1'),
             QDense(5, kernel_quantizer=wq(6), bias_quantizer=wq(6), name='fc2'),
@@ -93,9 +93,9 @@ def test_config_uses_hls4mls_names_and_the_plan():
     assert config['LayerName']['fc1']['ReuseFactor'] == 2
     assert config['LayerName']['fc1']['Precision']['weight'] == 'fixed<6,1,TRN,WRAP>'
     assert config['LayerName']['relu1']['Precision']['result'] == 'ufixed<6,0,RND_CONV,SAT>'
-    assert config['LayerName']['input_layer']['Precision']['result'] == 'fixed<16,6,RND_CONV,SAT>'
+    assert config['LayerName']['features']['Precision']['result'] == 'fixed<16,6,RND_CONV,SAT>'
     declared = hls_backend.exact_config(model, input_precision='ap_fixed<10,4>')
-    assert declared['LayerName']['input_layer']['Precision']['result'] == 'fixed<10,4,TRN,WRAP>'
+    assert declared['LayerName']['features']['Precision']['result'] == 'fixed<10,4,TRN,WRAP>'
 
 
 def test_register_is_idempotent():
@@ -118,8 +118,8 @@ def test_refusals_are_lpsubnets():
     config = hls_backend.exact_config(keras.Model(inp, h), softmax='hls4ml')
     assert config['LayerName']['fc']['Precision']['weight'] == 'fixed<6,1,TRN,WRAP>'
 
-    h = QDense(4, kernel_quantizer=quantized_po2(4), bias_quantizer=wq(6), name='po2')(inp)
-    with pytest.raises(UnsupportedModelError, match="layer 'po2'"):
+    h = QDense(4, kernel_quantizer=quantized_bits(4, 0, alpha='auto'), bias_quantizer=wq(6), name='scaled')(inp)
+    with pytest.raises(UnsupportedModelError, match="layer 'scaled'.*alpha"):
         hls_backend.exact_config(keras.Model(inp, h))
     with pytest.raises(BadInputError, match='io_type'):
         hls_backend.exact_config(keras.Model(inp, h), io_type='io_serial')

@@ -33,6 +33,10 @@ from ..errors import UnsupportedModelError
 # (hls_backend.hls_layers); each is parsed by hls4ml's Keras-2 handler of the same name.
 
 
+# Layers whose ``activation`` is not applied to their output (a recurrent cell's is internal).
+NO_SPLIT = ('QBatchNormalization', 'BatchNormalization', 'QSimpleRNN', 'QLSTM', 'QGRU')
+
+
 class _SingleLayerReader:
     """The data-reader interface hls4ml's Keras-2 parsers expect, for one layer."""
 
@@ -134,7 +138,7 @@ def parse_qkeras_layer(
     if class_name == 'QActivation':
         _attach_linear_quantizer(parsed, keras_dict['config']['activation'], f"layer '{layer.name}'")
         return (parsed,)
-    if class_name == 'QBatchNormalization':
+    if class_name in NO_SPLIT:
         return (parsed,)
     act = _activation_split(layer, out_name, input_name=f'{out_name}{ACTIVATION_SUFFIX}')
     if act is None:
@@ -206,30 +210,52 @@ def _patch_hls4ml() -> None:
     ExponentWeightVariable.__iter__ = exponent_iter
 
 
-def _named_errors(handler):
-    """An hls4ml handler whose failures name the layer (hls4ml calls it with the layer)."""
+def _patch_dispatcher() -> None:
+    """Make a failure inside hls4ml's Keras-3 layer dispatch a named error.
 
-    @functools.wraps(handler)
-    def handle(layer, in_tensors, out_tensors):
+    For a layer without a Keras-3 handler, hls4ml 1.3.0 first tries its da4ml fallback,
+    which for most layers (BatchNormalization, recurrent layers) fails with a ValueError
+    ("No plugin found for model type from module: keras") that hls4ml does not catch,
+    so its Keras-2 parsers are never tried. Here a da4ml failure counts as "no DA form"
+    (hls4ml then tries its Keras-2 parsers), and any remaining failure becomes an
+    UnsupportedModelError naming the layer.
+    """
+    from hls4ml.converters.keras_v3_to_hls import KerasV3HandlerDispatcher
+
+    dispatch, da_call = KerasV3HandlerDispatcher.__call__, KerasV3HandlerDispatcher.da_call
+
+    @functools.wraps(da_call)
+    def da_or_key_error(self, layer, in_tensors, out_tensors):
         try:
-            return handler(layer, in_tensors, out_tensors)
+            return da_call(self, layer, in_tensors, out_tensors)
+        except (KeyError, ImportError):
+            raise
+        except Exception as exc:
+            raise KeyError(f'no da4ml form for {layer.name}: {exc}') from exc
+
+    @functools.wraps(dispatch)
+    def named_dispatch(self, layer, in_tensors, out_tensors):
+        try:
+            return dispatch(self, layer, in_tensors, out_tensors)
         except UnsupportedModelError:
             raise
         except Exception as exc:
             raise UnsupportedModelError(
-                f"layer '{layer.name}' ({layer.__class__.__name__}): hls4ml 1.3.0's QKeras parser failed on it "
-                f'({type(exc).__name__}: {exc}); this configuration of the layer is not supported'
+                f"layer '{layer.name}' ({layer.__class__.__name__}): hls4ml 1.3.0 cannot convert it "
+                f'({type(exc).__name__}: {exc}); see the README table of supported layers'
             ) from exc
 
-    return handle
+    KerasV3HandlerDispatcher.da_call = da_or_key_error
+    KerasV3HandlerDispatcher.__call__ = named_dispatch
 
 
 _registered = False
 
 
 def register() -> None:
-    """Add the QKeras handlers to hls4ml's Keras-3 handler registry and fix hls4ml's
-    known inexact passes (:func:`_patch_hls4ml`); idempotent."""
+    """Add the QKeras handlers to hls4ml's Keras-3 handler registry, fix hls4ml's
+    known inexact passes (:func:`_patch_hls4ml`) and name the layer in conversion
+    failures (:func:`_patch_dispatcher`); idempotent."""
     global _registered
     if _registered:
         return
@@ -240,6 +266,7 @@ def register() -> None:
     for kind in HLS_LAYERS.unique_kinds():
         for class_name in kind.bridged:
             # The dispatcher looks up 'module.Class' first, then the bare class name.
-            layer_handlers[class_name] = _named_errors(kind.hls4ml_layers)
+            layer_handlers[class_name] = kind.hls4ml_layers
     _patch_hls4ml()
+    _patch_dispatcher()
     _registered = True
