@@ -19,6 +19,9 @@ from ..errors import UnsupportedModelError
 from .fixed_point import FixedType, parse_fixed_type, quantizer_config
 from .layer_kinds import FLOAT32_BITS, Registry, of_type
 
+# The input type when the model has no input quantizer and none is declared.
+DEFAULT_INPUT_TYPE = 'ap_fixed<16,6,AP_RND_CONV,AP_SAT>'
+
 
 @dataclass
 class ModelPlan:
@@ -109,7 +112,7 @@ def plan_model(
                 f'({input_type.ap()}); leave input precision unset'
             )
     else:
-        declared = input_precision or 'ap_fixed<16,6,AP_RND_CONV,AP_SAT>'
+        declared = input_precision or DEFAULT_INPUT_TYPE
         try:
             input_type = parse_fixed_type(declared)
         except ValueError as exc:

@@ -21,7 +21,9 @@ import functools
 import tempfile
 from pathlib import Path
 
-from ..core.plan import check_float32_reference, plan_model
+from ..core.fixed_point import parse_fixed_type
+from ..core.layer_kinds import ACTIVATION_SUFFIX
+from ..core.plan import DEFAULT_INPUT_TYPE, check_float32_reference, plan_model
 from ..errors import BadInputError, UnsupportedModelError
 from . import qkeras_bridge
 from .layers import HLS_LAYERS, check_hls_graph
@@ -30,7 +32,7 @@ from .vendor import BACKENDS
 IO_TYPES = ('io_parallel', 'io_stream')
 # hls4ml's Model-level config keys a caller may set (hls4ml's names, passed through).
 MODEL_KEYS = ('ReuseFactor', 'Strategy', 'BramFactor', 'TraceOutput')
-SOFTMAX_CHOICES = ('refuse', 'hls4ml')
+SOFTMAX_CHOICES = ('refuse', 'skip', 'hls4ml')
 
 
 def register() -> None:
@@ -56,9 +58,12 @@ def exact_config(
     ``backend``, ``io_type``: pass the same values to ``convert_from_keras_model``.
     ``input_precision``: the input type when the model has no input quantizer
     (default ``ap_fixed<16,6,AP_RND_CONV,AP_SAT>``); inputs must lie on its grid.
-    ``softmax``: a softmax at the output is not exact in hls4ml (a lookup table);
-    ``'refuse'`` (default) refuses it naming the layer, ``'hls4ml'`` keeps hls4ml's
-    default softmax types (everything before it stays exact).
+    ``softmax``: a softmax at the output is not exact in hls4ml (lookup tables);
+    ``'refuse'`` (default) refuses it naming the layer; ``'skip'`` sets hls4ml's own
+    ``Skip`` on it, so the design outputs the logits, bit-exact against the model's
+    values before its softmax (as ``lpsubnet hls`` does; the argmax is the model's);
+    ``'hls4ml'`` keeps hls4ml's softmax with its default types (everything before it
+    stays exact).
     ``hls4ml_options``: hls4ml's Model-level keys (ReuseFactor, Strategy, BramFactor,
     TraceOutput), written into ``config['Model']`` (ReuseFactor also per layer).
 
@@ -102,8 +107,8 @@ def exact_config(
     if plan.softmax_layer and softmax == 'refuse':
         raise UnsupportedModelError(
             f"layer '{plan.softmax_layer}': the softmax at the output is a lookup table in hls4ml and cannot be "
-            "bit-exact; pass softmax='hls4ml' to keep hls4ml's softmax (the layers before it stay exact), or convert "
-            'the model without its final softmax'
+            "bit-exact; pass softmax='skip' for a design that outputs the exact logits (hls4ml's Skip), or "
+            "softmax='hls4ml' to keep hls4ml's softmax (the layers before it stay exact)"
         )
     check_float32_reference(functional, plan, HLS_LAYERS)
 
@@ -122,10 +127,21 @@ def exact_config(
     )
     for key, value in hls4ml_options.items():
         config['Model'][key] = value
+    precisions = dict(plan.precisions)
+    if plan.input_quantizer_layer == functional.outputs[0]._keras_history.operation.name:
+        # A model that only quantizes its input: with the input given the quantizer's type,
+        # hls4ml removes the quantizer as a no-op cast and writes a function whose input is
+        # its output (C++ that does not compile). Keep the declared input type; the
+        # quantizer then rounds in hardware as in QKeras.
+        input_name = functional.inputs[0]._keras_history.operation.name
+        precisions[input_name] = {'result': parse_fixed_type(input_precision or DEFAULT_INPUT_TYPE).hls4ml()}
     # The names are hls4ml's: the Keras layer names, a split activation '<layer>_activation'.
-    for name, precision in plan.precisions.items():
+    for name, precision in precisions.items():
         if name in config['LayerName']:
             config['LayerName'][name].setdefault('Precision', {}).update(precision)
+    if plan.softmax_layer and softmax == 'skip':
+        softmax_name = plan.softmax_layer if plan.softmax_is_layer else f'{plan.softmax_layer}{ACTIVATION_SUFFIX}'
+        config['LayerName'][softmax_name]['Skip'] = True
     _check_conversion(model, config, backend, io_type)
     return config
 
