@@ -54,7 +54,8 @@ def exact_config(
     """hls4ml's config dictionary (``granularity='name'``, hls4ml's own key names) that
     makes hls4ml's conversion of ``model`` bit-exact against the QKeras model.
 
-    ``model``: a Keras 3 model with qkeras-v3 layers, or the path of one (``.keras``).
+    ``model``: a Keras 3 model with qkeras-v3 layers, or the path of one (``.keras``, or a
+    Keras-2-era ``model.json`` with its weights file beside it).
     ``backend``, ``io_type``: pass the same values to ``convert_from_keras_model``.
     ``input_precision``: the input type when the model has no input quantizer
     (default ``ap_fixed<16,6,AP_RND_CONV,AP_SAT>``); inputs must lie on its grid.
@@ -95,7 +96,7 @@ def exact_config(
         source = str(model)
         model = load_qkeras_model(model)
     if not isinstance(model, keras.Model):
-        raise BadInputError(f'exact_config expects a Keras 3 model or a .keras path, got {type(model).__name__}')
+        raise BadInputError(f'exact_config expects a Keras 3 model, a .keras or a Keras 2 .json path, got {type(model).__name__}')
     from .convert import check_layer_names
 
     check_layer_names(model, source)
