@@ -14,7 +14,9 @@ quantized_relu(b, i)                      ap_ufixed<b, i, AP_RND_CONV, AP_SAT>
 QKeras rounds half to even (``tf.round``), which is AP_RND_CONV. Quantizers with a
 learned or per-channel scale (``alpha='auto'``, ``'auto_po2'``), power-of-two
 exponent quantizers, stochastic rounding and the sigmoid/tanh families have no
-bit-exact ap_fixed equivalent in hls4ml 1.3.0 and are refused by name.
+bit-exact ap_fixed equivalent in hls4ml 1.3.0 and are refused by name (a route may
+accept quantized_po2 weights, which hls4ml multiplies by shifting: see
+``layer_kinds.Weighted.po2_roles``).
 """
 
 from __future__ import annotations

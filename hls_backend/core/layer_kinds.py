@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UnsupportedModelError
-from .fixed_point import FixedType, quantizer_type
+from .fixed_point import FixedType, quantizer_config, quantizer_type
 
 # The QKeras model, the reference every design is compared with, computes in float32:
 # a value is exact only if it needs at most 24 significant bits.
@@ -206,6 +206,9 @@ class Weighted(Quantizing):
                     f'{where(layer)} has no {role}_quantizer: its {role} would be float; '
                     'give it quantized_bits(bits, integer, alpha=1)'
                 )
+            if self.is_po2(layer, role):
+                self.check_po2(layer, role)
+                continue  # hls4ml takes the exponent type from the quantizer itself
             fixed = checked_type(quantizer, f'{where(layer)} {role}_quantizer')
             # Weights are constants already on the grid: plain truncate/wrap types.
             precision[WEIGHT_ROLES[role].precision_key] = FixedType(
@@ -232,6 +235,12 @@ class Weighted(Quantizing):
         value = self.raw_weight(layer, role)
         if value is None:
             return None
+        if self.is_po2(layer, role):
+            w = np.asarray(quantizer(value), dtype=np.float64)
+            magnitude = np.abs(w)
+            if not (np.all(magnitude > 0) and np.array_equal(np.exp2(np.round(np.log2(magnitude))), magnitude)):
+                raise UnsupportedModelError(f'{at}: quantized values are not all exact powers of two')
+            return w
         fixed = quantizer_type(config, at)
         w = np.asarray(quantizer(value), dtype=np.float64)
         if not np.array_equal(fixed.quantize(w), w):
@@ -255,11 +264,34 @@ class Weighted(Quantizing):
             bound = bound + np.abs(bias).reshape(-1)
         bound = float(np.max(bound)) if np.size(bound) else 0.0
         ctx.check(where(layer), frac, bound)
+        if any(self.is_po2(layer, role) for role in self.roles):
+            ctx.exact_sum(layer, frac, bound)
         fixed = activation_type(layer)
         return of_type(fixed) if fixed is not None else (frac, bound)
 
     def weight_frac(self, layer, role: str) -> int:
+        if self.is_po2(layer, role):
+            smallest = np.min(np.abs(self.quantized(layer, role)))
+            return max(0, -int(np.log2(smallest)))
         return quantizer_type(layer.get_config()[f'{role}_quantizer'], where(layer)).fractional
+
+    # Roles whose quantizer may be QKeras's power-of-two quantized_po2 (a route's choice:
+    # hls4ml multiplies by shifting; see the HLS route's DenseOrConv).
+    po2_roles: tuple[str, ...] = ()
+
+    def is_po2(self, layer, role: str) -> bool:
+        quantizer = layer.get_config().get(f'{role}_quantizer')
+        return role in self.po2_roles and quantizer is not None and quantizer_config(quantizer)[0] == 'quantized_po2'
+
+    def check_po2(self, layer, role: str) -> None:
+        """Refuse quantized_po2 settings with no exact hardware form."""
+        at = f'{where(layer)} {role}_quantizer'
+        config = quantizer_config(layer.get_config()[f'{role}_quantizer'])[1]
+        if config.get('use_stochastic_rounding'):
+            raise UnsupportedModelError(
+                f'{at}: quantized_po2 with stochastic rounding cannot be reproduced in hardware'
+            )
+        self.quantized(layer, role)
 
 
 def matrix_sums(kernel: np.ndarray) -> np.ndarray:

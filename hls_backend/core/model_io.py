@@ -6,6 +6,7 @@ a wrong file type never surfaces as a stack trace from deep inside Keras.
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -15,14 +16,20 @@ from ..errors import BadInputError
 
 
 def load_qkeras_model(path: str | Path):
-    """Load a Keras 3 ``.keras`` file that may contain qkeras-v3 layers."""
+    """Load a Keras 3 ``.keras`` file that may contain qkeras-v3 layers, or a Keras-2-era
+    ``model.json`` with its weights beside it (:func:`load_keras2_json`)."""
     path = Path(path)
     if not path.exists():
         raise BadInputError(f'model file {path} does not exist')
     if path.is_dir():
         raise BadInputError(f'model file {path} is a directory; expected a Keras 3 .keras file')
+    if path.suffix == '.json':
+        return load_keras2_json(path)
     if path.suffix == '.h5':
-        raise BadInputError(f'model file {path} is an HDF5 (.h5) file; save the model as .keras with Keras 3')
+        raise BadInputError(
+            f'model file {path} is an HDF5 (.h5) file; save the model as .keras with Keras 3 '
+            '(a Keras 2 model.json whose weights are in this .h5 file is read: give the .json)'
+        )
     if not zipfile.is_zipfile(path):
         raise BadInputError(
             f'model file {path} is not a Keras model (.keras files are zip archives); expected a Keras 3 .keras file'
@@ -39,6 +46,61 @@ def load_qkeras_model(path: str | Path):
         return keras.models.load_model(path, compile=False, custom_objects=_fused_batchnorm_loaders())
     except Exception as exc:  # Keras raises many types for broken archives
         raise BadInputError(f'model file {path} could not be loaded by Keras: {exc}') from exc
+
+
+# Where the weights of a Keras-2-era ``<stem>.json`` are looked for, in this order (hls4ml's
+# example models name them ``<stem>_weights.h5``).
+KERAS2_WEIGHTS = ('{stem}_weights.h5', '{stem}.h5', 'weights.h5')
+
+
+def load_keras2_json(path: str | Path, weights: str | Path | None = None):
+    """A Keras-2-era QKeras model: the architecture as JSON (``model.to_json()``, the format
+    of hls4ml's example models) and the weights in a Keras-2 HDF5 file (``save_weights``),
+    found beside it (:data:`KERAS2_WEIGHTS`) unless given. Keras 3 reads such files with its
+    legacy loader (the one it uses for Keras-2 .h5 models); what it cannot read is refused
+    with what to do instead."""
+    path = Path(path)
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BadInputError(f'model file {path} is not a JSON file: {exc}') from exc
+    if not isinstance(config, dict) or 'class_name' not in config or 'config' not in config:
+        raise BadInputError(f'model file {path} is JSON but not a Keras model (no class_name and config)')
+    if weights is None:
+        candidates = [path.with_name(name.format(stem=path.stem)) for name in KERAS2_WEIGHTS]
+        weights = next((c for c in candidates if c.is_file()), None)
+        if weights is None:
+            raise BadInputError(
+                f'model file {path} holds only the architecture (a Keras 2 model.json); its weights were looked '
+                f'for in {", ".join(c.name for c in candidates)} beside it and none exists'
+            )
+    weights = Path(weights)
+    convert = (
+        f'convert it once: build the same model in Keras 3 with qkeras-v3 layers, then run '
+        f"`model.load_weights('{weights}'); model.save('{path.with_suffix('.keras')}')` and give the .keras file"
+    )
+
+    import qkeras  # noqa: F401  registers the QKeras layers and quantizers with Keras
+    from keras.src.legacy.saving import saving_utils
+    from qkeras.utils import _add_supported_quantized_objects
+
+    custom_objects: dict = {}
+    _add_supported_quantized_objects(custom_objects)
+    custom_objects.update(_fused_batchnorm_loaders())
+    version = config.get('keras_version', 'unknown')
+    try:
+        model = saving_utils.model_from_config(config, custom_objects=custom_objects)
+    except Exception as exc:  # Keras raises many types for configs it cannot map
+        raise BadInputError(
+            f'model file {path} (Keras {version}) cannot be read by Keras 3 ({type(exc).__name__}: {exc}); {convert}'
+        ) from exc
+    try:
+        model.load_weights(weights)
+    except Exception as exc:
+        raise BadInputError(
+            f'weights file {weights} does not fit the model of {path} ({type(exc).__name__}: {exc}); {convert}'
+        ) from exc
+    return model
 
 
 class _FusedBatchnormLoader:

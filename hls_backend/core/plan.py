@@ -19,6 +19,9 @@ from ..errors import UnsupportedModelError
 from .fixed_point import FixedType, parse_fixed_type, quantizer_config
 from .layer_kinds import FLOAT32_BITS, Registry, of_type
 
+# The input type when the model has no input quantizer and none is declared.
+DEFAULT_INPUT_TYPE = 'ap_fixed<16,6,AP_RND_CONV,AP_SAT>'
+
 
 @dataclass
 class ModelPlan:
@@ -109,7 +112,7 @@ def plan_model(
                 f'({input_type.ap()}); leave input precision unset'
             )
     else:
-        declared = input_precision or 'ap_fixed<16,6,AP_RND_CONV,AP_SAT>'
+        declared = input_precision or DEFAULT_INPUT_TYPE
         try:
             input_type = parse_fixed_type(declared)
         except ValueError as exc:
@@ -157,7 +160,7 @@ def check_float32_reference(model, plan: ModelPlan, registry: Registry) -> None:
             'and cannot hold its values exactly; use a narrower input type'
         )
     ranges: dict[str, tuple[int, float]] = {}
-    checker = _Float32Check()
+    checker = _Float32Check(plan)
     for layer in model.layers:
         if layer.__class__.__name__ == 'InputLayer':
             ranges[layer.name] = of_type(input_type)
@@ -172,6 +175,18 @@ def check_float32_reference(model, plan: ModelPlan, registry: Registry) -> None:
 
 class _Float32Check:
     limit = 2.0**FLOAT32_BITS
+
+    def __init__(self, plan: ModelPlan):
+        self.plan = plan
+
+    def exact_sum(self, layer, frac: int, bound: float) -> None:
+        """Give ``layer``'s accumulator and result the type that holds its exact sum (hls4ml
+        infers no type for a sum of power-of-two products and falls back to its default)."""
+        import numpy as np
+
+        integer = max(1, int(np.ceil(np.log2(bound + 2.0**-frac))) + 1)  # sign bit included
+        exact = FixedType(integer + frac, integer, True, 'TRN', 'WRAP').hls4ml()
+        self.plan.precisions.setdefault(layer.name, {}).update({'accum': exact, 'result': exact})
 
     def check(self, where: str, frac: int, bound: float) -> None:
         import numpy as np

@@ -9,6 +9,8 @@ own Keras-3 QKeras handler converts which of them (``bridged``, see :mod:`hls_ba
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..core import layer_kinds as kinds
 from ..errors import UnsupportedModelError
 
@@ -89,7 +91,32 @@ def check_hls_graph(hls_model) -> None:
 
 class DenseOrConv(kinds.DenseOrConv, HLSLayer):
     handles = ('QDense', 'QConv1D', 'QConv2D')
+    hls4ml_classes = ('Dense', 'Conv1D', 'Conv2D', 'PointwiseConv1D', 'PointwiseConv2D')
     bridged = handles
+    po2_roles = ('kernel',)
+    limits = 'kernel_quantizer quantized_bits(alpha=1) or quantized_po2 (where the shift product holds it)'
+
+    def check_graph(self, node, graph) -> None:
+        """Power-of-two weights: hls4ml multiplies by shifting the input into a product type
+        of ``2 (e + w)`` bits, ``e + w`` of them fractional (``e``: the exponent type's width,
+        ``w``: the input's), so a product needing more fractional or integer bits is cut."""
+        from hls4ml.model.types import ExponentPrecisionType
+
+        weights = node.weights.get('weight')
+        if weights is None or not isinstance(weights.type.precision, ExponentPrecisionType):
+            return
+        (x,) = graph.input_types(node)
+        e = weights.type.precision.width
+        exponents = np.log2(np.abs(np.asarray(weights.data, dtype=np.float64)))
+        need_frac = x.fractional - min(0, int(exponents.min()))
+        need_int = x.integer + max(0, int(exponents.max())) + (0 if x.signed else 1)
+        if need_frac > e + x.width or need_int > e + x.width:
+            raise UnsupportedModelError(
+                f'{node_where(node)}: its power-of-two weights (exponents {int(exponents.min())}..{int(exponents.max())}) '
+                f"shift its input {x} by more than hls4ml 1.3.0's product type ap_fixed<{2 * (e + x.width)},{e + x.width}> "
+                'holds, so the design would not be bit-exact; use fewer quantized_po2 bits or a smaller max_value, '
+                'or quantized_bits weights'
+            )
 
 
 class _FoldedWeightsReader:
@@ -262,5 +289,38 @@ class BatchNorm(kinds.BatchNorm, HLSLayer):
 
     handles = ('BatchNormalization', 'QBatchNormalization')
     accepted = False
-    bridged = ('QBatchNormalization',)  # hls4ml's Keras-3 converter knows BatchNormalization
+    # hls4ml 1.3.0's Keras-3 converter has no BatchNormalization handler: it tries its da4ml
+    # fallback, which fails ("No plugin found for model type"); hls4ml's Keras-2 parser works.
+    bridged = handles
     limits = 'inexact: only with --default-precision; fold it, or use the fused layers'
+
+
+class Recurrent(HLSLayer):
+    """QKeras recurrent layers: refused by lpsubnet's routes and by exact_config (hls4ml
+    computes the state in its own types and tanh/sigmoid from lookup tables, so a design
+    matches QKeras only within a tolerance). For an hls4ml script (``register()``), QLSTM
+    and QGRU are converted by hls4ml's own parsers (within hls4ml's test tolerance);
+    QSimpleRNN is refused there too."""
+
+    handles = ('QSimpleRNN', 'QLSTM', 'QGRU')
+    bridged = handles
+    accepted = False
+    limits = "refused: not bit-exact in hls4ml (QLSTM, QGRU convert in hls4ml's own flow, with a tolerance)"
+
+    def plan(self, layer, ctx) -> None:
+        raise UnsupportedModelError(
+            f'{kinds.where(layer)}: hls4ml computes a recurrent state in its own types, with tanh/sigmoid from '
+            'lookup tables, so the design agrees with QKeras only within a tolerance, never bit for bit; for QLSTM '
+            "and QGRU use hls4ml's own config_from_keras_model after hls_backend.register() and check against a "
+            'tolerance'
+        )
+
+    def hls4ml_layers(self, layer, in_tensors, out_tensors) -> tuple[dict, ...]:
+        if layer.__class__.__name__ == 'QSimpleRNN':
+            # Measured on hls4ml's own test_qkeras.py::test_qsimplernn case (which hls4ml runs
+            # on Quartus only): its Vivado/Vitis SimpleRNN differs from QKeras by up to 1.4.
+            raise UnsupportedModelError(
+                f"{kinds.where(layer)}: hls4ml 1.3.0's Vivado/Vitis SimpleRNN does not compute what QKeras "
+                "computes (off by more than 0.8 on hls4ml's own test case); use QLSTM or QGRU"
+            )
+        return super().hls4ml_layers(layer, in_tensors, out_tensors)

@@ -27,9 +27,14 @@ import numpy as np
 
 from ..core.fixed_point import quantizer_type
 from ..core.layer_kinds import ACTIVATION_SUFFIX
+from ..errors import UnsupportedModelError
 
 # The classes handled here are the ``bridged`` ones of the HLS route's layer kinds
 # (hls_backend.hls_layers); each is parsed by hls4ml's Keras-2 handler of the same name.
+
+
+# Layers whose ``activation`` is not applied to their output (a recurrent cell's is internal).
+NO_SPLIT = ('QBatchNormalization', 'BatchNormalization', 'QSimpleRNN', 'QLSTM', 'QGRU')
 
 
 class _SingleLayerReader:
@@ -133,7 +138,7 @@ def parse_qkeras_layer(
     if class_name == 'QActivation':
         _attach_linear_quantizer(parsed, keras_dict['config']['activation'], f"layer '{layer.name}'")
         return (parsed,)
-    if class_name == 'QBatchNormalization':
+    if class_name in NO_SPLIT:
         return (parsed,)
     act = _activation_split(layer, out_name, input_name=f'{out_name}{ACTIVATION_SUFFIX}')
     if act is None:
@@ -146,8 +151,9 @@ def parse_qkeras_layer(
 
 def _patch_hls4ml() -> None:
     """Fix two hls4ml 1.3.0 bugs that made accepted designs differ from Keras (found by
-    fuzzing, fpga_tests/test_fuzz_regressions.py). Both only change how hls4ml builds
-    its graph and types; the generated C++ is hls4ml's own.
+    fuzzing, fpga_tests/test_fuzz_regressions.py) and one that stops it writing a
+    project (3.). They only change how hls4ml builds its graph, types and weight files;
+    the generated C++ is hls4ml's own.
 
     1. io_stream, QConv1D with padding='same' whose input also feeds another layer
        (a branch): ``InsertZeroPaddingBeforeConv1D`` calls ``model.insert_node``
@@ -160,9 +166,14 @@ def _patch_hls4ml() -> None:
        cutting the input's fractional bits (or wrapping its integer bits). Max pooling
        only selects, so here, as for MaxPooling (hls4ml's own rule), both get the
        input's type.
+    3. Power-of-two (exponent) weights: hls4ml's ``ExponentWeightVariable.__iter__``, which
+       writes their weight file, calls ``np.product``, removed in numpy 2, so ``write()``
+       and ``compile()`` stop with an AttributeError. Here the same iteration uses
+       ``np.prod``.
     """
     from hls4ml.backends.vivado.passes.conv_same_pad import InsertZeroPaddingBeforeConv1D
     from hls4ml.model.optimizer.passes.infer_precision import InferPrecisionTypes
+    from hls4ml.model.types import ExponentWeightVariable
 
     pad_transform = InsertZeroPaddingBeforeConv1D.transform
 
@@ -191,13 +202,60 @@ def _patch_hls4ml() -> None:
 
     InferPrecisionTypes._infer_precision = _infer_precision
 
+    def exponent_iter(self):
+        data = self._format()
+        self._iterator = iter(data.reshape((int(np.prod(data.shape[:-1])), 2)))
+        return self
+
+    ExponentWeightVariable.__iter__ = exponent_iter
+
+
+def _patch_dispatcher() -> None:
+    """Make a failure inside hls4ml's Keras-3 layer dispatch a named error.
+
+    For a layer without a Keras-3 handler, hls4ml 1.3.0 first tries its da4ml fallback,
+    which for most layers (BatchNormalization, recurrent layers) fails with a ValueError
+    ("No plugin found for model type from module: keras") that hls4ml does not catch,
+    so its Keras-2 parsers are never tried. Here a da4ml failure counts as "no DA form"
+    (hls4ml then tries its Keras-2 parsers), and any remaining failure becomes an
+    UnsupportedModelError naming the layer.
+    """
+    from hls4ml.converters.keras_v3_to_hls import KerasV3HandlerDispatcher
+
+    dispatch, da_call = KerasV3HandlerDispatcher.__call__, KerasV3HandlerDispatcher.da_call
+
+    @functools.wraps(da_call)
+    def da_or_key_error(self, layer, in_tensors, out_tensors):
+        try:
+            return da_call(self, layer, in_tensors, out_tensors)
+        except (KeyError, ImportError):
+            raise
+        except Exception as exc:
+            raise KeyError(f'no da4ml form for {layer.name}: {exc}') from exc
+
+    @functools.wraps(dispatch)
+    def named_dispatch(self, layer, in_tensors, out_tensors):
+        try:
+            return dispatch(self, layer, in_tensors, out_tensors)
+        except UnsupportedModelError:
+            raise
+        except Exception as exc:
+            raise UnsupportedModelError(
+                f"layer '{layer.name}' ({layer.__class__.__name__}): hls4ml 1.3.0 cannot convert it "
+                f'({type(exc).__name__}: {exc}); see the README table of supported layers'
+            ) from exc
+
+    KerasV3HandlerDispatcher.da_call = da_or_key_error
+    KerasV3HandlerDispatcher.__call__ = named_dispatch
+
 
 _registered = False
 
 
 def register() -> None:
-    """Add the QKeras handlers to hls4ml's Keras-3 handler registry and fix hls4ml's
-    known inexact passes (:func:`_patch_hls4ml`); idempotent."""
+    """Add the QKeras handlers to hls4ml's Keras-3 handler registry, fix hls4ml's
+    known inexact passes (:func:`_patch_hls4ml`) and name the layer in conversion
+    failures (:func:`_patch_dispatcher`); idempotent."""
     global _registered
     if _registered:
         return
@@ -210,4 +268,5 @@ def register() -> None:
             # The dispatcher looks up 'module.Class' first, then the bare class name.
             layer_handlers[class_name] = kind.hls4ml_layers
     _patch_hls4ml()
+    _patch_dispatcher()
     _registered = True
