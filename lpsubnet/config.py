@@ -66,6 +66,9 @@ class ModelConfig(Section):
 
 class CompressConfig(Section):
     sparsity: float = Field(0.5, ge=0, lt=1)
+    per_layer_sparsity: dict[str, float] | None = Field(
+        None, description='sparsity of single producer layers by name, over sparsity (each in [0, 1))'
+    )
     weight_bits: int = Field(8, ge=2, le=16)
     activation_bits: int = Field(8, ge=2, le=16)
     last_layer_bits: int | None = Field(None, ge=2, le=16)
