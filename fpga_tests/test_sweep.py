@@ -221,3 +221,31 @@ def test_two_node_cluster_runs_trials_on_both_nodes(tmp_path, tiny_model):
         assert nodes == {node.node_id for node in cluster.list_all_nodes()}
     finally:
         cluster.shutdown()
+
+
+@pytest.mark.slow
+def test_optuna_sweep_resumes_with_the_finished_trials(tmp_path, tiny_model):
+    """Optuna (multi-objective, through Ray Tune) over a range and a list; --resume with
+    more trials keeps the finished ones and runs only the difference."""
+    sweep = {
+        'space': {'compress.sparsity': {'low': 0.2, 'high': 0.6}, 'compress.weight_bits': [4, 6]},
+        'search': 'optuna',
+        'trials': 2,
+        'seed': 1,
+    }
+    config = write_config(tmp_path, tiny_model, sweep=sweep)
+    out = tmp_path / 'out'
+    first = cli('sweep', config, '--out', out, '--max-concurrent', '1')
+    assert first.returncode == 0, first.stderr
+    trials = read_jsonl(out / 'trials.jsonl')
+    roles = sorted(t['role'] for t in trials)
+    assert roles == ['reference', 'trial', 'trial'] and all(t['status'] == 'ok' for t in trials)
+    for t in trials:
+        if t['role'] == 'trial':
+            assert 0.2 <= t['params']['compress.sparsity'] <= 0.6 and t['params']['compress.weight_bits'] in (4, 6)
+    config = write_config(tmp_path, tiny_model, sweep=dict(sweep, trials=3))
+    second = cli('sweep', config, '--out', out, '--resume', '--max-concurrent', '1')
+    assert second.returncode == 0, second.stderr
+    again = read_jsonl(out / 'trials.jsonl')
+    assert [t['trial_id'] for t in again[: len(trials)]] == [t['trial_id'] for t in trials]
+    assert len(again) == 4 and sum(t['role'] == 'trial' for t in again) == 3

@@ -507,7 +507,8 @@ def _tune_on_ray(config, out, points, reference, optuna_left, max_concurrent, co
                 space = {'point': tune.grid_search(list(range(len(points))))}
                 search_alg = None
             elif phase == 'optuna' and optuna_left:
-                search_alg = _optuna_searcher(config, out, max_concurrent)
+                space = {f'p{i}': d.tune_domain() for i, d in enumerate(config.dimensions)}
+                search_alg = _optuna_searcher(config, out, space)
                 tune_config = tune.TuneConfig(
                     num_samples=optuna_left,
                     search_alg=search_alg,
@@ -515,7 +516,6 @@ def _tune_on_ray(config, out, points, reference, optuna_left, max_concurrent, co
                     max_concurrent_trials=max_concurrent,
                     trial_dirname_creator=lambda t: f'{t.trial_id}',
                 )
-                space = {f'p{i}': d.tune_domain() for i, d in enumerate(config.dimensions)}
             else:
                 continue
             run_config.name = f'tune-{phase}'
@@ -527,33 +527,44 @@ def _tune_on_ray(config, out, points, reference, optuna_left, max_concurrent, co
     return stopped
 
 
-def _optuna_searcher(config: SweepConfig, out: Path, max_concurrent):
-    """Ray Tune's Optuna searcher over every objective (NSGA-II, seeded), warm-started
-    with the finished trials of a resumed sweep."""
+def _optuna_searcher(config: SweepConfig, out: Path, space: dict):
+    """Ray Tune's Optuna searcher over every objective (NSGA-II when there are several,
+    seeded), warm-started with the finished trials of a resumed sweep. Those go into
+    the study directly: OptunaSearch's own evaluated_rewards takes one value per point
+    and fails on a multi-objective study."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per study and trial beside the display
     objectives = list(config.sweep.objectives)
     keys = [d.key for d in config.dimensions]
-    points, rewards = [], []
+    directions = ['maximize' if OBJECTIVES[o] == 'max' else 'minimize' for o in objectives]
+    distributions = OptunaSearch.convert_search_space(space)
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name='lpsubnet', directions=directions)
     for record in read_trials(out):
         if record['status'] != 'ok' or record.get('role') == 'reference' or set(record['params']) != set(keys):
             continue
-        points.append({f'p{i}': record['params'][k] for i, k in enumerate(keys)})
-        rewards.append([float(record['metrics'][o]) for o in objectives])
-    kwargs = {}
-    if points:
-        kwargs.update(points_to_evaluate=points, evaluated_rewards=rewards)
-    sampler = (
-        optuna.samplers.NSGAIISampler(seed=config.sweep.seed)
-        if len(objectives) > 1
-        else (optuna.samplers.TPESampler(seed=config.sweep.seed))
-    )
+        params = {f'p{i}': record['params'][k] for i, k in enumerate(keys)}
+        try:
+            trial = optuna.trial.create_trial(
+                params=params,
+                distributions=distributions,
+                values=[float(record['metrics'][o]) for o in objectives],
+            )
+        except ValueError:  # outside the space as it is now (changed since): not a guide
+            continue
+        study.add_trial(trial)
+    if len(objectives) > 1:
+        sampler = optuna.samplers.NSGAIISampler(seed=config.sweep.seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=config.sweep.seed)
     return OptunaSearch(
         metric=objectives if len(objectives) > 1 else objectives[0],
         mode=[OBJECTIVES[o] for o in objectives] if len(objectives) > 1 else OBJECTIVES[objectives[0]],
         sampler=sampler,  # seeded itself: OptunaSearch ignores seed= beside a sampler
-        **kwargs,
+        storage=storage,
+        study_name='lpsubnet',
     )
 
 
@@ -577,7 +588,9 @@ class _LiveLine:
 
     def __exit__(self, *exc):
         self.update()
-        return self.live.__exit__(*exc)
+        result = self.live.__exit__(*exc)
+        self.live.console.line()  # the display's last line stays; what follows starts below it
+        return result
 
     def update(self):
         self.live.update(self.progress.line())
