@@ -249,3 +249,18 @@ def test_optuna_sweep_resumes_with_the_finished_trials(tmp_path, tiny_model):
     again = read_jsonl(out / 'trials.jsonl')
     assert [t['trial_id'] for t in again[: len(trials)]] == [t['trial_id'] for t in trials]
     assert len(again) == 4 and sum(t['role'] == 'trial' for t in again) == 3
+
+
+def test_sweep_doc_is_made_from_the_sweep_directory(local_sweep, tmp_path):
+    from lpsubnet.sweep_doc import write_doc
+
+    _, out, _ = local_sweep
+    text = write_doc(out, tmp_path / 'sweep.md', tmp_path / 'images')
+    trials = read_jsonl(out / 'trials.jsonl')
+    assert '**2/2 bit-exact**' in text
+    for t in json.loads((out / 'pareto.json').read_text())['trials']:
+        assert f'`{t["trial_id"]}`' in text
+    assert 'most accurate trial within --max-lut' in text and 'no trial meets' in text
+    assert str(out) not in text  # no absolute path of this machine
+    assert (tmp_path / 'images' / 'sweep_accuracy_vs_lut.png').stat().st_size > 0
+    assert len(trials) == 2

@@ -86,6 +86,7 @@ def prepare_sweep_dir(out: Path, config: SweepConfig, force: bool, resume: bool)
         (out / 'trials').mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BadInputError(f'cannot create sweep directory {out}: {exc.strerror}') from None
+    sessions = json.loads(marker.read_text()).get('sessions', []) if marker.exists() else []
     write_text_atomic(
         marker,
         json.dumps(
@@ -93,6 +94,7 @@ def prepare_sweep_dir(out: Path, config: SweepConfig, force: bool, resume: bool)
                 'base_key': config.base_key(),
                 'source': config.source,
                 'sweep': config.sweep.model_dump(mode='json'),
+                'sessions': sessions,
             },
             indent=2,
         )
@@ -415,7 +417,9 @@ def run_sweep(
     out = Path(out).absolute()
     if address:  # before anything is written or trained
         _check_address(address)
+    started, load = time.time(), os.getloadavg()[0]
     prepare_sweep_dir(out, config, force, resume)
+    records_before = len(read_trials(out))
     if Path(config.source).is_file():  # the sweep configuration as given, beside its results
         shutil.copyfile(config.source, out / 'config.yaml')
     finished = {r['trial_id'] for r in read_trials(out) if r['status'] == 'ok'}
@@ -444,8 +448,28 @@ def run_sweep(
         json.dumps({'objectives': {o: OBJECTIVES[o] for o in config.sweep.objectives}, 'trials': front}, indent=2)
         + '\n',
     )
+    if points or optuna_left:
+        _record_session(out, started, load, len(trials) - records_before, address, stopped)
     write_sweep_report(out, config, trials, front, constraints)
     return {'trials': trials, 'pareto': front, 'stopped': stopped}
+
+
+def _record_session(out: Path, started: float, load: float, trials_run: int, address, stopped: bool) -> None:
+    """How long this invocation took and on what: the measured time the docs quote."""
+    marker = out / SWEEP_MARKER
+    data = json.loads(marker.read_text())
+    data.setdefault('sessions', []).append(
+        {
+            'started_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(started)),
+            'wall_seconds': round(time.time() - started, 1),
+            'trials_run': trials_run,
+            'cpus': os.cpu_count(),
+            'load_average_at_start': round(load, 2),
+            'address': address or 'local',
+            'stopped_early': stopped,
+        }
+    )
+    write_text_atomic(marker, json.dumps(data, indent=2) + '\n')
 
 
 def _tune(config, out, points, reference, optuna_left, address, max_concurrent, console) -> bool:
