@@ -16,6 +16,7 @@ import sys
 import click
 
 from hls_backend.core.project import DEFAULT_PART
+from hls_backend.hls.convert import STRATEGIES
 
 from . import interrupts
 from .quiet import import_tensorflow_quietly
@@ -188,10 +189,10 @@ def main():
 @click.option('--reuse-factor', type=click.IntRange(min=1), default=1, show_default=True, help='hls4ml ReuseFactor.')
 @click.option(
     '--strategy',
-    type=click.Choice(['Latency', 'Resource']),
+    type=click.Choice(STRATEGIES),
     default='Latency',
     show_default=True,
-    help='hls4ml Strategy.',
+    help='hls4ml Strategy (distributed_arithmetic: da4ml adder graphs for Dense/Conv, ReuseFactor 1).',
 )
 @click.option('--part', default=DEFAULT_PART, show_default=True, help='FPGA part.')
 @click.option(
