@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: install test test-slow test-all test-tools fuzz demo bench bench-full bench-quick bench-data bench-report lint clean
+.PHONY: install test test-slow test-all test-tools fuzz demo sweep-demo bench bench-full bench-quick bench-data bench-report lint clean
 
 install: $(STAMP)
 
@@ -47,6 +47,12 @@ test-tools:
 
 demo: $(STAMP)
 	$(BIN)/lpsubnet run --out demo_run --force
+
+# A digits sweep on Ray Tune (24 trials + the unpruned reference, one CPU each, local),
+# then docs/sweep.md and its plots from the sweep directory (with the measured wall time).
+sweep-demo: $(STAMP)
+	RAY_USAGE_STATS_ENABLED=0 $(BIN)/lpsubnet sweep examples/sweep_digits.yaml --out sweep_demo --force
+	$(BIN)/python -m lpsubnet.sweep_doc sweep_demo --doc docs/sweep.md --images docs/images
 
 # Hundreds of random architectures per hardware property (C simulation + hls4ml predict()
 # on both io types, RTL, the pruner's route), FUZZ_JOBS worker processes, resumable,
@@ -106,4 +112,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check pruner hls_backend lpsubnet fpga_tests bench
 
 clean:
-	rm -rf $(VENV) demo_run *.egg-info
+	rm -rf $(VENV) demo_run sweep_demo *.egg-info

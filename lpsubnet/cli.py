@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 2 bad input (file, option, unsupported model, existing
 output); 3 hardware and model disagree on some output bit; 4 a required tool is
-missing (the message says what to run where it exists); 5 an external build failed.
+missing (the message says what to run where it exists); 5 an external build failed;
+6 ``lpsubnet sweep --address``: no Ray cluster can be reached there.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 import click
 
 from hls_backend.core.project import DEFAULT_PART
+from hls_backend.hls.convert import STRATEGIES
 
 from . import interrupts
 from .quiet import import_tensorflow_quietly
@@ -201,10 +203,10 @@ def main():
 @click.option('--reuse-factor', type=click.IntRange(min=1), default=1, show_default=True, help='hls4ml ReuseFactor.')
 @click.option(
     '--strategy',
-    type=click.Choice(['Latency', 'Resource']),
+    type=click.Choice(STRATEGIES),
     default='Latency',
     show_default=True,
-    help='hls4ml Strategy.',
+    help='hls4ml Strategy (distributed_arithmetic: da4ml adder graphs for Dense/Conv, ReuseFactor 1).',
 )
 @click.option('--part', default=DEFAULT_PART, show_default=True, help='FPGA part.')
 @click.option(
@@ -656,6 +658,88 @@ def run(config, out_dir, force, resume, stop_after, print_config):
                 '  ', ' '
             )
         )
+
+
+@main.command()
+@click.argument('config', type=click.Path(dir_okay=False))
+@click.option(
+    '--out',
+    'out_dir',
+    default='runs/sweep',
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help='Sweep directory.',
+)
+@click.option(
+    '--address',
+    help="A running Ray cluster (host:port, or auto); default: a local Ray instance on this machine's cores. "
+    'Every node must see --out at the same path.',
+)
+@click.option(
+    '--max-concurrent', type=click.IntRange(min=1), help='At most this many trials at once (default: one per CPU).'
+)
+@click.option('--resume', is_flag=True, help='Continue a sweep: finished trials (keyed by their parameters) are kept.')
+@click.option('--force', is_flag=True, help='Start over in an existing sweep directory (deletes it).')
+@click.option('--max-lut', type=click.IntRange(min=1), help='Budget: LUT estimate (da4ml cost model) at most N.')
+@click.option(
+    '--max-footprint', type=click.FloatRange(min=0, min_open=True), help='Budget: memory footprint at most KBIT kbit.'
+)
+@click.option(
+    '--max-latency', type=click.IntRange(min=0), help='Budget: latency estimate (pipeline depth) at most CYCLES.'
+)
+@click.option(
+    '--min-accuracy', type=click.FloatRange(0, 1), help='Budget: validation accuracy at least A (a fraction, e.g. 0.9).'
+)
+@handle_errors
+def sweep(config, out_dir, address, max_concurrent, resume, force, max_lut, max_footprint, max_latency, min_accuracy):
+    """Search compressions of one float baseline on Ray Tune: CONFIG is a run config plus a sweep: section.
+
+    Each trial compresses, writes the HLS project, C-simulates it on the test split (bit-exact
+    verdict) and estimates its RTL cost with da4ml (LUT, FF, pipeline depth: estimates, not
+    synthesis). Writes trials.jsonl, pareto.json, report.md, report.html and trials/<id>/.
+    With a budget (--max-lut, --max-footprint, --max-latency, --min-accuracy) prints the
+    most accurate bit-exact trial within it, or the closest one and what it misses.
+    Exit codes as for every command, and 6 when --address cannot be reached.
+    """
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from .sweep import run_sweep
+    from .sweep_report import answer_lines, budget_query, constraints_from_options, describe_trial
+    from .sweep_space import load_sweep
+
+    sweep_config = load_sweep(config)
+    constraints = constraints_from_options(max_lut, max_footprint, max_latency, min_accuracy)
+    console = Console(stderr=True, highlight=False)
+    result = run_sweep(
+        sweep_config,
+        out_dir,
+        address=address,
+        max_concurrent=max_concurrent,
+        resume=resume,
+        force=force,
+        console=console,
+        constraints=constraints,
+    )
+    trials = result['trials']
+    ok = [t for t in trials if t['status'] == 'ok']
+    click.echo(
+        f'{len(trials)} trials: {len(ok)} ok ({sum(t["metrics"]["csim_exact"] for t in ok)} bit-exact), '
+        f'{len(trials) - len(ok)} failed; Pareto front: {len(result["pareto"])} trials'
+    )
+    for trial in result['pareto']:
+        click.echo(f'  {describe_trial(trial)}')
+    if constraints:
+        for line in answer_lines(budget_query(trials, constraints), constraints):
+            click.echo(line)
+    elif result['pareto']:
+        click.echo(f'most accurate trial: {result["pareto"][0]["run_dir"]}')
+    out = Path(out_dir).absolute()
+    click.echo(f'report: {out / "report.html"}')
+    if result['stopped']:
+        click.echo(f'stopped early; continue with: lpsubnet sweep {config} --out {out_dir} --resume')
+        sys.exit(130)
 
 
 if __name__ == '__main__':

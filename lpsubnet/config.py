@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hls_backend.core.project import DEFAULT_PART
+from hls_backend.hls.convert import STRATEGIES
 
 
 class Section(BaseModel):
@@ -66,6 +67,9 @@ class ModelConfig(Section):
 
 class CompressConfig(Section):
     sparsity: float = Field(0.5, ge=0, lt=1)
+    per_layer_sparsity: dict[str, float] | None = Field(
+        None, description='sparsity of single producer layers by name, over sparsity (each in [0, 1))'
+    )
     weight_bits: int = Field(8, ge=2, le=16)
     activation_bits: int = Field(8, ge=2, le=16)
     last_layer_bits: int | None = Field(None, ge=2, le=16)
@@ -127,7 +131,7 @@ class HLSConfig(Section):
     backend: Literal['Vitis', 'Vivado'] = 'Vitis'
     io_type: Literal['io_parallel', 'io_stream'] = 'io_parallel'
     reuse_factor: int = Field(1, ge=1)
-    strategy: Literal['Latency', 'Resource'] = 'Latency'
+    strategy: Literal[STRATEGIES] = 'Latency'  # type: ignore[valid-type]
     part: str = DEFAULT_PART
     clock_period: float = Field(5.0, gt=0)
 

@@ -145,7 +145,8 @@ def stage_csim(ctx: RunContext, out: Path) -> dict:
     import hls_backend
 
     project = _own_copy_of_hls_project(ctx, out, 'csim')
-    result = hls_backend.csim(project)
+    # lpsubnet sweep may leave out hls4ml's predict() cross-check (a second g++ build).
+    result = hls_backend.csim(project, second_check=getattr(ctx, 'second_check', True))
     hls_backend.relink_project(project, ctx.stage_dir('csim') / 'project')  # csim relinked it to the temporary name
     outputs = np.loadtxt(project / 'tb_data' / 'csim_results.log', ndmin=2)
     summary = result.to_dict()
@@ -186,6 +187,32 @@ def stage_rtl(ctx: RunContext, out: Path) -> dict:
     outputs = np.load(project / 'tb_data' / 'rtl_outputs.npy')
     summary['accuracy'] = _argmax_accuracy(outputs, splits.y_test)
     _json(out / 'rtl.json', summary)
+    return summary
+
+
+def stage_estimate(ctx: RunContext, out: Path) -> dict:
+    """The RTL route's cost without building it: da4ml traces the reduced model and its
+    cost model gives LUT and FF estimates and the pipeline depth (no Verilator, no
+    vendor tool). Estimates, not synthesis results. Used by ``lpsubnet sweep``."""
+    import hls_backend
+
+    samples = getattr(ctx, 'estimate_samples', 20)
+    info = hls_backend.write_rtl(
+        ctx.stage_dir('compress') / 'reduced.keras',
+        out / 'project',
+        inputs=_splits(ctx).x_test[:samples],
+        hdl=ctx.config.rtl.hdl,
+        clock_period=ctx.config.hls.clock_period,
+    )
+    design = info.design
+    summary = {
+        'lut_estimate': int(round(design['lut_estimate'])),
+        'ff_estimate': int(design['ff_estimate']),
+        'latency_cycles': int(design['pipeline_stages']),
+        'source': "da4ml's cost model of the RTL route's design (an estimate, not synthesis)",
+        'trace_seconds': design['trace_seconds'],
+    }
+    _json(out / 'estimate.json', summary)
     return summary
 
 

@@ -30,7 +30,9 @@ from .vendor import BACKENDS, makefile_commands
 
 HLS_TEMPLATES = 'hls_backend.hls.template_files'
 IO_TYPES = ('io_parallel', 'io_stream')
-STRATEGIES = ('Latency', 'Resource')
+# distributed_arithmetic: hls4ml's da4ml-generated adder graphs for Dense and Conv
+# layers (constant multiplications without DSPs); fully unrolled, so ReuseFactor 1 only.
+STRATEGIES = ('Latency', 'Resource', 'distributed_arithmetic')
 
 
 @dataclass
@@ -56,6 +58,11 @@ class HLSOptions:
             raise BadInputError(f'Strategy {self.strategy!r} is not supported; choose one of {", ".join(STRATEGIES)}')
         if not isinstance(self.reuse_factor, int) or self.reuse_factor < 1:
             raise BadInputError(f'ReuseFactor must be an integer >= 1, got {self.reuse_factor!r}')
+        if self.strategy == 'distributed_arithmetic' and self.reuse_factor != 1:
+            raise BadInputError(
+                f'Strategy distributed_arithmetic builds fully unrolled adder graphs and needs ReuseFactor 1, '
+                f'got {self.reuse_factor}; use Latency or Resource to share multipliers'
+            )
         if not self.clock_period > 0:
             raise BadInputError(f'clock period must be > 0 ns, got {self.clock_period!r}')
         if not self.project_name.isidentifier():

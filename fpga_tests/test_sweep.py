@@ -1,0 +1,266 @@
+"""``lpsubnet sweep`` on Ray Tune: a 2-trial local sweep of a tiny model, its outputs,
+resume and the budget query; bad input; a trial that raises; and (slow) a 4-trial
+sweep on a two-node Ray cluster on this machine through --address.
+
+The tiny model is the run tests' (a 4-channel conv block and the classifier, trained
+briefly); each trial prunes it, writes the HLS project, C-simulates it on the test
+split and asks da4ml for its cost. The sweep shared by the tests is only read; a test
+that changes a sweep works on its own copy.
+"""
+
+import json
+import os
+import shutil
+import socket
+
+import pytest
+import yaml
+
+from fpga_tests.cli_helpers import cli
+
+os.environ['RAY_USAGE_STATS_ENABLED'] = '0'
+
+BASE = {
+    'seed': 3,
+    'compress': {'epochs': 2, 'qat_epochs': 1, 'weight_bits': 6, 'activation_bits': 8},
+}
+SWEEP = {
+    'space': {'compress.sparsity': [0.25, 0.5]},
+    'search': 'grid',
+    'reference': False,
+    'objectives': ['accuracy', 'footprint_bits', 'lut_estimate'],
+}
+
+
+@pytest.fixture(scope='module')
+def tiny_model(tmp_path_factory):
+    import keras
+
+    from lpsubnet.datasets import load_digits_images
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((8, 8, 1), name='image')
+    h = keras.layers.Conv2D(4, 3, use_bias=False, name='conv1')(inp)
+    h = keras.layers.BatchNormalization(name='bn1')(h)
+    h = keras.layers.ReLU(name='relu1')(h)
+    h = keras.layers.MaxPooling2D(2, name='pool1')(h)
+    h = keras.layers.Flatten(name='flatten')(h)
+    out = keras.layers.Dense(10, activation='softmax', name='classifier')(h)
+    model = keras.Model(inp, out, name='tiny_cnn')
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss='sparse_categorical_crossentropy')
+    x, y = load_digits_images()
+    model.fit(x, y, epochs=3, batch_size=64, verbose=0)
+    path = tmp_path_factory.mktemp('model') / 'tiny_cnn.keras'
+    model.save(path)
+    return str(path)
+
+
+def write_config(directory, tiny_model, sweep=None, **base):
+    data = {**BASE, 'model': {'path': tiny_model}, **base, 'sweep': sweep if sweep is not None else SWEEP}
+    path = directory / 'sweep.yaml'
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope='module')
+def local_sweep(tmp_path_factory, tiny_model):
+    """A 2-trial grid sweep on a local Ray instance; returns (config, sweep dir, result)."""
+    root = tmp_path_factory.mktemp('sweep')
+    config = write_config(root, tiny_model)
+    out = root / 'out'
+    result = cli('sweep', config, '--out', out)
+    assert result.returncode == 0, result.stderr
+    return config, out, result
+
+
+def test_local_sweep_writes_every_trial_with_its_metrics(local_sweep):
+    _, out, result = local_sweep
+    trials = read_jsonl(out / 'trials.jsonl')
+    assert sorted(t['params']['compress.sparsity'] for t in trials) == [0.25, 0.5]
+    for t in trials:
+        assert t['status'] == 'ok'
+        assert set(t) >= {'trial_id', 'params', 'metrics', 'seconds', 'node_id', 'status'}
+        m = t['metrics']
+        assert set(m) >= {
+            'accuracy',
+            'footprint_bits',
+            'lut_estimate',
+            'ff_estimate',
+            'latency_cycles',
+            'csim_exact',
+            'csim_samples',
+        }
+        assert m['csim_exact'] is True and m['csim_exact_matches'] == m['csim_samples'] > 0
+        assert 'estimate' in m['estimate_source']
+        assert m['lut_estimate'] > 0 and m['ff_estimate'] > 0
+        assert (out / 'trials' / t['trial_id'] / 'csim' / 'csim.json').exists()
+        assert t['node_id']
+    by_sparsity = {t['params']['compress.sparsity']: t['metrics'] for t in trials}
+    assert by_sparsity[0.5]['footprint_bits'] < by_sparsity[0.25]['footprint_bits']
+    assert 'Pareto front' in result.stdout and 'report:' in result.stdout
+
+
+def test_pareto_and_reports(local_sweep):
+    _, out, _ = local_sweep
+    pareto = json.loads((out / 'pareto.json').read_text())
+    assert pareto['objectives'] == {'accuracy': 'max', 'footprint_bits': 'min', 'lut_estimate': 'min'}
+    trials = {t['trial_id']: t for t in read_jsonl(out / 'trials.jsonl')}
+    from lpsubnet.sweep_report import pareto_front
+
+    assert [t['trial_id'] for t in pareto['trials']] == [
+        t['trial_id'] for t in pareto_front(list(trials.values()), list(pareto['objectives']))
+    ]
+    assert pareto['trials']
+    html = (out / 'report.html').read_text()
+    assert html.count('data:image/png;base64,') == 2 and 'src="http' not in html
+    md = (out / 'report.md').read_text()
+    assert 'Pareto front' in md and 'estimate' in md
+    for t in pareto['trials']:
+        assert t['trial_id'] in md and t['trial_id'] in html
+
+
+def test_resume_runs_nothing_and_answers_a_budget_query(local_sweep, tmp_path):
+    config, out, _ = local_sweep
+    copy = tmp_path / 'copy'
+    shutil.copytree(out, copy, symlinks=True)
+    trials = read_jsonl(copy / 'trials.jsonl')
+    small = min(trials, key=lambda t: t['metrics']['lut_estimate'])
+    limit = small['metrics']['lut_estimate']
+    result = cli('sweep', config, '--out', copy, '--resume', '--max-lut', limit)
+    assert result.returncode == 0, result.stderr
+    assert len(read_jsonl(copy / 'trials.jsonl')) == 2  # nothing recomputed
+    assert f'most accurate trial within --max-lut {limit}' in result.stdout
+    assert small['trial_id'] in result.stdout
+    none = cli('sweep', config, '--out', copy, '--resume', '--max-lut', 1, '--min-accuracy', 0.1)
+    assert none.returncode == 0, none.stderr
+    assert 'no trial meets --max-lut 1' in none.stdout
+    assert 'closest:' in none.stdout and 'it misses --max-lut' in none.stdout
+
+
+def test_a_trial_that_raises_is_recorded_as_an_error(local_sweep, tmp_path):
+    """Run in process (no Ray): the trial's own failure becomes its record."""
+    from lpsubnet.sweep import run_trial
+    from lpsubnet.sweep_space import load_sweep
+
+    config, out, _ = local_sweep
+    copy = tmp_path / 'copy'
+    shutil.copytree(out, copy, symlinks=True)
+    base = load_sweep(config).base
+    record = run_trial(str(copy), base, {'compress.per_layer_sparsity.no_such_layer': 0.5})
+    assert record['status'] == 'error'
+    assert 'no_such_layer' in record['error']
+    assert record['seconds'] is not None and 'metrics' not in record
+
+
+@pytest.mark.parametrize(
+    'sweep, message',
+    [
+        ({'space': {'compress.sparsty': [0.5]}}, "unknown sweep.space key 'compress.sparsty'"),
+        ({'space': {}}, 'sweep.space is empty'),
+        ({'space': {'compress.sparsity': []}}, 'sweep.space.compress.sparsity is an empty list'),
+        ({'space': {'compress.importance': {'low': 0, 'high': 1}}}, 'a range needs a numeric key'),
+        ({'space': {'compress.sparsity': [0.5, 1.5]}}, 'value 1.5 is not allowed'),
+        ({'space': {'model.epochs': [1, 2]}}, 'the float baseline is trained once'),
+        ({'space': {'compress.sparsity': [0.5]}, 'search': 'random'}, 'sweep.trials is required'),
+        ({'space': {'compress.sparsity': [0.5]}, 'serach': 'grid'}, "unknown config key 'sweep.serach'"),
+    ],
+)
+def test_bad_sweep_configuration_is_refused(tmp_path, tiny_model, sweep, message):
+    config = write_config(tmp_path, tiny_model, sweep=sweep)
+    result = cli('sweep', config, '--out', tmp_path / 'out')
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert 'Traceback' not in result.stderr
+    assert not (tmp_path / 'out').exists()
+
+
+def test_unreachable_address_exits_6(tmp_path, tiny_model):
+    with socket.socket() as s:  # a port on this machine that nothing listens on
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    config = write_config(tmp_path, tiny_model)
+    result = cli('sweep', config, '--out', tmp_path / 'out', '--address', f'127.0.0.1:{port}')
+    assert result.returncode == 6
+    assert f'no Ray cluster reachable at --address 127.0.0.1:{port}' in result.stderr
+    assert 'Traceback' not in result.stderr
+    assert not (tmp_path / 'out').exists()
+
+
+def test_resume_refuses_a_directory_that_is_not_a_sweep(tmp_path, tiny_model):
+    config = write_config(tmp_path, tiny_model)
+    other = tmp_path / 'other'
+    other.mkdir()
+    (other / 'notes.txt').write_text('mine')
+    result = cli('sweep', config, '--out', other, '--resume')
+    assert result.returncode == 2
+    assert 'is not an lpsubnet sweep directory' in result.stderr
+    forced = cli('sweep', config, '--out', other, '--force')
+    assert forced.returncode == 2 and (other / 'notes.txt').read_text() == 'mine'
+
+
+@pytest.mark.slow
+def test_two_node_cluster_runs_trials_on_both_nodes(tmp_path, tiny_model):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={'num_cpus': 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        sweep = dict(SWEEP, space={'compress.sparsity': [0.25, 0.5], 'compress.weight_bits': [4, 6]})
+        config = write_config(tmp_path, tiny_model, sweep=sweep)
+        result = cli('sweep', config, '--out', tmp_path / 'out', '--address', cluster.address)
+        assert result.returncode == 0, result.stderr
+        trials = read_jsonl(tmp_path / 'out' / 'trials.jsonl')
+        assert len(trials) == 4 and all(t['status'] == 'ok' for t in trials)
+        assert all(t['metrics']['csim_exact'] for t in trials)
+        nodes = {t['node_id'] for t in trials}
+        assert nodes == {node.node_id for node in cluster.list_all_nodes()}
+    finally:
+        cluster.shutdown()
+
+
+@pytest.mark.slow
+def test_optuna_sweep_resumes_with_the_finished_trials(tmp_path, tiny_model):
+    """Optuna (multi-objective, through Ray Tune) over a range and a list; --resume with
+    more trials keeps the finished ones and runs only the difference."""
+    sweep = {
+        'space': {'compress.sparsity': {'low': 0.2, 'high': 0.6}, 'compress.weight_bits': [4, 6]},
+        'search': 'optuna',
+        'trials': 2,
+        'seed': 1,
+    }
+    config = write_config(tmp_path, tiny_model, sweep=sweep)
+    out = tmp_path / 'out'
+    first = cli('sweep', config, '--out', out, '--max-concurrent', '1')
+    assert first.returncode == 0, first.stderr
+    trials = read_jsonl(out / 'trials.jsonl')
+    roles = sorted(t['role'] for t in trials)
+    assert roles == ['reference', 'trial', 'trial'] and all(t['status'] == 'ok' for t in trials)
+    for t in trials:
+        if t['role'] == 'trial':
+            assert 0.2 <= t['params']['compress.sparsity'] <= 0.6 and t['params']['compress.weight_bits'] in (4, 6)
+    config = write_config(tmp_path, tiny_model, sweep=dict(sweep, trials=3))
+    second = cli('sweep', config, '--out', out, '--resume', '--max-concurrent', '1')
+    assert second.returncode == 0, second.stderr
+    again = read_jsonl(out / 'trials.jsonl')
+    assert [t['trial_id'] for t in again[: len(trials)]] == [t['trial_id'] for t in trials]
+    assert len(again) == 4 and sum(t['role'] == 'trial' for t in again) == 3
+
+
+def test_sweep_doc_is_made_from_the_sweep_directory(local_sweep, tmp_path):
+    from lpsubnet.sweep_doc import write_doc
+
+    _, out, _ = local_sweep
+    text = write_doc(out, tmp_path / 'sweep.md', tmp_path / 'images')
+    trials = read_jsonl(out / 'trials.jsonl')
+    assert '**2/2 bit-exact**' in text
+    for t in json.loads((out / 'pareto.json').read_text())['trials']:
+        assert f'`{t["trial_id"]}`' in text
+    assert 'most accurate trial within --max-lut' in text and 'no trial meets' in text
+    assert str(out) not in text  # no absolute path of this machine
+    assert (tmp_path / 'images' / 'sweep_accuracy_vs_lut.png').stat().st_size > 0
+    assert len(trials) == 2

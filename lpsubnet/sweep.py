@@ -1,0 +1,723 @@
+"""``lpsubnet sweep``: many compressions of one float baseline, searched with Ray Tune.
+
+Layout of a sweep directory::
+
+    sweep.json            what makes it a sweep: the base configuration's hash, the space
+    config.yaml           the sweep configuration as given
+    base/                 a run directory with the shared stages (data, float baseline)
+    trials/<trial_id>/    one run directory per trial (compress, hls, csim, estimate[, rtl])
+    trials.jsonl          one line per finished trial (ok or error), appended as they finish
+    pareto.json           the non-dominated trials over the objectives
+    report.md, report.html
+    ray/                  Ray Tune's experiment state
+
+Each trial is one Ray Tune trial with one CPU (TensorFlow with one thread, imported in
+the worker). Trials share the baseline through the file system: a cluster given with
+``--address`` must see the sweep directory at the same path on every node (here: one
+machine). A trial is keyed by its parameters: ``--resume`` skips every trial already
+in trials.jsonl. A trial that raises is recorded with status ``error`` and the sweep
+goes on; a worker that dies is retried once by Ray, then recorded as an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ray.tune import Callback
+
+from hls_backend.errors import BadInputError, OutputExistsError
+
+from .files import write_text_atomic
+from .sweep_space import OBJECTIVES, SweepConfig, grid_points, random_points, reference_point, trial_id
+
+SWEEP_MARKER = 'sweep.json'
+TRIALS_FILE = 'trials.jsonl'
+# Objective values an errored trial reports to the searcher: the worst possible.
+WORST = {'max': 0.0, 'min': 1e18}
+
+
+class ClusterError(BadInputError):
+    """The Ray cluster named by --address cannot be reached (exit code 6)."""
+
+    exit_code = 6
+
+
+# --- the sweep directory ---------------------------------------------------------------
+
+
+def prepare_sweep_dir(out: Path, config: SweepConfig, force: bool, resume: bool) -> None:
+    marker = out / SWEEP_MARKER
+    if force and resume:
+        raise BadInputError('--force and --resume exclude each other: --force starts over, --resume continues')
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f'sweep directory {out} exists and is not a directory')
+    if out.is_dir() and any(out.iterdir()):
+        if not marker.exists():
+            what = 'cannot --resume it' if resume else 'refusing to replace it even with --force' if force else ''
+            raise (BadInputError if resume else OutputExistsError)(
+                f'{out} is not an lpsubnet sweep directory (no {SWEEP_MARKER})'
+                + (f'; {what}' if what else '; choose another --out')
+            )
+        if resume:
+            saved = json.loads(marker.read_text())
+            if saved.get('base_key') != config.base_key():
+                raise BadInputError(
+                    f'{out} was swept from a different run configuration (data, model, compress, hls, ... '
+                    'outside sweep:); its trials would not be comparable: use --force to start over or another --out'
+                )
+        elif force:
+            shutil.rmtree(out)
+        else:
+            raise OutputExistsError(
+                f'sweep directory {out} exists and is not empty; pass --resume to continue it or --force to start over'
+            )
+    elif resume:
+        raise BadInputError(f'nothing to resume: sweep directory {out} does not exist or is empty')
+    try:
+        (out / 'trials').mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInputError(f'cannot create sweep directory {out}: {exc.strerror}') from None
+    sessions = json.loads(marker.read_text()).get('sessions', []) if marker.exists() else []
+    write_text_atomic(
+        marker,
+        json.dumps(
+            {
+                'base_key': config.base_key(),
+                'source': config.source,
+                'sweep': config.sweep.model_dump(mode='json'),
+                'sessions': sessions,
+            },
+            indent=2,
+        )
+        + '\n',
+    )
+
+
+def read_trials(out: Path) -> list[dict]:
+    """Finished trials, the last record of each trial id winning (a rerun error trial)."""
+    path = out / TRIALS_FILE
+    if not path.exists():
+        return []
+    records: dict[str, dict] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a crash: that trial reruns
+                continue
+            records[record['trial_id']] = record
+    return list(records.values())
+
+
+def append_trial(out: Path, record: dict) -> None:
+    with open(out / TRIALS_FILE, 'a') as handle:
+        handle.write(json.dumps(record, default=float) + '\n')
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+# --- one trial (runs in a Ray worker) ------------------------------------------------
+
+
+def _one_tensorflow_thread() -> None:
+    # The worker gets one CPU from Ray; TensorFlow would start a thread per core. In a
+    # process that has TensorFlow already (a direct call) its settings stay as they are.
+    if 'tensorflow' in sys.modules:
+        return
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+    os.environ['TF_NUM_INTRAOP_THREADS'] = '1'
+    os.environ['TF_NUM_INTEROP_THREADS'] = '1'
+    os.environ['OMP_NUM_THREADS'] = '1'
+    from .quiet import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # already initialised in this worker: the environment above did it
+        pass
+
+
+def _link_shared_stages(trial_dir: Path, base_dir: Path) -> None:
+    """The trial's run directory reuses the base's data and baseline stages (links and
+    their records), so run_pipeline finds them cached and trains nothing."""
+    (trial_dir / 'stages').mkdir(parents=True, exist_ok=True)
+    for name in ('data', 'baseline'):
+        link = trial_dir / name
+        if not link.exists():
+            link.symlink_to(os.path.relpath(base_dir / name, trial_dir))
+        shutil.copyfile(base_dir / 'stages' / f'{name}.json', trial_dir / 'stages' / f'{name}.json')
+
+
+def trial_stages(rtl: bool):
+    from .pipeline import Stage
+    from .stages import STAGES, stage_estimate
+
+    by_name = {s.name: s for s in STAGES}
+    stages = [by_name[n] for n in ('data', 'baseline', 'compress', 'hls', 'csim')]
+    stages.append(
+        Stage(
+            'estimate',
+            'estimate: da4ml LUT/FF and pipeline depth (no build)',
+            ('rtl.hdl', 'hls.clock_period'),
+            ('compress',),
+            stage_estimate,
+        )
+    )
+    if rtl:
+        stages.append(by_name['rtl'])
+    return stages
+
+
+def trial_metrics(trial_dir: Path) -> dict:
+    """The metrics of a finished trial, read from its stage outputs."""
+    manifest = json.loads((trial_dir / 'compress' / 'manifest.json').read_text())
+    csim = json.loads((trial_dir / 'csim' / 'csim.json').read_text())
+    estimate = json.loads((trial_dir / 'estimate' / 'estimate.json').read_text())
+    m = manifest['metrics']
+    key = m['metric']
+    metrics = {
+        'accuracy': float(m['quantized'][key]),  # validation split: what the search optimises
+        'test_accuracy': float(csim['accuracy']),  # the C-simulated core on the test split
+        'footprint_bits': int(m['after']['footprint_bits']),
+        'bops': int(m['after']['bops']),
+        'parameters': int(m['after']['parameters']),
+        'lut_estimate': estimate['lut_estimate'],
+        'ff_estimate': estimate['ff_estimate'],
+        'latency_cycles': estimate['latency_cycles'],
+        'estimate_source': estimate['source'],
+        'csim_exact': bool(csim['exact'] and all(c['exact'] for c in csim.get('checks', {}).values())),
+        'csim_samples': int(csim['samples']),
+        'csim_exact_matches': int(csim['exact_matches']),
+    }
+    rtl_file = trial_dir / 'rtl' / 'rtl.json'
+    if rtl_file.exists():
+        rtl = json.loads(rtl_file.read_text())
+        metrics.update(
+            rtl_exact=bool(rtl['exact']), rtl_latency_cycles=rtl['latency_cycles'], rtl_samples=int(rtl['samples'])
+        )
+    return metrics
+
+
+def run_trial(
+    sweep_dir: str, base: dict, params: dict, rtl: bool = False, estimate_samples: int = 20, second_check: bool = False
+) -> dict:
+    """Compress, write the HLS project, C-simulate it, estimate its RTL cost: one record.
+    Never raises for a problem of the trial itself: it is the record's ``error``."""
+    from .sweep_space import apply_params
+
+    start = time.perf_counter()
+    out = Path(sweep_dir)
+    tid = trial_id(params)
+    record = {'trial_id': tid, 'params': params, 'run_dir': str(out / 'trials' / tid)}
+    try:
+        import ray
+
+        record['node_id'] = ray.get_runtime_context().get_node_id()
+    except Exception:  # outside Ray (a direct call)
+        record['node_id'] = None
+    try:
+        _one_tensorflow_thread()
+        from .config import parse_config
+        from .pipeline import run_pipeline
+
+        config = parse_config(apply_params(base, params))
+        trial_dir = out / 'trials' / tid
+        _link_shared_stages(trial_dir, out / 'base')
+        ctx = run_pipeline(config, trial_dir, _trial_pipeline(rtl, estimate_samples, second_check), resume=True)
+        del ctx
+        record['metrics'] = trial_metrics(trial_dir)
+        record['status'] = 'ok'
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # the trial failed; the sweep goes on
+        record['status'] = 'error'
+        record['error'] = f'{type(exc).__name__}: {exc}'.strip().splitlines()[0][:500]
+        record['traceback'] = traceback.format_exc()[-4000:]
+    record['seconds'] = round(time.perf_counter() - start, 2)
+    return record
+
+
+def _trial_pipeline(rtl: bool, estimate_samples: int, second_check: bool):
+    stages = trial_stages(rtl)
+    # The estimate stage reads how many test samples to keep, the csim stage whether to
+    # add hls4ml's predict() cross-check, from the context; run_pipeline builds the
+    # context, so they travel as stage wrappers.
+    from .pipeline import Stage
+
+    wrapped = []
+    for stage in stages:
+        if stage.name == 'estimate':
+
+            def run(ctx, out, _inner=stage.run):
+                ctx.estimate_samples = estimate_samples
+                return _inner(ctx, out)
+
+            stage = Stage(stage.name, stage.title, stage.reads, stage.after, run)
+        elif stage.name == 'csim' and not second_check:
+
+            def run(ctx, out, _inner=stage.run):
+                ctx.second_check = False
+                return _inner(ctx, out)
+
+            stage = Stage(stage.name, stage.title, stage.reads, stage.after, run)
+        wrapped.append(stage)
+    return wrapped
+
+
+def _report_to_tune(record: dict, objectives: list[str]) -> dict:
+    result = {'record': json.dumps(record, default=float), 'ok': int(record['status'] == 'ok')}
+    for name in objectives:
+        if record['status'] == 'ok':
+            result[name] = float(record['metrics'][name])
+        else:
+            result[name] = WORST[OBJECTIVES[name]]
+    return result
+
+
+def tune_trainable(tune_config: dict, plan: dict) -> None:
+    """The Ray Tune function trainable: the trial's parameters come from the point list
+    (grid, random) or from the searcher (optuna, one value per p<i>)."""
+    from ray import tune
+
+    if 'point' in tune_config:
+        params = plan['points'][tune_config['point']]
+    else:
+        params = {key: plan['normalise'][key](tune_config[f'p{i}']) for i, key in enumerate(plan['keys'])}
+    done = Path(plan['sweep_dir']) / 'trials' / trial_id(params) / 'trial.json'
+    if done.exists():  # the searcher proposed a finished point again: no recompute
+        record = json.loads(done.read_text())
+    else:
+        record = run_trial(
+            plan['sweep_dir'], plan['base'], params, plan['rtl'], plan['estimate_samples'], plan['second_check']
+        )
+        if record['status'] == 'ok':
+            write_text_atomic(done, json.dumps(record, indent=2, default=float) + '\n')
+    record['role'] = 'reference' if params == plan.get('reference') else 'trial'
+    tune.report(_report_to_tune(record, plan['objectives']))
+
+
+# --- the driver -----------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """What the progress display shows; updated by the Tune callback."""
+
+    total: int
+    done: int = 0
+    failed: int = 0
+    running: set = field(default_factory=set)
+    best: dict | None = None
+
+    def line(self) -> str:
+        best = ''
+        if self.best:
+            m = self.best['metrics']
+            best = (
+                f' | best {100 * m["accuracy"]:.2f} % val ({100 * m["test_accuracy"]:.2f} % test), '
+                f'{m["footprint_bits"] / 1e3:.1f} kbit, ~{m["lut_estimate"]:,} LUT'
+            )
+        return (
+            f'trials: {self.done} done, {len(self.running)} running, {self.failed} failed, '
+            f'{max(0, self.total - self.done - self.failed - len(self.running))} waiting{best}'
+        )
+
+
+def _check_address(address: str) -> None:
+    """Fail fast (exit 6) when nothing listens at host:port, before Ray's own retries."""
+    if address in ('auto', 'local') or address.startswith('ray://'):
+        return
+    host, _, port = address.rpartition(':')
+    if not host or not port.isdigit():
+        raise ClusterError(f'--address {address!r} is not host:port (e.g. 127.0.0.1:6379) or auto')
+    try:
+        with socket.create_connection((host, int(port)), timeout=3):
+            pass
+    except OSError as exc:
+        raise ClusterError(
+            f'no Ray cluster reachable at --address {address} ({exc.strerror or exc}); start one with '
+            f'`ray start --head --port {port}` or drop --address to run on this machine'
+        ) from None
+
+
+def start_ray(address: str | None, out: Path) -> str | None:
+    """ray.init on a cluster (``address``) or a local one with this machine's cores;
+    returns the local temporary directory to remove afterwards (None on a cluster)."""
+    os.environ['RAY_USAGE_STATS_ENABLED'] = '0'
+    os.environ.setdefault('RAY_AIR_NEW_OUTPUT', '0')
+    os.environ.setdefault('TUNE_DISABLE_AUTO_CALLBACK_LOGGERS', '1')
+    os.environ.setdefault('RAY_DEDUP_LOGS', '0')
+    import logging
+
+    import ray
+
+    if address:
+        _check_address(address)
+        try:
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
+        except Exception as exc:
+            raise ClusterError(f'could not join the Ray cluster at --address {address}: {exc}') from None
+        return None
+    # Ray's sockets live in its temporary directory and their paths are limited to
+    # ~107 bytes: a short directory under the system's temporary one, not inside --out.
+    temp = tempfile.mkdtemp(prefix='lpsr')
+    ray.init(
+        num_cpus=os.cpu_count() or 1,
+        include_dashboard=False,
+        logging_level=logging.ERROR,
+        log_to_driver=False,
+        _temp_dir=temp,
+    )
+    return temp
+
+
+def _pending(config: SweepConfig, finished: set[str]) -> tuple[list[dict], dict | None]:
+    """The points still to run (grid / random) and the reference point (None if done or off)."""
+    reference = reference_point(config) if config.sweep.reference else None
+    if reference is not None and trial_id(reference) in finished:
+        reference = None
+    if config.sweep.search == 'grid':
+        points = grid_points(config)
+    elif config.sweep.search == 'random':
+        points = random_points(config)
+    else:
+        points = []
+    points = [p for p in points if trial_id(p) not in finished]
+    if reference is not None and trial_id(reference) not in {trial_id(p) for p in points}:
+        points.insert(0, reference)
+    return points, reference
+
+
+def run_sweep(
+    config: SweepConfig,
+    out: str | Path,
+    address: str | None = None,
+    max_concurrent: int | None = None,
+    resume: bool = False,
+    force: bool = False,
+    console=None,
+    constraints=(),
+) -> dict:
+    """Run the sweep into ``out``; returns {'trials': [...], 'pareto': [...], 'stopped': bool}."""
+    from .pipeline import run_pipeline
+    from .stages import STAGES
+
+    out = Path(out).absolute()
+    if address:  # before anything is written or trained
+        _check_address(address)
+    started, load = time.time(), os.getloadavg()[0]
+    prepare_sweep_dir(out, config, force, resume)
+    records_before = len(read_trials(out))
+    if Path(config.source).is_file():  # the sweep configuration as given, beside its results
+        shutil.copyfile(config.source, out / 'config.yaml')
+    finished = {r['trial_id'] for r in read_trials(out) if r['status'] == 'ok'}
+    points, reference = _pending(config, finished)
+    optuna_left = 0
+    if config.sweep.search == 'optuna':
+        done_searched = sum(1 for r in read_trials(out) if r.get('role') != 'reference')
+        optuna_left = max(0, config.sweep.trials - done_searched)
+    stopped = False
+    if points or optuna_left:
+        base_dir = out / 'base'
+        _say(console, '[bold]float baseline[/bold] (trained once, shared by every trial) ...')
+        run_pipeline(
+            config.run_config,
+            base_dir,
+            STAGES[:2],
+            resume=(base_dir / 'stages').is_dir(),
+        )
+        stopped = _tune(config, out, points, reference, optuna_left, address, max_concurrent, console)
+    trials = read_trials(out)
+    from .sweep_report import pareto_front, write_sweep_report
+
+    front = pareto_front(trials, config.sweep.objectives)
+    write_text_atomic(
+        out / 'pareto.json',
+        json.dumps({'objectives': {o: OBJECTIVES[o] for o in config.sweep.objectives}, 'trials': front}, indent=2)
+        + '\n',
+    )
+    if points or optuna_left:
+        _record_session(out, started, load, len(trials) - records_before, address, stopped)
+    write_sweep_report(out, config, trials, front, constraints)
+    return {'trials': trials, 'pareto': front, 'stopped': stopped}
+
+
+def _record_session(out: Path, started: float, load: float, trials_run: int, address, stopped: bool) -> None:
+    """How long this invocation took and on what: the measured time the docs quote."""
+    marker = out / SWEEP_MARKER
+    data = json.loads(marker.read_text())
+    data.setdefault('sessions', []).append(
+        {
+            'started_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(started)),
+            'wall_seconds': round(time.time() - started, 1),
+            'trials_run': trials_run,
+            'cpus': os.cpu_count(),
+            'load_average_at_start': round(load, 2),
+            'address': address or 'local',
+            'stopped_early': stopped,
+        }
+    )
+    write_text_atomic(marker, json.dumps(data, indent=2) + '\n')
+
+
+def _tune(config, out, points, reference, optuna_left, address, max_concurrent, console) -> bool:
+    """Run the pending trials on Ray Tune; True if stopped before the end."""
+    temp = start_ray(address, out)
+    try:
+        return _tune_on_ray(config, out, points, reference, optuna_left, max_concurrent, console)
+    finally:
+        import ray
+
+        ray.shutdown()
+        if temp:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def _tune_on_ray(config, out, points, reference, optuna_left, max_concurrent, console) -> bool:
+    from ray import tune
+
+    sweep = config.sweep
+    plan = {
+        'sweep_dir': str(out),
+        'base': config.base,
+        'rtl': sweep.rtl,
+        'estimate_samples': sweep.estimate_samples,
+        'second_check': sweep.second_check,
+        'objectives': list(sweep.objectives),
+        'reference': reference,
+        'points': points,
+        'keys': [d.key for d in config.dimensions],
+        'normalise': {d.key: d.normalise for d in config.dimensions},
+    }
+    total = len(points) + optuna_left
+    progress = Progress(total=total)
+    known = read_trials(out)
+    ok = [r for r in known if r['status'] == 'ok']
+    if ok:
+        progress.best = max(ok, key=lambda r: r['metrics']['accuracy'])
+    callback = _callback(out, progress, plan, console)
+    trainable = tune.with_resources(tune.with_parameters(tune_trainable, plan=plan), {'cpu': 1})
+    run_config = tune.RunConfig(
+        name='tune',
+        storage_path=str(out / 'ray'),
+        verbose=0,
+        callbacks=[callback],
+        failure_config=tune.FailureConfig(max_failures=1),  # a lost worker: one retry
+    )
+    stopped = False
+    display = _display(console, progress)
+    with display:
+        callback.attach(display)
+        for phase in ('points', 'optuna'):
+            if phase == 'points' and points:
+                tune_config = tune.TuneConfig(
+                    num_samples=1,
+                    max_concurrent_trials=max_concurrent,
+                    reuse_actors=False,
+                    trial_dirname_creator=lambda t: f'{t.trial_id}',
+                )
+                space = {'point': tune.grid_search(list(range(len(points))))}
+                search_alg = None
+            elif phase == 'optuna' and optuna_left:
+                space = {f'p{i}': d.tune_domain() for i, d in enumerate(config.dimensions)}
+                search_alg = _optuna_searcher(config, out, space)
+                tune_config = tune.TuneConfig(
+                    num_samples=optuna_left,
+                    search_alg=search_alg,
+                    reuse_actors=False,
+                    max_concurrent_trials=max_concurrent,
+                    trial_dirname_creator=lambda t: f'{t.trial_id}',
+                )
+            else:
+                continue
+            run_config.name = f'tune-{phase}'
+            tuner = tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
+            grid = tuner.fit()
+            if getattr(grid, 'experiment_path', None) and callback.interrupted:
+                stopped = True
+                break
+    return stopped
+
+
+def _optuna_searcher(config: SweepConfig, out: Path, space: dict):
+    """Ray Tune's Optuna searcher over every objective (NSGA-II when there are several,
+    seeded), warm-started with the finished trials of a resumed sweep. Those go into
+    the study directly: OptunaSearch's own evaluated_rewards takes one value per point
+    and fails on a multi-objective study."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per study and trial beside the display
+    objectives = list(config.sweep.objectives)
+    keys = [d.key for d in config.dimensions]
+    directions = ['maximize' if OBJECTIVES[o] == 'max' else 'minimize' for o in objectives]
+    distributions = OptunaSearch.convert_search_space(space)
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name='lpsubnet', directions=directions)
+    for record in read_trials(out):
+        if record['status'] != 'ok' or record.get('role') == 'reference' or set(record['params']) != set(keys):
+            continue
+        params = {f'p{i}': record['params'][k] for i, k in enumerate(keys)}
+        try:
+            trial = optuna.trial.create_trial(
+                params=params,
+                distributions=distributions,
+                values=[float(record['metrics'][o]) for o in objectives],
+            )
+        except ValueError:  # outside the space as it is now (changed since): not a guide
+            continue
+        study.add_trial(trial)
+    if len(objectives) > 1:
+        sampler = optuna.samplers.NSGAIISampler(seed=config.sweep.seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=config.sweep.seed)
+    return OptunaSearch(
+        metric=objectives if len(objectives) > 1 else objectives[0],
+        mode=[OBJECTIVES[o] for o in objectives] if len(objectives) > 1 else OBJECTIVES[objectives[0]],
+        sampler=sampler,  # seeded itself: OptunaSearch ignores seed= beside a sampler
+        storage=storage,
+        study_name='lpsubnet',
+    )
+
+
+def _display(console, progress: Progress):
+    from contextlib import nullcontext
+
+    if console is None:
+        return nullcontext()
+    from rich.live import Live
+
+    return _LiveLine(Live(progress.line(), console=console, refresh_per_second=2, transient=False), progress)
+
+
+class _LiveLine:
+    def __init__(self, live, progress):
+        self.live, self.progress = live, progress
+
+    def __enter__(self):
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.update()
+        result = self.live.__exit__(*exc)
+        self.live.console.line()  # the display's last line stays; what follows starts below it
+        return result
+
+    def update(self):
+        self.live.update(self.progress.line())
+
+
+# The driver's live objects (console, display, counters) stay out of the callback:
+# Tune pickles its run configuration, callbacks included, and a rich display holds locks.
+_DRIVER: dict[int, dict] = {}
+
+
+def _callback(out: Path, progress: Progress, plan: dict, console) -> SweepCallback:
+    key = id(progress)
+    _DRIVER[key] = {'progress': progress, 'console': console, 'display': None, 'interrupted': False}
+    return SweepCallback(out, plan, key)
+
+
+class SweepCallback(Callback):
+    """Writes each finished trial to trials.jsonl as it finishes and keeps the display current.
+
+    Defined at module level and holding only plain data, so that Tune can pickle it; the
+    live objects are in ``_DRIVER``."""
+
+    def __init__(self, out: Path, plan: dict, key: int):
+        self.out, self.plan, self.key = out, plan, key
+        self.recorded: set[str] = set()
+
+    @property
+    def state(self) -> dict:
+        return _DRIVER[self.key]
+
+    @property
+    def interrupted(self) -> bool:
+        return self.state['interrupted']
+
+    def attach(self, display) -> None:
+        self.state['display'] = display
+
+    def _refresh(self):
+        display = self.state['display']
+        if display is not None and hasattr(display, 'update'):
+            display.update()
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.state['progress'].running.add(trial.trial_id)
+        self._refresh()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if 'record' not in result or trial.trial_id in self.recorded:
+            return
+        progress = self.state['progress']
+        record = json.loads(result['record'])
+        self.recorded.add(trial.trial_id)
+        append_trial(self.out, record)
+        progress.running.discard(trial.trial_id)
+        if record['status'] == 'ok':
+            progress.done += 1
+            if progress.best is None or record['metrics']['accuracy'] > progress.best['metrics']['accuracy']:
+                progress.best = record
+        else:
+            progress.failed += 1
+            if self.state['console'] is not None:
+                self.state['console'].print(
+                    f'[red]trial {record["trial_id"]} failed[/red]: {record["error"]}', highlight=False
+                )
+        self._refresh()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.state['progress'].running.discard(trial.trial_id)
+        self._refresh()
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        # The worker died twice (Ray retried once): record the trial as an error.
+        progress = self.state['progress']
+        progress.running.discard(trial.trial_id)
+        if trial.trial_id in self.recorded:
+            return
+        self.recorded.add(trial.trial_id)
+        plan, cfg = self.plan, trial.config
+        if 'point' in cfg:
+            params = plan['points'][cfg['point']]
+        else:
+            params = {k: plan['normalise'][k](cfg[f'p{i}']) for i, k in enumerate(plan['keys'])}
+        message = (getattr(trial, 'error_msg', None) or '').strip()
+        append_trial(
+            self.out,
+            {
+                'trial_id': trial_id(params),
+                'params': params,
+                'run_dir': str(self.out / 'trials' / trial_id(params)),
+                'status': 'error',
+                'error': message.splitlines()[0][:500] if message else 'the Ray worker running it was lost',
+                'node_id': None,
+                'seconds': None,
+                'role': 'reference' if params == plan.get('reference') else 'trial',
+            },
+        )
+        progress.failed += 1
+        self._refresh()
+
+    def on_experiment_end(self, trials, **info):
+        self.state['interrupted'] = any(t.status not in ('TERMINATED', 'ERROR') for t in trials)
+
+
+def _say(console, message: str) -> None:
+    if console is not None:
+        console.print(message)
