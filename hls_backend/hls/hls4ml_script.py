@@ -96,7 +96,9 @@ def exact_config(
         source = str(model)
         model = load_qkeras_model(model)
     if not isinstance(model, keras.Model):
-        raise BadInputError(f'exact_config expects a Keras 3 model, a .keras or a Keras 2 .json path, got {type(model).__name__}')
+        raise BadInputError(
+            f'exact_config expects a Keras 3 model, a .keras or a Keras 2 .json path, got {type(model).__name__}'
+        )
     from .convert import check_layer_names
 
     check_layer_names(model, source)
