@@ -10,6 +10,7 @@ test split. LUT, FF and latency are da4ml's estimates for the RTL route, not syn
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,7 +168,7 @@ def _plots(out: Path, trials: list[dict], front: list[dict], baseline: dict | No
             'o-',
             color='tab:red',
             markersize=6,
-            label='Pareto front',
+            label='Pareto front (found on validation accuracy)',
         )
         for t in reference:
             ax.scatter(
@@ -193,10 +194,9 @@ def _plots(out: Path, trials: list[dict], front: list[dict], baseline: dict | No
                     100 * baseline['test_accuracy'], color='black', ls='--', lw=1, label='float baseline accuracy'
                 )
         ax.set_xscale('log')
-        plain = matplotlib.ticker.FuncFormatter(lambda x, _: f'{x:g}')
-        ax.xaxis.set_major_formatter(plain)
-        ax.xaxis.set_minor_formatter(plain)
-        ax.tick_params(axis='x', which='minor', labelsize=7)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f'{x:,g}'))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(_minor_tick_label))
+        ax.tick_params(axis='x', which='both', labelsize=8)
         ax.set_xlabel(label)
         ax.set_ylabel('test accuracy (%, C simulation)')
         ax.grid(True, which='both', alpha=0.3)
@@ -205,6 +205,15 @@ def _plots(out: Path, trials: list[dict], front: list[dict], baseline: dict | No
         fig.savefig(out / f'{name}.png', dpi=110, bbox_inches='tight')
         plt.close(fig)
     return plots
+
+
+def _minor_tick_label(x: float, _pos) -> str:
+    """Label the minor ticks of a log axis at 2x and 5x a power of ten only: every
+    minor tick labelled overlaps on a decade that spans a few centimetres."""
+    if x <= 0:
+        return ''
+    lead = round(x / 10 ** math.floor(math.log10(x)))
+    return f'{x:,g}' if lead in (2, 5) else ''
 
 
 def _row(t: dict) -> dict:
