@@ -620,13 +620,14 @@ def verify_scale_section(path: Path) -> list[str]:
     data = json.loads(path.read_text())
     lines = ['#### Exact verification at scale: `lpsubnet csim DIR --inputs X.npy` vs predict', '',
              '| model | samples | bit-exact | csim (samples/s) | Keras predict batch 512 | batch 1 | hls4ml predict | '
-             'csim / Keras (512) | csim check wall (s) | peak RSS of the check (MiB) | load average |',
-             '|---|---|---|---|---|---|---|---|---|---|---|']  # fmt: skip
+             'RTL simulation | csim / Keras (512) | csim check wall (s) | peak RSS of the check (MiB) | load average |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|']  # fmt: skip
     for r in data['rows']:
         lines.append(
             f'| {r["model"]} {r["layers"]} | {r["samples"]:,} | {r["exact_matches"]:,}/{r["samples"]:,} | '
             f'{r["csim_samples_per_second"]:,.0f} | {r["keras_predict_samples_per_second_batch512"]:,.0f} | '
             f'{r["keras_predict_samples_per_second_batch1"]:,.0f} | {r["hls4ml_predict_samples_per_second"]:,.0f} | '
+            f'{format(r["rtl_samples_per_second"], ",.0f") if "rtl_samples_per_second" in r else "not run"} | '
             f'{r["csim_over_keras_batch512"]:.2f} | {r["csim_check_wall_seconds"]:.1f} | {r["csim_peak_rss_mib"]:,.0f} | '
             f'{r["load_average"]:.1f} |'
         )
@@ -637,9 +638,36 @@ def verify_scale_section(path: Path) -> list[str]:
               'the lpsubnet process. Keras: `predict` of the same logits model on the same rounded samples after a '
               f'warm-up, TensorFlow on all {data["machine"]["cpus"]} cores (batch 1 on at most '
               f'{max(r["keras_batch1_samples"] for r in data["rows"]):,} samples); hls4ml: `predict()` of its compiled '
-              f'library on at most {max(r["hls4ml_predict_samples"] for r in data["rows"]):,} samples. Random inputs over '
+              f'library on at most {max(r["hls4ml_predict_samples"] for r in data["rows"]):,} samples; RTL: samples / '
+              '`run_seconds` of `lpsubnet rtl --inputs` (the Verilator model streaming one sample per initiation '
+              'interval in as many harness processes, build excluded; run up to 100k samples). Random inputs over '
               f'the input range; {data["machine"]["finished"]}.', '']  # fmt: skip
+    lines += verify_scale_targets(data['rows'])
     return lines
+
+
+def verify_scale_targets(rows: list[dict]) -> list[str]:
+    """The exact-verification issue's targets, checked on the largest run of each model:
+    csim at least as fast as Keras predict at batch 512, and 1M MLP samples in 60 s."""
+    lines = []
+    largest = {}
+    for r in rows:
+        if r['samples'] >= largest.get(r['model'], {'samples': 0})['samples']:
+            largest[r['model']] = r
+    for model, r in sorted(largest.items()):
+        ratio = r['csim_over_keras_batch512']
+        lines.append(
+            f'- csim ≥ Keras predict (batch 512), {model} at {r["samples"]:,} samples: '
+            + ('**met**' if ratio >= 1 else f'**missed**: csim reaches {ratio:.2f}x Keras ({1 / ratio:.0f}x slower)')
+        )
+    mlp = largest.get('jet_mlp')
+    if mlp and mlp['samples'] >= 1_000_000:
+        wall = mlp['csim_check_wall_seconds']
+        lines.append(
+            f'- 1M samples of the MLP verified in ≤ 60 s: {"**met**" if wall <= 60 else "**missed**"} '
+            f'({wall:.1f} s for the whole check, {mlp["csim_run_seconds"]:.1f} s in the testbenches)'
+        )
+    return ['Targets:', '', *lines, ''] if lines else []
 
 
 def planned_names(task: str, tier: str) -> list[str]:

@@ -1,6 +1,7 @@
 """Exact verification at scale: samples per second of ``lpsubnet csim --inputs`` (the g++
 testbench in shards over the cores) against Keras ``predict`` (batch 512 and 1) and
-hls4ml's ``predict``, on the digits CNN and a jet-tagger-shaped MLP (16-64-32-32-5),
+hls4ml's ``predict`` and the RTL route's cycle-accurate simulation (``lpsubnet rtl --inputs``:
+the Verilator model of da4ml's design, one sample per clock), on the digits CNN and a jet-tagger-shaped MLP (16-64-32-32-5),
 for 1k, 100k and 1M random samples on the input grid.
 
 ``python -m bench.verify_scale [--sizes 1000,100000,1000000] [--models jet_mlp,digits_cnn]
@@ -34,6 +35,8 @@ MODELS = ('jet_mlp', 'digits_cnn')
 DIGITS_MODEL = 'digits/models/lw_act_l1_s50_w8a8_seed0.keras'  # written by `python -m bench.run --task digits`
 KERAS_BATCH1_SAMPLES = 1_000  # batch-1 predict costs ~1 ms a call: timed on this many
 HLS4ML_SAMPLES = 100_000  # hls4ml's predict() holds all outputs in memory: timed on at most this many
+# Each RTL check rebuilds the Verilator model (minutes for the CNN): streamed at these sizes only.
+RTL_MAX_SAMPLES = 100_000
 
 
 def jet_mlp(seed: int = 0):
@@ -114,6 +117,21 @@ def _csim_process(project: Path, inputs: Path, jobs: int) -> dict:
     return {'result': json.loads(stdout), 'wall': wall, 'peak_rss_mib': usage.ru_maxrss / 1024}
 
 
+def _rtl_stream(model_path: Path, work: Path, inputs: Path, jobs: int) -> dict:
+    """The RTL route on ``inputs``: build, measure latency/II on the first 1000 samples, then
+    stream all of them in ``jobs`` harness processes; samples/s from the streaming alone."""
+    import hls_backend
+
+    result = hls_backend.rtl(model_path, work / 'rtl', inputs=inputs, force=True, shards=jobs)
+    if not result.exact:
+        raise RuntimeError(f'RTL streaming not exact: {result.to_dict()}')
+    return {
+        'rtl_samples_per_second': _rate(result.samples, result.run_seconds),
+        'rtl_build_seconds': result.build_seconds,
+        'rtl_initiation_interval': result.initiation_interval,
+    }
+
+
 def _rate(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else float('nan')
 
@@ -163,6 +181,7 @@ def measure(name: str, sizes, jobs: int, root: Path, log) -> list[dict]:
             linked.predict(some)
             hls4ml_rate = _rate(len(some), time.perf_counter() - t0)
             csim_rate = _rate(res['samples'], res['run_seconds'])
+            rtl = _rtl_stream(model_path, work, inputs, jobs) if n <= RTL_MAX_SAMPLES else {}
             row = {
                 'model': name,
                 'layers': f'{info.input_shape} -> {info.output_shape}',
@@ -182,6 +201,7 @@ def measure(name: str, sizes, jobs: int, root: Path, log) -> list[dict]:
                 'hls4ml_compile_seconds': round(hls4ml_build, 1),
                 'gpp_build_seconds': round(first.build_seconds, 1),
                 'csim_over_keras_batch512': csim_rate / keras512,
+                **rtl,
                 'load_average': os.getloadavg()[0],
             }
             rows.append(row)
@@ -189,6 +209,7 @@ def measure(name: str, sizes, jobs: int, root: Path, log) -> list[dict]:
                 f'[verify {name} {n}] csim {csim_rate:,.0f}/s ({res["exact_matches"]}/{n} exact, wall '
                 f'{check["wall"]:.1f} s, {check["peak_rss_mib"]:.0f} MiB), Keras 512 {keras512:,.0f}/s, '
                 f'1 {keras1:,.0f}/s, hls4ml {hls4ml_rate:,.0f}/s'
+                + (f', RTL {rtl["rtl_samples_per_second"]:,.0f}/s' if rtl else '')
             )
             inputs.unlink()
     return rows

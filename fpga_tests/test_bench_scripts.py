@@ -104,8 +104,8 @@ def test_reversed_layer_order_and_baselines():
 
 @pytest.mark.slow
 def test_verify_scale_writes_rows_and_the_report_table(tmp_path):
-    """bench/verify_scale.py on 200 samples of the MLP (a g++ build, hls4ml's compile()
-    and two TensorFlow processes: about a minute), and its table in the report."""
+    """bench/verify_scale.py on 200 samples of the MLP (a g++ build, hls4ml's compile(), a
+    Verilator build and two TensorFlow processes: about two minutes), and its table in the report."""
     from bench.report import verify_scale_section
 
     proc = bench('-m', 'bench.verify_scale', '--tiny', '--results', str(tmp_path))
@@ -114,5 +114,6 @@ def test_verify_scale_writes_rows_and_the_report_table(tmp_path):
     (row,) = data['rows']
     assert (row['model'], row['samples'], row['exact_matches'], row['exact']) == ('jet_mlp', 200, 200, True)
     assert row['csim_samples_per_second'] > 0 and row['keras_predict_samples_per_second_batch512'] > 0
+    assert row['rtl_samples_per_second'] > 0 and row['rtl_initiation_interval'] == 1  # streamed, bit-exact
     table = verify_scale_section(tmp_path / 'tool' / 'verify_scale.json')
     assert '| jet_mlp [16] -> [5] | 200 | 200/200 |' in '\n'.join(table)
