@@ -264,3 +264,51 @@ def test_sweep_doc_is_made_from_the_sweep_directory(local_sweep, tmp_path):
     assert str(out) not in text  # no absolute path of this machine
     assert (tmp_path / 'images' / 'sweep_accuracy_vs_lut.png').stat().st_size > 0
     assert len(trials) == 2
+
+
+def test_trial_resources_ask_for_the_vendor_tool_only_where_a_node_offers_it():
+    from lpsubnet.sweep import trial_resources
+
+    assert trial_resources('vitis-run', {'CPU': 2.0, 'vitis-run': 1.0}) == {'cpu': 1, 'vitis-run': 1}
+    assert trial_resources('vitis-run', {'CPU': 2.0, 'vivado_hls': 1.0}) == {'cpu': 1}
+    assert trial_resources(None, {'CPU': 2.0, 'vitis-run': 1.0}) == {'cpu': 1}
+
+
+def test_vendor_steps_run_in_a_trial_holding_the_tools_resource(tmp_path, tiny_model, monkeypatch):
+    """sweep.vendor with a (stub) vitis-run on PATH: the local Ray instance offers the
+    'vitis-run' resource, the trial holds one unit of it, and the vendor's reports (the
+    fixture csynth report) are the trial's synthesis metrics."""
+    from pathlib import Path
+
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    for name in ('vitis-run', 'hls.app', 'myproject_csynth.xml', 'myproject_cosim.rpt'):
+        shutil.copy(Path(__file__).parent / 'fixtures' / 'vendor' / name, bin_dir / name)
+    monkeypatch.setenv('PATH', f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
+    sweep = dict(SWEEP, space={'compress.sparsity': [0.5]}, vendor=True)
+    config = write_config(tmp_path, tiny_model, sweep=sweep, vendor={'steps': 'csynth'})
+    result = cli('sweep', config, '--out', tmp_path / 'out')
+    assert result.returncode == 0, result.stderr
+    (trial,) = read_jsonl(tmp_path / 'out' / 'trials.jsonl')
+    assert trial['status'] == 'ok', trial.get('error')
+    assert trial['ray_resources'].get('vitis-run') == 1.0
+    metrics = trial['metrics']
+    assert metrics['vendor_status'] == 'ran' and metrics['csim_exact']
+    assert metrics['synth_resources']['LUT'] == 10894 and metrics['synth_latency_cycles'] == 11
+
+
+def test_vendor_steps_without_the_tool_record_the_command_to_run(local_sweep, tmp_path):
+    """Run in process on a copy of a finished sweep: only the vendor stage is new, and
+    with no vitis-run anywhere it records the one-line hint instead of failing the trial."""
+    from lpsubnet.sweep import run_trial
+    from lpsubnet.sweep_space import load_sweep
+
+    assert shutil.which('vitis-run') is None
+    config, out, _ = local_sweep
+    copy = tmp_path / 'copy'
+    shutil.copytree(out, copy, symlinks=True)
+    record = run_trial(str(copy), load_sweep(config).base, {'compress.sparsity': 0.5}, vendor=True)
+    assert record['status'] == 'ok', record.get('error')
+    assert record['metrics']['vendor_status'] == 'tool missing'
+    assert record['metrics']['vendor_message'].startswith('vitis-run not found on PATH')
+    assert 'synth_resources' not in record['metrics']

@@ -160,7 +160,7 @@ def _link_shared_stages(trial_dir: Path, base_dir: Path) -> None:
         shutil.copyfile(base_dir / 'stages' / f'{name}.json', trial_dir / 'stages' / f'{name}.json')
 
 
-def trial_stages(rtl: bool):
+def trial_stages(rtl: bool, vendor: bool = False):
     from .pipeline import Stage
     from .stages import STAGES, stage_estimate
 
@@ -177,7 +177,26 @@ def trial_stages(rtl: bool):
     )
     if rtl:
         stages.append(by_name['rtl'])
+    if vendor:
+        stages.append(by_name['vendor'])
     return stages
+
+
+def vendor_tool(config) -> str:
+    """The vendor executable a trial's run configuration calls (vivado_hls or vitis-run):
+    also the name of the Ray resource that marks the nodes that have it."""
+    from hls_backend.hls.vendor import BACKENDS
+
+    return BACKENDS[config.hls.backend]
+
+
+def trial_resources(tool: str | None, available: dict) -> dict:
+    """One CPU, and one unit of the tool's resource when some node of the cluster offers
+    it (``ray start --resources '{"vitis-run": 1}'``): such trials are scheduled only there.
+    Without it the trial runs anywhere and its vendor stage records the command to run."""
+    if tool and available.get(tool, 0) >= 1:
+        return {'cpu': 1, tool: 1}
+    return {'cpu': 1}
 
 
 def trial_metrics(trial_dir: Path) -> dict:
@@ -201,6 +220,13 @@ def trial_metrics(trial_dir: Path) -> dict:
         'csim_samples': int(csim['samples']),
         'csim_exact_matches': int(csim['exact_matches']),
     }
+    vendor_file = trial_dir / 'vendor' / 'vendor.json'
+    if vendor_file.exists():
+        vendor = json.loads(vendor_file.read_text())
+        metrics.update(vendor_status=vendor['status'], vendor_message=vendor['message'])
+        if vendor['status'] == 'ran':  # the vendor's own reports: synthesis, not an estimate
+            result = vendor['result']
+            metrics.update(synth_resources=result['resources'], synth_latency_cycles=result['latency_cycles'])
     rtl_file = trial_dir / 'rtl' / 'rtl.json'
     if rtl_file.exists():
         rtl = json.loads(rtl_file.read_text())
@@ -211,7 +237,13 @@ def trial_metrics(trial_dir: Path) -> dict:
 
 
 def run_trial(
-    sweep_dir: str, base: dict, params: dict, rtl: bool = False, estimate_samples: int = 20, second_check: bool = False
+    sweep_dir: str,
+    base: dict,
+    params: dict,
+    rtl: bool = False,
+    estimate_samples: int = 20,
+    second_check: bool = False,
+    vendor: bool = False,
 ) -> dict:
     """Compress, write the HLS project, C-simulate it, estimate its RTL cost: one record.
     Never raises for a problem of the trial itself: it is the record's ``error``."""
@@ -221,11 +253,15 @@ def run_trial(
     out = Path(sweep_dir)
     tid = trial_id(params)
     record = {'trial_id': tid, 'params': params, 'run_dir': str(out / 'trials' / tid)}
-    try:
-        import ray
+    import ray
 
-        record['node_id'] = ray.get_runtime_context().get_node_id()
-    except Exception:  # outside Ray (a direct call)
+    # Outside Ray (a direct call) there is nothing to ask: some of these calls would
+    # start a Ray instance in the caller's process.
+    if ray.is_initialized():
+        context = ray.get_runtime_context()
+        record['node_id'] = context.get_node_id()
+        record['ray_resources'] = context.get_assigned_resources()
+    else:
         record['node_id'] = None
     try:
         _one_tensorflow_thread()
@@ -235,7 +271,7 @@ def run_trial(
         config = parse_config(apply_params(base, params))
         trial_dir = out / 'trials' / tid
         _link_shared_stages(trial_dir, out / 'base')
-        ctx = run_pipeline(config, trial_dir, _trial_pipeline(rtl, estimate_samples, second_check), resume=True)
+        ctx = run_pipeline(config, trial_dir, _trial_pipeline(rtl, estimate_samples, second_check, vendor), resume=True)
         del ctx
         record['metrics'] = trial_metrics(trial_dir)
         record['status'] = 'ok'
@@ -249,8 +285,8 @@ def run_trial(
     return record
 
 
-def _trial_pipeline(rtl: bool, estimate_samples: int, second_check: bool):
-    stages = trial_stages(rtl)
+def _trial_pipeline(rtl: bool, estimate_samples: int, second_check: bool, vendor: bool = False):
+    stages = trial_stages(rtl, vendor)
     # The estimate stage reads how many test samples to keep, the csim stage whether to
     # add hls4ml's predict() cross-check, from the context; run_pipeline builds the
     # context, so they travel as stage wrappers.
@@ -286,21 +322,32 @@ def _report_to_tune(record: dict, objectives: list[str]) -> dict:
     return result
 
 
+def _params(tune_config: dict, plan: dict) -> dict:
+    """A trial's parameters: from the point list (grid, random) or from the searcher
+    (optuna, one value per p<i>)."""
+    if 'point' in tune_config:
+        return plan['points'][tune_config['point']]
+    return {key: plan['normalise'][key](tune_config[f'p{i}']) for i, key in enumerate(plan['keys'])}
+
+
 def tune_trainable(tune_config: dict, plan: dict) -> None:
     """The Ray Tune function trainable: the trial's parameters come from the point list
     (grid, random) or from the searcher (optuna, one value per p<i>)."""
     from ray import tune
 
-    if 'point' in tune_config:
-        params = plan['points'][tune_config['point']]
-    else:
-        params = {key: plan['normalise'][key](tune_config[f'p{i}']) for i, key in enumerate(plan['keys'])}
+    params = _params(tune_config, plan)
     done = Path(plan['sweep_dir']) / 'trials' / trial_id(params) / 'trial.json'
     if done.exists():  # the searcher proposed a finished point again: no recompute
         record = json.loads(done.read_text())
     else:
         record = run_trial(
-            plan['sweep_dir'], plan['base'], params, plan['rtl'], plan['estimate_samples'], plan['second_check']
+            plan['sweep_dir'],
+            plan['base'],
+            params,
+            plan['rtl'],
+            plan['estimate_samples'],
+            plan['second_check'],
+            plan['vendor'],
         )
         if record['status'] == 'ok':
             write_text_atomic(done, json.dumps(record, indent=2, default=float) + '\n')
@@ -373,8 +420,12 @@ def start_ray(address: str | None, out: Path) -> str | None:
     # Ray's sockets live in its temporary directory and their paths are limited to
     # ~107 bytes: a short directory under the system's temporary one, not inside --out.
     temp = tempfile.mkdtemp(prefix='lpsr')
+    from hls_backend.hls.vendor import BACKENDS
+
+    cpus = os.cpu_count() or 1
     ray.init(
-        num_cpus=os.cpu_count() or 1,
+        num_cpus=cpus,
+        resources={tool: cpus for tool in BACKENDS.values() if shutil.which(tool)},  # see trial_resources
         include_dashboard=False,
         logging_level=logging.ERROR,
         log_to_driver=False,
@@ -495,6 +546,7 @@ def _tune_on_ray(config, out, points, reference, optuna_left, max_concurrent, co
         'rtl': sweep.rtl,
         'estimate_samples': sweep.estimate_samples,
         'second_check': sweep.second_check,
+        'vendor': sweep.vendor,
         'objectives': list(sweep.objectives),
         'reference': reference,
         'points': points,
@@ -508,7 +560,7 @@ def _tune_on_ray(config, out, points, reference, optuna_left, max_concurrent, co
     if ok:
         progress.best = max(ok, key=lambda r: r['metrics']['accuracy'])
     callback = _callback(out, progress, plan, console)
-    trainable = tune.with_resources(tune.with_parameters(tune_trainable, plan=plan), {'cpu': 1})
+    trainable = tune.with_resources(tune.with_parameters(tune_trainable, plan=plan), _resources(config, plan, console))
     run_config = tune.RunConfig(
         name='tune',
         storage_path=str(out / 'ray'),
@@ -549,6 +601,29 @@ def _tune_on_ray(config, out, points, reference, optuna_left, max_concurrent, co
                 stopped = True
                 break
     return stopped
+
+
+def _resources(config: SweepConfig, plan: dict, console):
+    """Ray resources per trial: one CPU, plus the vendor tool's resource where the cluster
+    has it (a function of the trial's parameters: ``hls.backend`` may be an axis)."""
+    if not config.sweep.vendor:
+        return {'cpu': 1}
+    import ray
+
+    available = ray.cluster_resources()
+    tools = sorted({vendor_tool(config.config_for(p)) for p in plan['points']} or {vendor_tool(config.run_config)})
+    for tool in tools:
+        if available.get(tool, 0) < 1:
+            _say(
+                console,
+                f"sweep.vendor: no Ray node offers the resource '{tool}' ({tool} on PATH locally, or `ray start "
+                f'--resources \'{{"{tool}": 1}}\'` on a node that has it): those trials record the command to run',
+            )
+
+    def resources(tune_config: dict) -> dict:
+        return trial_resources(vendor_tool(config.config_for(_params(tune_config, plan))), available)
+
+    return resources
 
 
 def _optuna_searcher(config: SweepConfig, out: Path, space: dict):

@@ -73,6 +73,12 @@ class SweepSection(Section):
     estimate_samples: int = Field(
         20, ge=1, description='test samples the RTL estimate project stores (no simulation runs on them)'
     )
+    vendor: bool = Field(
+        False,
+        description="also run the vendor tool's steps (vendor.steps) in each trial; a trial then asks Ray for the "
+        "resource named after the tool ('vivado_hls' or 'vitis-run'), so it runs only on nodes that offer it; "
+        'without such a node it records the command to run where the tool exists',
+    )
 
 
 @dataclass(frozen=True)
