@@ -64,10 +64,10 @@ def test_po2_stochastic_rounding_refused():
         hls_backend.exact_config(model)
 
 
-def recurrent(cls, name, **kwargs):
-    """hls4ml's test_qkeras.py::test_qlstm / test_qgru / test_qsimplernn model. The layer is
-    named explicitly: Keras's automatic names count the layers made earlier in the process,
-    so the names the assertions expect would depend on the test order."""
+def recurrent(cls, **kwargs):
+    """hls4ml's test_qkeras.py::test_qlstm / test_qgru / test_qsimplernn model. qkeras-v3's
+    recurrent layers ignore ``name=`` and take Keras's automatic name, which counts the
+    layers made earlier in the process: the assertions read the name from the model."""
     quantizer = 'quantized_bits(8, 0, alpha=1)'
     return keras.Sequential(
         [
@@ -78,7 +78,6 @@ def recurrent(cls, name, **kwargs):
                 recurrent_quantizer=quantizer,
                 bias_quantizer=quantizer,
                 state_quantizer=quantizer,
-                name=name,
                 **kwargs,
             ),
         ]
@@ -88,8 +87,8 @@ def recurrent(cls, name, **kwargs):
 def test_recurrent_refused_by_exact_config_and_converted_by_hls4ml(tmp_path):
     import hls4ml
 
-    model = recurrent(QLSTM, 'qlstm', activation='tanh', recurrent_activation='sigmoid')
-    with pytest.raises(UnsupportedModelError, match=r"layer 'qlstm' \(QLSTM\).*tolerance"):
+    model = recurrent(QLSTM, activation='tanh', recurrent_activation='sigmoid')
+    with pytest.raises(UnsupportedModelError, match=rf"layer '{model.layers[0].name}' \(QLSTM\).*tolerance"):
         hls_backend.exact_config(model)
     # hls4ml's own flow after register(), with hls4ml's own test's precision and tolerance.
     hls_backend.register()
@@ -107,11 +106,11 @@ def test_recurrent_conversions_fail_with_the_layer_named():
     import hls4ml
 
     hls_backend.register()
-    gru = recurrent(QGRU, 'qgru', activation='tanh', recurrent_activation='sigmoid', reset_after=False)
-    with pytest.raises(UnsupportedModelError, match="layer 'qgru'"):
+    gru = recurrent(QGRU, activation='tanh', recurrent_activation='sigmoid', reset_after=False)
+    with pytest.raises(UnsupportedModelError, match=f"layer '{gru.layers[0].name}'"):
         hls_backend.exact_config(gru)
-    rnn = recurrent(QSimpleRNN, 'q_simple_rnn', activation='relu')
-    with pytest.raises(UnsupportedModelError, match=r"layer 'q_simple_rnn' \(QSimpleRNN\).*SimpleRNN"):
+    rnn = recurrent(QSimpleRNN, activation='relu')
+    with pytest.raises(UnsupportedModelError, match=rf"layer '{rnn.layers[0].name}' \(QSimpleRNN\).*SimpleRNN"):
         hls4ml.utils.config_from_keras_model(rnn, granularity='name')  # hls4ml parses the model here already
 
 

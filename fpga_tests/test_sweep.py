@@ -312,3 +312,37 @@ def test_vendor_steps_without_the_tool_record_the_command_to_run(local_sweep, tm
     assert record['metrics']['vendor_status'] == 'tool missing'
     assert record['metrics']['vendor_message'].startswith('vitis-run not found on PATH')
     assert 'synth_resources' not in record['metrics']
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_finished_trials_and_resume_runs_the_rest(tmp_path, tiny_model):
+    """SIGINT (Ctrl-C) once a trial has finished: exit 130 with the --resume command, the
+    finished trials kept as they were; --resume then runs only the others."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sweep = dict(SWEEP, space={'compress.sparsity': [0.25, 0.5], 'compress.weight_bits': [4, 6]})
+    config = write_config(tmp_path, tiny_model, sweep=sweep)
+    out = tmp_path / 'out'
+    command = [sys.executable, '-m', 'lpsubnet.cli', 'sweep', str(config), '--out', str(out), '--max-concurrent', '1']
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    trials_file = out / 'trials.jsonl'
+    deadline = time.monotonic() + 600
+    while not (trials_file.exists() and trials_file.read_text().strip()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, 'no trial finished in 10 minutes'
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, (len(read_jsonl(trials_file)), stdout[-2000:], stderr[-3000:])
+    assert f'--out {out} --resume' in stdout
+    kept = read_jsonl(trials_file)
+    assert 1 <= len(kept) < 4 and all(t['status'] == 'ok' for t in kept)
+    resumed = cli('sweep', config, '--out', out, '--resume')
+    assert resumed.returncode == 0, resumed.stderr
+    trials = read_jsonl(trials_file)
+    assert trials[: len(kept)] == kept  # finished trials are never recomputed
+    assert sorted(t['trial_id'] for t in trials) == sorted({t['trial_id'] for t in trials})
+    assert len(trials) == 4 and all(t['status'] == 'ok' for t in trials)

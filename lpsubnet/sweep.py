@@ -596,8 +596,12 @@ def _tune_on_ray(config, out, points, reference, optuna_left, max_concurrent, co
                 continue
             run_config.name = f'tune-{phase}'
             tuner = tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
-            grid = tuner.fit()
-            if getattr(grid, 'experiment_path', None) and callback.interrupted:
+            finished_before = progress.done + progress.failed
+            tuner.fit()
+            # Ctrl-C: Tune stops and returns normally; the trials it never started are not
+            # in its trial list, so count the records this phase wrote instead.
+            expected = len(points) if phase == 'points' else optuna_left
+            if callback.interrupted or progress.done + progress.failed - finished_before < expected:
                 stopped = True
                 break
     return stopped
@@ -767,11 +771,8 @@ class SweepCallback(Callback):
         if trial.trial_id in self.recorded:
             return
         self.recorded.add(trial.trial_id)
-        plan, cfg = self.plan, trial.config
-        if 'point' in cfg:
-            params = plan['points'][cfg['point']]
-        else:
-            params = {k: plan['normalise'][k](cfg[f'p{i}']) for i, k in enumerate(plan['keys'])}
+        plan = self.plan
+        params = _params(trial.config, plan)
         message = (getattr(trial, 'error_msg', None) or '').strip()
         append_trial(
             self.out,
