@@ -222,6 +222,16 @@ ROWS = {
         2,
         ['shape (7,), the model expects (16,)'],
     ),
+    'rtl-inputs-wrong-shape': (
+        ['rtl', '{d}/mlp.keras', '--out', '{out}', '--inputs', '{d}/x_shape.npy'],
+        2,
+        ['x_shape.npy', 'shape (7,), the model expects (16,)'],
+    ),
+    'rtl-inputs-nan': (
+        ['rtl', '{d}/mlp.keras', '--out', '{out}', '--inputs', '{d}/x_nan.npy'],
+        2,
+        ['x_nan.npy', 'NaN or infinite'],
+    ),
     'hls-inputs-nan': (['hls', '{d}/mlp.keras', '--out', '{out}', '--inputs', '{d}/x_nan.npy'], 2, ['NaN or infinite']),
     'hls-inputs-empty': (
         ['hls', '{d}/mlp.keras', '--out', '{out}', '--inputs', '{d}/x_empty.npy'],

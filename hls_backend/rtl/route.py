@@ -103,11 +103,12 @@ def write_rtl(
     part_name: str = DEFAULT_PART,
     n_samples: int = 200,
     seed: int = 0,
+    inputs_source: str | None = None,
 ) -> ProjectInfo:
     """Replay the QKeras model with da4ml and write the RTL project into ``out_dir``.
 
     ``inputs``: test inputs (array, or a .npy/.npz path); default ``n_samples``
-    random ones. They are put on the input type's grid (the model's input quantizer,
+    random ones; ``inputs_source`` names an array in errors (e.g. the file it came from). They are put on the input type's grid (the model's input quantizer,
     else ``input_precision``, default ap_fixed<16,6,AP_RND_CONV,AP_SAT>), and the
     QKeras model's outputs on them are stored as the reference. ``latency_cutoff``
     is da4ml's delay budget per pipeline stage (in its adder-delay units; <= 0 gives a
@@ -140,7 +141,7 @@ def write_rtl(
     elif isinstance(inputs, (str, Path)):
         raw, source = load_array(inputs), str(inputs)
     else:
-        raw, source = np.asarray(inputs), 'inputs array'
+        raw, source = np.asarray(inputs), inputs_source or 'inputs array'
     x = prepare_inputs(model, plan, raw, source)
 
     with step(f'da4ml trace of {model_path.name}'):
@@ -654,6 +655,7 @@ def rtl(
         model_path,
         out_dir,
         np.asarray(stored) if stream else inputs,
+        inputs_source=f'{inputs} (its first {TB_SAMPLES} samples)' if stream else None,
         hdl=hdl,
         latency_cutoff=latency_cutoff,
         clock_period=clock_period,
