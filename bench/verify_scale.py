@@ -1,8 +1,9 @@
 """Exact verification at scale: samples per second of ``lpsubnet csim --inputs`` (the g++
 testbench in shards over the cores) against Keras ``predict`` (batch 512 and 1) and
 hls4ml's ``predict`` and the RTL route's cycle-accurate simulation (``lpsubnet rtl --inputs``:
-the Verilator model of da4ml's design, one sample per clock), on the digits CNN and a jet-tagger-shaped MLP (16-64-32-32-5),
-for 1k, 100k and 1M random samples on the input grid.
+the Verilator model of da4ml's design, one sample per clock; up to RTL_MAX_SAMPLES), on the
+digits CNN and a jet-tagger-shaped MLP (16-64-32-32-5), for 1k, 100k and 1M random samples
+on the input grid.
 
 ``python -m bench.verify_scale [--sizes 1000,100000,1000000] [--models jet_mlp,digits_cnn]
 [--jobs N] [--results DIR] [--tiny]`` writes ``<results>/tool/verify_scale.json`` (rows

@@ -1,4 +1,8 @@
 import os
+import shutil
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
@@ -10,3 +14,15 @@ if _workers > 1:
     _threads = str(max(1, (os.cpu_count() or 1) // _workers))
     os.environ.setdefault('TF_NUM_INTRAOP_THREADS', _threads)
     os.environ.setdefault('TF_NUM_INTEROP_THREADS', _threads)
+
+
+@pytest.fixture
+def stub_vitis_run(tmp_path, monkeypatch):
+    """A stub ``vitis-run`` first on PATH (fixtures/vendor: it records its arguments and
+    puts the fixture reports where Vitis HLS writes them); returns its directory."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    for name in ('vitis-run', 'hls.app', 'myproject_csynth.xml', 'myproject_cosim.rpt'):
+        shutil.copy(Path(__file__).parent / 'fixtures' / 'vendor' / name, bin_dir / name)
+    monkeypatch.setenv('PATH', f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
+    return bin_dir

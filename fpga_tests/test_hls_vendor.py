@@ -1,9 +1,6 @@
 """Vendor route: the tool call is tested with a stub executable, the parser with fixture reports."""
 
-import os
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -12,24 +9,12 @@ from fpga_tests.cli_helpers import cli
 from fpga_tests.hls_models import jet_mlp, save
 from hls_backend.errors import BadInputError, ToolMissingError
 
-FIXTURES = Path(__file__).parent / 'fixtures' / 'vendor'
-
 
 @pytest.fixture(scope='module')
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp('vendor')
     hls_backend.write_project(save(jet_mlp(4), root), root / 'prj', n_default_samples=4)
     return root / 'prj'
-
-
-@pytest.fixture
-def stub_path(tmp_path, monkeypatch):
-    bin_dir = tmp_path / 'bin'
-    bin_dir.mkdir()
-    for name in ('vitis-run', 'hls.app', 'myproject_csynth.xml', 'myproject_cosim.rpt'):
-        shutil.copy(FIXTURES / name, bin_dir / name)
-    monkeypatch.setenv('PATH', f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
-    return bin_dir
 
 
 def test_missing_vendor_tool_gives_one_line_hint(project):
@@ -46,7 +31,7 @@ def test_missing_vendor_tool_gives_one_line_hint(project):
     assert proc.returncode == 4 and 'vitis-run not found on PATH' in proc.stderr
 
 
-def test_stub_vitis_run_is_called_and_reports_parsed(project, stub_path):
+def test_stub_vitis_run_is_called_and_reports_parsed(project, stub_vitis_run):
     result = hls_backend.synth(project, 'csynth,cosim')
     assert (project / 'called_with.txt').read_text().split()[1:] == ['--tcl', 'build_prj.tcl', '--mode', 'hls']
     opts = (project / 'called_build_opt.tcl').read_text()
@@ -67,7 +52,7 @@ def test_stub_vitis_run_is_called_and_reports_parsed(project, stub_path):
     assert '"latency_cycles": 10' in saved
 
 
-def test_csynth_only_uses_synthesis_latency(project, stub_path):
+def test_csynth_only_uses_synthesis_latency(project, stub_vitis_run):
     result = hls_backend.synth(project, ['csynth'])
     assert result.latency_cycles == 11 and 'cosim' not in result.checks
 

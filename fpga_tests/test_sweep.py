@@ -274,17 +274,10 @@ def test_trial_resources_ask_for_the_vendor_tool_only_where_a_node_offers_it():
     assert trial_resources(None, {'CPU': 2.0, 'vitis-run': 1.0}) == {'cpu': 1}
 
 
-def test_vendor_steps_run_in_a_trial_holding_the_tools_resource(tmp_path, tiny_model, monkeypatch):
+def test_vendor_steps_run_in_a_trial_holding_the_tools_resource(tmp_path, tiny_model, stub_vitis_run):
     """sweep.vendor with a (stub) vitis-run on PATH: the local Ray instance offers the
     'vitis-run' resource, the trial holds one unit of it, and the vendor's reports (the
     fixture csynth report) are the trial's synthesis metrics."""
-    from pathlib import Path
-
-    bin_dir = tmp_path / 'bin'
-    bin_dir.mkdir()
-    for name in ('vitis-run', 'hls.app', 'myproject_csynth.xml', 'myproject_cosim.rpt'):
-        shutil.copy(Path(__file__).parent / 'fixtures' / 'vendor' / name, bin_dir / name)
-    monkeypatch.setenv('PATH', f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
     sweep = dict(SWEEP, space={'compress.sparsity': [0.5]}, vendor=True)
     config = write_config(tmp_path, tiny_model, sweep=sweep, vendor={'steps': 'csynth'})
     result = cli('sweep', config, '--out', tmp_path / 'out')

@@ -108,7 +108,8 @@ def write_rtl(
     """Replay the QKeras model with da4ml and write the RTL project into ``out_dir``.
 
     ``inputs``: test inputs (array, or a .npy/.npz path); default ``n_samples``
-    random ones; ``inputs_source`` names an array in errors (e.g. the file it came from). They are put on the input type's grid (the model's input quantizer,
+    random ones; ``inputs_source`` names an array in errors (e.g. the file it came
+    from). They are put on the input type's grid (the model's input quantizer,
     else ``input_precision``, default ap_fixed<16,6,AP_RND_CONV,AP_SAT>), and the
     QKeras model's outputs on them are stored as the reference. ``latency_cutoff``
     is da4ml's delay budget per pipeline stage (in its adder-delay units; <= 0 gives a
