@@ -9,7 +9,7 @@ An hls4ml user's own conversion script (config_from_keras_model -> convert_from_
 
 Each run counts the test images whose every output bit equals the QKeras model's, and the
 accuracy of the design's argmax. ``python docs/hls4ml_script_example.py`` writes
-docs/hls4ml_script_example.json (the figures the README quotes); it takes about a minute.
+docs/hls4ml_script_example.json (the figures the README quotes); it takes about half a minute.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ def digits():
 
 
 def qkeras_mlp():
-    """64-64-10 (inputs quantized on their grid) with 3-bit power-of-two weights (the widest whose shifted products fit hls4ml 1.3.0's product type here), 8-bit bias and ReLU, softmax at the output."""
+    """64-64-10 (inputs quantized on their grid) with 3-bit power-of-two weights (4 bits
+    shift the 1/16 input grid past hls4ml 1.3.0's product type, which exact_config refuses),
+    8-bit bias and ReLU, softmax at the output."""
     import keras
     from qkeras import QActivation, QDense, quantized_bits, quantized_po2, quantized_relu
 
