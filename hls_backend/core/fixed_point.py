@@ -11,6 +11,13 @@ quantized_bits(b, i, symmetric=1)         ap_fixed<b, i+1, AP_RND_CONV, AP_SAT_S
 quantized_relu(b, i)                      ap_ufixed<b, i, AP_RND_CONV, AP_SAT>
 ========================================  ==========================================
 
+The rule holds over the whole range QKeras accepts: integer bits may be negative
+(``quantized_bits(4, -2)`` is ``ap_fixed<4,-1>``, a step of 2^-5) or reach and pass
+the width (``quantized_bits(3, 3)`` is ``ap_fixed<3,4>``, a step of 2; hls4ml's own
+rule types it ``int<3>``, which both routes override). Refused: a 1-bit signed
+``quantized_bits`` (QKeras computes the sign, +-1), ``qnoise_factor`` other than 1,
+and ``quantized_relu`` with negative integer bits (QKeras itself fails on it).
+
 QKeras rounds half to even (``tf.round``), which is AP_RND_CONV. Quantizers with a
 learned or per-channel scale (``alpha='auto'``, ``'auto_po2'``), power-of-two
 exponent quantizers, stochastic rounding and the sigmoid/tanh families have no
@@ -135,11 +142,28 @@ def quantizer_type(quantizer, where: str) -> FixedType:
         )
     if config.get('use_stochastic_rounding'):
         raise UnsupportedModelError(f'{where}: {name} with stochastic rounding cannot be reproduced in hardware')
+    if float(config.get('qnoise_factor', 1.0)) != 1.0:
+        raise UnsupportedModelError(
+            f'{where}: {name} with qnoise_factor={config["qnoise_factor"]} mixes the float value into its output '
+            '(a training device); use qnoise_factor=1 for the model you convert'
+        )
     bits = int(config['bits'])
-    integer = int(np.asarray(config.get('integer', 0)).max())
+    integers = np.unique(np.asarray(config.get('integer', 0)))
+    if integers.size != 1:
+        raise UnsupportedModelError(
+            f'{where}: {name} with integer bits per channel ({", ".join(map(str, integers))}) has no single '
+            'fixed-point type; use one integer value'
+        )
+    integer = int(integers[0])
     if name == 'quantized_bits':
         keep_negative = bool(config.get('keep_negative', True))
         symmetric = bool(config.get('symmetric', False))
+        if keep_negative and bits == 1:
+            # QKeras computes sign(x) with 0 -> +1 here (its "binary" branch), not a grid.
+            raise UnsupportedModelError(
+                f'{where}: quantized_bits(1, {integer}) with keep_negative computes the sign (+1 or -1), which no '
+                'fixed-point cast reproduces; use 2 or more bits'
+            )
         if keep_negative:
             return FixedType(bits, integer + 1, True, 'RND_CONV', 'SAT_SYM' if symmetric else 'SAT')
         return FixedType(bits, integer, False, 'RND_CONV', 'SAT')
@@ -152,4 +176,9 @@ def quantizer_type(quantizer, where: str) -> FixedType:
         raise UnsupportedModelError(f'{where}: quantized_relu with use_sigmoid is not supported')
     if config.get('relu_upper_bound') is not None:
         raise UnsupportedModelError(f'{where}: quantized_relu with relu_upper_bound is not supported')
+    if integer < 0:
+        raise UnsupportedModelError(
+            f'{where}: quantized_relu({bits}, {integer}) has a negative integer bit count, which QKeras itself '
+            'cannot compute (2 ** integer in integer arithmetic); use integer >= 0'
+        )
     return FixedType(bits, integer, False, 'RND_CONV', 'SAT')

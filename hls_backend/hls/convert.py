@@ -149,7 +149,7 @@ def write_project(
             clock_period=options.clock_period,
         )
         if plan.exact:
-            check_hls_graph(hls_model)
+            check_hls_graph(hls_model, plan.precisions)
         hls_model.write()
         relink_project(tmp_dir, output_dir.absolute())
         _write_tb_data(tmp_dir, x, y)

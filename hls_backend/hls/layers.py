@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import layer_kinds as kinds
+from ..core.fixed_point import FixedType, parse_fixed_type
 from ..errors import UnsupportedModelError
 
 HLS_LAYERS = kinds.Registry('HLS back end (hls4ml)', fallback=kinds.REFUSALS)
@@ -74,16 +75,57 @@ class GraphCheck:
         return [var.type.precision for var in sources if var is not None]
 
 
-def check_hls_graph(hls_model) -> None:
+def check_hls_graph(hls_model, planned: dict[str, dict[str, str]] | None = None) -> None:
     """Refuse a converted graph that cannot be exact: every hls4ml layer is checked by the
     layer kind that declares its class (found by fuzzing; see ``qkeras_bridge._patch_hls4ml``
-    for the hls4ml 1.3.0 bugs behind these rules)."""
+    for the hls4ml 1.3.0 bugs behind these rules), and every type the precision plan
+    decided (``planned``: layer name -> hls4ml Precision dict) must be the type hls4ml
+    gave, so that an hls4ml rule overriding the plan is refused, never written."""
     graph = GraphCheck(hls_model)
     by_class = {name: kind for kind in HLS_LAYERS.unique_kinds() for name in kind.hls4ml_classes}
     for node in hls_model.get_layers():
         kind = by_class.get(node.class_name)
         if kind is not None:
             kind.check_graph(node, graph)
+        for role, text in (planned or {}).get(node.name, {}).items():
+            check_planned_type(node, role, text)
+
+
+def _as_fixed(precision) -> FixedType | None:
+    """An hls4ml fixed-point or integer precision as a FixedType; None for other kinds."""
+    from hls4ml.model.types import FixedPrecisionType, IntegerPrecisionType
+
+    if isinstance(precision, FixedPrecisionType):
+        rounding = precision.rounding_mode.name if precision.rounding_mode is not None else 'TRN'
+        saturation = precision.saturation_mode.name if precision.saturation_mode is not None else 'WRAP'
+        return FixedType(precision.width, precision.integer, precision.signed, rounding, saturation)
+    if isinstance(precision, IntegerPrecisionType):
+        return FixedType(precision.width, precision.width, precision.signed, 'TRN', 'WRAP')
+    return None
+
+
+def check_planned_type(node, role: str, planned: str) -> None:
+    """The type hls4ml gave ``node``'s ``role`` (hls4ml Precision key) is the planned one:
+    the same grid and range, and for a quantized result the same rounding and saturation."""
+    if role == 'result':
+        actual = node.get_output_variable().type.precision
+    elif role in node.weights:
+        actual = node.weights[role].type.precision
+    elif f'{role}_t' in node.types:
+        actual = node.types[f'{role}_t'].precision
+    else:
+        return  # a role hls4ml did not create for this node (e.g. no bias)
+    fixed, want = _as_fixed(actual), parse_fixed_type(planned)
+    if fixed is None:
+        return  # exponent (power-of-two) weights: checked by the layer kind
+    same_grid = (fixed.width, fixed.integer, fixed.signed) == (want.width, want.integer, want.signed)
+    same_cast = role != 'result' or (fixed.rounding, fixed.saturation) == (want.rounding, want.saturation)
+    if not (same_grid and same_cast):
+        raise UnsupportedModelError(
+            f'{node_where(node)}: hls4ml typed its {role} {actual} where the QKeras model needs {want.ap()}, so the '
+            'design would not be bit-exact (an hls4ml 1.3.0 type rule the back end does not correct); '
+            'please report this model'
+        )
 
 
 # --- the layer kinds ----------------------------------------------------------------------

@@ -77,6 +77,32 @@ def _attach_linear_quantizer(act: dict[str, Any], quantizer_config: dict, where:
     act['quantizer'] = Quantizer(fixed.width, hls_type)
 
 
+def _exact_weight_types(parsed: dict[str, Any], layer_name: str) -> None:
+    """Give every quantized_bits weight quantizer of a parsed layer the ap type of
+    :func:`quantizer_type` (the rule both routes share).
+
+    hls4ml takes a weight's type from its quantizer (``QKerasQuantizer._get_type``),
+    overriding the configured precision, and that rule is wrong at the edges: integer
+    bits equal to the width become ``int<bits>`` (step 1, where QKeras's step is 2:
+    ``quantized_bits(3, 3)`` holds -8..6), integer bits above it and
+    ``keep_negative=False`` get a signed type one LSB too coarse. Found on a 3-bit
+    letter MLP that the pruner's calibration produced (C simulation 89/1000 exact).
+    """
+    from hls4ml.model.quantizers import QKerasQuantizer
+    from hls4ml.model.types import FixedPrecisionType
+
+    for key, quantizer in parsed.items():
+        if not (key.endswith('_quantizer') and isinstance(quantizer, QKerasQuantizer)):
+            continue
+        if quantizer.qkeras_config.get('class_name') != 'quantized_bits':
+            continue
+        fixed = quantizer_type(quantizer.qkeras_config, f"layer '{layer_name}' {key.removesuffix('_quantizer')}")
+        # Weights are constants already on the grid: plain truncate/wrap types (as the plan's).
+        quantizer.hls_type = FixedPrecisionType(
+            width=fixed.width, integer=fixed.integer, signed=fixed.signed, rounding_mode='TRN', saturation_mode='WRAP'
+        )
+
+
 def _activation_split(layer, out_name: str, input_name: str) -> dict[str, Any] | None:
     """The extra hls4ml layer for ``layer.activation``, or None when it is linear."""
     import keras
@@ -131,6 +157,7 @@ def parse_qkeras_layer(
     input_shapes = [list(t.shape) for t in in_tensors]
     parsed, _ = v2_handlers[class_name](keras_dict, input_names, input_shapes, reader or _SingleLayerReader(layer))
     parsed.pop('inputs', None)
+    _exact_weight_types(parsed, layer.name)
     out_name = out_tensors[0].name
     parsed['name'] = layer.name
     parsed['input_keras_tensor_names'] = input_names
@@ -262,6 +289,7 @@ def register() -> None:
     from hls4ml.converters.keras_v3 import layer_handlers
 
     from .layers import HLS_LAYERS
+    from .passes import register_passes
 
     for kind in HLS_LAYERS.unique_kinds():
         for class_name in kind.bridged:
@@ -269,4 +297,5 @@ def register() -> None:
             layer_handlers[class_name] = kind.hls4ml_layers
     _patch_hls4ml()
     _patch_dispatcher()
+    register_passes()
     _registered = True
