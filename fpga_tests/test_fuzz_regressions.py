@@ -10,13 +10,15 @@ by a check of the converted graph (hls_backend/convert.check_hls_graph).
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 import hls_backend
 from fpga_tests.fuzz_checks import check_csim
 from fpga_tests.fuzz_models import build_qkeras, input_samples
 from hls_backend.errors import UnsupportedModelError
-from hls_backend.hls import qkeras_bridge
+from hls_backend.hls import passes, qkeras_bridge
 
 IQ = {'q': 'bits', 'bits': 8, 'integer': 2, 'keep_negative': True, 'symmetric': False}
 RELU62 = {'q': 'relu', 'bits': 6, 'integer': 2}
@@ -360,7 +362,7 @@ def test_stream_pool_concat_globalmax_parallel_is_exact(tmp_path):
 # (14 fractional bits, from addq1) to 10. 39/40 maxima had bits below 2^-10; on 4 of
 # them the truncation changed the dense layer's quantized output. Fixed by giving a
 # global max pooling its input's type, as hls4ml does for MaxPooling
-# (qkeras_bridge._patch_hls4ml); hls.layers.check_hls_graph refuses a lossy data layer.
+# (hls.passes.GlobalMaxPoolingKeepsInputType); hls.layers.check_hls_graph refuses a lossy data layer.
 TWO_RESIDUALS = {
     'kind': 'conv2d',
     'input_shape': [3, 2, 1],
@@ -402,37 +404,41 @@ def test_two_residual_adds(io_type, tmp_path):
 
 # Without the two hls4ml fixes, the graph check refuses both models instead of
 # writing an inexact design.
-UNPATCHED = {
+UNFIXED = {
     'padding_before_wrong_branch': (
         STREAM_CONCAT_GMAX,
         'io_stream',
-        'hls4ml.backends.vivado.passes.conv_same_pad.InsertZeroPaddingBeforeConv1D',
-        'transform',
         r"layer 'cat1b': hls4ml inserted its io_stream padding 'zp1d_cat1b' in front of cat1a instead",
     ),
     'global_max_pooling_default_type': (
         TWO_RESIDUALS,
         'io_parallel',
-        'hls4ml.model.optimizer.passes.infer_precision.InferPrecisionTypes',
-        '_infer_precision',
         r"layer 'gpool2' \(GlobalPooling2D\): hls4ml gave its (accumulator|result) the type fixed<16,6.*"
         r'cannot hold its input type ufixed<16,2',
     ),
 }
 
 
-@pytest.mark.parametrize('name', sorted(UNPATCHED))
-def test_graph_check_refuses_unfixed_hls4ml(name, tmp_path, monkeypatch):
-    import importlib
+@contextlib.contextmanager
+def _unfixed(name, monkeypatch):
+    """hls4ml 1.3.0 without lpsubnet's fix for ``name``."""
+    qkeras_bridge.register()  # patches hls4ml and registers the passes (once per process)
+    if name == 'global_max_pooling_default_type':
+        with passes.without_pass(passes.GlobalMaxPoolingKeepsInputType):
+            yield
+        return
+    from hls4ml.backends.vivado.passes.conv_same_pad import InsertZeroPaddingBeforeConv1D as cls
 
-    spec, io_type, class_path, method, message = UNPATCHED[name]
-    qkeras_bridge.register()  # patches hls4ml (once per process)
-    module, cls_name = class_path.rsplit('.', 1)
-    cls = getattr(importlib.import_module(module), cls_name)
-    monkeypatch.setattr(cls, method, getattr(cls, method).__wrapped__)  # hls4ml's own, unfixed pass
+    monkeypatch.setattr(cls, 'transform', cls.transform.__wrapped__)  # hls4ml's own, unfixed pass
+    yield
+
+
+@pytest.mark.parametrize('name', sorted(UNFIXED))
+def test_graph_check_refuses_unfixed_hls4ml(name, tmp_path, monkeypatch):
+    spec, io_type, message = UNFIXED[name]
     build_qkeras(spec).save(tmp_path / 'm.keras')
     options = hls_backend.HLSOptions(io_type=io_type)
-    with pytest.raises(UnsupportedModelError, match=message):
+    with _unfixed(name, monkeypatch), pytest.raises(UnsupportedModelError, match=message):
         hls_backend.write_project(tmp_path / 'm.keras', tmp_path / 'prj', options, inputs=input_samples(spec))
     assert not (tmp_path / 'prj').exists()
 

@@ -10,6 +10,7 @@ place, so a failure never leaves a half-written project behind.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -74,12 +75,16 @@ def hls_config(model, plan: ModelPlan, options: HLSOptions) -> dict:
     import hls4ml
 
     qkeras_bridge.register()
-    config = hls4ml.utils.config_from_keras_model(
-        model,
-        granularity='name',
-        backend=options.backend,  # without it the accumulators fall back to fixed<16,6>
-        default_precision=options.default_precision or 'fixed<16,6>',
-        default_reuse_factor=options.reuse_factor,
+    config = hls4ml_step(
+        'config_from_keras_model',
+        functools.partial(
+            hls4ml.utils.config_from_keras_model,
+            model,
+            granularity='name',
+            backend=options.backend,  # without it the accumulators fall back to fixed<16,6>
+            default_precision=options.default_precision or 'fixed<16,6>',
+            default_reuse_factor=options.reuse_factor,
+        ),
     )
     config['Model']['Strategy'] = options.strategy
     for name, precision in plan.precisions.items():
@@ -138,19 +143,23 @@ def write_project(
     config = hls_config(hw_model, plan, options)
     output_dir = Path(output_dir)
     with atomic_directory(output_dir, force=force) as tmp_dir:
-        hls_model = hls4ml.converters.convert_from_keras_model(
-            hw_model,
-            hls_config=config,
-            backend=options.backend,
-            io_type=options.io_type,
-            output_dir=str(tmp_dir),
-            project_name=options.project_name,
-            part=options.part,
-            clock_period=options.clock_period,
+        hls_model = hls4ml_step(
+            'convert_from_keras_model',
+            functools.partial(
+                hls4ml.converters.convert_from_keras_model,
+                hw_model,
+                hls_config=config,
+                backend=options.backend,
+                io_type=options.io_type,
+                output_dir=str(tmp_dir),
+                project_name=options.project_name,
+                part=options.part,
+                clock_period=options.clock_period,
+            ),
         )
         if plan.exact:
             check_hls_graph(hls_model, plan.precisions)
-        hls_model.write()
+        hls4ml_step('writing the project', hls_model.write)
         relink_project(tmp_dir, output_dir.absolute())
         _write_tb_data(tmp_dir, x, y)
         info = ProjectInfo(
@@ -173,6 +182,20 @@ def write_project(
         )
         _write_lpsubnet_files(tmp_dir, hls_model, info, options)
     return info
+
+
+def hls4ml_step(what: str, call):
+    """Run one hls4ml step; an exception from inside hls4ml becomes an error that says
+    which step failed and why (hls4ml's own message kept), never a bare traceback."""
+    try:
+        return call()
+    except UnsupportedModelError:
+        raise
+    except Exception as exc:
+        raise UnsupportedModelError(
+            f'hls4ml 1.3.0 failed in {what}: {type(exc).__name__}: {" ".join(str(exc).split())}; this model is not '
+            'supported through hls4ml as it stands (see the README table of supported layers)'
+        ) from exc
 
 
 def check_layer_names(model, model_path) -> None:

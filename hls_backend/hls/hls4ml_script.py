@@ -26,6 +26,7 @@ from ..core.layer_kinds import ACTIVATION_SUFFIX
 from ..core.plan import DEFAULT_INPUT_TYPE, check_float32_reference, plan_model
 from ..errors import BadInputError, UnsupportedModelError
 from . import qkeras_bridge
+from .convert import hls4ml_step
 from .layers import HLS_LAYERS, check_hls_graph
 from .vendor import BACKENDS
 
@@ -117,7 +118,7 @@ def exact_config(
 
     import hls4ml
 
-    config = _hls4ml_call(
+    config = hls4ml_step(
         'config_from_keras_model',
         functools.partial(
             hls4ml.utils.config_from_keras_model,
@@ -149,19 +150,6 @@ def exact_config(
     return config
 
 
-def _hls4ml_call(what: str, call):
-    """Run an hls4ml step; an exception from inside hls4ml becomes a named error."""
-    try:
-        return call()
-    except UnsupportedModelError:
-        raise
-    except Exception as exc:
-        raise UnsupportedModelError(
-            f'hls4ml 1.3.0 failed in {what}: {type(exc).__name__}: {exc}; this model family is not supported '
-            'through hls4ml (see the README table of supported layers)'
-        ) from exc
-
-
 def _check_conversion(model, config: dict, backend: str, io_type: str, planned: dict) -> None:
     """Convert once, as the caller will, and refuse a graph hls4ml would compute wrongly."""
     import copy
@@ -169,7 +157,7 @@ def _check_conversion(model, config: dict, backend: str, io_type: str, planned: 
     import hls4ml
 
     with tempfile.TemporaryDirectory(prefix='lpsubnet-exact-config-') as tmp:
-        hls_model = _hls4ml_call(
+        hls_model = hls4ml_step(
             'convert_from_keras_model',
             functools.partial(
                 hls4ml.converters.convert_from_keras_model,

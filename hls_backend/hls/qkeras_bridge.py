@@ -177,10 +177,11 @@ def parse_qkeras_layer(
 
 
 def _patch_hls4ml() -> None:
-    """Fix two hls4ml 1.3.0 bugs that made accepted designs differ from Keras (found by
+    """Fix an hls4ml 1.3.0 bug that made accepted designs differ from Keras (found by
     fuzzing, fpga_tests/test_fuzz_regressions.py) and one that stops it writing a
-    project (3.). They only change how hls4ml builds its graph, types and weight files;
-    the generated C++ is hls4ml's own.
+    project (2.). They only change how hls4ml builds its graph and weight files; the
+    generated C++ is hls4ml's own. (Wrong types are corrected by hls4ml optimizer
+    passes instead: :mod:`hls_backend.hls.passes`.)
 
     1. io_stream, QConv1D with padding='same' whose input also feeds another layer
        (a branch): ``InsertZeroPaddingBeforeConv1D`` calls ``model.insert_node``
@@ -188,18 +189,12 @@ def _patch_hls4ml() -> None:
        consumer, not the convolution (the Conv2D pass passes ``before=node``; hls4ml
        PR #309 fixed only that one). The sibling branch then reads padded data and the
        convolution an already drained stream. Here the padding goes before its conv.
-    2. GlobalMaxPooling1D/2D: hls4ml's precision inference has no rule for global
-       pooling, so its accumulator and result fall back to the default ``fixed<16,6>``,
-       cutting the input's fractional bits (or wrapping its integer bits). Max pooling
-       only selects, so here, as for MaxPooling (hls4ml's own rule), both get the
-       input's type.
-    3. Power-of-two (exponent) weights: hls4ml's ``ExponentWeightVariable.__iter__``, which
+    2. Power-of-two (exponent) weights: hls4ml's ``ExponentWeightVariable.__iter__``, which
        writes their weight file, calls ``np.product``, removed in numpy 2, so ``write()``
        and ``compile()`` stop with an AttributeError. Here the same iteration uses
        ``np.prod``.
     """
     from hls4ml.backends.vivado.passes.conv_same_pad import InsertZeroPaddingBeforeConv1D
-    from hls4ml.model.optimizer.passes.infer_precision import InferPrecisionTypes
     from hls4ml.model.types import ExponentWeightVariable
 
     pad_transform = InsertZeroPaddingBeforeConv1D.transform
@@ -218,16 +213,6 @@ def _patch_hls4ml() -> None:
             del model.insert_node
 
     InsertZeroPaddingBeforeConv1D.transform = transform
-
-    infer_precision = InferPrecisionTypes._infer_precision
-
-    @functools.wraps(infer_precision)
-    def _infer_precision(self, node, types_to_infer):
-        if node.class_name in ('GlobalPooling1D', 'GlobalPooling2D') and node.get_attr('pool_op') == 'Max':
-            return self._infer_pooling_precision(node, types_to_infer)
-        return infer_precision(self, node, types_to_infer)
-
-    InferPrecisionTypes._infer_precision = _infer_precision
 
     def exponent_iter(self):
         data = self._format()
