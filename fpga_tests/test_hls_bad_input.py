@@ -80,6 +80,23 @@ def test_unsupported_layer_is_named(tmp_path):
         hls_backend.write_project(save(model, tmp_path), tmp_path / 'out')
 
 
+def test_a_failure_inside_hls4ml_is_one_named_line_exit_2(tmp_path):
+    """hls4ml's io_stream copies a tensor to at most 7 layers and raises a ValueError from
+    inside its optimizer otherwise: the CLI says which hls4ml step failed, in one line."""
+    inp = keras.Input((4,), name='x')
+    h = QActivation(quantized_bits(8, 2, alpha=1), name='input_q')(inp)
+    branches = [QDense(2, kernel_quantizer=wq(4), bias_quantizer=wq(4), name=f'd{i}')(h) for i in range(9)]
+    out = branches[0]
+    for i, branch in enumerate(branches[1:]):
+        out = keras.layers.Add(name=f'add{i}')([out, branch])
+    path = save(keras.Model(inp, out, name='fan'), tmp_path)
+    result = run_cli('hls', path, '--out', str(tmp_path / 'prj'), '--io-type', 'io_stream')
+    assert result.returncode == 2, result.stderr
+    assert 'hls4ml 1.3.0 failed in convert_from_keras_model: ValueError' in result.stderr
+    assert 'more than 7 times' in result.stderr and 'Traceback' not in result.stderr
+    assert not (tmp_path / 'prj').exists()
+
+
 @pytest.mark.parametrize(
     'model,message',
     [
