@@ -4,13 +4,11 @@ Each was accepted by the back end and then mismatched the QKeras model (or crash
 the C simulation). Where hls4ml 1.3.0 cannot be exact the back end now refuses them
 up front, naming the layer and the reason (the layer kinds in hls_backend/hls/layers.py); the controls
 show that the neighbouring, exact models are still accepted and bit-exact. Two were
-hls4ml bugs the back end fixes (hls_backend/hls/qkeras_bridge._patch_hls4ml), guarded
+hls4ml bugs the back end fixes (hls_backend/hls/passes.py), guarded
 by a check of the converted graph (hls_backend/convert.check_hls_graph).
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import pytest
 
@@ -18,7 +16,7 @@ import hls_backend
 from fpga_tests.fuzz_checks import check_csim
 from fpga_tests.fuzz_models import build_qkeras, input_samples
 from hls_backend.errors import UnsupportedModelError
-from hls_backend.hls import passes, qkeras_bridge
+from hls_backend.hls import passes
 
 IQ = {'q': 'bits', 'bits': 8, 'integer': 2, 'keep_negative': True, 'symmetric': False}
 RELU62 = {'q': 'relu', 'bits': 6, 'integer': 2}
@@ -315,7 +313,7 @@ def test_neighbouring_model_is_accepted_and_exact(name, tmp_path):
 # tensor's first consumer, the kernel-1 branch cat1a: cat1a read the 4-pixel padded
 # stream as 3 pixels, and cat1b read the clone's stream the padding had already
 # drained (empty reads). Fixed by inserting the padding before its conv
-# (qkeras_bridge._patch_hls4ml); hls.layers.check_hls_graph refuses a misplaced padding.
+# (hls.passes.ZeroPaddingBeforeItsConv1D); hls.layers.check_hls_graph refuses a misplaced padding.
 STREAM_CONCAT_GMAX = {
     'kind': 'conv1d',
     'input_shape': [7, 1],
@@ -419,26 +417,19 @@ UNFIXED = {
 }
 
 
-@contextlib.contextmanager
-def _unfixed(name, monkeypatch):
-    """hls4ml 1.3.0 without lpsubnet's fix for ``name``."""
-    qkeras_bridge.register()  # patches hls4ml and registers the passes (once per process)
-    if name == 'global_max_pooling_default_type':
-        with passes.without_pass(passes.GlobalMaxPoolingKeepsInputType):
-            yield
-        return
-    from hls4ml.backends.vivado.passes.conv_same_pad import InsertZeroPaddingBeforeConv1D as cls
-
-    monkeypatch.setattr(cls, 'transform', cls.transform.__wrapped__)  # hls4ml's own, unfixed pass
-    yield
+FIXES = {
+    'padding_before_wrong_branch': passes.ZeroPaddingBeforeItsConv1D,
+    'global_max_pooling_default_type': passes.GlobalMaxPoolingKeepsInputType,
+}
 
 
 @pytest.mark.parametrize('name', sorted(UNFIXED))
-def test_graph_check_refuses_unfixed_hls4ml(name, tmp_path, monkeypatch):
+def test_graph_check_refuses_unfixed_hls4ml(name, tmp_path):
+    """hls4ml 1.3.0 without lpsubnet's pass for the case (hls.passes.without_pass)."""
     spec, io_type, message = UNFIXED[name]
     build_qkeras(spec).save(tmp_path / 'm.keras')
     options = hls_backend.HLSOptions(io_type=io_type)
-    with _unfixed(name, monkeypatch), pytest.raises(UnsupportedModelError, match=message):
+    with passes.without_pass(FIXES[name]), pytest.raises(UnsupportedModelError, match=message):
         hls_backend.write_project(tmp_path / 'm.keras', tmp_path / 'prj', options, inputs=input_samples(spec))
     assert not (tmp_path / 'prj').exists()
 

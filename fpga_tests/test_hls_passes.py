@@ -83,12 +83,51 @@ def test_global_max_pooling_keeps_its_input_type(tmp_path):
     assert _is_default(plain.graph['gpool'].get_output_variable().type.precision)
 
 
-def test_register_puts_the_passes_before_precision_inference():
+def test_register_places_every_pass_and_unregister_restores_hls4ml():
+    from hls4ml.converters.keras_v3 import layer_handlers
     from hls4ml.model.flow import get_flow
+
+    def flows():
+        return {w.flow: list(get_flow(w.flow).optimizers) for w in passes.PASSES.values()}
 
     hls_backend.register()
     hls_backend.register()  # idempotent
-    order = get_flow('convert').optimizers
-    for pass_class in passes.PASSES:
+    for pass_class, where in passes.PASSES.items():
+        order = get_flow(where.flow).optimizers
         assert order.count(pass_class.name) == 1
-        assert order.index(pass_class.name) < order.index(passes.BEFORE)
+        if where.before:
+            assert order.index(pass_class.name) < order.index(where.before)
+        if where.replaces:
+            assert where.replaces not in order
+    listed = hls_backend.registered()
+    assert len(listed['passes']) == len(passes.PASSES)
+    assert {'QDense', 'QConv2D', 'QActivation'} <= set(listed['handlers'])
+    with_ours = flows()
+
+    hls_backend.unregister()
+    try:
+        assert hls_backend.registered() == {'handlers': [], 'passes': []}
+        assert 'QDense' not in layer_handlers
+        shipped = flows()
+        assert 'vivado:insert_zero_padding_before_conv1d' in shipped['vivado:streaming']
+        assert all(not name.startswith('lpsubnet_') for names in shipped.values() for name in names)
+    finally:
+        hls_backend.register()
+    assert flows() == with_ours
+
+
+def test_power_of_two_weights_are_written_under_numpy2(tmp_path):
+    """hls4ml 1.3.0 writes power-of-two weight files with np.product (gone in numpy 2)."""
+    from qkeras import quantized_po2
+
+    inp = keras.Input((4,), name='x')
+    h = QActivation(_q(8, 2), name='input_q')(inp)
+    out = QDense(3, kernel_quantizer=quantized_po2(4, max_value=2), bias_quantizer=_q(6, 2), name='d')(h)
+    model = keras.Model(inp, out)
+    hls_model = _convert(model, tmp_path / 'ours')
+    hls_model.write()
+    assert list((tmp_path / 'ours' / 'prj' / 'firmware' / 'weights').glob('w*.txt'))
+    with passes.without_pass(passes.ExponentWeightsUnderNumpy2):
+        plain = _convert(model, tmp_path / 'plain')
+        with pytest.raises(AttributeError, match='product'):
+            plain.write()

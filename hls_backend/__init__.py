@@ -11,7 +11,8 @@ Public entry points:
 - :func:`synth` - vendor tool steps (csim, csynth, cosim, export) where the tool exists
 - :func:`rtl` - da4ml Verilog/VHDL + Verilator cycle-accurate simulation, compared bit for bit
 - :func:`register`, :func:`exact_config` - for an hls4ml user's own script: lpsubnet's QKeras
-  handlers registered with hls4ml, and the hls4ml config that makes its conversion exact
+  handlers and corrections registered with hls4ml (:func:`registered` lists them,
+  :func:`unregister` takes them out), and the hls4ml config that makes its conversion exact
 
 This package never imports :mod:`pruner`: it reads any saved QKeras model.
 """
@@ -27,7 +28,7 @@ except PackageNotFoundError:  # running from a source tree without installation
 from .core.model_io import load_qkeras_model  # noqa: E402
 from .core.project import DEFAULT_PART, ProjectInfo, read_project_info  # noqa: E402
 from .hls import HLSOptions, csim, relink_project, synth, write_project  # noqa: E402
-from .hls.hls4ml_script import exact_config, register  # noqa: E402
+from .hls.hls4ml_script import exact_config, register, registered, unregister  # noqa: E402
 from .rtl.route import rtl, simulate_rtl, write_rtl  # noqa: E402
 
 __all__ = [
@@ -44,6 +45,8 @@ __all__ = [
     'write_rtl',
     'simulate_rtl',
     'register',
+    'registered',
+    'unregister',
     'exact_config',
     '__version__',
 ]

@@ -37,10 +37,22 @@ SOFTMAX_CHOICES = ('refuse', 'skip', 'hls4ml')
 
 
 def register() -> None:
-    """Register lpsubnet's Keras-3 QKeras handlers and its hls4ml 1.3.0 corrections with
-    hls4ml (idempotent). After it, hls4ml's own ``convert_from_keras_model`` converts
-    qkeras-v3 models; :func:`exact_config` calls it too."""
+    """Register lpsubnet's Keras-3 QKeras handlers and its hls4ml 1.3.0 corrections (hls4ml
+    optimizer passes) with hls4ml (idempotent). After it, hls4ml's own
+    ``convert_from_keras_model`` converts qkeras-v3 models; :func:`exact_config` calls it
+    too. :func:`registered` lists what it added, :func:`unregister` takes it out again."""
     qkeras_bridge.register()
+
+
+def registered() -> dict[str, list[str]]:
+    """The layer classes converted by lpsubnet's handlers and lpsubnet's passes in
+    hls4ml's flows (``flow: pass``), as they are now."""
+    return qkeras_bridge.registered()
+
+
+def unregister() -> None:
+    """Take lpsubnet's handlers and passes out of hls4ml: it converts as it ships."""
+    qkeras_bridge.unregister()
 
 
 def exact_config(

@@ -77,7 +77,7 @@ class GraphCheck:
 
 def check_hls_graph(hls_model, planned: dict[str, dict[str, str]] | None = None) -> None:
     """Refuse a converted graph that cannot be exact: every hls4ml layer is checked by the
-    layer kind that declares its class (found by fuzzing; see ``qkeras_bridge._patch_hls4ml``
+    layer kind that declares its class (found by fuzzing; see :mod:`hls_backend.hls.passes`
     for the hls4ml 1.3.0 bugs behind these rules), and every type the precision plan
     decided (``planned``: layer name -> hls4ml Precision dict) must be the type hls4ml
     gave, so that an hls4ml rule overriding the plan is refused, never written."""

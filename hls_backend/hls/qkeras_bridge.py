@@ -176,79 +176,14 @@ def parse_qkeras_layer(
     return parsed, act
 
 
-def _patch_hls4ml() -> None:
-    """Fix an hls4ml 1.3.0 bug that made accepted designs differ from Keras (found by
-    fuzzing, fpga_tests/test_fuzz_regressions.py) and one that stops it writing a
-    project (2.). They only change how hls4ml builds its graph and weight files; the
-    generated C++ is hls4ml's own. (Wrong types are corrected by hls4ml optimizer
-    passes instead: :mod:`hls_backend.hls.passes`.)
+def _named(handler):
+    """A layer handler whose failures name the layer (hls4ml's dispatcher would pass on a
+    bare exception from deep inside its parsers)."""
 
-    1. io_stream, QConv1D with padding='same' whose input also feeds another layer
-       (a branch): ``InsertZeroPaddingBeforeConv1D`` calls ``model.insert_node``
-       without ``before=``, so the ZeroPadding1D lands in front of the input's *first*
-       consumer, not the convolution (the Conv2D pass passes ``before=node``; hls4ml
-       PR #309 fixed only that one). The sibling branch then reads padded data and the
-       convolution an already drained stream. Here the padding goes before its conv.
-    2. Power-of-two (exponent) weights: hls4ml's ``ExponentWeightVariable.__iter__``, which
-       writes their weight file, calls ``np.product``, removed in numpy 2, so ``write()``
-       and ``compile()`` stop with an AttributeError. Here the same iteration uses
-       ``np.prod``.
-    """
-    from hls4ml.backends.vivado.passes.conv_same_pad import InsertZeroPaddingBeforeConv1D
-    from hls4ml.model.types import ExponentWeightVariable
-
-    pad_transform = InsertZeroPaddingBeforeConv1D.transform
-
-    @functools.wraps(pad_transform)
-    def transform(self, model, node):
-        insert_node = model.insert_node
-
-        def insert_before_conv(new_node, before=None, input_idx=0):
-            return insert_node(new_node, before=node if before is None else before, input_idx=input_idx)
-
-        model.insert_node = insert_before_conv
+    @functools.wraps(handler)
+    def named(layer, in_tensors, out_tensors):
         try:
-            return pad_transform(self, model, node)
-        finally:
-            del model.insert_node
-
-    InsertZeroPaddingBeforeConv1D.transform = transform
-
-    def exponent_iter(self):
-        data = self._format()
-        self._iterator = iter(data.reshape((int(np.prod(data.shape[:-1])), 2)))
-        return self
-
-    ExponentWeightVariable.__iter__ = exponent_iter
-
-
-def _patch_dispatcher() -> None:
-    """Make a failure inside hls4ml's Keras-3 layer dispatch a named error.
-
-    For a layer without a Keras-3 handler, hls4ml 1.3.0 first tries its da4ml fallback,
-    which for most layers (BatchNormalization, recurrent layers) fails with a ValueError
-    ("No plugin found for model type from module: keras") that hls4ml does not catch,
-    so its Keras-2 parsers are never tried. Here a da4ml failure counts as "no DA form"
-    (hls4ml then tries its Keras-2 parsers), and any remaining failure becomes an
-    UnsupportedModelError naming the layer.
-    """
-    from hls4ml.converters.keras_v3_to_hls import KerasV3HandlerDispatcher
-
-    dispatch, da_call = KerasV3HandlerDispatcher.__call__, KerasV3HandlerDispatcher.da_call
-
-    @functools.wraps(da_call)
-    def da_or_key_error(self, layer, in_tensors, out_tensors):
-        try:
-            return da_call(self, layer, in_tensors, out_tensors)
-        except (KeyError, ImportError):
-            raise
-        except Exception as exc:
-            raise KeyError(f'no da4ml form for {layer.name}: {exc}') from exc
-
-    @functools.wraps(dispatch)
-    def named_dispatch(self, layer, in_tensors, out_tensors):
-        try:
-            return dispatch(self, layer, in_tensors, out_tensors)
+            return handler(layer, in_tensors, out_tensors)
         except UnsupportedModelError:
             raise
         except Exception as exc:
@@ -257,20 +192,14 @@ def _patch_dispatcher() -> None:
                 f'({type(exc).__name__}: {exc}); see the README table of supported layers'
             ) from exc
 
-    KerasV3HandlerDispatcher.da_call = da_or_key_error
-    KerasV3HandlerDispatcher.__call__ = named_dispatch
-
-
-_registered = False
+    named.lpsubnet_handler = True
+    return named
 
 
 def register() -> None:
-    """Add the QKeras handlers to hls4ml's Keras-3 handler registry, fix hls4ml's
-    known inexact passes (:func:`_patch_hls4ml`) and name the layer in conversion
-    failures (:func:`_patch_dispatcher`); idempotent."""
-    global _registered
-    if _registered:
-        return
+    """Add lpsubnet's QKeras handlers to hls4ml's Keras-3 handler registry and its
+    corrections to hls4ml's flows (:mod:`hls_backend.hls.passes`); idempotent.
+    :func:`registered` lists both, :func:`unregister` takes them out again."""
     from hls4ml.converters.keras_v3 import layer_handlers
 
     from .layers import HLS_LAYERS
@@ -279,8 +208,28 @@ def register() -> None:
     for kind in HLS_LAYERS.unique_kinds():
         for class_name in kind.bridged:
             # The dispatcher looks up 'module.Class' first, then the bare class name.
-            layer_handlers[class_name] = kind.hls4ml_layers
-    _patch_hls4ml()
-    _patch_dispatcher()
+            if not getattr(layer_handlers.get(class_name), 'lpsubnet_handler', False):
+                layer_handlers[class_name] = _named(kind.hls4ml_layers)
     register_passes()
-    _registered = True
+
+
+def registered() -> dict[str, list[str]]:
+    """What :func:`register` added to hls4ml and is in place now: the layer classes with
+    lpsubnet's handler, and lpsubnet's passes (``flow: pass``)."""
+    from hls4ml.converters.keras_v3 import layer_handlers
+
+    from .passes import registered_passes
+
+    handlers = sorted(name for name, h in layer_handlers.items() if getattr(h, 'lpsubnet_handler', False))
+    return {'handlers': handlers, 'passes': registered_passes()}
+
+
+def unregister() -> None:
+    """Take out everything :func:`register` added: hls4ml then converts as it ships."""
+    from hls4ml.converters.keras_v3 import layer_handlers
+
+    from .passes import unregister_passes
+
+    for name in [n for n, h in layer_handlers.items() if getattr(h, 'lpsubnet_handler', False)]:
+        del layer_handlers[name]
+    unregister_passes()
