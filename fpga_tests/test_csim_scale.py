@@ -91,7 +91,10 @@ def test_new_inputs_file_is_exact(project, inputs_file):
 
     # The same file again: the reference comes from the cache (no Keras predict).
     again = json.loads(cli('csim', project, '--inputs', inputs_file, '--json').stdout)
-    assert again['exact_matches'] == 700 and 'QKeras reference: cached for the same inputs, model and Keras stack' in again['notes']
+    assert (
+        again['exact_matches'] == 700
+        and 'QKeras reference: cached for the same inputs, model and Keras stack' in again['notes']
+    )
 
     # .npz, the first N samples only.
     np.savez(project.parent / 'x.npz', x=np.load(inputs_file))

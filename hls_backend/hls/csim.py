@@ -478,7 +478,7 @@ def _hls4ml_predict(project_dir: Path, chunks) -> tuple[RouteResult, Path]:
     linked = hls4ml.converters.link_existing_project(str(project_dir))
     start = time.perf_counter()
     with step('hls4ml compile()'):
-        linked.compile()
+        library = _compile_and_load(linked)
     result.build_seconds = time.perf_counter() - start
     tally, seconds = ExactTally(), 0.0
     for x, y in chunks:
@@ -487,7 +487,32 @@ def _hls4ml_predict(project_dir: Path, chunks) -> tuple[RouteResult, Path]:
         seconds += time.perf_counter() - start
         tally.add(y, predicted.reshape(y.shape), result.route)
     result.run_seconds = seconds
-    return tally.fill(result), Path(linked._top_function_lib._name)
+    return tally.fill(result), library
+
+
+def _compile_and_load(linked) -> Path:
+    """hls4ml's compile() of a linked project (its build_lib.sh), the library loaded from
+    a copy of its own; returns the path build_lib.sh wrote.
+
+    build_lib.sh names the library after the stamp written with the project, so every
+    build of a project has the same path, and dlopen() hands back a library already
+    loaded from the same path or file: a second check in the same process (a test, a
+    sweep worker, a notebook) would run the first build's code, with the weights it read
+    then (found by the negative control in fpga_tests/test_negative_controls.py: after
+    a weight file changed, the testbench reported the mismatch and predict() still said
+    exact). A copy (a new
+    file) is loaded instead and removed at once; the loaded mapping stays."""
+    import ctypes
+    import uuid
+
+    built = Path(linked.config.backend.compile(linked))
+    fresh = built.with_name(f'.{built.stem}.{uuid.uuid4().hex}.so')
+    shutil.copyfile(built, fresh)
+    try:
+        linked._top_function_lib = ctypes.cdll.LoadLibrary(str(fresh))
+    finally:
+        fresh.unlink(missing_ok=True)
+    return built
 
 
 def _hls4ml_outputs(linked, x: np.ndarray) -> np.ndarray:
