@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 import hls_backend
-from fpga_tests.hls_models import save
+from fpga_tests.hls_models import negate_first_weight, save
 from fpga_tests.test_csim_scale import _model
 from hls_backend.core import cache_key
 
@@ -56,14 +56,6 @@ def edit(path: Path, old: str | None = None, new: str = '') -> None:
         return
     assert old in text, f'{old!r} not in {path}'
     path.write_text(text.replace(old, new, 1))
-
-
-def negate_first_weight(project: Path) -> None:
-    """The issue's stale case: the first value of the first weight file, negated."""
-    weights = sorted((project / 'firmware' / 'weights').glob('w*.txt'))[0]
-    values = weights.read_text().split(',')
-    values[0] = repr(-float(values[0]) or 0.5)
-    weights.write_text(','.join(values))
 
 
 def other_version(monkeypatch, distribution: str) -> None:

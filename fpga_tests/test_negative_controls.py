@@ -37,7 +37,7 @@ import pytest
 
 import hls_backend
 from fpga_tests.cli_helpers import cli
-from fpga_tests.hls_models import save
+from fpga_tests.hls_models import negate_first_weight, save
 from fpga_tests.test_csim_scale import INPUT_TYPE, _model
 from hls_backend.core.fixed_point import parse_fixed_type
 from hls_backend.errors import UnsupportedModelError
@@ -58,17 +58,6 @@ def grid_inputs(n: int = 200, seed: int = 11) -> np.ndarray:
     """Samples on the model's input grid, spread over its range."""
     x = np.random.default_rng(seed).uniform(-4.5, 4.5, (n, 6))
     return parse_fixed_type(INPUT_TYPE).quantize(x).astype(np.float32)
-
-
-def negate_first_weight(project: Path) -> tuple[Path, str]:
-    """The first non-zero value of the first weight file, negated: (file, its old text)."""
-    weights = sorted((project / 'firmware' / 'weights').glob('w*.txt'))[0]
-    text = weights.read_text()
-    values = text.split(',')
-    first = next(i for i, v in enumerate(values) if float(v) != 0.0)
-    values[first] = repr(-float(values[first]))
-    weights.write_text(','.join(values))
-    return weights, text
 
 
 # --- C simulation: the testbench and hls4ml predict() --------------------------------------
