@@ -224,3 +224,128 @@ def test_every_part_is_changed(written):
     assert covered['testbench'] == set(build_key(written).parts)
     assert covered['predict'] == set(predict_key(written).parts)
     assert covered['reference'] == set(reference_key(written / 'keras_model.keras').parts)
+
+
+# --- the stage records of `lpsubnet run` --------------------------------------------------
+
+RAN: list[str] = []
+
+
+def toy_stage(name: str, reads: tuple[str, ...], after: tuple[str, ...], tools: tuple[str, ...]):
+    """A stage that writes '<name>.txt': its inputs' texts and its name (no training)."""
+    from lpsubnet.pipeline import Stage
+
+    def run(ctx, out):
+        upstream = ''.join((ctx.stage_dir(d) / f'{d}.txt').read_text() for d in after)
+        (out / f'{name}.txt').write_text(upstream + name)
+        RAN.append(name)
+        return {}
+
+    return Stage(name, name, reads, after, run, tools)
+
+
+TOY = [
+    toy_stage('data', ('data',), (), ('numpy',)),
+    toy_stage('train', ('model',), ('data',), ('keras',)),
+    toy_stage('check', ('hls.clock_period',), ('train',), ('g++',)),
+]
+
+
+def toy_config(data_file: Path, **changes):
+    from lpsubnet.config import parse_config
+
+    return parse_config({'data': {'dataset': 'npz', 'path': str(data_file)}, **changes})
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    path = tmp_path / 'data.npz'
+    path.write_bytes(b'first data')
+    return path
+
+
+def records_of(config, run_dir) -> dict[str, dict]:
+    from lpsubnet.pipeline import run_pipeline
+
+    return run_pipeline(config, run_dir, TOY, resume=run_dir.is_dir()).records
+
+
+def changed_stage_input(change: str, stage, config, upstream, monkeypatch, data_file):
+    """(stage, config, upstream) with one input of the stage's key changed."""
+    import dataclasses
+
+    if change == 'configuration':
+        return stage, toy_config(data_file, hls={'clock_period': 3.0}), upstream
+    if change == 'settings':
+        return dataclasses.replace(stage, settings={'second_check': False}), config, upstream
+    if change == 'seed':
+        return stage, toy_config(data_file, seed=7), upstream
+    if change == 'tools':  # the same g++ found elsewhere on PATH
+        gxx_elsewhere(monkeypatch, data_file.parent)
+    elif change == 'tools (lpsubnet)':
+        other_version(monkeypatch, 'lpsubnet')
+    elif change == 'upstream':
+        upstream = {'train': {**upstream['train'], 'key': 'other'}}
+    elif change == 'upstream (its outputs)':
+        upstream = {'train': {**upstream['train'], 'outputs': 'other'}}
+    return stage, config, upstream
+
+
+STAGE_CHANGES = [
+    'configuration',
+    'settings',
+    'seed',
+    'tools',
+    'tools (lpsubnet)',
+    'upstream',
+    'upstream (its outputs)',
+]
+
+
+@pytest.mark.parametrize('change', STAGE_CHANGES)
+def test_stage_key_misses_when_an_input_changes(data_file, monkeypatch, change):
+    from lpsubnet.pipeline import stage_key
+
+    stage, config, upstream = TOY[2], toy_config(data_file), {'train': {'key': 'k', 'outputs': 'o'}}
+    before = stage_key(stage, config, upstream)
+    after = stage_key(*changed_stage_input(change, stage, config, upstream, monkeypatch, data_file))
+    part = change.split(' (')[0]
+    assert after.digest != before.digest and after.parts[part] != before.parts[part]
+
+
+def test_stage_key_misses_when_a_named_input_file_changes(data_file):
+    """The data stage's key holds the content of the file data.path names."""
+    from lpsubnet.pipeline import stage_key
+
+    before = stage_key(TOY[0], toy_config(data_file), {})
+    data_file.write_bytes(b'other data')
+    after = stage_key(TOY[0], toy_config(data_file), {})
+    assert after.digest != before.digest and after.parts['input files'] != before.parts['input files']
+    assert set(STAGE_CHANGES_COVER) == set(after.parts)
+
+
+STAGE_CHANGES_COVER = {c.split(' (')[0] for c in STAGE_CHANGES} | {'input files'}
+
+
+def test_resume_redoes_what_a_changed_output_input_or_tool_touches(data_file, tmp_path, monkeypatch):
+    """A run resumed after a stage's output was edited (as a weight file in the hls
+    stage's project), after its input file changed, or after a tool changed redoes that
+    stage and the ones after it, and nothing else; unchanged, it redoes nothing."""
+    run_dir = tmp_path / 'run'
+    config = toy_config(data_file)
+    RAN.clear()
+    records_of(config, run_dir)
+    assert RAN == ['data', 'train', 'check']
+    for change, redone in [
+        (lambda: None, []),
+        (lambda: (run_dir / 'train' / 'train.txt').write_text('edited'), ['train', 'check']),
+        (lambda: (run_dir / 'check' / 'extra.txt').write_text('left here'), ['check']),
+        (lambda: data_file.write_bytes(b'new data'), ['data', 'train', 'check']),
+        (lambda: other_version(monkeypatch, 'keras'), ['train', 'check']),
+    ]:
+        change()
+        RAN.clear()
+        records = records_of(config, run_dir)
+        assert RAN == redone, change
+        assert [name for name, record in records.items() if not record['cached']] == redone
+    assert (run_dir / 'check' / 'check.txt').read_text() == 'datatraincheck'
