@@ -88,6 +88,17 @@ BUILDERS = {
 }
 
 
+def negate_first_weight(project) -> None:
+    """A wrong design: the first non-zero value of the project's first weight file
+    (``firmware/weights/w*.txt``, which the C simulation and hls4ml's library read when
+    they run) negated."""
+    weights = sorted((project / 'firmware' / 'weights').glob('w*.txt'))[0]
+    values = weights.read_text().split(',')
+    first = next(i for i, v in enumerate(values) if float(v) != 0.0)
+    values[first] = repr(-float(values[first]))
+    weights.write_text(','.join(values))
+
+
 def save(model: keras.Model, directory) -> str:
     path = str(directory / f'{model.name}.keras')
     model.save(path)

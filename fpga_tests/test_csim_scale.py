@@ -91,7 +91,10 @@ def test_new_inputs_file_is_exact(project, inputs_file):
 
     # The same file again: the reference comes from the cache (no Keras predict).
     again = json.loads(cli('csim', project, '--inputs', inputs_file, '--json').stdout)
-    assert again['exact_matches'] == 700 and 'QKeras reference: cached for the same inputs and model' in again['notes']
+    assert (
+        again['exact_matches'] == 700
+        and 'QKeras reference: cached for the same inputs, model and Keras stack' in again['notes']
+    )
 
     # .npz, the first N samples only.
     np.savez(project.parent / 'x.npz', x=np.load(inputs_file))
@@ -150,9 +153,9 @@ def test_cached_build_is_reused_and_invalidated_by_a_firmware_change(project):
     rebuilt = hls_backend.csim(project, second_check=False)
     assert rebuilt.exact and rebuilt.build_seconds > 0 and exe.stat().st_mtime_ns != built
     assert not any(note.startswith('testbench reused') for note in rebuilt.notes)
-    assert (project / 'csim.exe.key').read_text().strip() == csim_module.firmware_key(
+    assert (project / 'csim.exe.key').read_text().strip() == csim_module.testbench_key(
         project, 'myproject', shutil.which('g++'), '-O2'
-    )
+    ).digest
 
 
 @pytest.mark.parametrize(

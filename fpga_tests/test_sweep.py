@@ -156,6 +156,38 @@ def test_a_trial_that_raises_is_recorded_as_an_error(local_sweep, tmp_path):
     assert record['seconds'] is not None and 'metrics' not in record
 
 
+def test_a_trial_whose_design_is_wrong_is_not_exact(local_sweep, tmp_path, monkeypatch):
+    """Negative control of a trial's bit-exact flag (the table of
+    fpga_tests/test_negative_controls.py): one weight file of the trial's HLS project is
+    negated as the hls stage writes it; the trial's C simulation must find the mismatch
+    and its record say csim_exact false. Run in process on a copy; only the hls stage
+    and those after it run again."""
+    import hls_backend
+    from fpga_tests.hls_models import negate_first_weight
+    from lpsubnet.sweep import run_trial
+    from lpsubnet.sweep_space import load_sweep
+
+    config, out, _ = local_sweep
+    copy = tmp_path / 'copy'
+    shutil.copytree(out, copy, symlinks=True)
+    trial = read_jsonl(copy / 'trials.jsonl')[0]
+    assert trial['metrics']['csim_exact'] is True
+    (copy / 'trials' / trial['trial_id'] / 'stages' / 'hls.json').unlink()
+    write_project = hls_backend.write_project
+
+    def write_a_wrong_design(model_path, out_dir, *args, **kwargs):
+        info = write_project(model_path, out_dir, *args, **kwargs)
+        negate_first_weight(out_dir)
+        return info
+
+    monkeypatch.setattr(hls_backend, 'write_project', write_a_wrong_design)
+    record = run_trial(str(copy), load_sweep(config).base, trial['params'])
+    assert 'metrics' in record, record.get('traceback')
+    metrics = record['metrics']
+    assert metrics['csim_exact'] is False
+    assert 0 <= metrics['csim_exact_matches'] < metrics['csim_samples'] == trial['metrics']['csim_samples']
+
+
 @pytest.mark.parametrize(
     'sweep, message',
     [

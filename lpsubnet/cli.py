@@ -303,7 +303,7 @@ def hls(
     '--second-check/--no-second-check',
     default=None,
     help="hls4ml's compile()/predict() cross-check (default: on for tb_data, off with --inputs); its result "
-    'is cached for the same firmware and samples.',
+    'is cached for the same firmware, weight files, tools and samples.',
 )
 @click.option('--json', 'as_json', is_flag=True, help='Print the result JSON instead of a summary.')
 @handle_errors(tensorflow=False)

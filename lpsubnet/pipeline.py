@@ -1,23 +1,29 @@
 """``lpsubnet run``: every stage from data to report, cached in one run directory.
 
 Each stage writes its outputs into ``<run>/<stage>/`` (built under a temporary name
-and renamed into place) and then a record ``<run>/stages/<stage>.json`` holding a
-key: the hash of the configuration sections the stage reads and of the keys of the
-stages it depends on. ``--resume`` skips a stage whose record exists with the same
-key, so an interrupted run continues where it stopped and a changed configuration
-redoes exactly the stages it affects (and those after them).
+and renamed into place) and then a record ``<run>/stages/<stage>.json`` holding its
+key (:func:`stage_key`: everything the stage's result depends on: the configuration it
+reads, the seed, the content of the files the configuration names, the versions of the
+tools it runs, and the keys and outputs of the stages it uses) and the digest of what
+it wrote. ``--resume`` skips a stage whose record has the same key and whose
+directory still holds what it wrote, so an interrupted run continues where it stopped,
+and a changed configuration, tool, input file or stage output redoes exactly the
+stages it affects (and those after them): a verdict is never taken from a record of
+other inputs (issue 27).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
 import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hls_backend.core.cache_key import CacheKey, file_digest, package_version
 from hls_backend.errors import BadInputError, OutputExistsError
 
 from . import interrupts, memory
@@ -32,6 +38,8 @@ class Stage:
     reads: tuple[str, ...]  # configuration sections ('hls') or keys ('hls.clock_period')
     after: tuple[str, ...]  # stages whose outputs it uses
     run: Callable  # (ctx, out_dir: Path) -> dict summary
+    tools: tuple[str, ...] = ()  # Python distributions or executables whose versions its result depends on
+    settings: dict | None = None  # what a caller's wrapper of ``run`` changes (a sweep's csim without predict())
 
 
 class RunContext:
@@ -58,15 +66,63 @@ def _config_value(dumped: dict, path: str):
     return value
 
 
-def _key(stage: Stage, config: RunConfig, upstream: dict[str, dict]) -> str:
+# Executables a stage may run: their path and, where asking is cheap, their version line.
+EXECUTABLE_VERSION_FLAGS = {'g++': '--version', 'vitis-run': None, 'vivado_hls': None}
+
+
+def tool_version(name: str) -> str:
+    """A Python distribution's version, or an executable's path and version line ('absent')."""
+    if name not in EXECUTABLE_VERSION_FLAGS:
+        return package_version(name)
+    path = shutil.which(name)
+    if path is None:
+        return 'absent'
+    flag = EXECUTABLE_VERSION_FLAGS[name]
+    if flag is None:
+        return path
+    out = subprocess.run([path, flag], capture_output=True, text=True, check=False).stdout
+    return f'{path}: {out.splitlines()[0] if out else ""}'
+
+
+def _input_files(reads: tuple[str, ...], dumped: dict) -> dict[str, str]:
+    """The files the configuration a stage reads names (``data.path``, ``model.path``), by content."""
+    files = {}
+    for section in {path.split('.')[0] for path in reads}:
+        value = (dumped.get(section) or {}).get('path')
+        if isinstance(value, str) and value:
+            files[f'{section}.path'] = file_digest(value) if Path(value).is_file() else 'not a file'
+    return files
+
+
+def stage_key(stage: Stage, config: RunConfig, upstream: dict[str, dict]) -> CacheKey:
+    """Key of a stage's record: the configuration sections and keys it reads, the
+    settings a caller gave its ``run``, the seed, the files the configuration names (by
+    content), lpsubnet's and the stage's tools' versions, and for each stage it uses,
+    that stage's key and the digest of its outputs."""
     dumped = config.model_dump(mode='json')
-    data = {
-        'stage': stage.name,
-        'config': {path: _config_value(dumped, path) for path in stage.reads},
-        'seed': config.seed,
-        'after': {name: upstream[name]['key'] for name in stage.after},
-    }
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    key = CacheKey(f'lpsubnet run stage {stage.name}')
+    key.add('configuration', {path: _config_value(dumped, path) for path in stage.reads})
+    key.add('settings', stage.settings or {})
+    key.add('seed', config.seed)
+    key.add('input files', _input_files(stage.reads, dumped))
+    key.add('tools', {name: tool_version(name) for name in ('lpsubnet', *stage.tools)})
+    key.add('upstream', {name: [upstream[name]['key'], upstream[name].get('outputs')] for name in stage.after})
+    return key
+
+
+def outputs_digest(directory: Path) -> str:
+    """Digest of a stage directory: every file's relative name and content (a symbolic
+    link by its target; a stage directory that is a link, as a sweep trial's shared
+    data and baseline, by what it points to)."""
+    root = Path(directory).resolve()
+    entries = []
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files) + [d for d in dirs if (Path(folder) / d).is_symlink()]:
+            path = Path(folder) / name
+            relative = str(path.relative_to(root))
+            entries.append((relative, 'link ' + os.readlink(path) if path.is_symlink() else file_digest(path)))
+    return CacheKey('stage outputs').add('files', entries).digest
 
 
 # Report files copied to the top of the run directory (see lpsubnet.summary).
@@ -129,11 +185,13 @@ def run_pipeline(
     write_text_atomic(run_dir / 'config.yaml', dump_config(config))
     ctx = RunContext(config, run_dir, console)
     for stage in stages:
-        key = _key(stage, config, ctx.records)
+        key = stage_key(stage, config, ctx.records).digest
         record_file = _record_path(run_dir, stage.name)
         if record_file.exists() and ctx.stage_dir(stage.name).exists():
             record = json.loads(record_file.read_text())
-            if record.get('key') == key:
+            # The same inputs, and its directory still holds what it wrote (a changed
+            # weight file in the hls stage's project must not keep the csim verdict).
+            if record.get('key') == key and record.get('outputs') == outputs_digest(ctx.stage_dir(stage.name)):
                 record['cached'] = True
                 ctx.records[stage.name] = record
                 _say(console, f'[dim]{stage.title}: cached[/dim]')
@@ -157,6 +215,7 @@ def run_pipeline(
         record = {
             'stage': stage.name,
             'key': key,
+            'outputs': outputs_digest(ctx.stage_dir(stage.name)),
             'seconds': round(time.perf_counter() - start, 2),
             'peak_rss_mib': memory.peak_mib(),
             'peak_rss_scope': 'stage' if per_stage_peak else 'process so far',

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hls_backend.hls.vendor import BACKENDS
+
 from .pipeline import RunContext, Stage
 
 
@@ -250,13 +252,49 @@ def stage_report(ctx: RunContext, out: Path) -> dict:
     return write_report(ctx, out)
 
 
+# What each stage's result depends on besides its configuration and inputs (its key
+# holds their versions: a resumed run after an upgrade redoes what the upgrade touches).
+KERAS = ('tensorflow', 'keras', 'qkeras-v3', 'numpy')
+TOOLS = {
+    'data': ('numpy', 'scikit-learn'),
+    'baseline': (*KERAS, 'torch'),
+    'compress': (*KERAS, 'torch'),
+    'hls': ('hls4ml', *KERAS),
+    'csim': ('hls4ml', 'numpy', 'g++'),
+    'rtl': ('da4ml', 'verilator', *KERAS, 'g++'),
+    'estimate': ('da4ml', *KERAS),
+    'vendor': tuple(BACKENDS.values()),
+    'report': ('matplotlib',),
+}
+
 STAGES = [
-    Stage('data', 'data: load and split', ('data',), (), stage_data),
-    Stage('baseline', 'baseline: train the float model', ('model',), ('data',), stage_baseline),
-    Stage('compress', 'compress: prune channels and quantize', ('compress',), ('baseline',), stage_compress),
-    Stage('hls', 'hls: write the HLS project', ('hls',), ('compress',), stage_hls),
-    Stage('csim', 'csim: C simulation, bit-exact check', (), ('hls',), stage_csim),
-    Stage('rtl', 'rtl: Verilog + cycle-accurate simulation', ('rtl', 'hls.clock_period'), ('compress',), stage_rtl),
-    Stage('vendor', 'vendor: synthesis where the tools exist', ('vendor',), ('hls',), stage_vendor),
-    Stage('report', 'report: report.md, report.html, metrics.json', (), ('csim', 'rtl', 'vendor'), stage_report),
+    Stage('data', 'data: load and split', ('data',), (), stage_data, TOOLS['data']),
+    Stage('baseline', 'baseline: train the float model', ('model',), ('data',), stage_baseline, TOOLS['baseline']),
+    Stage(
+        'compress',
+        'compress: prune channels and quantize',
+        ('compress',),
+        ('baseline',),
+        stage_compress,
+        TOOLS['compress'],
+    ),
+    Stage('hls', 'hls: write the HLS project', ('hls',), ('compress',), stage_hls, TOOLS['hls']),
+    Stage('csim', 'csim: C simulation, bit-exact check', (), ('hls',), stage_csim, TOOLS['csim']),
+    Stage(
+        'rtl',
+        'rtl: Verilog + cycle-accurate simulation',
+        ('rtl', 'hls.clock_period'),
+        ('compress',),
+        stage_rtl,
+        TOOLS['rtl'],
+    ),
+    Stage('vendor', 'vendor: synthesis where the tools exist', ('vendor',), ('hls',), stage_vendor, TOOLS['vendor']),
+    Stage(
+        'report',
+        'report: report.md, report.html, metrics.json',
+        (),
+        ('csim', 'rtl', 'vendor'),
+        stage_report,
+        TOOLS['report'],
+    ),
 ]

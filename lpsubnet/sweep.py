@@ -21,6 +21,7 @@ goes on; a worker that dies is retried once by Ray, then recorded as an error.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -162,7 +163,7 @@ def _link_shared_stages(trial_dir: Path, base_dir: Path) -> None:
 
 def trial_stages(rtl: bool, vendor: bool = False):
     from .pipeline import Stage
-    from .stages import STAGES, stage_estimate
+    from .stages import STAGES, TOOLS, stage_estimate
 
     by_name = {s.name: s for s in STAGES}
     stages = [by_name[n] for n in ('data', 'baseline', 'compress', 'hls', 'csim')]
@@ -173,6 +174,7 @@ def trial_stages(rtl: bool, vendor: bool = False):
             ('rtl.hdl', 'hls.clock_period'),
             ('compress',),
             stage_estimate,
+            TOOLS['estimate'],
         )
     )
     if rtl:
@@ -289,9 +291,7 @@ def _trial_pipeline(rtl: bool, estimate_samples: int, second_check: bool, vendor
     stages = trial_stages(rtl, vendor)
     # The estimate stage reads how many test samples to keep, the csim stage whether to
     # add hls4ml's predict() cross-check, from the context; run_pipeline builds the
-    # context, so they travel as stage wrappers.
-    from .pipeline import Stage
-
+    # context, so they travel as stage wrappers, and their values into the stages' keys.
     wrapped = []
     for stage in stages:
         if stage.name == 'estimate':
@@ -300,14 +300,14 @@ def _trial_pipeline(rtl: bool, estimate_samples: int, second_check: bool, vendor
                 ctx.estimate_samples = estimate_samples
                 return _inner(ctx, out)
 
-            stage = Stage(stage.name, stage.title, stage.reads, stage.after, run)
+            stage = dataclasses.replace(stage, run=run, settings={'estimate_samples': estimate_samples})
         elif stage.name == 'csim' and not second_check:
 
             def run(ctx, out, _inner=stage.run):
                 ctx.second_check = False
                 return _inner(ctx, out)
 
-            stage = Stage(stage.name, stage.title, stage.reads, stage.after, run)
+            stage = dataclasses.replace(stage, run=run, settings={'second_check': False})
         wrapped.append(stage)
     return wrapped
 

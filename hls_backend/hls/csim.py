@@ -7,15 +7,22 @@ Two independent paths through the same C++:
 Both are compared exactly with the QKeras model's outputs on the same inputs: by default
 ``tb_data/`` (written with the project), or any ``.npy``/``.npz`` file given as ``inputs``.
 
-At scale: the testbench is built once and kept as ``csim.exe`` with the hash of the
-sources it was built from (``csim.exe.key``), so a repeated check does not rebuild and
-any change to the firmware, the testbench, the compiler or its flags does. Inputs and
+At scale: the testbench is built once and kept as ``csim.exe`` with the key of what it
+was built from (``csim.exe.key``), so a repeated check does not rebuild. Inputs and
 outputs cross between Python and the testbench as raw float64 files, and the samples
 are split into contiguous shards, one process of the same executable each. Samples are
 quantized, written, predicted by QKeras and compared in chunks, so memory stays bounded
 whatever the number of samples. The QKeras reference for a given inputs file and model
 is cached in ``.lpsubnet_csim/`` (the check of the same file again needs no Keras), and
-so is the second check's result for the same firmware and inputs.
+so is the second check's result.
+
+Each of those three caches has one key function that hashes everything its result
+depends on (:mod:`hls_backend.core.cache_key`): :func:`testbench_key` (the build),
+:func:`predict_key` (the ``predict()`` verdict: also the weight files the firmware reads
+when it runs, hls4ml's build script and bridge, the samples and their reference) and
+:func:`reference_key` (the inputs, the model file, the Keras stack's versions). The
+testbench's verdict itself is never cached: it runs on every check, and reads the
+weight files of the moment.
 
 By default the two paths compile the firmware separately (lpsubnet's g++ flags and
 hls4ml's ``build_lib.sh``), so a result that depends on compiler flags shows up as a
@@ -30,6 +37,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -40,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.cache_key import CacheKey, file_digest
 from ..core.files import write_text_atomic
 from ..core.fixed_point import parse_fixed_type
 from ..core.progress import step
@@ -84,30 +93,66 @@ def _compiler_version(compiler: str) -> str:
     return out.splitlines()[0] if out else compiler
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for block in iter(lambda: handle.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
+def testbench_key(
+    project_dir: Path, project_name: str, compiler: str, opt: str, extra: tuple[str, ...] = ()
+) -> CacheKey:
+    """Key of the ``csim.exe`` build: the testbench, every firmware source and header
+    (names and contents), the compiler (path and version) and its flags.
 
-
-def firmware_key(project_dir: Path, project_name: str, compiler: str, opt: str, extra: tuple[str, ...] = ()) -> str:
-    """Hash of everything a testbench build depends on: the testbench, every firmware
-    source and header (names and contents), the compiler and its flags."""
+    The weight files (``firmware/weights/*.txt``) are not part of it: the executable does
+    not contain them, it reads them from WEIGHTS_DIR when it runs (so a changed weight is
+    seen without a rebuild, and the testbench's verdict, which is never cached, with it)."""
     project_dir = Path(project_dir)
-    digest = hashlib.sha256()
-    for part in (_compiler_version(compiler), compiler, opt, *BUILD_FLAGS, *extra):
-        digest.update(part.encode() + b'\0')
-    testbench = project_dir / f'{project_name}_test.cpp'
-    firmware = project_dir / 'firmware'
-    sources = sorted(p for p in firmware.rglob('*') if p.is_file() and p.suffix in FIRMWARE_SUFFIXES)
-    for path in [testbench, *sources]:
-        if not path.is_file():
-            raise BadInputError(f'{project_dir} lacks {path.relative_to(project_dir)}: not a complete HLS project')
-        digest.update(str(path.relative_to(project_dir)).encode() + b'\0')
-        digest.update(_file_digest(path).encode())
-    return digest.hexdigest()
+    testbench = _project_file(project_dir, f'{project_name}_test.cpp')
+    key = CacheKey('csim testbench build')
+    key.add('compiler', compiler).add('compiler version', _compiler_version(compiler))
+    key.add('flags', [opt, *BUILD_FLAGS, *extra])
+    key.add_file('testbench', testbench)
+    sources = [p for p in _firmware_files(project_dir) if p.suffix in FIRMWARE_SUFFIXES]
+    return key.add_files('firmware sources', project_dir, sources)
+
+
+def predict_key(project_dir: Path, project_name: str, samples: str) -> CacheKey:
+    """Key of the hls4ml ``predict()`` verdict: what hls4ml's ``compile()`` builds from
+    (``build_lib.sh``, the bridge, every firmware source and header), what the library
+    reads when it runs (the weight files: every file under ``firmware/`` but hls4ml's
+    built libraries), what ``link_existing_project`` reads (``hls4ml_config.yml``, but for
+    its OutputDir: a copied project keeps its verdict), the g++ that ``build_lib.sh``
+    calls, hls4ml and numpy, and ``samples``: the digest of the inputs and the reference."""
+    project_dir = Path(project_dir)
+    key = CacheKey('hls4ml predict() verdict')
+    key.add_versions('hls4ml', 'numpy')
+    gxx = shutil.which('g++') or 'g++'  # build_lib.sh calls g++ whatever --cxx says
+    key.add('build_lib.sh compiler', gxx).add('build_lib.sh compiler version', _compiler_version(gxx))
+    key.add_file('build script', _project_file(project_dir, 'build_lib.sh'))
+    key.add_file('bridge', _project_file(project_dir, f'{project_name}_bridge.cpp'))
+    config = _project_file(project_dir, 'hls4ml_config.yml').read_text().splitlines()
+    key.add('hls4ml config', [line for line in config if not line.startswith('OutputDir:')])
+    built = re.compile(rf'^{re.escape(project_name)}-.*\.so$')  # hls4ml compile()'s libraries
+    firmware = [p for p in _firmware_files(project_dir) if not built.match(p.name)]
+    key.add_files('firmware and weights', project_dir, firmware)
+    return key.add('samples', samples)
+
+
+def reference_key(input_digest: str, model_file: Path, model_source: str) -> CacheKey:
+    """Key of a cached QKeras reference: the quantized inputs (``input_digest``), the model
+    file's content, how the model was made ready (``model_source``: the project's snapshot,
+    or the recorded model re-planned with the project's options) and the versions of the
+    stack that computes it."""
+    key = CacheKey('QKeras reference')
+    key.add('inputs', input_digest).add_file('model file', model_file).add('model source', model_source)
+    return key.add_versions('tensorflow', 'keras', 'qkeras-v3', 'numpy', 'lpsubnet')
+
+
+def _project_file(project_dir: Path, name: str) -> Path:
+    path = project_dir / name
+    if not path.is_file():
+        raise BadInputError(f'{project_dir} lacks {name}: not a complete HLS project')
+    return path
+
+
+def _firmware_files(project_dir: Path) -> list[Path]:
+    return sorted(p for p in (project_dir / 'firmware').rglob('*') if p.is_file())
 
 
 def build_testbench(
@@ -155,7 +200,7 @@ def cached_testbench(
     matches, built otherwise. Returns the executable, build seconds (0 when reused) and
     whether it was reused."""
     compiler = find_compiler(cxx)
-    key = firmware_key(project_dir, project_name, compiler, opt)
+    key = testbench_key(project_dir, project_name, compiler, opt).digest
     exe = project_dir / EXE_NAME
     stamp = project_dir / (EXE_NAME + KEY_SUFFIX)
     if exe.is_file() and stamp.is_file() and stamp.read_text().strip() == key:
@@ -286,7 +331,7 @@ class CheckData:
     n: int
     n_in: int
     n_out: int
-    key: str  # identifies inputs and reference (the second check's cache key builds on it)
+    samples_digest: str  # of the inputs and the reference: part of the second check's key
     source: str
     reference_cached: bool = False
 
@@ -328,15 +373,23 @@ def _reference_model(project_dir: Path, info: ProjectInfo):
     return logits_model(model, plan), Path(info.model_path)
 
 
-def _model_file(project_dir: Path, info: ProjectInfo) -> Path:
+def _model_file(project_dir: Path, info: ProjectInfo) -> tuple[Path, str]:
+    """The model file the reference is computed from, and how (for the reference's key)."""
     snapshot = project_dir / 'keras_model.keras'
-    path = snapshot if snapshot.is_file() else Path(info.model_path)
+    if snapshot.is_file():
+        return snapshot, 'the project snapshot keras_model.keras'
+    path = Path(info.model_path)
     if not path.is_file():
         raise BadInputError(
             f'{project_dir} has no keras_model.keras and its model {info.model_path} is gone: '
             'no QKeras reference for new inputs (write the project again with `lpsubnet hls`)'
         )
-    return path
+    options = {k: info.options.get(k) for k in ('input_precision', 'default_precision')}
+    return path, f'the recorded model re-planned with {json.dumps(options, sort_keys=True)}'
+
+
+def _samples_digest(input_digest: str, reference_digest: str) -> str:
+    return hashlib.sha256(f'inputs {input_digest} reference {reference_digest}'.encode()).hexdigest()
 
 
 def prepare_check(
@@ -344,7 +397,7 @@ def prepare_check(
 ) -> CheckData:
     """Inputs and reference of a check on disk: tb_data (reference written with the
     project) or a new inputs file (quantized to the input type; the QKeras reference
-    computed in chunks, or taken from the cache for the same inputs and model)."""
+    computed in chunks, or taken from the cache under :func:`reference_key`)."""
     n_in = int(np.prod(info.input_shape))
     n_out = int(np.prod(info.output_shape))
     inputs_file, reference_file = workdir / 'inputs.f64', workdir / 'reference.f64'
@@ -358,7 +411,7 @@ def prepare_check(
             )
         x[:n].tofile(inputs_file)
         y[:n].tofile(reference_file)
-        digest = hashlib.sha256(x[:n].tobytes() + y[:n].tobytes()).hexdigest()
+        digest = _samples_digest(file_digest(inputs_file), file_digest(reference_file))
         return CheckData(inputs_file, reference_file, n, n_in, n_out, digest, f'tb_data ({n} samples)')
 
     from ..core.model_io import open_samples
@@ -367,60 +420,46 @@ def prepare_check(
     n = x.shape[0] if max_samples is None else min(x.shape[0], max_samples)
     source = f'inputs file {inputs}'
     input_digest = _write_quantized(x, n, parse_fixed_type(info.input_type), inputs_file, source)
-    model_file = _model_file(project_dir, info)
-    key = hashlib.sha256(f'{input_digest} {_file_digest(model_file)}'.encode()).hexdigest()
+    model_file, model_source = _model_file(project_dir, info)
+    key = reference_key(input_digest, model_file, model_source).digest
     cache = project_dir / CACHE_DIR
     cached = cache / f'reference-{key[:24]}.f64'
-    data = CheckData(inputs_file, reference_file, n, n_in, n_out, key, f'{source} ({n} samples)')
+    data = CheckData(inputs_file, reference_file, n, n_in, n_out, '', f'{source} ({n} samples)')
     # The check reads its own link to the reference: another check of the same project
     # may replace the cached file meanwhile.
     with contextlib.suppress(FileNotFoundError):
         if cached.stat().st_size == n * n_out * 8:
             os.link(cached, reference_file)
             data.reference_cached = True
-            return data
-    model, _ = _reference_model(project_dir, info)
+    if not data.reference_cached:
+        _compute_reference(project_dir, info, model_file, data)
+        cache.mkdir(exist_ok=True)
+        partial = cache / f'.{cached.name}.{os.getpid()}.partial'
+        try:
+            os.link(reference_file, partial)
+            for old in cache.glob('reference-*.f64'):  # one reference kept: the cache stays one file
+                old.unlink(missing_ok=True)
+            os.replace(partial, cached)
+        finally:
+            partial.unlink(missing_ok=True)
+    data.samples_digest = _samples_digest(input_digest, file_digest(reference_file))
+    return data
+
+
+def _compute_reference(project_dir: Path, info: ProjectInfo, model_file: Path, data: CheckData) -> None:
+    """The QKeras model's outputs on ``data.inputs_file`` into ``data.reference_file``, a chunk at a time."""
     from ..core.reference import model_outputs
 
-    x_q = np.memmap(inputs_file, dtype=np.float64, mode='r', shape=(n, n_in))
-    with step(f'QKeras reference on {n} samples'), open(reference_file, 'wb') as handle:
+    model, _ = _reference_model(project_dir, info)
+    n, n_out = data.n, data.n_out
+    x_q = np.memmap(data.inputs_file, dtype=np.float64, mode='r', shape=(n, data.n_in))
+    with step(f'QKeras reference on {n} samples'), open(data.reference_file, 'wb') as handle:
         for start in range(0, n, CHUNK_SAMPLES):
             stop = min(start + CHUNK_SAMPLES, n)
             y = model_outputs(model, x_q[start:stop].reshape(stop - start, *info.input_shape))
             if y.reshape(stop - start, -1).shape[1] != n_out:
                 raise BadInputError(f'{model_file} gives {y.shape[1:]} outputs, the project {info.output_shape}')
             np.ascontiguousarray(y, dtype=np.float64).tofile(handle)
-    cache.mkdir(exist_ok=True)
-    partial = cache / f'.{cached.name}.{os.getpid()}.partial'
-    try:
-        os.link(reference_file, partial)
-        for old in cache.glob('reference-*.f64'):  # one reference kept: the cache stays one file
-            old.unlink(missing_ok=True)
-        os.replace(partial, cached)
-    finally:
-        partial.unlink(missing_ok=True)
-    return data
-    model, _ = _reference_model(project_dir, info)
-    from ..core.reference import model_outputs
-
-    cache.mkdir(exist_ok=True)
-    partial = cache / f'.{cached.name}.{os.getpid()}.partial'
-    x_q = np.memmap(inputs_file, dtype=np.float64, mode='r', shape=(n, n_in))
-    try:
-        with step(f'QKeras reference on {n} samples'), open(partial, 'wb') as handle:
-            for start in range(0, n, CHUNK_SAMPLES):
-                stop = min(start + CHUNK_SAMPLES, n)
-                y = model_outputs(model, x_q[start:stop].reshape(stop - start, *info.input_shape))
-                if y.reshape(stop - start, -1).shape[1] != n_out:
-                    raise BadInputError(f'{model_file} gives {y.shape[1:]} outputs, the project {info.output_shape}')
-                np.ascontiguousarray(y, dtype=np.float64).tofile(handle)
-        for old in cache.glob('reference-*.f64'):  # keep one reference: the cache stays one file
-            old.unlink()
-        os.replace(partial, cached)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
-    return data
 
 
 def hls4ml_predict_check(project_dir: Path, x: np.ndarray, y: np.ndarray) -> tuple[RouteResult, Path]:
@@ -439,7 +478,7 @@ def _hls4ml_predict(project_dir: Path, chunks) -> tuple[RouteResult, Path]:
     linked = hls4ml.converters.link_existing_project(str(project_dir))
     start = time.perf_counter()
     with step('hls4ml compile()'):
-        linked.compile()
+        library = _compile_and_load(linked)
     result.build_seconds = time.perf_counter() - start
     tally, seconds = ExactTally(), 0.0
     for x, y in chunks:
@@ -448,7 +487,32 @@ def _hls4ml_predict(project_dir: Path, chunks) -> tuple[RouteResult, Path]:
         seconds += time.perf_counter() - start
         tally.add(y, predicted.reshape(y.shape), result.route)
     result.run_seconds = seconds
-    return tally.fill(result), Path(linked._top_function_lib._name)
+    return tally.fill(result), library
+
+
+def _compile_and_load(linked) -> Path:
+    """hls4ml's compile() of a linked project (its build_lib.sh), the library loaded from
+    a copy of its own; returns the path build_lib.sh wrote.
+
+    build_lib.sh names the library after the stamp written with the project, so every
+    build of a project has the same path, and dlopen() hands back a library already
+    loaded from the same path or file: a second check in the same process (a test, a
+    sweep worker, a notebook) would run the first build's code, with the weights it read
+    then (found by the negative control in fpga_tests/test_negative_controls.py: after
+    a weight file changed, the testbench reported the mismatch and predict() still said
+    exact). A copy (a new
+    file) is loaded instead and removed at once; the loaded mapping stays."""
+    import ctypes
+    import uuid
+
+    built = Path(linked.config.backend.compile(linked))
+    fresh = built.with_name(f'.{built.stem}.{uuid.uuid4().hex}.so')
+    shutil.copyfile(built, fresh)
+    try:
+        linked._top_function_lib = ctypes.cdll.LoadLibrary(str(fresh))
+    finally:
+        fresh.unlink(missing_ok=True)
+    return built
 
 
 def _hls4ml_outputs(linked, x: np.ndarray) -> np.ndarray:
@@ -464,24 +528,27 @@ def _chunks(data: CheckData):
         yield np.array(x[start:stop]), np.array(y[start:stop])
 
 
-def _second_check(project_dir: Path, data: CheckData, firmware: str, shared_build: bool) -> tuple[dict, Path | None]:
-    """hls4ml's predict() on the check's samples; the result for the same firmware and
-    samples comes from the cache (except with ``shared_build``, which needs the library)."""
-    cache = (
-        project_dir
-        / CACHE_DIR
-        / f'hls4ml_predict-{hashlib.sha256((firmware + data.key).encode()).hexdigest()[:24]}.json'
-    )
+def _second_check(
+    project_dir: Path, project_name: str, data: CheckData, shared_build: bool
+) -> tuple[dict, Path | None]:
+    """hls4ml's predict() on the check's samples; the verdict comes from the cache when
+    :func:`predict_key` is unchanged (except with ``shared_build``, which needs the library)."""
+    key = predict_key(project_dir, project_name, data.samples_digest)
+    cache = project_dir / CACHE_DIR / f'hls4ml_predict-{key.digest[:24]}.json'
     if not shared_build:
         with contextlib.suppress(FileNotFoundError):  # another check may replace it meanwhile
             cached = json.loads(cache.read_text())
-            cached['notes'] = [*cached.get('notes', []), 'cached: same firmware and samples as an earlier check']
-            return cached, None
+            if cached.pop('cache_key', None) == key.digest:
+                cached['notes'] = [
+                    *cached.get('notes', []),
+                    'cached: same firmware, weights, build script, tools and samples as an earlier check',
+                ]
+                return cached, None
     checked, library = _hls4ml_predict(project_dir, _chunks(data))
     cache.parent.mkdir(exist_ok=True)
     for old in cache.parent.glob('hls4ml_predict-*.json'):
         old.unlink(missing_ok=True)
-    write_text_atomic(cache, json.dumps(checked.to_dict(), indent=2) + '\n')
+    write_text_atomic(cache, json.dumps({**checked.to_dict(), 'cache_key': key.digest}, indent=2) + '\n')
     return checked.to_dict(), library
 
 
@@ -500,7 +567,7 @@ def csim(
     project's input type; the reference comes from the project's QKeras model);
     ``max_samples``: check only the first N; ``jobs``: testbench processes, each on a
     contiguous shard of the samples. ``second_check`` adds hls4ml's predict() (cached
-    for the same firmware and samples); ``shared_build`` (with it) compiles the firmware
+    for the same firmware, weight files, tools and samples); ``shared_build`` (with it) compiles the firmware
     once for both paths (see the module docstring).
 
     Writes ``lpsubnet_csim.json`` into the project and returns the result; the caller
@@ -523,16 +590,14 @@ def csim(
         data = prepare_check(project_dir, info, workdir, inputs, max_samples)
         library, reused = None, False
         if shared_build:  # the testbench links the library hls4ml builds for the second check
-            firmware = firmware_key(project_dir, name, compiler, 'hls4ml build_lib.sh')
-            result.checks['hls4ml_predict'], library = _second_check(project_dir, data, firmware, shared_build)
+            result.checks['hls4ml_predict'], library = _second_check(project_dir, name, data, shared_build)
             exe, result.build_seconds = build_testbench(project_dir, name, cxx, firmware_library=library)
         elif second_check:
             # hls4ml's compile() and the testbench build are two g++ runs: side by side,
             # on two cores the check waits for the longer one only. The testbench runs
             # once both are done, so run_seconds times it alone.
-            firmware = firmware_key(project_dir, name, compiler, 'hls4ml build_lib.sh')
             with ThreadPoolExecutor(max_workers=1) as pool:
-                second = pool.submit(_second_check, project_dir, data, firmware, False)
+                second = pool.submit(_second_check, project_dir, name, data, False)
                 exe, result.build_seconds, reused = cached_testbench(project_dir, name, cxx)
                 result.checks['hls4ml_predict'], _ = second.result()
         else:
@@ -547,9 +612,11 @@ def csim(
     result.notes = list(info.notes)
     result.notes.append(f'samples: {data.source}; {len(shards)} testbench process(es)')
     if data.reference_cached:
-        result.notes.append('QKeras reference: cached for the same inputs and model')
+        result.notes.append('QKeras reference: cached for the same inputs, model and Keras stack')
     if reused:
-        result.notes.append(f'testbench reused: {EXE_NAME} was built from the same sources ({EXE_NAME}{KEY_SUFFIX})')
+        result.notes.append(
+            f'testbench reused: {EXE_NAME} was built from the same sources, compiler and flags ({EXE_NAME}{KEY_SUFFIX})'
+        )
     if shared_build:
         result.notes.append(f'firmware compiled once by hls4ml build_lib.sh ({library.name}); testbench linked to it')
     result.save(project_dir / CSIM_RESULT)
@@ -560,7 +627,9 @@ __all__ = [
     'csim',
     'build_testbench',
     'cached_testbench',
-    'firmware_key',
+    'testbench_key',
+    'predict_key',
+    'reference_key',
     'run_testbench',
     'run_shards',
     'hls4ml_predict_check',
