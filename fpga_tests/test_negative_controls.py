@@ -245,11 +245,11 @@ def test_exact_config_refuses_a_changed_precision(monkeypatch):
     refused = {}
     for_each = {}
 
-    def convert_changed_config(model, config, backend, io_type, planned):
+    def convert_changed_config(model, config, backend, io_type, planned, sums):
         name = for_each['layer']
         config = copy.deepcopy(config)
         config['LayerName'][name]['Precision']['result'] = narrowed(planned[name]['result'])
-        return real(model, config, backend, io_type, planned)
+        return real(model, config, backend, io_type, planned, sums)
 
     monkeypatch.setattr(script, '_check_conversion', convert_changed_config)
     from hls_backend.core.plan import plan_model
@@ -267,21 +267,16 @@ def test_exact_config_refuses_a_changed_precision(monkeypatch):
         assert f"'{name}'" in message and 'typed its result' in message, message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='a gap found by this control: the conversion check compares the types the plan decided, and the '
-    "plan leaves a QDense's result to hls4ml ('auto'); narrowed to fixed<8,3> the design is 19/200 exact",
-)
 def test_exact_config_refuses_a_narrowed_automatic_result(monkeypatch):
     model = _model()
     real = script._check_conversion
 
-    def convert_changed_config(model, config, backend, io_type, planned):
+    def convert_changed_config(model, config, *args):
         config = copy.deepcopy(config)
         assert config['LayerName']['hidden']['Precision']['result'] == 'auto'
         config['LayerName']['hidden']['Precision']['result'] = 'fixed<8,3>'
-        return real(model, config, backend, io_type, planned)
+        return real(model, config, *args)
 
     monkeypatch.setattr(script, '_check_conversion', convert_changed_config)
-    with pytest.raises(UnsupportedModelError, match="'hidden'"):
+    with pytest.raises(UnsupportedModelError, match="'hidden'.*cannot hold its exact sum"):
         hls_backend.exact_config(model)

@@ -264,6 +264,7 @@ class Weighted(Quantizing):
             bound = bound + np.abs(bias).reshape(-1)
         bound = float(np.max(bound)) if np.size(bound) else 0.0
         ctx.check(where(layer), frac, bound)
+        ctx.record_sum(layer, frac, bound)
         if any(self.is_po2(layer, role) for role in self.roles):
             ctx.exact_sum(layer, frac, bound)
         fixed = activation_type(layer)

@@ -33,6 +33,10 @@ class ModelPlan:
     precisions: dict[str, dict[str, str]] = field(default_factory=dict)  # hls4ml layer name -> Precision
     exact: bool = True  # False when the user allowed a default precision for something inexact
     notes: list[str] = field(default_factory=list)
+    # Weighted layer name -> (fractional bits, bound on |value|) of its exact sum, bias
+    # included (check_float32_reference fills it): the accumulator and an unquantized
+    # result must hold it, whatever type rule gave them their type.
+    exact_sums: dict[str, tuple[int, float]] = field(default_factory=dict)
 
 
 class PlanBuilder:
@@ -178,6 +182,10 @@ class _Float32Check:
 
     def __init__(self, plan: ModelPlan):
         self.plan = plan
+
+    def record_sum(self, layer, frac: int, bound: float) -> None:
+        """The exact sum of a weighted layer: what its accumulator must hold."""
+        self.plan.exact_sums[layer.name] = (int(frac), float(bound))
 
     def exact_sum(self, layer, frac: int, bound: float) -> None:
         """Give ``layer``'s accumulator and result the type that holds its exact sum (hls4ml

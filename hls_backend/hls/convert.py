@@ -158,7 +158,7 @@ def write_project(
             ),
         )
         if plan.exact:
-            check_hls_graph(hls_model, plan.precisions)
+            check_hls_graph(hls_model, plan.precisions, plan.exact_sums)
         hls4ml_step('writing the project', hls_model.write)
         relink_project(tmp_dir, output_dir.absolute())
         _write_tb_data(tmp_dir, x, y)

@@ -158,11 +158,11 @@ def exact_config(
     if plan.softmax_layer and softmax == 'skip':
         softmax_name = plan.softmax_layer if plan.softmax_is_layer else f'{plan.softmax_layer}{ACTIVATION_SUFFIX}'
         config['LayerName'][softmax_name]['Skip'] = True
-    _check_conversion(model, config, backend, io_type, precisions)
+    _check_conversion(model, config, backend, io_type, precisions, plan.exact_sums)
     return config
 
 
-def _check_conversion(model, config: dict, backend: str, io_type: str, planned: dict) -> None:
+def _check_conversion(model, config: dict, backend: str, io_type: str, planned: dict, sums: dict) -> None:
     """Convert once, as the caller will, and refuse a graph hls4ml would compute wrongly."""
     import copy
 
@@ -180,4 +180,4 @@ def _check_conversion(model, config: dict, backend: str, io_type: str, planned: 
                 output_dir=tmp,
             ),
         )
-        check_hls_graph(hls_model, planned)
+        check_hls_graph(hls_model, planned, sums)

@@ -75,12 +75,18 @@ class GraphCheck:
         return [var.type.precision for var in sources if var is not None]
 
 
-def check_hls_graph(hls_model, planned: dict[str, dict[str, str]] | None = None) -> None:
+def check_hls_graph(
+    hls_model, planned: dict[str, dict[str, str]] | None = None, sums: dict[str, tuple[int, float]] | None = None
+) -> None:
     """Refuse a converted graph that cannot be exact: every hls4ml layer is checked by the
     layer kind that declares its class (found by fuzzing; see :mod:`hls_backend.hls.passes`
-    for the hls4ml 1.3.0 bugs behind these rules), and every type the precision plan
-    decided (``planned``: layer name -> hls4ml Precision dict) must be the type hls4ml
-    gave, so that an hls4ml rule overriding the plan is refused, never written."""
+    for the hls4ml 1.3.0 bugs behind these rules); every type the precision plan decided
+    (``planned``: layer name -> hls4ml Precision dict) must be the type hls4ml gave, so
+    that an hls4ml rule overriding the plan is refused, never written; and the accumulator
+    and unquantized result of every weighted layer must hold its exact sum (``sums``:
+    layer name -> fractional bits and bound, ``ModelPlan.exact_sums``), whichever rule or
+    config entry typed them (hls4ml infers them; a narrowed ``auto`` in a user's config
+    made a design 19/200 exact)."""
     graph = GraphCheck(hls_model)
     by_class = {name: kind for kind in HLS_LAYERS.unique_kinds() for name in kind.hls4ml_classes}
     for node in hls_model.get_layers():
@@ -89,6 +95,27 @@ def check_hls_graph(hls_model, planned: dict[str, dict[str, str]] | None = None)
             kind.check_graph(node, graph)
         for role, text in (planned or {}).get(node.name, {}).items():
             check_planned_type(node, role, text)
+        if node.name in (sums or {}):
+            check_exact_sum(node, *sums[node.name])
+
+
+def check_exact_sum(node, frac: int, bound: float) -> None:
+    """``node``'s accumulator, and its result unless a quantizer's cast sets it, hold every
+    value of a sum with ``frac`` fractional bits and magnitude up to ``bound``."""
+    roles = {'accumulator': node.types['accum_t'].precision} if 'accum_t' in node.types else {}
+    if node.get_attr('quantizer') is None:  # hls4ml merged no quantizing cast into the result
+        roles['result'] = node.get_output_variable().type.precision
+    for role, precision in roles.items():
+        fixed = _as_fixed(precision)
+        if fixed is None:
+            continue
+        fits = fixed.fractional >= frac and fixed.signed and fixed.max_value >= bound and fixed.min_value <= -bound
+        if not fits:
+            raise UnsupportedModelError(
+                f'{node_where(node)}: its {role} type {precision} cannot hold its exact sum ({frac} fractional bits, '
+                f'magnitude up to {bound:g}), so the design would not be bit-exact; leave its precision to hls4ml '
+                "('auto') or give it a type that holds the sum"
+            )
 
 
 def _as_fixed(precision) -> FixedType | None:
@@ -252,6 +279,7 @@ class DataMovement(kinds.DataMovement, HLSLayer):
 class UpSampling(kinds.DataMovement, HLSLayer):
     handles = ('UpSampling1D', 'UpSampling2D')
     hls4ml_classes = ('Resize',)
+    bridged = handles  # hls4ml 1.3.0's Keras-3 converter has no handler for them
 
     def check_graph(self, node, graph) -> None:
         check_lossless(node, graph)
@@ -260,6 +288,7 @@ class UpSampling(kinds.DataMovement, HLSLayer):
 class Padding(kinds.DataMovement, HLSLayer):
     handles = ('ZeroPadding1D', 'ZeroPadding2D')
     hls4ml_classes = ('ZeroPadding1D', 'ZeroPadding2D')
+    bridged = handles  # hls4ml 1.3.0's Keras-3 converter has no handler for them
 
     def check_graph(self, node, graph) -> None:
         check_lossless(node, graph)

@@ -30,7 +30,9 @@ from ..core.layer_kinds import ACTIVATION_SUFFIX
 from ..errors import UnsupportedModelError
 
 # The classes handled here are the ``bridged`` ones of the HLS route's layer kinds
-# (hls_backend.hls_layers); each is parsed by hls4ml's Keras-2 handler of the same name.
+# (hls_backend.hls.layers); each is parsed by hls4ml's Keras-2 handler of the same name:
+# the QKeras layers, and the Keras layers hls4ml 1.3.0's Keras-3 converter has no handler
+# for (it tries its da4ml fallback on them, which fails: "No plugin found for model type").
 
 
 # Layers whose ``activation`` is not applied to their output (a recurrent cell's is internal).
@@ -165,7 +167,7 @@ def parse_qkeras_layer(
     if class_name == 'QActivation':
         _attach_linear_quantizer(parsed, keras_dict['config']['activation'], f"layer '{layer.name}'")
         return (parsed,)
-    if class_name in NO_SPLIT:
+    if class_name in NO_SPLIT or 'activation' not in keras_dict['config']:
         return (parsed,)
     act = _activation_split(layer, out_name, input_name=f'{out_name}{ACTIVATION_SUFFIX}')
     if act is None:
