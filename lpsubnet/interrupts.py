@@ -49,6 +49,11 @@ def install() -> None:
     signal.signal(signal.SIGALRM, _redeliver)
 
 
+def signal_received() -> int | None:
+    """The signal that asked for the stop (SIGINT or SIGTERM), or None."""
+    return _requested
+
+
 def requested() -> bool:
     """Whether a stop was asked for (even if its KeyboardInterrupt was swallowed)."""
     return _requested is not None
