@@ -95,12 +95,12 @@ def leftovers(before: set[int], wait: float = 5.0) -> dict[int, str]:
     return alive
 
 
-def wait_for(pid: int, names: set[str], timeout: float) -> dict[int, str]:
-    """Wait until some process below ``pid`` has one of ``names``; returns the tree then."""
+def wait_for(pid: int, names: set[str], timeout: float, count: int = 1) -> dict[int, str]:
+    """Wait until ``count`` processes below ``pid`` have one of ``names``; returns the tree then."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         tree = descendants(pid)
-        if names & set(tree.values()):
+        if sum(name in names for name in tree.values()) >= count:
             return tree
         time.sleep(0.1)
-    raise TimeoutError(f'none of {sorted(names)} started below {pid} within {timeout} s')
+    raise TimeoutError(f'{count} of {sorted(names)} did not start below {pid} within {timeout} s')
