@@ -68,7 +68,7 @@ def test_rtl_replay_of_fused_layers_is_exact(tmp_path, use_bias):
     model = hls_backend.load_qkeras_model(save(fused_cnn(use_bias=use_bias), tmp_path))  # the saved file loads
     plan = plan_model(model, RTL_LAYERS)
     check_float32_reference(model, plan, RTL_LAYERS)
-    x = prepare_inputs(model, plan, inputs(model), 'test inputs')
+    x, _ = prepare_inputs(model, plan, inputs(model), 'test inputs')
     comb, _, _ = replay_model(model, plan, HWConfig(1, -1, -1))
     traced = np.asarray(comb.predict(x.reshape(x.shape[0], -1)), dtype=np.float64)
     reference = reference_outputs(model, plan, x)

@@ -74,7 +74,8 @@ def _interrupt_and_resume(tmp_path, sig, stage='compress'):
     config_hash = sha(config)
     run = tmp_path / 'run'
     rc, err = interrupt_during(['run', str(config), '--out', str(run)], f'{stage}: ', sig)
-    assert rc != 0, err[-3000:]
+    assert rc == 128 + sig, err[-3000:]  # 143 after SIGTERM, 130 after SIGINT (Ctrl-C)
+    assert err.splitlines()[-1].startswith(f'interrupted by {signal.Signals(sig).name}: stopped'), err[-3000:]
     assert 'Traceback' not in err, err[-3000:]
     assert leftovers(tmp_path) == []
     assert not (run / stage).exists() and not (run / 'stages' / f'{stage}.json').exists()

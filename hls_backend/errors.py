@@ -23,6 +23,15 @@ class UnsupportedModelError(BadInputError):
     """The model holds a layer or quantizer the back end cannot make bit-exact."""
 
 
+class DesignTooLargeError(BadInputError):
+    """The fully unrolled RTL design would be larger than the route builds without being
+    told to (``force_large``); ``size`` is the estimate (hls_backend.rtl.size.DesignSize)."""
+
+    def __init__(self, message: str, size):
+        super().__init__(message)
+        self.size = size
+
+
 class OutputExistsError(BadInputError):
     """The output directory exists and is not empty, and ``force`` was not given."""
 

@@ -1,9 +1,12 @@
 """The ``lpsubnet`` command line (click). Thin: every command calls a library function.
 
 Exit codes: 0 success; 2 bad input (file, option, unsupported model, existing
-output); 3 hardware and model disagree on some output bit; 4 a required tool is
-missing (the message says what to run where it exists); 5 an external build failed;
-6 ``lpsubnet sweep --address``: no Ray cluster can be reached there.
+output, a design too large without --force-large, inputs a wrapping input type
+changes without --allow-wrap); 3 hardware and model disagree on some output bit; 4 a
+required tool is missing (the message says what to run where it exists); 5 an
+external build failed; 6 ``lpsubnet sweep --address``: no Ray cluster can be reached
+there; 130 / 143 stopped by SIGINT (Ctrl-C) / SIGTERM, every child process ended and no
+partial output kept.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import click
 
 from hls_backend.core.project import DEFAULT_PART
 from hls_backend.hls.convert import STRATEGIES
+from hls_backend.rtl.size import RTL_MAX_MACS
 
 from . import interrupts
 from .quiet import import_tensorflow_quietly
@@ -27,6 +31,23 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 def _fail(exc) -> None:
     click.echo(f'error: {exc}', err=True)
     sys.exit(exc.exit_code)
+
+
+def _interrupted() -> None:
+    """Ctrl-C or SIGTERM reached the command: end every child process still running (the
+    library ends those it waits on; this catches the rest), say so in one line and exit
+    with 128 + the signal's number, as a shell reports a process a signal stopped."""
+    import signal
+
+    from hls_backend.core import processes
+
+    processes.stop_all()
+    signum = interrupts.signal_received() or signal.SIGINT
+    click.echo(
+        f'interrupted by {signal.Signals(signum).name}: stopped; child processes ended, partial outputs removed',
+        err=True,
+    )
+    sys.exit(128 + signum)
 
 
 def handle_errors(command=None, *, tensorflow: bool = True):
@@ -41,6 +62,12 @@ def handle_errors(command=None, *, tensorflow: bool = True):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        try:
+            return _run(*args, **kwargs)
+        except KeyboardInterrupt:  # also while TensorFlow is being imported
+            _interrupted()
+
+    def _run(*args, **kwargs):
         from hls_backend.errors import HLSBackendError
 
         one_line: tuple[type[Exception], ...] = (HLSBackendError,)
@@ -110,6 +137,22 @@ def torch_options(data_option: str, shape_default: str):
         )(command)
 
     return decorate
+
+
+def allow_wrap_option(command):
+    return click.option(
+        '--allow-wrap',
+        is_flag=True,
+        help='Check inputs even where a wrapping input type (AP_WRAP, the default of a declared ap_fixed<W,I>) '
+        'changes values outside its range into others; without it such inputs are refused. Values a saturating '
+        'type clips are only reported.',
+    )(command)
+
+
+INPUT_PRECISION_HELP = (
+    'Input type when the model has no input quantizer, e.g. ap_fixed<16,6> (AP_TRN, AP_WRAP unless given: '
+    'ap_fixed<16,6,AP_RND_CONV,AP_SAT> rounds and saturates).'
+)
 
 
 class InputShape(click.ParamType):
@@ -224,7 +267,8 @@ def main():
     type=click.Path(dir_okay=False),
     help='Test inputs (.npy or .npz) for tb_data; default: 100 random samples.',
 )
-@click.option('--input-precision', help='Input type when the model has no input quantizer, e.g. ap_fixed<16,6>.')
+@click.option('--input-precision', help=INPUT_PRECISION_HELP)
+@allow_wrap_option
 @click.option(
     '--default-precision',
     help='Accept layers that cannot be exact (float activations, batch norm) at this type; csim will not be exact.',
@@ -244,6 +288,7 @@ def hls(
     project_name,
     inputs,
     input_precision,
+    allow_wrap,
     default_precision,
     layout,
     input_shape,
@@ -277,7 +322,7 @@ def hls(
         default_precision=default_precision,
     )
     with keras_model_file(model, inputs, input_shape, layout, say=click.echo) as (model_file, inputs):
-        info = write_project(model_file, out_dir, options, inputs=inputs, force=force)
+        info = write_project(model_file, out_dir, options, inputs=inputs, force=force, allow_wrap=allow_wrap)
     click.echo(f'wrote {info.project_dir} ({options.backend}, {options.io_type}, {info.samples} test samples)')
     click.echo(f'input {info.input_type}: {info.input_source}')
     for note in info.notes:
@@ -305,9 +350,10 @@ def hls(
     help="hls4ml's compile()/predict() cross-check (default: on for tb_data, off with --inputs); its result "
     'is cached for the same firmware, weight files, tools and samples.',
 )
+@allow_wrap_option
 @click.option('--json', 'as_json', is_flag=True, help='Print the result JSON instead of a summary.')
 @handle_errors(tensorflow=False)
-def csim(project_dir, inputs, max_samples, jobs, second_check, as_json):
+def csim(project_dir, inputs, max_samples, jobs, second_check, allow_wrap, as_json):
     """C-simulate PROJECT_DIR with g++ and compare every output bit with the QKeras model.
 
     The testbench is built once per firmware (kept as csim.exe with the hash of its
@@ -320,11 +366,14 @@ def csim(project_dir, inputs, max_samples, jobs, second_check, as_json):
         second_check = inputs is None
     if jobs is None:
         jobs = len(os.sched_getaffinity(0))
-    result = run_csim(project_dir, second_check=second_check, inputs=inputs, max_samples=max_samples, jobs=jobs)
+    result = run_csim(
+        project_dir, second_check=second_check, inputs=inputs, max_samples=max_samples, jobs=jobs, allow_wrap=allow_wrap
+    )
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     else:
         click.echo(_summary(result))
+        _input_range_line(result)
         for line in _mismatch_lines(result, 'C simulation'):
             click.echo(line)
         check = result.checks.get('hls4ml_predict')
@@ -335,6 +384,12 @@ def csim(project_dir, inputs, max_samples, jobs, second_check, as_json):
 
 
 MISMATCH_LINES = 5
+
+
+def _input_range_line(result) -> None:
+    """The note on test inputs outside the input type's range, when there were any."""
+    if result.input_range:
+        click.echo(f'note: {result.input_range["message"]}')
 
 
 def _mismatch_lines(result, what: str) -> list[str]:
@@ -394,10 +449,33 @@ def synth(project_dir, steps):
     type=click.IntRange(min=1),
     help='Harness processes streaming --inputs at a time (default: the CPUs available).',
 )
+@click.option('--input-precision', help=INPUT_PRECISION_HELP)
+@allow_wrap_option
+@click.option(
+    '--force-large',
+    is_flag=True,
+    help=f'Build a design above {RTL_MAX_MACS:,} multiply-accumulates (fully unrolled: the da4ml trace and the '
+    'Verilator build take minutes to hours and many GB); refused without it.',
+)
 @torch_options('--inputs', "the --inputs' (channels first), or a .pt2 program's own")
 @click.option('--force', is_flag=True, help='Replace an existing, non-empty output directory.')
 @handle_errors
-def rtl(model, out_dir, hdl, latency_cutoff, clock_period, inputs, max_samples, jobs, layout, input_shape, force):
+def rtl(
+    model,
+    out_dir,
+    hdl,
+    latency_cutoff,
+    clock_period,
+    inputs,
+    max_samples,
+    jobs,
+    input_precision,
+    allow_wrap,
+    force_large,
+    layout,
+    input_shape,
+    force,
+):
     """Write Verilog/VHDL for MODEL with da4ml and simulate it cycle by cycle with Verilator.
 
     A PyTorch MODEL (.pt2, TorchScript, 'module:callable') is converted to a float Keras
@@ -424,8 +502,12 @@ def rtl(model, out_dir, hdl, latency_cutoff, clock_period, inputs, max_samples, 
             force=force,
             max_samples=max_samples,
             shards=jobs or len(os.sched_getaffinity(0)),
+            force_large=force_large,
+            allow_wrap=allow_wrap,
+            input_precision=input_precision,
         )
     click.echo(_summary(result))
+    _input_range_line(result)
     for line in _mismatch_lines(result, 'RTL simulation'):
         click.echo(line)
     res = result.resources
@@ -739,7 +821,7 @@ def sweep(config, out_dir, address, max_concurrent, resume, force, max_lut, max_
     click.echo(f'report: {out / "report.html"}')
     if result['stopped']:
         click.echo(f'stopped early; continue with: lpsubnet sweep {config} --out {out_dir} --resume')
-        sys.exit(130)
+        sys.exit(128 + (interrupts.signal_received() or 2))  # 130 after Ctrl-C (SIGINT), 143 after SIGTERM
 
 
 if __name__ == '__main__':

@@ -157,34 +157,32 @@ def stage_csim(ctx: RunContext, out: Path) -> dict:
     return summary
 
 
-# Fully unrolled RTL of a model this large builds with Verilator in a few minutes on
-# 2 cores (the digits default after pruning has ~7.6k MACs); 'auto' skips bigger ones.
-RTL_AUTO_MAX_MACS = 20_000
-
-
 def stage_rtl(ctx: RunContext, out: Path) -> dict:
     r = ctx.config.rtl
     if r.enabled is False:
         return {'skipped': 'rtl.enabled is false'}
     import hls_backend
+    from hls_backend.errors import DesignTooLargeError
+    from hls_backend.rtl.size import RTL_MAX_MACS
 
     splits = _splits(ctx)
-    if r.enabled == 'auto':
-        manifest = json.loads((ctx.stage_dir('compress') / 'manifest.json').read_text())
-        macs = manifest['metrics']['after']['macs']
-        if macs > RTL_AUTO_MAX_MACS:
-            return {
-                'skipped': f'rtl.enabled is auto and the model has {macs:,} MACs (> {RTL_AUTO_MAX_MACS:,}); '
-                'set rtl.enabled: true to build it anyway'
-            }
     project = out / 'project'
-    result = hls_backend.rtl(
-        ctx.stage_dir('compress') / 'reduced.keras',
-        project,
-        inputs=splits.x_test[: r.max_samples],
-        hdl=r.hdl,
-        clock_period=ctx.config.hls.clock_period,
-    )
+    try:
+        # 'auto' builds only what `lpsubnet rtl` builds without --force-large: the same
+        # estimate and threshold (hls_backend.rtl.size), refused before anything is traced.
+        result = hls_backend.rtl(
+            ctx.stage_dir('compress') / 'reduced.keras',
+            project,
+            inputs=splits.x_test[: r.max_samples],
+            hdl=r.hdl,
+            clock_period=ctx.config.hls.clock_period,
+            force_large=r.enabled is True,
+        )
+    except DesignTooLargeError as exc:
+        return {
+            'skipped': f'rtl.enabled is auto and the model has {exc.size.macs:,} MACs (> {RTL_MAX_MACS:,}); '
+            'set rtl.enabled: true to build it anyway'
+        }
     summary = result.to_dict()
     outputs = np.load(project / 'tb_data' / 'rtl_outputs.npy')
     summary['accuracy'] = _argmax_accuracy(outputs, splits.y_test)
@@ -205,6 +203,9 @@ def stage_estimate(ctx: RunContext, out: Path) -> dict:
         inputs=_splits(ctx).x_test[:samples],
         hdl=ctx.config.rtl.hdl,
         clock_period=ctx.config.hls.clock_period,
+        # A sweep asks for every trial's cost, the unpruned reference's included (the
+        # digits CNN's is ~25k MACs): the trace runs, no Verilator build follows.
+        force_large=True,
     )
     design = info.design
     summary = {

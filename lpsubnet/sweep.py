@@ -526,6 +526,9 @@ def _record_session(out: Path, started: float, load: float, trials_run: int, add
 def _tune(config, out, points, reference, optuna_left, address, max_concurrent, console) -> bool:
     """Run the pending trials on Ray Tune; True if stopped before the end."""
     temp = start_ray(address, out)
+    from . import interrupts
+
+    interrupts.sigterm_as_sigint()  # a SIGTERM stops the trials as Ctrl-C does (exit 143, resumable)
     try:
         return _tune_on_ray(config, out, points, reference, optuna_left, max_concurrent, console)
     finally:

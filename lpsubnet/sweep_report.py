@@ -144,6 +144,8 @@ def _plots(out: Path, trials: list[dict], front: list[dict], baseline: dict | No
     from .report import _png
 
     pool = candidates(trials)
+    if not pool:  # stopped before any trial finished (Ctrl-C, SIGTERM): nothing to plot
+        return {}
     searched = [t for t in pool if t.get('role') != 'reference']
     reference = [t for t in pool if t.get('role') == 'reference']
     plots = {}
@@ -278,6 +280,6 @@ def write_sweep_report(out: Path, config, trials: list[dict], front: list[dict],
 
     context = report_context(out, config, trials, front, list(constraints))
     plots = _plots(out, trials, front, context['baseline'])
-    write_text_atomic(out / 'report.md', render('sweep.md.j2', context))
+    write_text_atomic(out / 'report.md', render('sweep.md.j2', {**context, 'plotted': bool(plots)}))
     write_text_atomic(out / 'report.html', render('sweep.html.j2', {**context, 'plots': plots}))
     return context

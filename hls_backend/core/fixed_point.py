@@ -81,13 +81,28 @@ class FixedType:
         return f'{kind}<{self.width},{self.integer},AP_{self.rounding},AP_{self.saturation}>'
 
     def quantize(self, values: np.ndarray) -> np.ndarray:
-        """Round half to even onto the grid and saturate, like an assignment in C++."""
+        """``values`` assigned to this type as in C++: rounded onto the grid (AP_TRN: down,
+        otherwise half to even, as AP_RND_CONV), then what leaves the range saturates
+        (AP_SAT, AP_SAT_SYM), becomes 0 (AP_SAT_ZERO) or wraps around (AP_WRAP)."""
+        return self.overflow(self.steps(values)) * self.lsb
+
+    def steps(self, values: np.ndarray) -> np.ndarray:
+        """``values`` rounded onto the grid, in LSBs, before any overflow handling."""
         scaled = np.asarray(values, dtype=np.float64) / self.lsb
         if self.rounding == 'TRN':
-            rounded = np.floor(scaled)
-        else:
-            rounded = np.round(scaled)  # numpy rounds half to even, as AP_RND_CONV
-        return np.clip(rounded * self.lsb, self.min_value, self.max_value)
+            return np.floor(scaled)
+        return np.round(scaled)  # numpy rounds half to even, as AP_RND_CONV
+
+    def overflow(self, steps: np.ndarray) -> np.ndarray:
+        """Grid values (in LSBs) brought into the range as the type's overflow mode says."""
+        low, high = self.min_value / self.lsb, self.max_value / self.lsb
+        if self.saturation == 'WRAP':
+            # Two's complement keeps the low ``width`` bits (widths up to 53 are exact here).
+            bottom = -(2.0 ** (self.width - 1)) if self.signed else 0.0
+            return np.mod(steps - bottom, 2.0**self.width) + bottom
+        if self.saturation == 'SAT_ZERO':
+            return np.where((steps < low) | (steps > high), 0.0, steps)
+        return np.clip(steps, low, high)
 
 
 _AP_TYPE = re.compile(

@@ -127,6 +127,12 @@ class LayerKind:
         None ends the check along this path (nothing downstream is bounded)."""
         return None
 
+    # --- the size of its arithmetic -----------------------------------------------------
+    def macs(self, layer) -> int:
+        """Multiply-accumulates per sample: what a fully unrolled design (the RTL route)
+        spends logic on. Layers without weights only move, compare or add: 0."""
+        return 0
+
 
 def activation_name(layer) -> str | None:
     """'linear', a plain activation name, or None when it is a QKeras quantizer."""
@@ -269,6 +275,16 @@ class Weighted(Quantizing):
             ctx.exact_sum(layer, frac, bound)
         fixed = activation_type(layer)
         return of_type(fixed) if fixed is not None else (frac, bound)
+
+    def macs(self, layer) -> int:
+        """Each output position multiplies every weight once (the bias is an addition):
+        positions x weights, summed over the weight roles (a separable layer's depthwise
+        and pointwise kernels both run at the output positions)."""
+        positions = int(np.prod(layer.output.shape[1:-1]))
+        weights = sum(
+            int(np.prod(getattr(layer, WEIGHT_ROLES[role].variable).shape)) for role in self.roles if role != 'bias'
+        )
+        return positions * weights
 
     def weight_frac(self, layer, role: str) -> int:
         if self.is_po2(layer, role):

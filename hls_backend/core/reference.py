@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .input_range import InputRange
 from .model_io import check_inputs
 from .plan import ModelPlan
 
@@ -27,10 +28,17 @@ def logits_model(model, plan: ModelPlan):
     return logits
 
 
-def prepare_inputs(model, plan: ModelPlan, x: np.ndarray, source: str) -> np.ndarray:
-    """Inputs on the input type's grid: the values both the model and the design see."""
+def prepare_inputs(
+    model, plan: ModelPlan, x: np.ndarray, source: str, allow_wrap: bool = False
+) -> tuple[np.ndarray, InputRange]:
+    """Inputs on the input type's grid (the values both the model and the design see), and
+    what that did to values outside the type's range (:mod:`hls_backend.core.input_range`):
+    a wrapping input type that changes some is refused unless ``allow_wrap``."""
     x = check_inputs(x, model, source)
-    return plan.input_type.quantize(x)
+    seen = InputRange(plan.input_type, source)
+    x = seen.quantize(x)
+    seen.check(allow_wrap)
+    return x, seen
 
 
 def reference_outputs(model, plan: ModelPlan, x: np.ndarray) -> np.ndarray:

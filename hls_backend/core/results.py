@@ -32,6 +32,8 @@ class RouteResult:
     resources: dict = field(default_factory=dict)
     checks: dict = field(default_factory=dict)  # secondary checks, each a RouteResult dict
     notes: list[str] = field(default_factory=list)
+    # Test inputs outside the input type's range (core.input_range.InputRange.to_dict), or None.
+    input_range: dict | None = None
     # The first mismatching samples (at most MISMATCHES_KEPT): sample index, first differing
     # output position, expected (QKeras) and actual value there, and how many outputs differ.
     mismatches: list[dict] = field(default_factory=list)

@@ -101,11 +101,14 @@ def write_project(
     force: bool = False,
     n_default_samples: int = 100,
     seed: int = 0,
+    allow_wrap: bool = False,
 ) -> ProjectInfo:
     """Convert the QKeras model at ``model_path`` into an HLS project in ``output_dir``.
 
     ``inputs``: test inputs (array or .npy/.npz path) for tb_data; without them,
     ``n_default_samples`` random samples spread over the input type's range are used.
+    Inputs outside the input type's range are reported in the notes; with a wrapping
+    input type (AP_WRAP) they are refused unless ``allow_wrap`` (core.input_range).
     Raises BadInputError / UnsupportedModelError / OutputExistsError with a message
     naming the file, option or layer.
     """
@@ -137,7 +140,7 @@ def write_project(
     else:
         x = np.asarray(inputs)
         x_source = 'given inputs'
-    x = prepare_inputs(model, plan, x, x_source)
+    x, seen = prepare_inputs(model, plan, x, x_source, allow_wrap)
     y = reference_outputs(model, plan, x)
 
     config = hls_config(hw_model, plan, options)
@@ -177,7 +180,7 @@ def write_project(
             softmax_stripped=plan.softmax_layer,
             exact_by_construction=plan.exact,
             samples=int(x.shape[0]),
-            notes=plan.notes + [f'tb_data: {x_source}'],
+            notes=plan.notes + [f'tb_data: {x_source}'] + ([seen.message()] if seen.message() else []),
             design={'layers': _layer_table(hls_model)},
         )
         _write_lpsubnet_files(tmp_dir, hls_model, info, options)

@@ -42,15 +42,16 @@ import shutil
 import subprocess
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..core import processes
 from ..core.cache_key import CacheKey, file_digest
 from ..core.files import write_text_atomic
 from ..core.fixed_point import parse_fixed_type
+from ..core.input_range import InputRange
 from ..core.progress import step
 from ..core.project import ProjectInfo, read_project_info
 from ..core.results import ExactTally, RouteResult
@@ -182,7 +183,7 @@ def build_testbench(
     start = time.perf_counter()
     try:
         with step(f'g++ build of {project_dir.name}'):
-            proc = subprocess.run(cmd, cwd=project_dir, capture_output=True, text=True, check=False)
+            proc = processes.run(cmd, cwd=project_dir, capture_output=True, text=True)
         log.write_text(' '.join(cmd[:-1] + [exe.name]) + '\n' + proc.stdout + proc.stderr)
         if proc.returncode != 0:
             raise BuildError(f'g++ failed (exit {proc.returncode}) building the C simulation; see {log}')
@@ -218,12 +219,11 @@ def run_testbench(project_dir: Path, exe: Path) -> tuple[np.ndarray, float]:
     """The testbench in its text mode on ``tb_data/tb_input_features.dat`` (as ``make csim``)."""
     results = project_dir / 'tb_data' / 'csim_results.log'
     start = time.perf_counter()
-    proc = subprocess.run(
+    proc = processes.run(
         [str(exe), 'tb_data/tb_input_features.dat', str(results.relative_to(project_dir))],
         cwd=project_dir,
         capture_output=True,
         text=True,
-        check=False,
     )
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
@@ -284,14 +284,14 @@ def run_shards(
         start = time.perf_counter()
         for command, err in zip(commands, errors, strict=True):
             with open(err, 'wb') as handle:
-                procs.append(subprocess.Popen(command, cwd=project_dir, stdout=subprocess.DEVNULL, stderr=handle))
+                procs.append(processes.start(command, cwd=project_dir, stdout=subprocess.DEVNULL, stderr=handle))
         codes = [proc.wait() for proc in procs]
         seconds = time.perf_counter() - start
     finally:
-        for proc in procs:
+        for proc in procs:  # each shard is a process group: an interrupt ends them all
             if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+                processes.end_group(proc)
+            processes.finish(proc)
     for shard, code, err in zip(shards, codes, errors, strict=True):
         if code != 0:
             message = err.read_text(errors='replace').strip()
@@ -334,24 +334,24 @@ class CheckData:
     samples_digest: str  # of the inputs and the reference: part of the second check's key
     source: str
     reference_cached: bool = False
+    input_range: InputRange | None = None  # an inputs file's values outside the input type
 
 
-def _write_quantized(x, n: int, input_type, path: Path, source: str) -> str:
+def _write_quantized(x, n: int, input_type, path: Path, source: str, allow_wrap: bool) -> tuple[str, InputRange]:
     """Quantize ``x[:n]`` onto the input grid into ``path`` (float64) chunk by chunk;
-    returns the hash of what was written."""
+    returns the hash of what was written and what the input type did to values outside
+    its range (a wrapping type that changes some is refused unless ``allow_wrap``)."""
     digest = hashlib.sha256()
+    seen = InputRange(input_type, source)
     with open(path, 'wb') as handle:
         for start in range(0, n, CHUNK_SAMPLES):
             stop = min(start + CHUNK_SAMPLES, n)
             chunk = np.asarray(x[start:stop], dtype=np.float64).reshape(stop - start, -1)
-            finite = np.isfinite(chunk).all(axis=1)
-            if not finite.all():
-                bad = start + int(np.flatnonzero(~finite)[0])
-                raise BadInputError(f'{source}: sample {bad} holds NaN or infinite values')
-            data = np.ascontiguousarray(input_type.quantize(chunk)).tobytes()
+            data = np.ascontiguousarray(seen.quantize(chunk)).tobytes()
             digest.update(data)
             handle.write(data)
-    return digest.hexdigest()
+    seen.check(allow_wrap)
+    return digest.hexdigest(), seen
 
 
 def _reference_model(project_dir: Path, info: ProjectInfo):
@@ -393,10 +393,16 @@ def _samples_digest(input_digest: str, reference_digest: str) -> str:
 
 
 def prepare_check(
-    project_dir: Path, info: ProjectInfo, workdir: Path, inputs: str | Path | None, max_samples: int | None
+    project_dir: Path,
+    info: ProjectInfo,
+    workdir: Path,
+    inputs: str | Path | None,
+    max_samples: int | None,
+    allow_wrap: bool = False,
 ) -> CheckData:
     """Inputs and reference of a check on disk: tb_data (reference written with the
-    project) or a new inputs file (quantized to the input type; the QKeras reference
+    project) or a new inputs file (quantized to the input type, values outside its range
+    counted and, for a wrapping type, refused unless ``allow_wrap``; the QKeras reference
     computed in chunks, or taken from the cache under :func:`reference_key`)."""
     n_in = int(np.prod(info.input_shape))
     n_out = int(np.prod(info.output_shape))
@@ -419,12 +425,12 @@ def prepare_check(
     x = open_samples(inputs, info.input_shape)
     n = x.shape[0] if max_samples is None else min(x.shape[0], max_samples)
     source = f'inputs file {inputs}'
-    input_digest = _write_quantized(x, n, parse_fixed_type(info.input_type), inputs_file, source)
+    input_digest, seen = _write_quantized(x, n, parse_fixed_type(info.input_type), inputs_file, source, allow_wrap)
     model_file, model_source = _model_file(project_dir, info)
     key = reference_key(input_digest, model_file, model_source).digest
     cache = project_dir / CACHE_DIR
     cached = cache / f'reference-{key[:24]}.f64'
-    data = CheckData(inputs_file, reference_file, n, n_in, n_out, '', f'{source} ({n} samples)')
+    data = CheckData(inputs_file, reference_file, n, n_in, n_out, '', f'{source} ({n} samples)', input_range=seen)
     # The check reads its own link to the reference: another check of the same project
     # may replace the cached file meanwhile.
     with contextlib.suppress(FileNotFoundError):
@@ -478,7 +484,7 @@ def _hls4ml_predict(project_dir: Path, chunks) -> tuple[RouteResult, Path]:
     linked = hls4ml.converters.link_existing_project(str(project_dir))
     start = time.perf_counter()
     with step('hls4ml compile()'):
-        library = _compile_and_load(linked)
+        library = _compile_and_load(linked, project_dir)
     result.build_seconds = time.perf_counter() - start
     tally, seconds = ExactTally(), 0.0
     for x, y in chunks:
@@ -490,29 +496,43 @@ def _hls4ml_predict(project_dir: Path, chunks) -> tuple[RouteResult, Path]:
     return tally.fill(result), library
 
 
-def _compile_and_load(linked) -> Path:
-    """hls4ml's compile() of a linked project (its build_lib.sh), the library loaded from
-    a copy of its own; returns the path build_lib.sh wrote.
+def _compile_and_load(linked, project_dir: Path) -> Path:
+    """hls4ml 1.3.0's ``compile()`` of a linked project (``FPGABackend.compile``: the
+    project's ``build_lib.sh``, then its library loaded); returns the path build_lib.sh wrote.
 
-    build_lib.sh names the library after the stamp written with the project, so every
-    build of a project has the same path, and dlopen() hands back a library already
-    loaded from the same path or file: a second check in the same process (a test, a
-    sweep worker, a notebook) would run the first build's code, with the weights it read
-    then (found by the negative control in fpga_tests/test_negative_controls.py: after
-    a weight file changed, the testbench reported the mismatch and predict() still said
-    exact). A copy (a new
-    file) is loaded instead and removed at once; the loaded mapping stays."""
+    - The script runs as a process group of its own (core.processes): hls4ml's own call
+      runs from the worker thread of the second check, where an interrupt of lpsubnet
+      would not end its g++.
+    - The library is loaded from a copy of its own. build_lib.sh names it after the stamp
+      written with the project, so every build of a project has the same path, and
+      dlopen() hands back a library already loaded from the same path: a second check in
+      the same process (a test, a sweep worker, a notebook) would run the first build's
+      code, with the weights it read then (found by the negative control in
+      fpga_tests/test_negative_controls.py: after a weight file changed, the testbench
+      reported the mismatch and predict() still said exact). The copy is removed at once;
+      the loaded mapping stays.
+    """
     import ctypes
     import uuid
 
-    built = Path(linked.config.backend.compile(linked))
-    fresh = built.with_name(f'.{built.stem}.{uuid.uuid4().hex}.so')
-    shutil.copyfile(built, fresh)
+    name = linked.config.get_project_name()
+    library = project_dir / 'firmware' / f'{name}-{linked.config.get_config_value("Stamp")}.so'
+    try:
+        proc = processes.run(['bash', 'build_lib.sh'], cwd=project_dir, capture_output=True, text=True)
+    except BaseException:
+        for partial in (project_dir / f'{name}.o', project_dir / f'{name}_bridge.o', library):
+            partial.unlink(missing_ok=True)  # what the interrupted script was writing
+        raise
+    if proc.returncode != 0:
+        output = (proc.stdout + proc.stderr).strip()
+        raise BuildError(f"hls4ml's build_lib.sh failed (exit {proc.returncode}) in {project_dir}: {output[-1000:]}")
+    fresh = library.with_name(f'.{library.stem}.{uuid.uuid4().hex}.so')
+    shutil.copyfile(library, fresh)
     try:
         linked._top_function_lib = ctypes.cdll.LoadLibrary(str(fresh))
     finally:
         fresh.unlink(missing_ok=True)
-    return built
+    return library
 
 
 def _hls4ml_outputs(linked, x: np.ndarray) -> np.ndarray:
@@ -560,11 +580,14 @@ def csim(
     inputs: str | Path | None = None,
     max_samples: int | None = None,
     jobs: int = 1,
+    allow_wrap: bool = False,
 ) -> RouteResult:
     """Build (or reuse) and run the C simulation; compare every output bit with the QKeras model.
 
     ``inputs``: a .npy/.npz file of samples to check instead of tb_data (quantized to the
-    project's input type; the reference comes from the project's QKeras model);
+    project's input type, values outside its range reported in the notes and, with a
+    wrapping input type, refused unless ``allow_wrap``; the reference comes from the
+    project's QKeras model);
     ``max_samples``: check only the first N; ``jobs``: testbench processes, each on a
     contiguous shard of the samples. ``second_check`` adds hls4ml's predict() (cached
     for the same firmware, weight files, tools and samples); ``shared_build`` (with it) compiles the firmware
@@ -587,7 +610,7 @@ def csim(
     result = RouteResult(route='csim', tool=_compiler_version(compiler), project_dir=str(project_dir))
     with tempfile.TemporaryDirectory(prefix='.csim_run_', dir=project_dir) as tmp:
         workdir = Path(tmp)
-        data = prepare_check(project_dir, info, workdir, inputs, max_samples)
+        data = prepare_check(project_dir, info, workdir, inputs, max_samples, allow_wrap)
         library, reused = None, False
         if shared_build:  # the testbench links the library hls4ml builds for the second check
             result.checks['hls4ml_predict'], library = _second_check(project_dir, name, data, shared_build)
@@ -596,7 +619,7 @@ def csim(
             # hls4ml's compile() and the testbench build are two g++ runs: side by side,
             # on two cores the check waits for the longer one only. The testbench runs
             # once both are done, so run_seconds times it alone.
-            with ThreadPoolExecutor(max_workers=1) as pool:
+            with processes.thread_pool(1) as pool:
                 second = pool.submit(_second_check, project_dir, name, data, False)
                 exe, result.build_seconds, reused = cached_testbench(project_dir, name, cxx)
                 result.checks['hls4ml_predict'], _ = second.result()
@@ -611,6 +634,9 @@ def csim(
             np.savetxt(project_dir / 'tb_data' / 'csim_results.log', outputs, fmt='%.17g')
     result.notes = list(info.notes)
     result.notes.append(f'samples: {data.source}; {len(shards)} testbench process(es)')
+    if data.input_range is not None and data.input_range.message():
+        result.notes.append(data.input_range.message())
+        result.input_range = data.input_range.to_dict()
     if data.reference_cached:
         result.notes.append('QKeras reference: cached for the same inputs, model and Keras stack')
     if reused:

@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from ..core import processes
 from ..core.files import write_text_atomic
 from ..core.progress import step
 from ..core.project import read_project_info
@@ -118,8 +119,10 @@ def synth(project_dir: str | Path, steps: str | list[str] = 'csynth') -> RouteRe
     result = RouteResult(route='vendor', tool=cmd[0], project_dir=str(project_dir))
     log = project_dir / 'vendor_build.log'
     start = time.perf_counter()
-    with step(f'{cmd[0]} {",".join(steps)}'), open(log, 'w') as handle:
-        proc = subprocess.run(cmd, cwd=project_dir, stdout=handle, stderr=subprocess.STDOUT, check=False)
+    with step(f'{cmd[0]} {",".join(steps)}') as running, open(log, 'w') as handle:
+        proc = processes.run(
+            cmd, cwd=project_dir, stdout=handle, stderr=subprocess.STDOUT, poll=lambda: running.update(f'log: {log}')
+        )
     result.build_seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise BuildError(f'{cmd[0]} exited with {proc.returncode}; see {log}')

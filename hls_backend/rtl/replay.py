@@ -133,10 +133,16 @@ def _tuple(value, n: int) -> tuple[int, ...]:
 class Replay:
     """Walk ``model`` layer by layer, building da4ml values; see :func:`replay_model`."""
 
-    def __init__(self, model, plan: ModelPlan, hwconf):
+    def __init__(self, model, plan: ModelPlan, hwconf, progress=None):
         self.model = model
         self.plan = plan
         self.hwconf = hwconf
+        self.progress = progress  # a rtl.size.TraceProgress, or None
+
+    def position(self, done: int, total: int) -> None:
+        """Output positions of the current layer traced so far (for the progress display)."""
+        if self.progress is not None:
+            self.progress.position(done, total)
 
     # --- helpers -----------------------------------------------------------------------
     def where(self, layer) -> str:
@@ -186,7 +192,8 @@ class Replay:
         n_taps = int(np.prod(window))
         kernel = kernel.reshape(n_taps, channels, -1)
         outputs = []
-        for row in taps:
+        for p, row in enumerate(taps):
+            self.position(p, len(taps))
             valid = row >= 0
             if depthwise:
                 pixel = []
@@ -206,7 +213,11 @@ class Replay:
         """``x @ kernel + bias`` over the last axis, then the layer's activation."""
         lead = x.shape[:-1]
         rows = x._vars.reshape(-1, x.shape[-1])
-        out = np.array([matvec(list(r), kernel, self.hwconf) for r in rows], dtype=object)
+        out = []
+        for p, r in enumerate(rows):
+            self.position(p, len(rows))
+            out.append(matvec(list(r), kernel, self.hwconf))
+        out = np.array(out, dtype=object)
         y = _as_array(out.reshape(*lead, kernel.shape[1]), self.hwconf)
         if bias is not None:
             y = y + bias
@@ -281,11 +292,13 @@ class Replay:
         return _as_array(np.concatenate([a._vars for a in args], axis=axis), self.hwconf)
 
 
-def replay_model(model, plan: ModelPlan, hwconf):
+def replay_model(model, plan: ModelPlan, hwconf, progress=None):
     """Trace ``model`` into a da4ml CombLogic: returns (comb_logic, input array, output array).
 
     The input is quantized to ``plan.input_type`` (the type test inputs are put on);
     the output is the model's output flattened (logits when a final softmax is left out).
+    ``progress`` (a :class:`hls_backend.rtl.size.TraceProgress`) hears of each layer and
+    output position as it is traced.
     """
     from da4ml.trace import FixedVariableArrayInput, comb_trace
 
@@ -294,11 +307,12 @@ def replay_model(model, plan: ModelPlan, hwconf):
     inp = FixedVariableArrayInput(shape, hwconf=hwconf)
     k, i, f = fixed_kif(plan.input_type)
     values = {id(input_op): inp.quantize(k, i, f)}
-    replay = Replay(model, plan, hwconf)
+    replay = Replay(model, plan, hwconf, progress)
     output_op = model.outputs[0]._keras_history.operation
-    for layer in model.layers:
-        if layer is input_op or layer.__class__.__name__ == 'InputLayer':
-            continue
+    layers = [lay for lay in model.layers if lay is not input_op and lay.__class__.__name__ != 'InputLayer']
+    for index, layer in enumerate(layers, start=1):
+        if progress is not None:
+            progress.layer(layer, index, len(layers))
         sources = inbound(layer)
         missing = [s.name for s in sources if id(s) not in values]
         if missing:
@@ -310,6 +324,8 @@ def replay_model(model, plan: ModelPlan, hwconf):
         raise UnsupportedModelError(f"the model's output layer '{output_op.name}' was not reached")
     out = values[id(output_op)]
     out_flat = out.ravel() if hasattr(out, 'ravel') else out
+    if progress is not None:
+        progress.finishing()
     comb = comb_trace(inp.ravel(), out_flat, keep_dead_inputs=True)
     return comb, inp, out_flat
 

@@ -20,6 +20,7 @@ metadata counts the same way: one cycle per pipeline stage).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core import processes
 from ..core.files import atomic_directory, write_text_atomic
 from ..core.model_io import load_array, load_qkeras_model
 from ..core.progress import step
@@ -55,7 +57,7 @@ def _default_inputs(model, fixed, n_samples: int, seed: int) -> np.ndarray:
     x = rng.normal(0.0, scale, shape)
     if not fixed.signed:
         x = np.abs(x)
-    return x
+    return np.clip(x, fixed.min_value, fixed.max_value)
 
 
 def _check_ports(io: dict) -> None:
@@ -104,6 +106,10 @@ def write_rtl(
     n_samples: int = 200,
     seed: int = 0,
     inputs_source: str | None = None,
+    force_large: bool = False,
+    allow_wrap: bool = False,
+    stored_samples: int | None = None,
+    range_samples: int | None = None,
 ) -> ProjectInfo:
     """Replay the QKeras model with da4ml and write the RTL project into ``out_dir``.
 
@@ -111,17 +117,26 @@ def write_rtl(
     random ones; ``inputs_source`` names an array in errors (e.g. the file it came
     from). They are put on the input type's grid (the model's input quantizer,
     else ``input_precision``, default ap_fixed<16,6,AP_RND_CONV,AP_SAT>), and the
-    QKeras model's outputs on them are stored as the reference. ``latency_cutoff``
+    QKeras model's outputs on them are stored as the reference; ``stored_samples``
+    keeps only the first N (the first ``range_samples``, default all, are still checked
+    against the input type's range: :func:`rtl` streams them later). Values outside
+    that range are reported in the notes, and refused for a wrapping input type unless
+    ``allow_wrap`` (:mod:`hls_backend.core.input_range`). ``latency_cutoff``
     is da4ml's delay budget per pipeline stage (in its adder-delay units; <= 0 gives a
     purely combinational design); ``clock_period`` (ns) goes into the constraints.
+
+    A design above :data:`hls_backend.rtl.size.RTL_MAX_MACS` multiply-accumulates is
+    refused before tracing (DesignTooLargeError) unless ``force_large``.
     """
     from da4ml.codegen import VerilogModel, VHDLModel
     from da4ml.trace import HWConfig
 
+    from ..core.input_range import scan
     from ..core.plan import check_float32_reference, plan_model
     from ..core.reference import prepare_inputs, reference_outputs
     from .layers import RTL_LAYERS
     from .replay import io_widths, replay_model
+    from .size import TraceProgress, check_design_size, design_size
 
     hdl = hdl.lower()
     if hdl not in ('verilog', 'vhdl'):
@@ -133,6 +148,8 @@ def write_rtl(
     model_path = Path(model_path)
     model = load_qkeras_model(model_path)
     plan = plan_model(model, RTL_LAYERS, input_precision=input_precision)
+    size = design_size(model, RTL_LAYERS)
+    check_design_size(size, str(model_path), force_large)
 
     if inputs is None:
         raw, source = (
@@ -140,14 +157,22 @@ def write_rtl(
             f'{n_samples} random samples (seed {seed})',
         )
     elif isinstance(inputs, (str, Path)):
-        raw, source = load_array(inputs), str(inputs)
+        raw, source = load_array(inputs, mmap=True), inputs_source or f'inputs file {inputs}'
     else:
-        raw, source = np.asarray(inputs), inputs_source or 'inputs array'
-    x = prepare_inputs(model, plan, raw, source)
+        raw, source = inputs, inputs_source or 'inputs array'
+    seen = None
+    if stored_samples is not None and len(raw) > stored_samples:
+        # Samples beyond the stored ones are streamed later: their range is checked now,
+        # before anything is traced or written.
+        seen = scan(raw, plan.input_type, source, range_samples)
+        seen.check(allow_wrap)
+        raw = raw[:stored_samples]
+    x, stored_range = prepare_inputs(model, plan, np.asarray(raw), source, allow_wrap)
+    seen = seen or stored_range
 
-    with step(f'da4ml trace of {model_path.name}'):
+    with step(f'da4ml trace of {model_path.name} ({size.macs:,} MACs)') as tracing:
         start = time.perf_counter()
-        comb, _, _ = replay_model(model, plan, HWConfig(1, -1, -1))
+        comb, _, _ = replay_model(model, plan, HWConfig(1, -1, -1), TraceProgress(size, tracing.update))
         trace_seconds = time.perf_counter() - start
     io = io_widths(comb)
     io['n_in'], io['n_out'] = comb.shape
@@ -180,6 +205,8 @@ def write_rtl(
         write_text_atomic(tmp / 'sim' / f'{HARNESS}.cc', _harness_source(project_name, io, pipe is not None))
         notes = list(plan.notes)
         notes.append(f'input type {plan.input_type.ap()} from {plan.input_source}')
+        if seen.message():
+            notes.append(seen.message())
         if plan.input_type.width > 24:
             notes.append('inputs wider than 24 bits are rounded by float32 in the QKeras reference: expect mismatches')
         info = ProjectInfo(
@@ -203,6 +230,8 @@ def write_rtl(
                 'lut_estimate': float(rtl_model._solution.cost),
                 'ff_estimate': reg_bits,
                 'io': io,  # per port: k, i, f, width (bits per element as simulated)
+                'macs': size.macs,  # multiply-accumulates per sample (rtl.size), known before tracing
+                'input_range': seen.to_dict(),  # test inputs outside the input type (core.input_range)
                 'trace_seconds': round(trace_seconds, 3),
             },
             notes=notes,
@@ -263,12 +292,11 @@ class CycleSimulator:
         inp, out = work / f'lpsubnet_cycles_in{tag}.bin', work / f'lpsubnet_cycles_out{tag}.bin'
         np.ascontiguousarray(per_cycle_inputs, dtype=np.int32).tofile(inp)
         try:
-            proc = subprocess.run(
+            proc = processes.run(
                 [str(self.exe), str(inp), str(out), str(cycles)],
                 cwd=self.project_dir / 'src' / 'memfiles',
                 capture_output=True,
                 text=True,
-                check=False,
             )
             if proc.returncode != 0:
                 raise BuildError(
@@ -356,7 +384,7 @@ def _build_harness(project_dir: Path, info: ProjectInfo, install, o3: bool) -> P
         '-o',
         str(exe),
     ]
-    proc = subprocess.run(cmd, cwd=sim, capture_output=True, text=True, check=False)
+    proc = processes.run(cmd, cwd=sim, capture_output=True, text=True)
     log = sim / 'harness_build.log'
     log.write_text(' '.join(cmd) + '\n' + proc.stdout + proc.stderr)
     if proc.returncode != 0:
@@ -384,9 +412,12 @@ def build_rtl(project_dir: str | Path, o3: bool = False, jobs: int | None = None
     with verilator_environment() as install:
         log = project_dir / 'sim' / 'build.log'
         start = time.perf_counter()
-        with step(f'Verilator build of {project_dir.name} ({info.options["hdl"]}, verilator {install.version})'):
+        with step(
+            f'Verilator build of {project_dir.name} ({info.options["hdl"]}, verilator {install.version})'
+        ) as building:
             try:
-                _run_da4ml_compile(rtl_model, jobs=jobs, o3=o3, log=log)
+                _run_da4ml_make(rtl_model, project_dir, info, jobs=jobs, o3=o3, log=log, building=building)
+                building.update('compiling the cycle harness')
                 exe = _build_harness(project_dir, info, install, o3)
             finally:
                 shutil.rmtree(project_dir / 'sim' / 'obj_dir', ignore_errors=True)
@@ -394,20 +425,55 @@ def build_rtl(project_dir: str | Path, o3: bool = False, jobs: int | None = None
     return rtl_model, exe, seconds, install
 
 
-def _run_da4ml_compile(rtl_model, jobs: int | None, o3: bool, log: Path) -> None:
-    """da4ml's compile of the already written project (``_compile``: ``compile()`` would
-    rewrite the sources and metadata), keeping obj_dir for the harness; output to ``log``."""
-    import contextlib
-    import io as _io
+def _run_da4ml_make(rtl_model, project_dir: Path, info: ProjectInfo, jobs, o3: bool, log: Path, building) -> None:
+    """da4ml 0.6.0's compile of the already written project (``RTLModel._compile``: the
+    same make call and environment, obj_dir kept for the harness), run here rather than
+    through da4ml so that make, verilator_bin and the C++ compilers are one process group
+    that an interrupt ends (core.processes), and so that the build's phase is shown while
+    it runs. The emulator library is then loaded as da4ml loads it. Output goes to ``log``."""
+    import uuid
 
-    buffer = _io.StringIO()
+    sim = project_dir / 'sim'
+    stamp = str(uuid.uuid4())
+    prefix = f'{info.project_name}_wrapper'
+    env = dict(
+        os.environ,
+        VM_PREFIX=prefix,
+        STAMP=stamp,
+        EXTRA_CXXFLAGS='-fopenmp',
+        VERILATOR_FLAGS='-Wall' if info.options['hdl'] == 'verilog' else '',
+    )
+    if jobs is not None:
+        env['N_JOBS'] = str(jobs)
+    library = sim / f'lib{prefix}_{stamp}.so'
     try:
-        with contextlib.redirect_stderr(buffer), contextlib.redirect_stdout(buffer):
-            rtl_model._compile(verbose=False, openmp=True, nproc=jobs, o3=o3, clean=False)
-    except RuntimeError as exc:
-        log.write_text(buffer.getvalue())
-        raise BuildError(f'Verilator build of the RTL failed ({exc}); see {log}') from None
-    log.write_text(buffer.getvalue() or 'build succeeded\n')
+        with open(log, 'w') as handle:
+            proc = processes.run(
+                ['make', '-f', 'build_binder.mk', *(['fast'] if o3 else [])],
+                cwd=sim,
+                env=env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                poll=lambda: building.update(build_phase(sim / 'obj_dir', library)),
+            )
+        if proc.returncode != 0:
+            raise BuildError(f'Verilator build of the RTL failed (make exited with {proc.returncode}); see {log}')
+    except BaseException:
+        library.unlink(missing_ok=True)  # a half-linked emulator
+        raise
+    rtl_model._load_lib(stamp)
+
+
+def build_phase(obj_dir: Path, library: Path) -> str:
+    """What the Verilator build is doing, read from its files: verilating (no C++ yet),
+    compiling the generated C++ (objects written / sources), or linking the emulator."""
+    sources = list(obj_dir.glob('*.cpp')) if obj_dir.is_dir() else []
+    if not sources:
+        return 'verilating the design'
+    objects = sum(1 for source in sources if source.with_suffix('.o').is_file())
+    if objects < len(sources):
+        return f'compiling the generated C++: {objects}/{len(sources)} files'
+    return 'linking the emulator' if not library.is_file() else 'emulator linked'
 
 
 def simulate_rtl(
@@ -418,6 +484,7 @@ def simulate_rtl(
     inputs: str | Path | None = None,
     max_samples: int | None = None,
     shards: int = 1,
+    allow_wrap: bool = False,
 ) -> RouteResult:
     """Build the RTL with Verilator and simulate it clock by clock on the stored inputs.
 
@@ -427,7 +494,8 @@ def simulate_rtl(
     streamed through the design at the measured II, one per clock, in runs of at most
     STREAM_CHUNK samples, ``shards`` harness processes at a time, and compared with the
     QKeras model: that comparison is the result, the stored inputs' one goes to
-    ``checks['tb_data']``. Saved as ``lpsubnet_rtl.json`` in the project; the caller
+    ``checks['tb_data']`` (values outside the input type's range are reported, and
+    refused for a wrapping type unless ``allow_wrap``). Saved as ``lpsubnet_rtl.json`` in the project; the caller
     decides what a mismatch means (the CLI exits with MismatchError.exit_code).
     """
     import da4ml
@@ -467,6 +535,7 @@ def simulate_rtl(
         },
     }
     result.notes = list(info.notes)
+    result.input_range = info.design.get('input_range')
     result.notes.append(
         f'measured from {timing.cycles} simulated clock cycles: latency {timing.latency} '
         f'(observed {timing.latencies_seen}), II {timing.initiation_interval}; '
@@ -488,7 +557,7 @@ def simulate_rtl(
         result.checks['da4ml_predict'] = _da4ml_predict_check(rtl_model, project_dir, x, reference).to_dict()
         result.checks['trace'] = _trace_check(project_dir, x, reference).to_dict()
     if inputs is not None:
-        result = _stream_check(project_dir, info, sim, timing, result, inputs, max_samples, shards)
+        result = _stream_check(project_dir, info, sim, timing, result, inputs, max_samples, shards, allow_wrap)
     result.save(project_dir / RTL_RESULT)
     return result
 
@@ -507,13 +576,13 @@ def _stream_check(
     inputs: str | Path,
     max_samples: int | None,
     shards: int,
+    allow_wrap: bool = False,
 ) -> RouteResult:
     """Stream the samples of ``inputs`` through the design at the measured II and compare
     them with the QKeras model, chunk by chunk; returns the result with the stored
     inputs' comparison as its ``tb_data`` check."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from ..core.fixed_point import parse_fixed_type
+    from ..core.input_range import InputRange
     from ..core.model_io import open_samples
     from ..core.reference import model_outputs
     from ..core.results import ExactTally
@@ -528,7 +597,7 @@ def _stream_check(
     x = open_samples(inputs, info.input_shape)
     n = x.shape[0] if max_samples is None else min(x.shape[0], max_samples)
     source = f'inputs file {inputs}'
-    input_type = parse_fixed_type(info.input_type)
+    seen = InputRange(parse_fixed_type(info.input_type), source)
     model = _reference_model(info)
     ii, latency, io = timing.initiation_interval, timing.latency, info.design['io']
     chunks = [(start, min(start + STREAM_CHUNK, n)) for start in range(0, n, STREAM_CHUNK)]
@@ -538,13 +607,8 @@ def _stream_check(
     try:
         with step(f'inputs and QKeras reference of {n} samples'):
             for k, (start, stop) in enumerate(chunks):
-                chunk = np.asarray(x[start:stop], dtype=np.float64)
-                finite = np.isfinite(chunk.reshape(stop - start, -1)).all(axis=1)
-                if not finite.all():
-                    raise BadInputError(
-                        f'{source}: sample {start + int(np.flatnonzero(~finite)[0])} holds NaN or infinite values'
-                    )
-                xq = input_type.quantize(chunk)
+                xq = seen.quantize(np.asarray(x[start:stop], dtype=np.float64))
+                seen.check(allow_wrap)  # before the QKeras reference of a wrapped chunk is computed
                 codes = _encode_inputs(xq, io)
                 # One sample every II clocks, then the last one held until it has come out.
                 cycles = np.concatenate([np.repeat(codes, ii, axis=0), np.repeat(codes[-1:], latency + 2, axis=0)])
@@ -559,7 +623,7 @@ def _stream_check(
 
         begin = time.perf_counter()
         with step(f'streamed {n} samples through the design ({min(shards, len(chunks))} harness processes)'):
-            with ThreadPoolExecutor(max_workers=shards) as pool:
+            with processes.thread_pool(shards) as pool:
                 list(pool.map(run, range(len(chunks))))
         seconds = time.perf_counter() - begin
         tally = ExactTally()
@@ -578,10 +642,12 @@ def _stream_check(
         initiation_interval=tb_result.initiation_interval,
         resources=tb_result.resources,
         checks={**tb_result.checks, 'tb_data': {**tb_result.to_dict(), 'checks': {}}},
+        input_range=seen.to_dict(),
         notes=[
             *tb_result.notes,
             f'streamed {source} ({n} samples) one per {ii} clock(s), latency {latency}, '
             f'{len(chunks)} harness run(s), {min(shards, len(chunks))} at a time',
+            *([seen.message()] if seen.message() else []),
         ],
     )
     return tally.fill(result)
@@ -641,31 +707,38 @@ def rtl(
     o3: bool = False,
     max_samples: int | None = None,
     shards: int = 1,
+    force_large: bool = False,
+    allow_wrap: bool = False,
     **options,
 ) -> RouteResult:
     """:func:`write_rtl` then :func:`simulate_rtl`.
 
     ``inputs`` given as a file: its first TB_SAMPLES samples become the project's
     stored inputs (latency, II and the secondary checks are measured on them), then
-    all of them (or the first ``max_samples``) are streamed in ``shards`` processes.
+    all of them (or the first ``max_samples``) are streamed in ``shards`` processes;
+    the range of all of them is checked before anything is traced. ``force_large``
+    builds a design above :data:`hls_backend.rtl.size.RTL_MAX_MACS`; ``allow_wrap``
+    checks inputs that a wrapping input type changes (both: see :func:`write_rtl`).
     """
     stream = isinstance(inputs, str | Path)
-    if stream:
-        stored = load_array(inputs, mmap=True)[:TB_SAMPLES]
     write_rtl(
         model_path,
         out_dir,
-        np.asarray(stored) if stream else inputs,
-        inputs_source=f'{inputs} (its first {TB_SAMPLES} samples)' if stream else None,
+        inputs,
+        inputs_source=f'inputs file {inputs}' if stream else None,
         hdl=hdl,
         latency_cutoff=latency_cutoff,
         clock_period=clock_period,
         force=force,
+        force_large=force_large,
+        allow_wrap=allow_wrap,
+        stored_samples=TB_SAMPLES if stream else None,
+        range_samples=max_samples,
         **options,
     )
     if not stream:
         return simulate_rtl(out_dir, o3=o3)
-    return simulate_rtl(out_dir, o3=o3, inputs=inputs, max_samples=max_samples, shards=shards)
+    return simulate_rtl(out_dir, o3=o3, inputs=inputs, max_samples=max_samples, shards=shards, allow_wrap=allow_wrap)
 
 
 # Samples of an inputs file stored with an RTL project: each is simulated alone (held
