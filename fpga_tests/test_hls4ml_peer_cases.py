@@ -81,7 +81,8 @@ def test_readme_counts_are_the_expected_outcomes():
         expected[case.expected] += len(COMBOS)
     text = ' '.join(README.read_text().split())
     match = re.search(
-        r'of (\d+) cases × (\d+), (\d+) are bit-exact against the QKeras model, (\d+) are refused.*?, (\d+) fail', text
+        r'[Oo]f (\d+) cases × (\d+), (\d+) are bit-exact against the QKeras model, (\d+) are refused.*?, (\d+) fail',
+        text,
     )
     assert match, 'README: the peer-case counts sentence is missing'
     assert [int(n) for n in match.groups()] == [
