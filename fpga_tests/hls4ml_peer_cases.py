@@ -1,20 +1,39 @@
 """hls4ml's own QKeras test cases, rebuilt for Keras 3 + qkeras-v3, run the way an hls4ml
 user runs them with lpsubnet: ``hls_backend.exact_config`` instead of hls4ml's
 ``config_from_keras_model``, then hls4ml's ``convert_from_keras_model`` -> ``compile`` ->
-``predict``, checked with the peer test's own criterion.
+``predict``.
+
+The verdict is lpsubnet's promise, not the peer's tolerance: every case ``exact_config``
+accepts is compared with the QKeras model bit for bit (float64 equality of hls4ml's
+``predict()`` and QKeras's ``predict`` on every sample and output; the logits where the
+softmax is skipped). Each case ends in one of three outcomes:
+
+- ``exact``: accepted, and equal on every bit;
+- ``refused``: ``exact_config`` raised UnsupportedModelError naming the layer and why;
+- ``failed``: accepted but not equal (or anything else went wrong). A case that passes
+  only the peer's tolerance is a failure of ``exact_config``.
+
+The peer test's own criterion (``allclose`` with its tolerances, or argmax agreement) is
+run too and reported beside the verdict, never instead of it.
 
 Each case names the hls4ml test it follows (hls4ml v1.3.0, test/pytest/<file>::<test>,
-with its parameters). The models, inputs and criteria are the peer's; the code is ours.
-Two peers need files this project does not ship (hls4ml's example-models jet tagger and
-MNIST CNN, and their data sets, downloaded at run time there): those cases use a model of
-the same shape built here, and as labels the QKeras model's own predictions, so the
-peer's accuracy criterion becomes "hls4ml's argmax agrees with QKeras's". Their final
-softmax is left out with ``softmax='skip'`` (hls4ml's own Skip; the peers tune hls4ml's
-softmax tables instead, which are not exact), so the design outputs exact logits.
+with its parameters). The models and criteria are the peer's; the code is ours. Where
+the peer feeds raw floats (relying on its tolerance to absorb hls4ml's input cast), the
+inputs here are put on the input type's grid first: the design and the model must see
+the same values, and the harness checks that they lie on the grid of the input type of
+hls4ml's converted graph. Two peers need files this project does not ship (hls4ml's
+example-models jet tagger and MNIST CNN, and their data sets, downloaded at run time
+there): those cases use a model of the same shape built here, and as labels the QKeras
+model's own predictions, so the peer's accuracy criterion becomes "hls4ml's argmax
+agrees with QKeras's" (which, with QKeras's accuracy against its own argmax, cannot fail
+on the QKeras side: one more reason it is not the verdict). Their final softmax is left
+out with ``softmax='skip'`` (hls4ml's own Skip; the peers tune hls4ml's softmax tables
+instead, which are not exact), so the design outputs exact logits.
 
-``python -m fpga_tests.hls4ml_peer_cases [--out DIR]`` runs every case on Vivado and Vitis
-x io_parallel and io_stream and prints the count of passed / refused / failed per
-backend x io type (the test file runs the same cases under pytest).
+``python -m fpga_tests.hls4ml_peer_cases [--out FILE] [-k ID]`` runs every case on
+Vivado and Vitis x io_parallel and io_stream and prints the counts of bit-exact /
+refused / failed per backend x io type, the refusal reasons and every failure (the test
+file runs the same cases under pytest).
 """
 
 from __future__ import annotations
@@ -24,9 +43,11 @@ import itertools
 import json
 import sys
 import tempfile
+import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +55,7 @@ import numpy as np
 BACKENDS = ('Vivado', 'Vitis')
 UNIT_INPUT = 'ap_ufixed<10,0,AP_RND_CONV,AP_SAT>'  # [0, 1) on a 2^-10 grid
 IO_TYPES = ('io_parallel', 'io_stream')
+OUTCOMES = ('exact', 'refused', 'failed')
 
 
 @dataclass
@@ -42,13 +64,30 @@ class Case:
     peer: str  # hls4ml v1.3.0 test it follows: file::test[parameters]
     build: Callable  # () -> (model, x)
     check: Callable  # (y_qkeras, y_hls) -> None, raises AssertionError: the peer's criterion
-    expected: str  # 'passed' or 'refused' (what this project gives today)
+    expected: str  # 'exact' or 'refused' (what this project gives today)
     options: dict = field(default_factory=dict)  # exact_config keywords
+
+
+@dataclass
+class Result:
+    outcome: str  # one of OUTCOMES
+    reason: str = ''  # the refusal, or what failed
+    samples: int = 0
+    exact_samples: int = 0  # samples whose every output equals QKeras's (float64)
+    max_abs_diff: float = 0.0
+    peer_criterion: str = ''  # 'pass', 'fail: ...' or '' when not run (refused)
 
 
 def _grid(x):
     """The peer's ``np.round(X * 2**10) * 2**-10``: inputs exact in ap_fixed<16,6>."""
     return np.round(x * 2**10) * 2**-10
+
+
+def _on_type(ap_type: str, x):
+    """``x`` rounded and saturated onto ``ap_type`` (the input quantizer's type)."""
+    from hls_backend.core.fixed_point import parse_fixed_type
+
+    return parse_fixed_type(ap_type).quantize(x)
 
 
 def _rng(seed=0):
@@ -87,7 +126,9 @@ def wrong_fraction(limit, xnor):
 
 
 def accuracy(min_qkeras, max_rel_diff):
-    """The peers' accuracy tests, labels = QKeras's own argmax (see the module docstring)."""
+    """The peers' accuracy tests, labels = QKeras's own argmax (see the module docstring):
+    QKeras's accuracy is then 1 by construction, so this only asks hls4ml's argmax to agree
+    on all but ``max_rel_diff`` of the samples. Reported beside the verdict, never as it."""
 
     def check(y_qkeras, y_hls):
         labels = np.argmax(y_qkeras, axis=1)
@@ -128,7 +169,7 @@ def single_dense_activation(bits, alpha):
                 QActivation(activation=quantized_relu(bits, 0), name='relu1'),
             ]
         )
-        return model, _rng().random((100, 16))
+        return model, _grid(_rng().random((100, 16)))  # the peer: raw floats
 
     return build
 
@@ -157,7 +198,7 @@ def btnn(kernel_quantizer, bias_quantizer, activation_quantizer, use_batchnorm):
         if use_batchnorm:
             layers.append(keras.layers.BatchNormalization(name='bn'))
         layers.append(QActivation(activation=activation_quantizer()))
-        return keras.Sequential(layers), _rng().random((100, 10))
+        return keras.Sequential(layers), _grid(_rng().random((100, 10)))  # the peer: raw floats
 
     return build
 
@@ -200,7 +241,9 @@ def qconv2dbn():
             ),
         ]
     )
-    return model, _grid(_rng().random((100, 8, 8, 1)))
+    # The peer's grid rounds some values up to 1.0, outside the declared UNIT_INPUT (they
+    # would saturate in hardware and not in QKeras): on UNIT_INPUT itself instead.
+    return model, _on_type(UNIT_INPUT, _rng().random((100, 8, 8, 1)))
 
 
 def qdepthwiseconv2d():
@@ -220,7 +263,9 @@ def qdepthwiseconv2d():
             ),
         ]
     )
-    return model, _grid(_rng().random((10, 32, 32, 3)))
+    # The peer's grid rounds some values up to 1.0, outside the declared UNIT_INPUT (they
+    # would saturate in hardware and not in QKeras): on UNIT_INPUT itself instead.
+    return model, _on_type(UNIT_INPUT, _rng().random((10, 32, 32, 3)))
 
 
 def po2_bit_width():
@@ -234,7 +279,7 @@ def po2_bit_width():
     weights = model.layers[0].get_weights()
     weights[0] = (2**18) * _rng().random((26, 6))
     model.layers[0].set_weights(weights)
-    return model, _rng().random((100, 26))
+    return model, _grid(_rng().random((100, 26)))  # the peer: raw floats
 
 
 def recurrent(kind):
@@ -297,21 +342,23 @@ def binary_cnn():
     x = QBatchNormalization()(x)
     x = QActivation('binary_tanh', name='act4')(x)
     x = QDense(10, kernel_quantizer='binary', activation='softmax', name='q_dense_7', use_bias=False)(x)
-    return keras.Model(x_in, x), _rng().random((1, 28, 28, 1))
+    return keras.Model(x_in, x), _grid(_rng().random((1, 28, 28, 1)))  # the peer: raw floats
 
 
 def jet_tagger():
-    """The shape of hls4ml's example-models qkeras_3layer (16-64-32-32-5, softmax)."""
+    """The shape of hls4ml's example-models qkeras_3layer (16-64-32-32-5, softmax); inputs
+    on the grid of its input quantizer, quantized_bits(10, 3)."""
     from fpga_tests.hls_models import jet_mlp
 
-    return jet_mlp(bits=6, seed=0), _rng().normal(0, 1, (2000, 16))
+    return jet_mlp(bits=6, seed=0), _on_type('ap_fixed<10,4>', _rng().normal(0, 1, (2000, 16)))
 
 
 def mnist_cnn():
-    """The shape of hls4ml's example-models qkeras_mnist_cnn (28x28 CNN, softmax)."""
+    """The shape of hls4ml's example-models qkeras_mnist_cnn (28x28 CNN, softmax); pixels on
+    the grid of its input quantizer, quantized_bits(8, 0)."""
     from fpga_tests.hls_models import cnn
 
-    return cnn((28, 28, 1), bits=6, seed=0), _rng().random((300, 28, 28, 1))
+    return cnn((28, 28, 1), bits=6, seed=0), _on_type('ap_fixed<8,1>', _rng().random((300, 28, 28, 1)))
 
 
 def serialization_model():
@@ -345,7 +392,7 @@ def _cases() -> list[Case]:
                 f'{qk}::test_accuracy[{strategy}]',
                 jet_tagger,
                 accuracy(0.7, 0.01),
-                'passed',
+                'exact',
                 {'softmax': 'skip', 'Strategy': strategy},
             )
         )
@@ -356,7 +403,7 @@ def _cases() -> list[Case]:
                 f'{qk}::test_single_dense_activation_exact[{bits}-{alpha}]',
                 single_dense_activation(bits, alpha),
                 allclose_ravel(atol=2.0**-bits, rtol=1.0),
-                'passed' if alpha == 1 else 'refused',
+                'exact' if alpha == 1 else 'refused',
             )
         )
     for name, make in (
@@ -416,7 +463,7 @@ def _cases() -> list[Case]:
                 f'{qk}::test_quantizer[{kind}({bits},{integer})]',
                 one_quantizer(make),
                 equal,
-                'passed',
+                'exact',
             )
         )
     for weight, act in (
@@ -437,20 +484,20 @@ def _cases() -> list[Case]:
                 f'{qk}::test_qactivation_kwarg[{weight}-{act}]',
                 qactivation_kwarg(weight, act),
                 check,
-                'refused' if binary_like else 'passed',
+                'refused' if binary_like else 'exact',
             )
         )
     cases += [
         # The peer's inputs lie in [0, 1) on a 2^-10 grid; with the default input type
         # (ap_fixed<16,6>, up to 32) the float32 QKeras sums are not provably exact, and
         # exact_config refuses; declaring the inputs' own type makes them so.
-        Case('qconv2dbn', f'{qk}::test_qconv2dbn', qconv2dbn, equal, 'passed', {'input_precision': UNIT_INPUT}),
+        Case('qconv2dbn', f'{qk}::test_qconv2dbn', qconv2dbn, equal, 'exact', {'input_precision': UNIT_INPUT}),
         Case(
             'qdepthwiseconv2d',
             f'{qk}::test_qdepthwiseconv2d',
             qdepthwiseconv2d,
             allclose(rtol=1e-2, atol=0.01),
-            'passed',
+            'exact',
             {'input_precision': UNIT_INPUT},
         ),
     ]
@@ -474,7 +521,7 @@ def _cases() -> list[Case]:
                 f'{qk}::test_qseparableconv{dims}d',
                 separable(dims),
                 allclose(rtol=0, atol=0),
-                'passed',
+                'exact',
                 {'input_precision': 'ap_fixed<8,1,AP_RND_CONV,AP_SAT>'},  # the peer's own input type
             )
         )
@@ -486,7 +533,7 @@ def _cases() -> list[Case]:
                 f'test_cnn_mnist_qkeras.py::test_accuracy[{strategy}]',
                 mnist_cnn,
                 accuracy(0.92, 0.01),
-                'passed',
+                'exact',
                 {'softmax': 'skip', 'Strategy': strategy},
             )
         )
@@ -508,9 +555,60 @@ CASES = {case.id: case for case in _cases()}
 COMBOS = list(itertools.product(BACKENDS, IO_TYPES))
 
 
-def run_case(case: Case, backend: str, io_type: str, output_dir: Path) -> tuple[str, str]:
-    """('passed' | 'refused', reason): the user's script with exact_config, then the peer's
-    criterion (an AssertionError from it, or any other exception, propagates: a failure)."""
+def input_type(hls_model):
+    """The fixed-point type of the converted graph's input (what hls4ml casts inputs to)."""
+    from hls_backend.core.fixed_point import parse_fixed_type
+
+    (variable,) = hls_model.get_input_variables()
+    return parse_fixed_type(variable.type.precision.definition_cpp())
+
+
+def qkeras_logits(model, options: dict, x: np.ndarray) -> np.ndarray:
+    """QKeras's outputs on ``x`` as float64, before the final softmax when exact_config
+    was asked to skip it (the design then outputs the logits)."""
+    import keras
+
+    from hls_backend.core.plan import plan_model
+    from hls_backend.core.reference import logits_model, model_outputs
+    from hls_backend.hls.layers import HLS_LAYERS
+
+    if options.get('softmax') == 'skip':
+        functional = (
+            keras.Model(model.inputs, model.outputs, name=model.name) if isinstance(model, keras.Sequential) else model
+        )
+        model = logits_model(functional, plan_model(functional, HLS_LAYERS, options.get('input_precision'), None))
+    return model_outputs(model, x).reshape(len(x), -1)
+
+
+def compare(y_ref: np.ndarray, y_hls: np.ndarray) -> Result:
+    """Bit for bit, float64: the verdict ``exact`` or ``failed`` with the counts."""
+    y_hls = np.asarray(y_hls, dtype=np.float64).reshape(y_ref.shape)
+    equal_rows = np.all(y_hls == y_ref, axis=1)
+    diff = float(np.max(np.abs(y_hls - y_ref))) if y_ref.size else 0.0
+    result = Result('exact', samples=len(y_ref), exact_samples=int(equal_rows.sum()), max_abs_diff=diff)
+    if not equal_rows.all():
+        first = int(np.argmin(equal_rows))
+        result.outcome = 'failed'
+        result.reason = (
+            f'not bit-exact: {result.exact_samples}/{result.samples} samples equal, max |diff| {diff:g}; '
+            f'first sample {first}: hls4ml {y_hls[first][:4].tolist()} QKeras {y_ref[first][:4].tolist()}'
+        )
+    return result
+
+
+def peer_criterion(case: Case, y_qkeras: np.ndarray, y_hls) -> str:
+    try:
+        case.check(y_qkeras, y_hls)
+    except AssertionError as exc:
+        return f'fail: {str(exc).strip().splitlines()[0] if str(exc).strip() else "assertion"}'[:200]
+    return 'pass'
+
+
+def run_case(case: Case, backend: str, io_type: str, output_dir: Path, edit_config=None) -> Result:
+    """The user's script with exact_config, the bit-for-bit verdict, the peer's criterion
+    beside it. Exceptions other than exact_config's refusal propagate (main counts them
+    as failures). ``edit_config(config)`` changes the config before the conversion (the
+    tests' negative control: a wrong design must be reported)."""
     import hls4ml
 
     import hls_backend
@@ -520,44 +618,85 @@ def run_case(case: Case, backend: str, io_type: str, output_dir: Path) -> tuple[
     try:
         config = hls_backend.exact_config(model, backend=backend, io_type=io_type, **case.options)
     except UnsupportedModelError as exc:
-        return 'refused', str(exc)
+        return Result('refused', str(exc))
+    if edit_config is not None:
+        edit_config(config)
     hls_model = hls4ml.converters.convert_from_keras_model(
         model, hls_config=config, backend=backend, io_type=io_type, output_dir=str(output_dir)
     )
     hls_model.compile()
+    x = np.asarray(x, dtype=np.float64)
+    in_type = input_type(hls_model)
+    off_grid = int(np.sum(in_type.quantize(x) != x))
+    if off_grid:  # the design would see other values than the model: not a comparison
+        return Result('failed', f'{off_grid} input values are not on the grid of the input type {in_type.ap()}')
     y_hls = hls_model.predict(np.ascontiguousarray(x))
-    y_qkeras = model.predict(x, verbose=0)
-    case.check(y_qkeras, y_hls)
-    return 'passed', ''
+    result = compare(qkeras_logits(model, case.options, x), y_hls)
+    result.peer_criterion = peer_criterion(case, model.predict(x, verbose=0), y_hls)
+    return result
+
+
+def run_logged(case: Case, backend: str, io_type: str, output_dir: Path) -> Result:
+    """run_case, with any exception a ``failed`` result (the traceback printed)."""
+    try:
+        return run_case(case, backend, io_type, output_dir)
+    except Exception as exc:  # noqa: BLE001  a failure is counted and reported, not raised
+        traceback.print_exc()
+        return Result('failed', f'{type(exc).__name__}: {exc}')
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--out', type=Path, help='write the per-case outcomes here (JSON)')
+    parser.add_argument('--out', type=Path, help='write the per-case results here (JSON)')
     parser.add_argument('-k', default='', help='only cases whose id contains this')
     args = parser.parse_args(argv)
-    outcomes = []
-    counts = {combo: {'passed': 0, 'refused': 0, 'failed': 0} for combo in COMBOS}
+    rows = []
+    counts = {combo: Counter({outcome: 0 for outcome in OUTCOMES}) for combo in COMBOS}
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix='hls4ml-peer-') as tmp:
         for (backend, io_type), case in itertools.product(COMBOS, CASES.values()):
             if args.k not in case.id:
                 continue
-            try:
-                outcome, reason = run_case(case, backend, io_type, Path(tmp) / f'{case.id}_{backend}_{io_type}')
-            except Exception as exc:  # noqa: BLE001  a failure is counted and reported, not raised
-                outcome, reason = 'failed', f'{type(exc).__name__}: {exc}'
-                traceback.print_exc()
-            counts[(backend, io_type)][outcome] += 1
-            outcomes.append({'case': case.id, 'peer': case.peer, 'backend': backend, 'io_type': io_type,
-                             'outcome': outcome, 'expected': case.expected, 'reason': reason[:300]})  # fmt: skip
-            print(f'{backend:6} {io_type:11} {case.id:45} {outcome}: {reason[:150]}', flush=True)
-    print('\n| backend | io_type | passed | refused | failed |\n|---|---|---|---|---|')
+            result = run_logged(case, backend, io_type, Path(tmp) / f'{case.id}_{backend}_{io_type}')
+            counts[(backend, io_type)][result.outcome] += 1
+            rows.append({'case': case.id, 'peer': case.peer, 'backend': backend, 'io_type': io_type,
+                         'expected': case.expected, **asdict(result)})  # fmt: skip
+            detail = f'{result.exact_samples}/{result.samples} equal; peer criterion: {result.peer_criterion}'
+            print(f'{backend:6} {io_type:11} {case.id:45} {result.outcome}: '
+                  f'{detail if result.outcome == "exact" else result.reason[:200]}', flush=True)  # fmt: skip
+    minutes = (time.perf_counter() - start) / 60
+    print(f'\n{len(rows)} case x combination runs in {minutes:.1f} min\n')
+    print('| backend | io_type | bit-exact | refused | failed |\n|---|---|---|---|---|')
     for (backend, io_type), c in counts.items():
-        print(f'| {backend} | {io_type} | {c["passed"]} | {c["refused"]} | {c["failed"]} |')
+        print(f'| {backend} | {io_type} | {c["exact"]} | {c["refused"]} | {c["failed"]} |')
+    total = sum(counts.values(), Counter())
+    print(f'| all | | {total["exact"]} | {total["refused"]} | {total["failed"]} |')
+    print('\nrefused (case: reason, on the combinations listed):')
+    for (case_id, reason), combos in _grouped(rows, 'refused').items():
+        print(f'- {case_id} ({combos}): {reason}')
+    failures = _grouped(rows, 'failed')
+    print('\nfailed:' if failures else '\nfailed: none')
+    for (case_id, reason), combos in failures.items():
+        print(f'- {case_id} ({combos}): {reason}')
+    unexpected = [row for row in rows if row['outcome'] != row['expected']]
+    print(f'\noutcomes other than the expected ones (Case.expected): {len(unexpected) or "none"}')
+    for row in unexpected:
+        print(f'- {row["case"]} ({row["backend"]} {row["io_type"]}): {row["outcome"]}, expected {row["expected"]}')
     if args.out:
-        args.out.write_text(json.dumps({'counts': {f'{b} {i}': c for (b, i), c in counts.items()}, 'cases': outcomes},
-                                       indent=1) + '\n')  # fmt: skip
-    return 0 if all(c['failed'] == 0 for c in counts.values()) else 1
+        summary = {f'{b} {i}': dict(c) for (b, i), c in counts.items()}
+        args.out.write_text(
+            json.dumps({'counts': summary, 'minutes': round(minutes, 1), 'cases': rows}, indent=1) + '\n'
+        )
+    return 0 if total['failed'] == 0 and not unexpected else 1
+
+
+def _grouped(rows: list[dict], outcome: str) -> dict[tuple[str, str], str]:
+    """(case, reason) -> the combinations that gave it."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        if row['outcome'] == outcome:
+            grouped.setdefault((row['case'], row['reason']), []).append(f'{row["backend"]} {row["io_type"]}')
+    return {key: ', '.join(combos) for key, combos in grouped.items()}
 
 
 if __name__ == '__main__':

@@ -97,6 +97,15 @@ def test_a_failure_inside_hls4ml_is_one_named_line_exit_2(tmp_path):
     assert not (tmp_path / 'prj').exists()
 
 
+def test_several_inputs_or_outputs_are_refused(tmp_path):
+    """The README: models with several inputs or outputs are refused up front."""
+    small = _small_model()
+    two_outputs = keras.Model(small.inputs, [small.get_layer('hidden').output, small.output], name='two_outputs')
+    with pytest.raises(UnsupportedModelError, match='1 inputs and 2 outputs; one of each is supported'):
+        hls_backend.write_project(save(two_outputs, tmp_path), tmp_path / 'out')
+    assert not (tmp_path / 'out').exists()
+
+
 @pytest.mark.parametrize(
     'model,message',
     [
