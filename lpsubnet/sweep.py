@@ -21,11 +21,14 @@ A trial's status: ``ok`` (bit-exact); ``not_exact`` (its C simulation, a second 
 or its RTL differs from the QKeras model: a failure, with the mismatch counts, never on
 the front nor a budget answer; the sweep exits 3); ``error`` (it raised, or its Ray
 worker was lost twice). A worker lost mid-trial is retried once by Ray Tune
-(FailureConfig), and the trial's record says so (``retries``, ``retry_reasons``). When
-the node the sweep drives Ray from dies (its raylet killed, or declared dead by the GCS
-on a busy machine: "Owner's node has crashed"), Tune would wait for it forever: a
-stopper notices, the sweep restarts Ray (a local one; rejoins an --address) and runs
-the trials not finished yet, at most MAX_RAY_RESTARTS times.
+(FailureConfig), and the trial's record says so (``retries``, ``retry_reasons``).
+
+Each Ray session runs in a child process (lpsubnet.sweep_driver), the sweep's own process
+holding no Ray state: when the node the driver uses dies (its raylet killed, or declared
+dead by the GCS on a busy machine: "Owner's node has crashed"), Ray terminates the driver
+or Tune waits for resources forever (NodeWatch stops it), and the sweep starts a new
+session (a new local Ray, or joins --address again) for the trials not finished, at most
+MAX_RAY_RESTARTS times; sweep.json records each restart.
 """
 
 from __future__ import annotations
@@ -59,6 +62,16 @@ WORST = {'max': 0.0, 'min': 1e18}
 FINAL = ('ok', 'not_exact')
 # Ray instances a sweep invocation may restart after losing its node.
 MAX_RAY_RESTARTS = 3
+
+
+# Ray 2.60: a local ray.init() (a local sweep) turns token authentication on and writes
+# ~/.ray/auth_token; `ray start --head` then turns it on too when that file exists, but
+# `ray start --address` and ray.init(address=...) only with RAY_AUTH_MODE=token, so without
+# it they fail with InvalidAuthToken (ray/_private/authentication/authentication_token_setup.py).
+AUTH_HINT = (
+    'export RAY_AUTH_MODE=token before `ray start` on every node and before lpsubnet (the token is read '
+    'from ~/.ray/auth_token, the same file on every node; see the README)'
+)
 
 
 class ClusterError(BadInputError):
@@ -431,9 +444,10 @@ def _check_address(address: str) -> None:
         ) from None
 
 
-def start_ray(address: str | None, out: Path) -> str | None:
-    """ray.init on a cluster (``address``) or a local one with this machine's cores;
-    returns the local temporary directory to remove afterwards (None on a cluster)."""
+def start_ray(address: str | None, out: Path, temp: str | None = None) -> str | None:
+    """ray.init on a cluster (``address``) or a local one with this machine's cores in
+    ``temp`` (default: a new directory); returns the local temporary directory to remove
+    afterwards (None on a cluster)."""
     os.environ['RAY_USAGE_STATS_ENABLED'] = '0'
     os.environ.setdefault('RAY_AIR_NEW_OUTPUT', '0')
     os.environ.setdefault('TUNE_DISABLE_AUTO_CALLBACK_LOGGERS', '1')
@@ -447,11 +461,12 @@ def start_ray(address: str | None, out: Path) -> str | None:
         try:
             ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
         except Exception as exc:
-            raise ClusterError(f'could not join the Ray cluster at --address {address}: {exc}') from None
+            hint = ''
+            if os.environ.get('RAY_AUTH_MODE', '').lower() != 'token':
+                hint = f'; if that cluster uses token authentication, {AUTH_HINT}'
+            raise ClusterError(f'could not join the Ray cluster at --address {address}: {exc}{hint}') from None
         return None
-    # Ray's sockets live in its temporary directory and their paths are limited to
-    # ~107 bytes: a short directory under the system's temporary one, not inside --out.
-    temp = tempfile.mkdtemp(prefix='lpsr')
+    temp = temp or _ray_temp_dir()
     from hls_backend.hls.vendor import BACKENDS
 
     cpus = os.cpu_count() or 1
@@ -464,6 +479,12 @@ def start_ray(address: str | None, out: Path) -> str | None:
         _temp_dir=temp,
     )
     return temp
+
+
+def _ray_temp_dir() -> str:
+    # Ray's sockets live in its temporary directory and their paths are limited to
+    # ~107 bytes: a short directory under the system's temporary one, not inside --out.
+    return tempfile.mkdtemp(prefix='lpsr')
 
 
 def _pending(config: SweepConfig, finished: set[str]) -> tuple[list[dict], dict | None]:
@@ -568,49 +589,132 @@ class ClusterLost(Exception):
     """The Ray node this process drives Tune from died (or the cluster has no CPU left)."""
 
 
-def _tune(config, out, address, max_concurrent, console) -> dict:
-    """Run the pending trials on Ray Tune, restarting Ray (or rejoining ``address``) when
-    its node is lost, at most MAX_RAY_RESTARTS times. Returns {'stopped': stopped before
-    the end, 'restarts': [what was lost, when], 'lost': why it gave up, or None}."""
-    import ray
+# The files through which a sweep hands one Ray session to lpsubnet.sweep_driver.
+DRIVER_REQUEST = 'driver_request.pkl'
+DRIVER_OUTCOME = 'driver_outcome.json'
 
+
+def _tune(config, out, address, max_concurrent, console) -> dict:
+    """Run the pending trials on Ray Tune, one Ray session at a time, each in a process of
+    its own (lpsubnet.sweep_driver). When the node a driver uses dies, Ray ends that
+    process ("The connection to the plasma store is failed. Terminate the process.", after
+    "Owner's node has crashed"), or Tune waits forever (NodeWatch stops it): either way this
+    process, which holds no Ray state, starts a new session for the trials not finished, at
+    most MAX_RAY_RESTARTS times. Returns {'stopped': stopped before the end (Ctrl-C),
+    'restarts': [what was lost, when], 'lost': why it gave up, or None}."""
     restarts: list[dict] = []
     while True:
-        points, reference, optuna_left = _remaining(config, out)
+        points, _, optuna_left = _remaining(config, out)
         if not (points or optuna_left):
             return {'stopped': False, 'restarts': restarts, 'lost': None}
-        try:
-            temp = start_ray(address, out)
-        except ClusterError as exc:
+        session = _drive_session(config, out, address, max_concurrent, console)
+        if 'error' in session:  # a bug, not Ray: the driver's traceback is printed above
+            raise RuntimeError(f'the sweep driver failed: {session["error"]}')
+        if 'join_error' in session:
             if not restarts:  # the first join: nothing ran, exit 6 before any report
-                raise
-            return {'stopped': True, 'restarts': restarts, 'lost': str(exc)}
-        try:
-            stopped = _tune_on_ray(config, out, points, reference, optuna_left, max_concurrent, console)
-            return {'stopped': stopped, 'restarts': restarts, 'lost': None}
-        except ClusterLost as lost:
-            restarts.append(
-                {
-                    'at_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
-                    'reason': str(lost),
-                    'trials_finished': sum(r['status'] in FINAL for r in read_trials(out)),
-                }
-            )
-            if len(restarts) > MAX_RAY_RESTARTS:
-                return {
-                    'stopped': True,
-                    'restarts': restarts,
-                    'lost': f'Ray lost its node {len(restarts)} times: {lost}',
-                }
-            _say(
-                console,
-                f'[yellow]{lost}: restarting Ray and running the trials not finished '
-                f'(restart {len(restarts)} of at most {MAX_RAY_RESTARTS})[/yellow]',
-            )
-        finally:
-            ray.shutdown()
-            if temp:
-                shutil.rmtree(temp, ignore_errors=True)
+                raise ClusterError(session['join_error'])
+            return {'stopped': True, 'restarts': restarts, 'lost': session['join_error']}
+        if 'lost' not in session:
+            return {'stopped': session['stopped'], 'restarts': restarts, 'lost': None}
+        restarts.append(
+            {
+                'at_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+                'reason': session['lost'],
+                'trials_finished': sum(r['status'] in FINAL for r in read_trials(out)),
+            }
+        )
+        if len(restarts) > MAX_RAY_RESTARTS:
+            return {
+                'stopped': True,
+                'restarts': restarts,
+                'lost': f'Ray lost its node {len(restarts)} times: {session["lost"]}',
+            }
+        _say(
+            console,
+            f'[yellow]{session["lost"]}: restarting Ray and running the trials not finished '
+            f'(restart {len(restarts)} of at most {MAX_RAY_RESTARTS})[/yellow]',
+        )
+
+
+def _drive_session(config, out: Path, address, max_concurrent, console) -> dict:
+    """One Ray session in a child process; its outcome ({'stopped': bool}, {'lost': why},
+    {'join_error': message} or {'error': traceback}). A child that ends without one was
+    ended by Ray (or killed): its node was lost. Ctrl-C or SIGTERM here is passed on as one
+    SIGINT, on which Tune stops its trials and the child reports 'stopped'."""
+    import signal
+    import subprocess
+
+    from ray import cloudpickle
+
+    state = out / 'ray'
+    state.mkdir(exist_ok=True)
+    request, outcome = state / DRIVER_REQUEST, state / DRIVER_OUTCOME
+    outcome.unlink(missing_ok=True)
+    # Chosen here and removed here: a driver that Ray ends leaves its temporary directory.
+    temp = None if address else _ray_temp_dir()
+    with open(request, 'wb') as handle:
+        cloudpickle.dump(
+            {
+                'config': config,
+                'address': address,
+                'max_concurrent': max_concurrent,
+                'display': console is not None,
+                'temp': temp,
+            },
+            handle,
+        )
+    # A session of its own: a Ctrl-C in the terminal reaches this process only, which
+    # passes it on once (Tune takes a second SIGINT as "stop now").
+    child = subprocess.Popen([sys.executable, '-m', 'lpsubnet.sweep_driver', str(out)], start_new_session=True)
+    interrupted = False
+    try:
+        while True:
+            try:
+                code = child.wait()
+                break
+            except KeyboardInterrupt:
+                interrupted = True
+                child.send_signal(signal.SIGINT)
+    finally:
+        if temp:
+            shutil.rmtree(temp, ignore_errors=True)
+    if outcome.is_file():
+        result = json.loads(outcome.read_text())
+    elif interrupted:
+        result = {'stopped': True}
+    else:
+        result = {'lost': f'the process driving Ray ended with exit {code} (its Ray node was lost)'}
+    return {'stopped': True} if interrupted else result
+
+
+def drive(out: Path) -> dict:
+    """The child's side of _drive_session: start Ray (or join ``address``), run the pending
+    trials on Tune, and say how it ended."""
+    import ray
+    from ray import cloudpickle
+
+    with open(out / 'ray' / DRIVER_REQUEST, 'rb') as handle:
+        request = cloudpickle.load(handle)
+    config = request['config']
+    console = None
+    if request['display']:
+        from rich.console import Console
+
+        console = Console(stderr=True, highlight=False)
+    try:
+        start_ray(request['address'], out, request['temp'])
+    except ClusterError as exc:
+        return {'join_error': str(exc)}
+    try:
+        points, reference, optuna_left = _remaining(config, out)
+        stopped = _tune_on_ray(config, out, points, reference, optuna_left, request['max_concurrent'], console)
+        return {'stopped': stopped}
+    except ClusterLost as lost:
+        return {'lost': str(lost)}
+    except KeyboardInterrupt:
+        return {'stopped': True}
+    finally:
+        ray.shutdown()
 
 
 def _tune_on_ray(config, out, points, reference, optuna_left, max_concurrent, console) -> bool:
@@ -957,14 +1061,21 @@ def _failure_reason(trial) -> str:
     """The last failure Tune wrote for ``trial`` (its error file), in one line: Ray's
     worker exit detail when there is one ("Owner's node has crashed."), else the first
     line of the error."""
-    try:
-        text = trial.get_error() or ''
+    try:  # Tune writes it in the trial's local directory first, and copies it to storage later
+        local = Path(trial.error_file) if trial.error_file else None
+        text = local.read_text() if local and local.is_file() else trial.get_error() or ''
     except Exception:  # the error file is Tune's; its absence must not stop the sweep
         text = ''
     lines = [line.strip() for line in text.rsplit('Failure # ', 1)[-1].splitlines()[1:] if line.strip()]
-    for line in lines:
-        if 'exit detail:' in line:
-            return line.split('exit detail:', 1)[1].strip()[:300]
+    for (
+        line
+    ) in lines:  # "The actor is dead because its owner has died. ... Worker exit detail: Owner's node has crashed."
+        if 'is dead because' in line:
+            why = line.split('is dead because', 1)[1].split('.', 1)[0].strip()
+            detail = (
+                line.split('exit detail:', 1)[1].strip().split('. ', 1)[0].rstrip('.') if 'exit detail:' in line else ''
+            )
+            return f'{why}: {detail}'[:300] if detail else why[:300]
     return lines[0][:300] if lines else 'no reason recorded by Ray Tune'
 
 
