@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -265,13 +266,15 @@ def test_the_readme_cluster_recipe_works_after_a_local_sweep(tmp_path, tiny_mode
     assert generate.returncode == 0, generate.stderr
     port = _free_port()
     started: list[Watched] = []
+    temps: list[str] = []
     try:
         for line, name in ((lines[2], 'head'), (lines[3], 'node')):
             words = line.replace('HEAD', '127.0.0.1').replace('6379', str(port)).split()
             temp = tempfile.mkdtemp(prefix=f'lpst{name[0]}')  # Ray's socket paths are limited to ~107 bytes
-            words += ['--num-cpus', '1', '--include-dashboard=false', '--temp-dir', temp, '--block']
+            temps.append(temp)
+            words += ['--num-cpus', '1', '--temp-dir', temp, '--block']
             if name == 'head':
-                words.append('--disable-usage-stats')
+                words += ['--include-dashboard=false', '--disable-usage-stats']
             node = Watched([ray, *words[1:]], env=env)
             started.append(node)
             node.wait_for(lambda n=node: len(_running(n.descendants(), 'raylet')) == 1, f'{name} raylet')
@@ -288,5 +291,7 @@ def test_the_readme_cluster_recipe_works_after_a_local_sweep(tmp_path, tiny_mode
     finally:
         for node in reversed(started):  # what `ray stop` does, for these two nodes only
             node.end()
+        for temp in temps:
+            shutil.rmtree(temp, ignore_errors=True)
     for node in started:
         assert not node.left_running()
