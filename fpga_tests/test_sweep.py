@@ -403,3 +403,29 @@ def test_a_failed_trial_is_run_again_on_resume(local_sweep, tmp_path):
     assert cached['cached'] is False and cached == json.loads(
         (out / 'trials' / trials[0.5]['trial_id'] / 'stages' / 'compress.json').read_text()
     )  # the compression was not redone
+
+
+def test_node_watch_stops_tune_when_the_driver_node_dies_or_no_cpu_is_left(monkeypatch):
+    """NodeWatch (the stopper that ends a Tune left waiting for a dead node) on Ray's node
+    table, faked: quiet while the driver's node lives, stops when it is dead, and when the
+    cluster has offered no CPU for NO_CPU_SECONDS."""
+    import ray
+
+    from lpsubnet import sweep
+
+    nodes = [{'NodeID': 'a' * 56, 'Alive': True, 'Resources': {'CPU': 2.0}}]
+    monkeypatch.setattr(ray, 'nodes', lambda: nodes)
+    state = {'node_id': 'a' * 56, 'lost': None, 'checked': 0.0, 'no_cpu_since': None}
+    monkeypatch.setitem(sweep._DRIVER, -1, state)
+    watch = sweep.NodeWatch(-1)
+    assert watch.stop_all() is False and state['lost'] is None
+    nodes[0] = {**nodes[0], 'Alive': False, 'DeathReasonMessage': 'the raylet exited unexpectedly'}
+    state['checked'] = 0.0  # checks at most once a second
+    assert watch.stop_all() is True
+    assert state['lost'] == "this machine's Ray node aaaaaaaa died (the raylet exited unexpectedly)"
+
+    nodes[:] = [{'NodeID': 'b' * 56, 'Alive': True, 'Resources': {}}, {**nodes[0], 'NodeID': 'c' * 56}]
+    state.update(lost=None, no_cpu_since=None)
+    assert sweep._node_lost(state, now=100.0) is None
+    assert sweep._node_lost(state, now=100.0 + sweep.NO_CPU_SECONDS - 1) is None
+    assert 'no CPU' in sweep._node_lost(state, now=100.0 + sweep.NO_CPU_SECONDS)
