@@ -181,7 +181,7 @@ def test_a_sweep_whose_ray_node_dies_restarts_ray_and_finishes(tmp_path, tiny_mo
     session = json.loads((out / 'sweep.json').read_text())['sessions'][-1]
     (restart,) = session['ray_restarts']
     assert 'Ray node was lost' in restart['reason'] or 'died' in restart['reason'], restart
-    assert restart['trials_finished'] == 1
+    assert restart['trials_finished'] in (1, 2)  # the half-done trial may still have reported in time
     assert session['ray_lost'] is None and session['stopped_early'] is False
     assert 'restartingRay' in ''.join(stderr.split())  # rich folds long lines
     assert 'Ray lost its node 1 time(s)' in stdout
