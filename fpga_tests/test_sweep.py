@@ -429,3 +429,23 @@ def test_node_watch_stops_tune_when_the_driver_node_dies_or_no_cpu_is_left(monke
     assert sweep._node_lost(state, now=100.0) is None
     assert sweep._node_lost(state, now=100.0 + sweep.NO_CPU_SECONDS - 1) is None
     assert 'no CPU' in sweep._node_lost(state, now=100.0 + sweep.NO_CPU_SECONDS)
+
+
+def test_lost_ray_sessions_are_restarted_at_most_max_ray_restarts_times(monkeypatch, tmp_path):
+    """The sweep's restart loop with its Ray sessions faked: a session that loses its node
+    is followed by a new one while trials are left; one that finishes ends the loop; after
+    MAX_RAY_RESTARTS restarts the sweep gives up and says why (the CLI exits 6)."""
+    from lpsubnet import sweep
+
+    monkeypatch.setattr(sweep, '_remaining', lambda config, out: ([{'compress.sparsity': 0.5}], None, 0))
+    monkeypatch.setattr(sweep, 'read_trials', lambda out: [])
+    sessions = iter([{'lost': 'node gone'}, {'lost': 'node gone again'}, {'stopped': False}])
+    monkeypatch.setattr(sweep, '_drive_session', lambda *args: next(sessions))
+    outcome = sweep._tune(None, tmp_path, None, None, None)
+    assert outcome['stopped'] is False and outcome['lost'] is None
+    assert [r['reason'] for r in outcome['restarts']] == ['node gone', 'node gone again']
+
+    monkeypatch.setattr(sweep, '_drive_session', lambda *args: {'lost': 'the process driving Ray ended with exit 1'})
+    outcome = sweep._tune(None, tmp_path, None, None, None)
+    assert len(outcome['restarts']) == sweep.MAX_RAY_RESTARTS + 1 and outcome['stopped'] is True
+    assert outcome['lost'].startswith(f'Ray lost its node {sweep.MAX_RAY_RESTARTS + 1} times')
