@@ -678,13 +678,11 @@ def _drive_session(config, out: Path, address, max_concurrent, console) -> dict:
     finally:
         if temp:
             shutil.rmtree(temp, ignore_errors=True)
+    if interrupted:
+        return {'stopped': True}
     if outcome.is_file():
-        result = json.loads(outcome.read_text())
-    elif interrupted:
-        result = {'stopped': True}
-    else:
-        result = {'lost': f'the process driving Ray ended with exit {code} (its Ray node was lost)'}
-    return {'stopped': True} if interrupted else result
+        return json.loads(outcome.read_text())
+    return {'lost': f'the process driving Ray ended with exit {code} (its Ray node was lost)'}
 
 
 def drive(out: Path) -> dict:
