@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -435,3 +437,124 @@ def test_disk_full_on_rename_leaves_no_temporary_file(tmp_path, monkeypatch):
         files_mod.write_text_atomic(target, '{"new": true}\n')
     assert target.read_text() == '{"old": true}\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == ['metrics.json']
+
+
+# --- external builds that fail: exit 5, the log named --------------------------------
+
+
+def _stub(directory: Path, name: str, script: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text('#!/bin/sh\n' + script)
+    path.chmod(0o755)
+    return path
+
+
+def test_a_failed_gpp_build_exits_5_naming_its_log(files, tmp_path):
+    """A g++ first on PATH that fails (a stub): `lpsubnet csim` exits 5 and names the build
+    log, which holds the compiler's own message."""
+    project = tmp_path / 'prj'
+    assert run_cli(['hls', str(files / 'mlp.keras'), '--out', str(project)]).returncode == 0
+    stub = _stub(tmp_path / 'bin', 'g++', 'echo "stub g++: no compiling today" >&2\nexit 1\n')
+    proc = run_cli(
+        ['csim', str(project), '--no-second-check'], env={'PATH': f'{stub.parent}{os.pathsep}{os.environ["PATH"]}'}
+    )
+    assert proc.returncode == 5, proc.stderr[-2000:]
+    log = project / 'csim_build.log'
+    assert f'error: g++ failed (exit 1) building the C simulation; see {log}' in proc.stderr
+    assert 'stub g++: no compiling today' in log.read_text()
+    assert 'Traceback' not in proc.stderr and not (project / 'csim.exe').exists()
+
+
+def test_a_failed_verilator_build_exits_5_naming_its_log(files, tmp_path):
+    """A Verilator installation (LPSUBNET_VERILATOR_ROOT) whose verilator reports a good
+    version and then fails every build: `lpsubnet rtl` exits 5 and names the build log."""
+    root = tmp_path / 'verilator'
+    _stub(
+        root / 'bin',
+        'verilator',
+        'if [ "$1" = "--version" ]; then echo "Verilator 5.048 2026-01-01"; exit 0; fi\n'
+        'echo "stub verilator: broken installation" >&2\nexit 1\n',
+    )
+    (root / 'include').mkdir()
+    (root / 'include' / 'verilated.mk').write_text('')
+    out = tmp_path / 'rtl'
+    proc = run_cli(['rtl', str(files / 'mlp.keras'), '--out', str(out)], env={'LPSUBNET_VERILATOR_ROOT': str(root)})
+    assert proc.returncode == 5, proc.stderr[-2000:]
+    log = out / 'sim' / 'build.log'
+    assert 'error: Verilator build of the RTL failed' in proc.stderr and f'see {log}' in proc.stderr
+    assert 'stub verilator: broken installation' in log.read_text()
+    assert 'Traceback' not in proc.stderr
+
+
+# --- a read-only directory, as a user who cannot write there ----------------------------
+
+
+def _cli_as(uid: int, gid: int, calls: dict[str, list[str]]) -> dict:
+    """Run CLI calls in a child forked from this process that has dropped root for
+    ``uid``/``gid``; {name: [exit code, stderr]}. A fork, not a new interpreter: the
+    interpreter lives under /root, which the user nobody cannot read, so everything the
+    calls import must be imported here first (the caller runs them once as root)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            results = {name: (lambda p: [p.returncode, p.stderr])(cli(*args)) for name, args in calls.items()}
+        except BaseException as exc:  # reported to the parent, which fails the test
+            results = {'child error': repr(exc)}
+        with os.fdopen(write, 'w') as handle:
+            handle.write(json.dumps(results))
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as handle:
+        text = handle.read()
+    os.waitpid(pid, 0)
+    return json.loads(text)
+
+
+def test_a_read_only_directory_as_an_unprivileged_user(tmp_path):
+    """As the user nobody (root writes anywhere, so the tests' own user never sees it): an
+    existing run directory that is read-only gives exit 1 naming the file the run could
+    not write, and nothing is written; a new --out inside a read-only directory is bad
+    input (exit 2: it cannot be created)."""
+    import pwd
+    import tempfile
+
+    nobody = pwd.getpwnam('nobody') if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
+    # The same calls as root first, where they fail the same way for other reasons (a
+    # directory in the way, a file in the path): the child finds every module imported.
+    warm = tmp_path / 'warm'
+    (warm / 'run' / 'stages').mkdir(parents=True)
+    (warm / 'run' / 'config.yaml').mkdir()
+    (warm / 'a_file').write_text('')
+    assert run_cli(['run', '--resume', '--out', str(warm / 'run')]).returncode == 1
+    assert run_cli(['run', '--out', str(warm / 'a_file' / 'run')]).returncode == 2
+    # pytest's tmp_path is private to root: a directory nobody can read, not write.
+    shared = Path(tempfile.mkdtemp(prefix='lpsubnet-ro-'))
+    try:
+        shared.chmod(0o755)
+        run = shared / 'run'
+        (run / 'stages').mkdir(parents=True)
+        before = sorted(str(p.relative_to(shared)) for p in shared.rglob('*'))
+        results = _cli_as(
+            nobody.pw_uid,
+            nobody.pw_gid,
+            {
+                'resume-read-only-run': ['run', '--resume', '--out', str(run)],
+                'new-run-in-read-only-dir': ['run', '--out', str(shared / 'new' / 'run')],
+            },
+        )
+        assert 'child error' not in results, results
+        code, stderr = results['resume-read-only-run']
+        assert code == 1, stderr
+        assert stderr.strip() == f'error: {run / "config.yaml"}: Permission denied'
+        code, stderr = results['new-run-in-read-only-dir']
+        assert code == 2, stderr
+        assert f'error: cannot create run directory {shared / "new" / "run"}: Permission denied' in stderr
+        assert sorted(str(p.relative_to(shared)) for p in shared.rglob('*')) == before  # nothing written
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

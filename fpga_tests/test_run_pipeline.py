@@ -194,3 +194,52 @@ def test_print_config_round_trips(tmp_path):
     path.write_text(proc.stdout)
     assert load_config(path) == load_config(None)
     assert 'sparsity: 0.5' in proc.stdout and 'backend: Vitis' in proc.stdout
+
+
+def test_a_design_that_is_not_exact_fails_the_run_after_its_report(interrupted_then_resumed, tiny_config, tmp_path):
+    """Negative control: one bias of the HLS project zeroed (the design, not the QKeras
+    reference) and the csim stage run again: the run writes its report, says NOT EXACT at
+    its top and in the summary, and exits 3 with the counts."""
+    from fpga_tests.inexact_designs import zero_largest_output_bias
+
+    run = own_copy(interrupted_then_resumed[0], tmp_path)
+    changed = zero_largest_output_bias(run / 'hls' / 'project')
+    (run / 'stages' / 'csim.json').unlink()
+    proc = cli('run', tiny_config, '--out', run, '--resume')
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr
+    metrics = json.loads((run / 'metrics.json').read_text())  # the report of this run, published
+    csim = metrics['csim']
+    assert not csim['exact'] and csim['exact_matches'] < csim['samples'], (changed, csim)
+    assert metrics['verdict']['exact'] is False
+    line = f'C simulation: {csim["exact_matches"]}/{csim["samples"]} samples bit-exact'
+    assert metrics['verdict']['mismatches'][0].startswith(line)
+    assert metrics['rtl']['exact']  # the RTL route does not read the HLS project: still exact
+    assert f'error: NOT EXACT against the QKeras model: {line}' in proc.stderr
+    assert 'NOT EXACT' in proc.stdout and 'report:' in proc.stdout
+    report = (run / 'report.md').read_text()
+    assert report.index('**NOT EXACT') < report.index('## Result') and line in report
+    assert 'NOT EXACT' in (run / 'report.html').read_text()
+
+
+def test_finished_stages_name_their_final_project_directories(interrupted_then_resumed):
+    """Stages are built under a temporary name (``.rtl.*.partial``) and renamed: rtl.json,
+    csim.json, the stage records and the records inside the projects name the final
+    directory (rtl.json once named the temporary one)."""
+    run = interrupted_then_resumed[0]
+    for stage, result_file, project_records in (
+        ('rtl', 'rtl.json', ('lpsubnet_rtl.json', 'lpsubnet_rtl_project.json')),
+        ('csim', 'csim.json', ('lpsubnet_csim.json', 'lpsubnet_project.json')),
+    ):
+        final = str((run / stage / 'project').resolve())
+        for summary in (
+            json.loads((run / stage / result_file).read_text()),
+            json.loads((run / 'stages' / f'{stage}.json').read_text())['summary'],
+        ):
+            assert summary['project_dir'] == final, (stage, summary['project_dir'])
+            assert summary['checks'] and all(c['project_dir'] == final for c in summary['checks'].values())
+        for name in project_records:
+            assert json.loads((run / stage / 'project' / name).read_text())['project_dir'] == final, name
+    records = [*run.glob('*/*.json'), *run.glob('*/project/lpsubnet_*.json')]
+    assert len(records) > 10
+    assert not [str(p) for p in records if '.partial' in p.read_text()]

@@ -9,61 +9,18 @@ that changes a sweep works on its own copy.
 """
 
 import json
-import os
 import shutil
 import socket
 
 import pytest
-import yaml
 
 from fpga_tests.cli_helpers import cli
-
-os.environ['RAY_USAGE_STATS_ENABLED'] = '0'
-
-BASE = {
-    'seed': 3,
-    'compress': {'epochs': 2, 'qat_epochs': 1, 'weight_bits': 6, 'activation_bits': 8},
-}
-SWEEP = {
-    'space': {'compress.sparsity': [0.25, 0.5]},
-    'search': 'grid',
-    'reference': False,
-    'objectives': ['accuracy', 'footprint_bits', 'lut_estimate'],
-}
+from fpga_tests.sweep_helpers import SWEEP, read_jsonl, train_tiny_model, write_config
 
 
 @pytest.fixture(scope='module')
 def tiny_model(tmp_path_factory):
-    import keras
-
-    from lpsubnet.datasets import load_digits_images
-
-    keras.utils.set_random_seed(3)
-    inp = keras.Input((8, 8, 1), name='image')
-    h = keras.layers.Conv2D(4, 3, use_bias=False, name='conv1')(inp)
-    h = keras.layers.BatchNormalization(name='bn1')(h)
-    h = keras.layers.ReLU(name='relu1')(h)
-    h = keras.layers.MaxPooling2D(2, name='pool1')(h)
-    h = keras.layers.Flatten(name='flatten')(h)
-    out = keras.layers.Dense(10, activation='softmax', name='classifier')(h)
-    model = keras.Model(inp, out, name='tiny_cnn')
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss='sparse_categorical_crossentropy')
-    x, y = load_digits_images()
-    model.fit(x, y, epochs=3, batch_size=64, verbose=0)
-    path = tmp_path_factory.mktemp('model') / 'tiny_cnn.keras'
-    model.save(path)
-    return str(path)
-
-
-def write_config(directory, tiny_model, sweep=None, **base):
-    data = {**BASE, 'model': {'path': tiny_model}, **base, 'sweep': sweep if sweep is not None else SWEEP}
-    path = directory / 'sweep.yaml'
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return train_tiny_model(tmp_path_factory.mktemp('model'))
 
 
 @pytest.fixture(scope='module')
@@ -371,3 +328,156 @@ def test_ctrl_c_keeps_finished_trials_and_resume_runs_the_rest(tmp_path, tiny_mo
     assert trials[: len(kept)] == kept  # finished trials are never recomputed
     assert sorted(t['trial_id'] for t in trials) == sorted({t['trial_id'] for t in trials})
     assert len(trials) == 4 and all(t['status'] == 'ok' for t in trials)
+
+
+def test_a_trial_whose_design_is_not_exact_is_a_failure(local_sweep, tmp_path):
+    """Negative control on a copy of the finished sweep: one bias of a trial's HLS project
+    zeroed (the design, not the reference) and its csim stage run again (in process, no
+    Ray): the trial's status is not_exact with the mismatch counts; then the sweep
+    (--resume: nothing left to run, a not-exact trial is final) leaves it out of the front
+    and the budget answer, lists it as failed in the report and exits 3."""
+    from fpga_tests.inexact_designs import zero_largest_output_bias
+    from lpsubnet.sweep import append_trial, run_trial
+    from lpsubnet.sweep_space import load_sweep
+
+    config, out, _ = local_sweep
+    copy = tmp_path / 'copy'
+    shutil.copytree(out, copy, symlinks=True)
+    trials = {t['params']['compress.sparsity']: t for t in read_jsonl(copy / 'trials.jsonl')}
+    bad, good = trials[0.25], trials[0.5]
+    trial_dir = copy / 'trials' / bad['trial_id']
+    zero_largest_output_bias(trial_dir / 'hls' / 'project')
+    (trial_dir / 'stages' / 'csim.json').unlink()
+    record = run_trial(str(copy), load_sweep(config).base, bad['params'])
+    assert record['status'] == 'not_exact', record.get('error')
+    m = record['metrics']
+    assert m['csim_exact'] is False and m['csim_exact_matches'] < m['csim_samples']
+    assert f'C simulation: {m["csim_exact_matches"]}/{m["csim_samples"]} samples bit-exact' in record['error']
+    append_trial(copy, record)  # as the sweep's Tune callback records it
+
+    limit = max(t['metrics']['lut_estimate'] for t in trials.values())
+    result = cli('sweep', config, '--out', copy, '--resume', '--max-lut', limit)
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert 'Traceback' not in result.stderr
+    assert '1 trial(s) NOT EXACT against the QKeras model' in result.stderr and bad['trial_id'] in result.stderr
+    assert '2 trials: 1 ok (bit-exact), 1 NOT EXACT, 0 failed' in result.stdout
+    assert len(read_jsonl(copy / 'trials.jsonl')) == 3  # nothing ran again
+    assert [t['trial_id'] for t in json.loads((copy / 'pareto.json').read_text())['trials']] == [good['trial_id']]
+    assert f'most accurate trial within --max-lut {limit}' in result.stdout
+    assert good['trial_id'] in result.stdout.split('most accurate trial within')[1]
+    md = (copy / 'report.md').read_text()
+    assert '**1 trial(s) NOT EXACT**' in md
+    failed_section = md.split('## Failed trials')[1].split('## All trials')[0]
+    assert bad['trial_id'] in failed_section and 'NOT EXACT' in failed_section
+    assert bad['trial_id'] not in md.split('## All trials')[1]  # not among the results
+
+
+def test_a_record_written_ok_but_inexact_reads_as_not_exact(tmp_path):
+    """A trials.jsonl line of an older lpsubnet (status ok beside csim_exact false, as in
+    issue 27's letter sweep) is read as not_exact: never a candidate."""
+    from lpsubnet.sweep import read_trials
+    from lpsubnet.sweep_report import candidates
+
+    old = {'trial_id': 't1', 'params': {}, 'status': 'ok', 'metrics': {'csim_exact': False, 'accuracy': 0.9}}
+    (tmp_path / 'trials.jsonl').write_text(json.dumps(old) + '\n')
+    (record,) = read_trials(tmp_path)
+    assert record['status'] == 'not_exact' and candidates([record]) == []
+
+
+def test_resume_leaves_finished_trials_and_runs_failed_ones(local_sweep, tmp_path):
+    """What --resume runs: the failed trials and those never recorded, not the ok or
+    not-exact ones (the slow test below runs a failed trial again through Ray)."""
+    from lpsubnet.sweep import _remaining, append_trial
+    from lpsubnet.sweep_space import load_sweep
+
+    config, out, _ = local_sweep
+    copy = tmp_path / 'copy'
+    shutil.copytree(out, copy, symlinks=True)
+    sweep = load_sweep(config)
+    first, second = read_jsonl(copy / 'trials.jsonl')
+    assert _remaining(sweep, copy) == ([], None, 0)
+    for status, runs_again in (('error', True), ('not_exact', False), ('ok', False)):
+        append_trial(copy, {**second, 'status': status, 'error': 'recorded by the test'})
+        points, _, _ = _remaining(sweep, copy)
+        assert points == ([second['params']] if runs_again else []), status
+
+
+@pytest.mark.slow
+def test_a_failed_trial_is_run_again_on_resume(local_sweep, tmp_path):
+    """A trial that failed (here its estimate stage could not write its directory) is
+    recorded as an error; --resume runs it again on Ray, its stages already done are
+    reused, and the trial that had finished is not run again."""
+    from lpsubnet.sweep import append_trial, run_trial
+    from lpsubnet.sweep_space import load_sweep
+
+    config, out, _ = local_sweep
+    copy = tmp_path / 'copy'
+    shutil.copytree(out, copy, symlinks=True)
+    trials = {t['params']['compress.sparsity']: t for t in read_jsonl(copy / 'trials.jsonl')}
+    trial_dir = copy / 'trials' / trials[0.5]['trial_id']
+    (trial_dir / 'trial.json').unlink()
+    shutil.rmtree(trial_dir / 'estimate')
+    (trial_dir / 'stages' / 'estimate.json').unlink()
+    (trial_dir / 'estimate').write_text('in the way\n')  # the stage cannot create its directory
+    failed = run_trial(str(copy), load_sweep(config).base, trials[0.5]['params'])
+    assert failed['status'] == 'error' and 'estimate' in failed['error'], failed.get('error')
+    append_trial(copy, failed)
+    (trial_dir / 'estimate').unlink()
+
+    result = cli('sweep', config, '--out', copy, '--resume')
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = read_jsonl(copy / 'trials.jsonl')
+    assert [t['status'] for t in lines] == ['ok', 'ok', 'error', 'ok']
+    again = lines[-1]
+    assert again['trial_id'] == trials[0.5]['trial_id'] and again['node_id']  # ran again, on Ray
+    assert again['metrics'] == trials[0.5]['metrics'] and again['retries'] == 0
+    cached = json.loads((trial_dir / 'stages' / 'compress.json').read_text())
+    assert cached['cached'] is False and cached == json.loads(
+        (out / 'trials' / trials[0.5]['trial_id'] / 'stages' / 'compress.json').read_text()
+    )  # the compression was not redone
+
+
+def test_node_watch_stops_tune_when_the_driver_node_dies_or_no_cpu_is_left(monkeypatch):
+    """NodeWatch (the stopper that ends a Tune left waiting for a dead node) on Ray's node
+    table, faked: quiet while the driver's node lives, stops when it is dead, and when the
+    cluster has offered no CPU for NO_CPU_SECONDS."""
+    import ray
+
+    from lpsubnet import sweep
+
+    nodes = [{'NodeID': 'a' * 56, 'Alive': True, 'Resources': {'CPU': 2.0}}]
+    monkeypatch.setattr(ray, 'nodes', lambda: nodes)
+    state = {'node_id': 'a' * 56, 'lost': None, 'checked': 0.0, 'no_cpu_since': None}
+    monkeypatch.setitem(sweep._DRIVER, -1, state)
+    watch = sweep.NodeWatch(-1)
+    assert watch.stop_all() is False and state['lost'] is None
+    nodes[0] = {**nodes[0], 'Alive': False, 'DeathReasonMessage': 'the raylet exited unexpectedly'}
+    state['checked'] = 0.0  # checks at most once a second
+    assert watch.stop_all() is True
+    assert state['lost'] == "this machine's Ray node aaaaaaaa died (the raylet exited unexpectedly)"
+
+    nodes[:] = [{'NodeID': 'b' * 56, 'Alive': True, 'Resources': {}}, {**nodes[0], 'NodeID': 'c' * 56}]
+    state.update(lost=None, no_cpu_since=None)
+    assert sweep._node_lost(state, now=100.0) is None
+    assert sweep._node_lost(state, now=100.0 + sweep.NO_CPU_SECONDS - 1) is None
+    assert 'no CPU' in sweep._node_lost(state, now=100.0 + sweep.NO_CPU_SECONDS)
+
+
+def test_lost_ray_sessions_are_restarted_at_most_max_ray_restarts_times(monkeypatch, tmp_path):
+    """The sweep's restart loop with its Ray sessions faked: a session that loses its node
+    is followed by a new one while trials are left; one that finishes ends the loop; after
+    MAX_RAY_RESTARTS restarts the sweep gives up and says why (the CLI exits 6)."""
+    from lpsubnet import sweep
+
+    monkeypatch.setattr(sweep, '_remaining', lambda config, out: ([{'compress.sparsity': 0.5}], None, 0))
+    monkeypatch.setattr(sweep, 'read_trials', lambda out: [])
+    sessions = iter([{'lost': 'node gone'}, {'lost': 'node gone again'}, {'stopped': False}])
+    monkeypatch.setattr(sweep, '_drive_session', lambda *args: next(sessions))
+    outcome = sweep._tune(None, tmp_path, None, None, None)
+    assert outcome['stopped'] is False and outcome['lost'] is None
+    assert [r['reason'] for r in outcome['restarts']] == ['node gone', 'node gone again']
+
+    monkeypatch.setattr(sweep, '_drive_session', lambda *args: {'lost': 'the process driving Ray ended with exit 1'})
+    outcome = sweep._tune(None, tmp_path, None, None, None)
+    assert len(outcome['restarts']) == sweep.MAX_RAY_RESTARTS + 1 and outcome['stopped'] is True
+    assert outcome['lost'].startswith(f'Ray lost its node {sweep.MAX_RAY_RESTARTS + 1} times')

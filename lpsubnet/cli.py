@@ -1,12 +1,13 @@
 """The ``lpsubnet`` command line (click). Thin: every command calls a library function.
 
-Exit codes: 0 success; 2 bad input (file, option, unsupported model, existing
-output, a design too large without --force-large, inputs a wrapping input type
-changes without --allow-wrap); 3 hardware and model disagree on some output bit; 4 a
-required tool is missing (the message says what to run where it exists); 5 an
-external build failed; 6 ``lpsubnet sweep --address``: no Ray cluster can be reached
-there; 130 / 143 stopped by SIGINT (Ctrl-C) / SIGTERM, every child process ended and no
-partial output kept.
+Exit codes: 0 success; 1 the file system refused a write; 2 bad input (file, option,
+unsupported model, existing output, a design too large without --force-large, inputs a
+wrapping input type changes without --allow-wrap); 3 hardware and model disagree on
+some output bit (``run`` and ``sweep`` write their report first); 4 a required tool is
+missing (the message says what to run where it exists); 5 an external build failed; 6
+``lpsubnet sweep``: no Ray cluster can be reached at --address, or Ray lost its node
+more often than the sweep restarts it; 130 / 143 stopped by SIGINT (Ctrl-C) / SIGTERM,
+every child process ended and no partial output kept.
 """
 
 from __future__ import annotations
@@ -189,24 +190,15 @@ class RegistryChoice(click.Choice):
         return getattr(options, self.names)()
 
 
-CHECK_NAMES = {
-    'tb_data': 'the stored test inputs',
-    'hls4ml_predict': "hls4ml's predict()",
-    'da4ml_predict': "da4ml's predict()",
-    'trace': "da4ml's traced logic",
-}
-
-
 def _fail_unless_exact(result, what: str) -> None:
     """Exit 3 (MismatchError) unless the simulation and every second check are exact,
     naming each path that differs and its first mismatching sample."""
     from hls_backend.errors import MismatchError
 
-    failed = [] if result.exact else [f'{what} (first mismatching sample: {result.first_mismatch})']
-    failed += [
-        f'{CHECK_NAMES.get(name, name)} (first mismatching sample: {check["first_mismatch"]})'
-        for name, check in result.checks.items()
-        if not check['exact']
+    from .verdict import inexact_paths
+
+    failed = [
+        f'{name} (first mismatching sample: {r["first_mismatch"]})' for name, r in inexact_paths(result.to_dict(), what)
     ]
     if failed:
         _fail(MismatchError(f'not bit-exact against the QKeras model: {"; ".join(failed)}'))
@@ -740,6 +732,15 @@ def run(config, out_dir, force, resume, stop_after, print_config):
                 '  ', ' '
             )
         )
+    # A design that differs from its QKeras model ends the run as a failure (exit 3), after
+    # its report is written: it shows the counts, and no figure of it is a result.
+    from hls_backend.errors import MismatchError
+
+    from .verdict import design_mismatches
+
+    mismatches = design_mismatches(ctx.records)
+    if mismatches:
+        _fail(MismatchError('NOT EXACT against the QKeras model: ' + '; '.join(mismatches)))
 
 
 @main.command()
@@ -781,7 +782,8 @@ def sweep(config, out_dir, address, max_concurrent, resume, force, max_lut, max_
     synthesis). Writes trials.jsonl, pareto.json, report.md, report.html and trials/<id>/.
     With a budget (--max-lut, --max-footprint, --max-latency, --min-accuracy) prints the
     most accurate bit-exact trial within it, or the closest one and what it misses.
-    Exit codes as for every command, and 6 when --address cannot be reached.
+    Exit codes as for every command: 3 when a trial's design is not bit-exact; 6 when
+    --address cannot be reached, or Ray's node was lost more often than the sweep restarts it.
     """
     from pathlib import Path
 
@@ -806,9 +808,10 @@ def sweep(config, out_dir, address, max_concurrent, resume, force, max_lut, max_
     )
     trials = result['trials']
     ok = [t for t in trials if t['status'] == 'ok']
+    inexact = [t for t in trials if t['status'] == 'not_exact']
     click.echo(
-        f'{len(trials)} trials: {len(ok)} ok ({sum(t["metrics"]["csim_exact"] for t in ok)} bit-exact), '
-        f'{len(trials) - len(ok)} failed; Pareto front: {len(result["pareto"])} trials'
+        f'{len(trials)} trials: {len(ok)} ok (bit-exact), {len(inexact)} NOT EXACT, '
+        f'{len(trials) - len(ok) - len(inexact)} failed; Pareto front: {len(result["pareto"])} trials'
     )
     for trial in result['pareto']:
         click.echo(f'  {describe_trial(trial)}')
@@ -819,9 +822,29 @@ def sweep(config, out_dir, address, max_concurrent, resume, force, max_lut, max_
         click.echo(f'most accurate trial: {result["pareto"][0]["run_dir"]}')
     out = Path(out_dir).absolute()
     click.echo(f'report: {out / "report.html"}')
+    if result['restarts']:
+        click.echo(
+            f'Ray lost its node {len(result["restarts"])} time(s) during the sweep and was restarted; '
+            'the trials finished before were kept (sweep.json, sessions)'
+        )
+    resume = f'lpsubnet sweep {config} --out {out_dir} --resume'
+    if result['lost']:
+        from .sweep import ClusterError
+
+        _fail(ClusterError(f'{result["lost"]}; the finished trials are kept: continue with `{resume}`'))
     if result['stopped']:
-        click.echo(f'stopped early; continue with: lpsubnet sweep {config} --out {out_dir} --resume')
+        click.echo(f'stopped early; continue with: {resume}')
         sys.exit(128 + (interrupts.signal_received() or 2))  # 130 after Ctrl-C (SIGINT), 143 after SIGTERM
+    if inexact:
+        from hls_backend.errors import MismatchError
+
+        _fail(
+            MismatchError(
+                f'{len(inexact)} trial(s) NOT EXACT against the QKeras model (left out of the front and of budget '
+                f'answers; see the report): '
+                + '; '.join(f'{t["trial_id"]}: {t["error"].split(": ", 1)[-1]}' for t in inexact)
+            )
+        )
 
 
 if __name__ == '__main__':

@@ -49,26 +49,6 @@ def install() -> None:
     signal.signal(signal.SIGALRM, _redeliver)
 
 
-def sigterm_as_sigint() -> None:
-    """From now on SIGTERM does what SIGINT does at the moment it arrives (and is still
-    reported as SIGTERM: exit 143). For sweeps: a local ``ray.init()`` replaces the
-    SIGTERM handler by Ray's, which kills Ray's processes and exits 1 (seen: the process
-    ended by SIGALRM after a stack dump, with no --resume hint), while Ray Tune answers
-    SIGINT by stopping its trials and returning, after which the sweep records where it
-    stopped (lpsubnet.sweep). Call it after ``ray.init()``, from the main thread."""
-
-    def forward(signum, frame):
-        global _requested
-        current = signal.getsignal(signal.SIGINT)
-        if current is _handler or not callable(current):
-            _handler(signum, frame)
-            return
-        _requested = signum
-        current(signal.SIGINT, frame)  # Tune's graceful stop
-
-    signal.signal(signal.SIGTERM, forward)
-
-
 def signal_received() -> int | None:
     """The signal that asked for the stop (SIGINT or SIGTERM), or None."""
     return _requested

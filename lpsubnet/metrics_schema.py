@@ -72,8 +72,14 @@ class StageTime(Strict):
     )
 
 
+class Verdict(Strict):
+    exact: bool = Field(description='the C simulation, its second checks and the RTL (when it ran) all bit-exact')
+    mismatches: list[str] = Field(description='one line per path that is not, with its counts')
+
+
 class Metrics(Strict):
     lpsubnet_version: str
+    verdict: Verdict
     dataset: dict
     compression: dict = Field(description='sparsity, bit widths, importance, schedule used')
     recovery: dict = Field(

@@ -20,6 +20,7 @@ from .describe import recovery_line
 from .files import write_text_atomic
 from .metrics_schema import Metrics
 from .pipeline import RunContext
+from .verdict import design_mismatches
 
 REPORT_TEMPLATES = 'lpsubnet.template_files'  # templates/report, mapped by pyproject.toml
 
@@ -108,8 +109,10 @@ def collect_metrics(ctx: RunContext) -> dict:
     key = m['metric']
     pruned = m.get('reduced_float', {}).get(key)
     quantized = manifest['test_accuracy_quantized']
+    mismatches = design_mismatches(ctx.records)
     metrics = {
         'lpsubnet_version': _version_of_lpsubnet(),
+        'verdict': {'exact': not mismatches, 'mismatches': mismatches},
         'dataset': ctx.summary('data'),
         'compression': ctx.config.compress.model_dump(mode='json'),
         'recovery': {**manifest['recovery'], 'summary': recovery_line(manifest['recovery'])},
@@ -226,4 +229,5 @@ def write_report(ctx: RunContext, out: Path) -> dict:
     write_text_atomic(out / 'metrics.json', json.dumps(metrics, indent=2) + '\n')
     write_text_atomic(out / 'report.md', render('report.md.j2', context))
     write_text_atomic(out / 'report.html', render('report.html.j2', {**context, 'plots': plots}))
-    return {'report': str(out / 'report.html'), 'metrics': metrics}
+    # Written under the stage's temporary name: the record names where it ends up.
+    return {'report': str(ctx.stage_dir('report') / 'report.html'), 'metrics': metrics}

@@ -145,13 +145,15 @@ def _own_copy_of_hls_project(ctx: RunContext, out: Path, stage: str) -> Path:
 
 def stage_csim(ctx: RunContext, out: Path) -> dict:
     import hls_backend
+    from hls_backend.core.project import with_project_dir
 
     project = _own_copy_of_hls_project(ctx, out, 'csim')
     # lpsubnet sweep may leave out hls4ml's predict() cross-check (a second g++ build).
     result = hls_backend.csim(project, second_check=getattr(ctx, 'second_check', True))
-    hls_backend.relink_project(project, ctx.stage_dir('csim') / 'project')  # csim relinked it to the temporary name
+    final = ctx.stage_dir('csim') / 'project'
+    hls_backend.relink_project(project, final)  # csim relinked it to the temporary name
     outputs = np.loadtxt(project / 'tb_data' / 'csim_results.log', ndmin=2)
-    summary = result.to_dict()
+    summary = with_project_dir(result.to_dict(), str(final.resolve()))
     summary['accuracy'] = _argmax_accuracy(outputs, _splits(ctx).y_test)
     _json(out / 'csim.json', summary)
     return summary
@@ -162,6 +164,7 @@ def stage_rtl(ctx: RunContext, out: Path) -> dict:
     if r.enabled is False:
         return {'skipped': 'rtl.enabled is false'}
     import hls_backend
+    from hls_backend.core.project import with_project_dir
     from hls_backend.errors import DesignTooLargeError
     from hls_backend.rtl.size import RTL_MAX_MACS
 
@@ -183,7 +186,10 @@ def stage_rtl(ctx: RunContext, out: Path) -> dict:
             'skipped': f'rtl.enabled is auto and the model has {exc.size.macs:,} MACs (> {RTL_MAX_MACS:,}); '
             'set rtl.enabled: true to build it anyway'
         }
-    summary = result.to_dict()
+    # Built under the stage's temporary name: its records name the final directory.
+    final = ctx.stage_dir('rtl') / 'project'
+    hls_backend.relink_project(project, final)
+    summary = with_project_dir(result.to_dict(), str(final.resolve()))
     outputs = np.load(project / 'tb_data' / 'rtl_outputs.npy')
     summary['accuracy'] = _argmax_accuracy(outputs, splits.y_test)
     _json(out / 'rtl.json', summary)
@@ -207,6 +213,7 @@ def stage_estimate(ctx: RunContext, out: Path) -> dict:
         # digits CNN's is ~25k MACs): the trace runs, no Verilator build follows.
         force_large=True,
     )
+    hls_backend.relink_project(out / 'project', ctx.stage_dir('estimate') / 'project')
     design = info.design
     summary = {
         'lut_estimate': int(round(design['lut_estimate'])),
@@ -223,6 +230,7 @@ def stage_vendor(ctx: RunContext, out: Path) -> dict:
     import shutil
 
     import hls_backend
+    from hls_backend.core.project import with_project_dir
     from hls_backend.errors import HLSBackendError, ToolMissingError
     from hls_backend.hls.vendor import missing_tool_hint, parse_steps, vendor_command
 
@@ -242,7 +250,13 @@ def stage_vendor(ctx: RunContext, out: Path) -> dict:
     except HLSBackendError as exc:
         summary = {'status': 'failed', 'message': str(exc)}
     else:
-        summary = {'status': 'ran', 'message': f'steps {ctx.config.vendor.steps}', 'result': result.to_dict()}
+        final = ctx.stage_dir('vendor') / 'project'
+        hls_backend.relink_project(project, final)
+        summary = {
+            'status': 'ran',
+            'message': f'steps {ctx.config.vendor.steps}',
+            'result': with_project_dir(result.to_dict(), str(final.resolve())),
+        }
     _json(out / 'vendor.json', summary)
     return summary
 

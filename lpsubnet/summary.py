@@ -55,6 +55,10 @@ def print_summary(ctx: RunContext) -> None:
             f'reduced model out: {ctx.stage_dir("compress") / t["reduced"]["file"]}',
             highlight=False,
         )
+    if not m['verdict']['exact']:
+        console.print('[bold red]NOT EXACT: this design differs from the QKeras model[/bold red]')
+        for line in m['verdict']['mismatches']:
+            console.print(f'  {line}', highlight=False, markup=False)
     if m['vendor']['status'] == 'tool missing':
         console.print(m['vendor']['message'], highlight=False)
     console.print(f'report: {ctx.run_dir / "report.html"}', highlight=False)

@@ -6,7 +6,7 @@ Layout of a sweep directory::
     config.yaml           the sweep configuration as given
     base/                 a run directory with the shared stages (data, float baseline)
     trials/<trial_id>/    one run directory per trial (compress, hls, csim, estimate[, rtl])
-    trials.jsonl          one line per finished trial (ok or error), appended as they finish
+    trials.jsonl          one line per finished trial (ok, not_exact or error), appended as they finish
     pareto.json           the non-dominated trials over the objectives
     report.md, report.html
     ray/                  Ray Tune's experiment state
@@ -15,8 +15,20 @@ Each trial is one Ray Tune trial with one CPU (TensorFlow with one thread, impor
 the worker). Trials share the baseline through the file system: a cluster given with
 ``--address`` must see the sweep directory at the same path on every node (here: one
 machine). A trial is keyed by its parameters: ``--resume`` skips every trial already
-in trials.jsonl. A trial that raises is recorded with status ``error`` and the sweep
-goes on; a worker that dies is retried once by Ray, then recorded as an error.
+finished (``ok`` or ``not_exact``) and tries the failed ones again.
+
+A trial's status: ``ok`` (bit-exact); ``not_exact`` (its C simulation, a second check
+or its RTL differs from the QKeras model: a failure, with the mismatch counts, never on
+the front nor a budget answer; the sweep exits 3); ``error`` (it raised, or its Ray
+worker was lost twice). A worker lost mid-trial is retried once by Ray Tune
+(FailureConfig), and the trial's record says so (``retries``, ``retry_reasons``).
+
+Each Ray session runs in a child process (lpsubnet.sweep_driver), the sweep's own process
+holding no Ray state: when the node the driver uses dies (its raylet killed, or declared
+dead by the GCS on a busy machine: "Owner's node has crashed"), Ray terminates the driver
+or Tune waits for resources forever (NodeWatch stops it), and the sweep starts a new
+session (a new local Ray, or joins --address again) for the trials not finished, at most
+MAX_RAY_RESTARTS times; sweep.json records each restart.
 """
 
 from __future__ import annotations
@@ -34,16 +46,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ray.tune import Callback
+from ray.tune.stopper import Stopper
 
 from hls_backend.errors import BadInputError, OutputExistsError
 
 from .files import write_text_atomic
 from .sweep_space import OBJECTIVES, SweepConfig, grid_points, random_points, reference_point, trial_id
+from .verdict import design_mismatches, inexact_paths
 
 SWEEP_MARKER = 'sweep.json'
 TRIALS_FILE = 'trials.jsonl'
-# Objective values an errored trial reports to the searcher: the worst possible.
+# Objective values a failed trial reports to the searcher: the worst possible.
 WORST = {'max': 0.0, 'min': 1e18}
+# Statuses that end a trial for good: the same parameters give the same design (seeded), so
+# a not-exact trial is not rerun by --resume (start over with --force after a fix).
+FINAL = ('ok', 'not_exact')
+# Ray instances a sweep invocation may restart after losing its node.
+MAX_RAY_RESTARTS = 3
+
+
+# Ray 2.60: a local ray.init() (a local sweep) turns token authentication on and writes
+# ~/.ray/auth_token; `ray start --head` then turns it on too when that file exists, but
+# `ray start --address` and ray.init(address=...) only with RAY_AUTH_MODE=token, so without
+# it they fail with InvalidAuthToken (ray/_private/authentication/authentication_token_setup.py).
+AUTH_HINT = (
+    'export RAY_AUTH_MODE=token before `ray start` on every node and before lpsubnet (the token is read '
+    'from ~/.ray/auth_token, the same file on every node; see the README)'
+)
 
 
 class ClusterError(BadInputError):
@@ -104,7 +133,8 @@ def prepare_sweep_dir(out: Path, config: SweepConfig, force: bool, resume: bool)
 
 
 def read_trials(out: Path) -> list[dict]:
-    """Finished trials, the last record of each trial id winning (a rerun error trial)."""
+    """Finished trials, the last record of each trial id winning (a rerun error trial).
+    A record an older lpsubnet wrote as ``ok`` with an inexact check reads as not_exact."""
     path = out / TRIALS_FILE
     if not path.exists():
         return []
@@ -115,8 +145,15 @@ def read_trials(out: Path) -> list[dict]:
                 record = json.loads(line)
             except json.JSONDecodeError:  # a line cut short by a crash: that trial reruns
                 continue
+            if record['status'] == 'ok' and not _all_exact(record['metrics']):
+                record['status'] = 'not_exact'
+                record['error'] = 'not bit-exact (recorded as ok by an older lpsubnet)'
             records[record['trial_id']] = record
     return list(records.values())
+
+
+def _all_exact(metrics: dict) -> bool:
+    return bool(metrics['csim_exact']) and metrics.get('rtl_exact', True) is not False
 
 
 def append_trial(out: Path, record: dict) -> None:
@@ -218,9 +255,10 @@ def trial_metrics(trial_dir: Path) -> dict:
         'ff_estimate': estimate['ff_estimate'],
         'latency_cycles': estimate['latency_cycles'],
         'estimate_source': estimate['source'],
-        'csim_exact': bool(csim['exact'] and all(c['exact'] for c in csim.get('checks', {}).values())),
+        'csim_exact': not inexact_paths(csim, 'C simulation'),
         'csim_samples': int(csim['samples']),
         'csim_exact_matches': int(csim['exact_matches']),
+        'csim_max_abs_diff': float(csim['max_abs_diff']),
     }
     vendor_file = trial_dir / 'vendor' / 'vendor.json'
     if vendor_file.exists():
@@ -233,7 +271,10 @@ def trial_metrics(trial_dir: Path) -> dict:
     if rtl_file.exists():
         rtl = json.loads(rtl_file.read_text())
         metrics.update(
-            rtl_exact=bool(rtl['exact']), rtl_latency_cycles=rtl['latency_cycles'], rtl_samples=int(rtl['samples'])
+            rtl_exact=not inexact_paths(rtl, 'RTL simulation'),
+            rtl_latency_cycles=rtl['latency_cycles'],
+            rtl_samples=int(rtl['samples']),
+            rtl_exact_matches=int(rtl['exact_matches']),
         )
     return metrics
 
@@ -248,7 +289,8 @@ def run_trial(
     vendor: bool = False,
 ) -> dict:
     """Compress, write the HLS project, C-simulate it, estimate its RTL cost: one record.
-    Never raises for a problem of the trial itself: it is the record's ``error``."""
+    Never raises for a problem of the trial itself: it is the record's ``error``; a design
+    that is not bit-exact is status ``not_exact``, its ``error`` the mismatch counts."""
     from .sweep_space import apply_params
 
     start = time.perf_counter()
@@ -274,9 +316,12 @@ def run_trial(
         trial_dir = out / 'trials' / tid
         _link_shared_stages(trial_dir, out / 'base')
         ctx = run_pipeline(config, trial_dir, _trial_pipeline(rtl, estimate_samples, second_check, vendor), resume=True)
+        mismatches = design_mismatches(ctx.records)
         del ctx
         record['metrics'] = trial_metrics(trial_dir)
-        record['status'] = 'ok'
+        record['status'] = 'not_exact' if mismatches else 'ok'
+        if mismatches:
+            record['error'] = 'NOT EXACT against the QKeras model: ' + '; '.join(mismatches)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # the trial failed; the sweep goes on
@@ -349,7 +394,7 @@ def tune_trainable(tune_config: dict, plan: dict) -> None:
             plan['second_check'],
             plan['vendor'],
         )
-        if record['status'] == 'ok':
+        if record['status'] in FINAL:
             write_text_atomic(done, json.dumps(record, indent=2, default=float) + '\n')
     record['role'] = 'reference' if params == plan.get('reference') else 'trial'
     tune.report(_report_to_tune(record, plan['objectives']))
@@ -399,9 +444,10 @@ def _check_address(address: str) -> None:
         ) from None
 
 
-def start_ray(address: str | None, out: Path) -> str | None:
-    """ray.init on a cluster (``address``) or a local one with this machine's cores;
-    returns the local temporary directory to remove afterwards (None on a cluster)."""
+def start_ray(address: str | None, out: Path, temp: str | None = None) -> str | None:
+    """ray.init on a cluster (``address``) or a local one with this machine's cores in
+    ``temp`` (default: a new directory); returns the local temporary directory to remove
+    afterwards (None on a cluster)."""
     os.environ['RAY_USAGE_STATS_ENABLED'] = '0'
     os.environ.setdefault('RAY_AIR_NEW_OUTPUT', '0')
     os.environ.setdefault('TUNE_DISABLE_AUTO_CALLBACK_LOGGERS', '1')
@@ -415,11 +461,12 @@ def start_ray(address: str | None, out: Path) -> str | None:
         try:
             ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
         except Exception as exc:
-            raise ClusterError(f'could not join the Ray cluster at --address {address}: {exc}') from None
+            hint = ''
+            if os.environ.get('RAY_AUTH_MODE', '').lower() != 'token':
+                hint = f'; if that cluster uses token authentication, {AUTH_HINT}'
+            raise ClusterError(f'could not join the Ray cluster at --address {address}: {exc}{hint}') from None
         return None
-    # Ray's sockets live in its temporary directory and their paths are limited to
-    # ~107 bytes: a short directory under the system's temporary one, not inside --out.
-    temp = tempfile.mkdtemp(prefix='lpsr')
+    temp = temp or _ray_temp_dir()
     from hls_backend.hls.vendor import BACKENDS
 
     cpus = os.cpu_count() or 1
@@ -432,6 +479,12 @@ def start_ray(address: str | None, out: Path) -> str | None:
         _temp_dir=temp,
     )
     return temp
+
+
+def _ray_temp_dir() -> str:
+    # Ray's sockets live in its temporary directory and their paths are limited to
+    # ~107 bytes: a short directory under the system's temporary one, not inside --out.
+    return tempfile.mkdtemp(prefix='lpsr')
 
 
 def _pending(config: SweepConfig, finished: set[str]) -> tuple[list[dict], dict | None]:
@@ -473,13 +526,8 @@ def run_sweep(
     records_before = len(read_trials(out))
     if Path(config.source).is_file():  # the sweep configuration as given, beside its results
         shutil.copyfile(config.source, out / 'config.yaml')
-    finished = {r['trial_id'] for r in read_trials(out) if r['status'] == 'ok'}
-    points, reference = _pending(config, finished)
-    optuna_left = 0
-    if config.sweep.search == 'optuna':
-        done_searched = sum(1 for r in read_trials(out) if r.get('role') != 'reference')
-        optuna_left = max(0, config.sweep.trials - done_searched)
-    stopped = False
+    points, _, optuna_left = _remaining(config, out)
+    outcome = {'stopped': False, 'restarts': [], 'lost': None}
     if points or optuna_left:
         base_dir = out / 'base'
         _say(console, '[bold]float baseline[/bold] (trained once, shared by every trial) ...')
@@ -489,7 +537,7 @@ def run_sweep(
             STAGES[:2],
             resume=(base_dir / 'stages').is_dir(),
         )
-        stopped = _tune(config, out, points, reference, optuna_left, address, max_concurrent, console)
+        outcome = _tune(config, out, address, max_concurrent, console)
     trials = read_trials(out)
     from .sweep_report import pareto_front, write_sweep_report
 
@@ -500,12 +548,24 @@ def run_sweep(
         + '\n',
     )
     if points or optuna_left:
-        _record_session(out, started, load, len(trials) - records_before, address, stopped)
+        _record_session(out, started, load, len(trials) - records_before, address, outcome)
     write_sweep_report(out, config, trials, front, constraints)
-    return {'trials': trials, 'pareto': front, 'stopped': stopped}
+    return {'trials': trials, 'pareto': front, **outcome}
 
 
-def _record_session(out: Path, started: float, load: float, trials_run: int, address, stopped: bool) -> None:
+def _remaining(config: SweepConfig, out: Path) -> tuple[list[dict], dict | None, int]:
+    """What is left to run: the points (grid / random, the reference first), the reference
+    point (None if done or off) and the number of Optuna trials."""
+    trials = read_trials(out)
+    points, reference = _pending(config, {r['trial_id'] for r in trials if r['status'] in FINAL})
+    optuna_left = 0
+    if config.sweep.search == 'optuna':
+        done_searched = sum(1 for r in trials if r.get('role') != 'reference')
+        optuna_left = max(0, config.sweep.trials - done_searched)
+    return points, reference, optuna_left
+
+
+def _record_session(out: Path, started: float, load: float, trials_run: int, address, outcome: dict) -> None:
     """How long this invocation took and on what: the measured time the docs quote."""
     marker = out / SWEEP_MARKER
     data = json.loads(marker.read_text())
@@ -517,26 +577,142 @@ def _record_session(out: Path, started: float, load: float, trials_run: int, add
             'cpus': os.cpu_count(),
             'load_average_at_start': round(load, 2),
             'address': address or 'local',
-            'stopped_early': stopped,
+            'stopped_early': outcome['stopped'],
+            'ray_restarts': outcome['restarts'],
+            'ray_lost': outcome['lost'],
         }
     )
     write_text_atomic(marker, json.dumps(data, indent=2) + '\n')
 
 
-def _tune(config, out, points, reference, optuna_left, address, max_concurrent, console) -> bool:
-    """Run the pending trials on Ray Tune; True if stopped before the end."""
-    temp = start_ray(address, out)
-    from . import interrupts
+class ClusterLost(Exception):
+    """The Ray node this process drives Tune from died (or the cluster has no CPU left)."""
 
-    interrupts.sigterm_as_sigint()  # a SIGTERM stops the trials as Ctrl-C does (exit 143, resumable)
+
+# The files through which a sweep hands one Ray session to lpsubnet.sweep_driver.
+DRIVER_REQUEST = 'driver_request.pkl'
+DRIVER_OUTCOME = 'driver_outcome.json'
+
+
+def _tune(config, out, address, max_concurrent, console) -> dict:
+    """Run the pending trials on Ray Tune, one Ray session at a time, each in a process of
+    its own (lpsubnet.sweep_driver). When the node a driver uses dies, Ray ends that
+    process ("The connection to the plasma store is failed. Terminate the process.", after
+    "Owner's node has crashed"), or Tune waits forever (NodeWatch stops it): either way this
+    process, which holds no Ray state, starts a new session for the trials not finished, at
+    most MAX_RAY_RESTARTS times. Returns {'stopped': stopped before the end (Ctrl-C),
+    'restarts': [what was lost, when], 'lost': why it gave up, or None}."""
+    restarts: list[dict] = []
+    while True:
+        points, _, optuna_left = _remaining(config, out)
+        if not (points or optuna_left):
+            return {'stopped': False, 'restarts': restarts, 'lost': None}
+        session = _drive_session(config, out, address, max_concurrent, console)
+        if 'error' in session:  # a bug, not Ray: the driver's traceback is printed above
+            raise RuntimeError(f'the sweep driver failed: {session["error"]}')
+        if 'join_error' in session:
+            if not restarts:  # the first join: nothing ran, exit 6 before any report
+                raise ClusterError(session['join_error'])
+            return {'stopped': True, 'restarts': restarts, 'lost': session['join_error']}
+        if 'lost' not in session:
+            return {'stopped': session['stopped'], 'restarts': restarts, 'lost': None}
+        restarts.append(
+            {
+                'at_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+                'reason': session['lost'],
+                'trials_finished': sum(r['status'] in FINAL for r in read_trials(out)),
+            }
+        )
+        if len(restarts) > MAX_RAY_RESTARTS:
+            return {
+                'stopped': True,
+                'restarts': restarts,
+                'lost': f'Ray lost its node {len(restarts)} times: {session["lost"]}',
+            }
+        _say(
+            console,
+            f'[yellow]{session["lost"]}: restarting Ray and running the trials not finished '
+            f'(restart {len(restarts)} of at most {MAX_RAY_RESTARTS})[/yellow]',
+        )
+
+
+def _drive_session(config, out: Path, address, max_concurrent, console) -> dict:
+    """One Ray session in a child process; its outcome ({'stopped': bool}, {'lost': why},
+    {'join_error': message} or {'error': traceback}). A child that ends without one was
+    ended by Ray (or killed): its node was lost. Ctrl-C or SIGTERM here is passed on as one
+    SIGINT, on which Tune stops its trials and the child reports 'stopped'."""
+    import signal
+    import subprocess
+
+    from ray import cloudpickle
+
+    state = out / 'ray'
+    state.mkdir(exist_ok=True)
+    request, outcome = state / DRIVER_REQUEST, state / DRIVER_OUTCOME
+    outcome.unlink(missing_ok=True)
+    # Chosen here and removed here: a driver that Ray ends leaves its temporary directory.
+    temp = None if address else _ray_temp_dir()
+    with open(request, 'wb') as handle:
+        cloudpickle.dump(
+            {
+                'config': config,
+                'address': address,
+                'max_concurrent': max_concurrent,
+                'display': console is not None,
+                'temp': temp,
+            },
+            handle,
+        )
+    # A session of its own: a Ctrl-C in the terminal reaches this process only, which
+    # passes it on once (Tune takes a second SIGINT as "stop now").
+    child = subprocess.Popen([sys.executable, '-m', 'lpsubnet.sweep_driver', str(out)], start_new_session=True)
+    interrupted = False
     try:
-        return _tune_on_ray(config, out, points, reference, optuna_left, max_concurrent, console)
+        while True:
+            try:
+                code = child.wait()
+                break
+            except KeyboardInterrupt:
+                interrupted = True
+                child.send_signal(signal.SIGINT)
     finally:
-        import ray
-
-        ray.shutdown()
         if temp:
             shutil.rmtree(temp, ignore_errors=True)
+    if interrupted:
+        return {'stopped': True}
+    if outcome.is_file():
+        return json.loads(outcome.read_text())
+    return {'lost': f'the process driving Ray ended with exit {code} (its Ray node was lost)'}
+
+
+def drive(out: Path) -> dict:
+    """The child's side of _drive_session: start Ray (or join ``address``), run the pending
+    trials on Tune, and say how it ended."""
+    import ray
+    from ray import cloudpickle
+
+    with open(out / 'ray' / DRIVER_REQUEST, 'rb') as handle:
+        request = cloudpickle.load(handle)
+    config = request['config']
+    console = None
+    if request['display']:
+        from rich.console import Console
+
+        console = Console(stderr=True, highlight=False)
+    try:
+        start_ray(request['address'], out, request['temp'])
+    except ClusterError as exc:
+        return {'join_error': str(exc)}
+    try:
+        points, reference, optuna_left = _remaining(config, out)
+        stopped = _tune_on_ray(config, out, points, reference, optuna_left, request['max_concurrent'], console)
+        return {'stopped': stopped}
+    except ClusterLost as lost:
+        return {'lost': str(lost)}
+    except KeyboardInterrupt:
+        return {'stopped': True}
+    finally:
+        ray.shutdown()
 
 
 def _tune_on_ray(config, out, points, reference, optuna_left, max_concurrent, console) -> bool:
@@ -569,6 +745,7 @@ def _tune_on_ray(config, out, points, reference, optuna_left, max_concurrent, co
         storage_path=str(out / 'ray'),
         verbose=0,
         callbacks=[callback],
+        stop=NodeWatch(callback.key),
         failure_config=tune.FailureConfig(max_failures=1),  # a lost worker: one retry
     )
     stopped = False
@@ -601,6 +778,8 @@ def _tune_on_ray(config, out, points, reference, optuna_left, max_concurrent, co
             tuner = tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
             finished_before = progress.done + progress.failed
             tuner.fit()
+            if callback.state['lost']:
+                raise ClusterLost(callback.state['lost'])
             # Ctrl-C: Tune stops and returns normally; the trials it never started are not
             # in its trial list, so count the records this phase wrote instead.
             expected = len(points) if phase == 'points' else optuna_left
@@ -708,9 +887,68 @@ _DRIVER: dict[int, dict] = {}
 
 
 def _callback(out: Path, progress: Progress, plan: dict, console) -> SweepCallback:
+    import ray
+
     key = id(progress)
-    _DRIVER[key] = {'progress': progress, 'console': console, 'display': None, 'interrupted': False}
+    _DRIVER[key] = {
+        'progress': progress,
+        'console': console,
+        'display': None,
+        'interrupted': False,
+        'retries': {},  # Tune trial id -> the reasons of its failures that Tune retried
+        'node_id': ray.get_runtime_context().get_node_id(),  # the node this process drives Ray from
+        'lost': None,  # why NodeWatch stopped the experiment
+        'checked': 0.0,
+        'no_cpu_since': None,
+    }
     return SweepCallback(out, plan, key)
+
+
+# How long a cluster may offer no CPU at all before the sweep counts it as lost (its own
+# node still alive: e.g. every worker node of a head started with --num-cpus 0 died).
+NO_CPU_SECONDS = 60.0
+
+
+class NodeWatch(Stopper):
+    """Stops the whole Tune experiment when the Ray node this process drives it from is
+    dead, or the cluster has offered no CPU for NO_CPU_SECONDS. Tune alone would wait
+    forever ("Cluster resources not detected or are 0"; seen when this machine's raylet
+    is killed, or declared dead by the GCS on 2 busy cores: "Owner's node has crashed").
+    Checks once a second; plain data only, like SweepCallback."""
+
+    def __init__(self, key: int):
+        self.key = key
+
+    def __call__(self, trial_id, result) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        state = _DRIVER[self.key]
+        now = time.monotonic()
+        if not state['lost'] and now - state['checked'] >= 1.0:
+            state['checked'] = now
+            state['lost'] = _node_lost(state, now)
+        return state['lost'] is not None
+
+
+def _node_lost(state: dict, now: float) -> str | None:
+    import ray
+
+    try:
+        nodes = ray.nodes()
+    except Exception as exc:  # the GCS itself is gone
+        return f'the Ray cluster stopped answering ({type(exc).__name__}: {exc})'.splitlines()[0]
+    for node in nodes:
+        if node['NodeID'] == state['node_id'] and not node['Alive']:
+            detail = node.get('DeathReasonMessage') or 'its raylet is gone'
+            return f"this machine's Ray node {node['NodeID'][:8]} died ({detail})".splitlines()[0]
+    if sum(node['Resources'].get('CPU', 0) for node in nodes if node['Alive']) > 0:
+        state['no_cpu_since'] = None
+        return None
+    state['no_cpu_since'] = state['no_cpu_since'] or now
+    if now - state['no_cpu_since'] >= NO_CPU_SECONDS:
+        return f'the Ray cluster has offered no CPU for {NO_CPU_SECONDS:.0f} s'
+    return None
 
 
 class SweepCallback(Callback):
@@ -748,6 +986,10 @@ class SweepCallback(Callback):
             return
         progress = self.state['progress']
         record = json.loads(result['record'])
+        reasons = self.state['retries'].get(trial.trial_id, [])
+        record['retries'] = len(reasons)
+        if reasons:
+            record['retry_reasons'] = reasons
         self.recorded.add(trial.trial_id)
         append_trial(self.out, record)
         progress.running.discard(trial.trial_id)
@@ -757,11 +999,24 @@ class SweepCallback(Callback):
                 progress.best = record
         else:
             progress.failed += 1
+            what = 'NOT EXACT' if record['status'] == 'not_exact' else 'failed'
             if self.state['console'] is not None:
                 self.state['console'].print(
-                    f'[red]trial {record["trial_id"]} failed[/red]: {record["error"]}', highlight=False
+                    f'[red]trial {record["trial_id"]} {what}[/red]: {record["error"]}', highlight=False
                 )
         self._refresh()
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        # Its worker (or that worker's node) died: Tune runs the trial again (FailureConfig),
+        # and the pipeline in the trial directory goes on from its last finished stage.
+        reason = _failure_reason(trial)
+        self.state['retries'].setdefault(trial.trial_id, []).append(reason)
+        if self.state['console'] is not None:
+            params = _params(trial.config, self.plan)
+            self.state['console'].print(
+                f'[yellow]trial {trial_id(params)} lost its Ray worker ({reason}): running it again[/yellow]',
+                highlight=False,
+            )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.state['progress'].running.discard(trial.trial_id)
@@ -776,7 +1031,8 @@ class SweepCallback(Callback):
         self.recorded.add(trial.trial_id)
         plan = self.plan
         params = _params(trial.config, plan)
-        message = (getattr(trial, 'error_msg', None) or '').strip()
+        reasons = self.state['retries'].get(trial.trial_id, [])
+        reason = _failure_reason(trial)
         append_trial(
             self.out,
             {
@@ -784,7 +1040,9 @@ class SweepCallback(Callback):
                 'params': params,
                 'run_dir': str(self.out / 'trials' / trial_id(params)),
                 'status': 'error',
-                'error': message.splitlines()[0][:500] if message else 'the Ray worker running it was lost',
+                'error': f'its Ray worker was lost ({reason})'
+                + (f', also when Ray retried it ({"; ".join(reasons)})' if reasons else ''),
+                'retries': len(reasons),
                 'node_id': None,
                 'seconds': None,
                 'role': 'reference' if params == plan.get('reference') else 'trial',
@@ -795,6 +1053,28 @@ class SweepCallback(Callback):
 
     def on_experiment_end(self, trials, **info):
         self.state['interrupted'] = any(t.status not in ('TERMINATED', 'ERROR') for t in trials)
+
+
+def _failure_reason(trial) -> str:
+    """The last failure Tune wrote for ``trial`` (its error file), in one line: Ray's
+    worker exit detail when there is one ("Owner's node has crashed."), else the first
+    line of the error."""
+    try:  # Tune writes it in the trial's local directory first, and copies it to storage later
+        local = Path(trial.error_file) if trial.error_file else None
+        text = local.read_text() if local and local.is_file() else trial.get_error() or ''
+    except Exception:  # the error file is Tune's; its absence must not stop the sweep
+        text = ''
+    lines = [line.strip() for line in text.rsplit('Failure # ', 1)[-1].splitlines()[1:] if line.strip()]
+    for (
+        line
+    ) in lines:  # "The actor is dead because its owner has died. ... Worker exit detail: Owner's node has crashed."
+        if 'is dead because' in line:
+            why = line.split('is dead because', 1)[1].split('.', 1)[0].strip()
+            detail = (
+                line.split('exit detail:', 1)[1].strip().split('. ', 1)[0].rstrip('.') if 'exit detail:' in line else ''
+            )
+            return f'{why}: {detail}'[:300] if detail else why[:300]
+    return lines[0][:300] if lines else 'no reason recorded by Ray Tune'
 
 
 def _say(console, message: str) -> None:

@@ -73,7 +73,7 @@ def write_doc(sweep_dir: Path, doc: Path, images: Path) -> str:
     ok = [t for t in trials if t['status'] == 'ok']
     searched = [t for t in ok if t.get('role') != 'reference']
     reference = [t for t in ok if t.get('role') == 'reference']
-    exact = [t for t in ok if t['metrics']['csim_exact']]
+    inexact = [t for t in trials if t['status'] == 'not_exact']
     sessions = marker.get('sessions', [])
     wall = sum(s['wall_seconds'] for s in sessions)
     images.mkdir(parents=True, exist_ok=True)
@@ -104,8 +104,9 @@ def write_doc(sweep_dir: Path, doc: Path, images: Path) -> str:
     lines += [
         '',
         f'{len(trials)} trials ({len(searched)} searched + {len(reference)} reference): {len(ok)} ok, '
-        f'{len(trials) - len(ok)} failed; **{len(exact)}/{len(ok)} bit-exact** in C simulation '
-        f'(every test sample, every output bit, against the QKeras model). Total wall time {wall / 60:.1f} min.',
+        f'{len(inexact)} NOT EXACT, {len(trials) - len(ok) - len(inexact)} failed; **{len(ok)}/{len(trials)} '
+        'bit-exact** in C simulation (every test sample, every output bit, against the QKeras model). '
+        f'Total wall time {wall / 60:.1f} min.',
         '',
         f'Float baseline: {100 * baseline["test_accuracy"]:.2f} % test accuracy, '
         f'{baseline["cost"]["footprint_bits"] / 1e3:.1f} kbit.',
@@ -147,7 +148,7 @@ def write_doc(sweep_dir: Path, doc: Path, images: Path) -> str:
     failed = [t for t in trials if t['status'] != 'ok']
     if failed:
         lines += ['## Failed trials', '']
-        lines += [f'- `{t["trial_id"]}` {t["params"]}: {t.get("error", "")}' for t in failed]
+        lines += [f'- `{t["trial_id"]}` {t["params"]} ({t["status"]}): {t.get("error", "")}' for t in failed]
         lines.append('')
     text = '\n'.join(lines)
     write_text_atomic(doc, text)

@@ -1,7 +1,8 @@
 """What a sweep found: the Pareto front, the budget query, report.md and report.html.
 
-Only trials with status ``ok`` whose C simulation is bit-exact are candidates: a core
-that does not compute what its QKeras model computes is not a result. ``accuracy``
+Only trials with status ``ok`` (bit-exact) are candidates: a core that does not compute
+what its QKeras model computes is not a result; such trials (``not_exact``) are listed
+with the failed ones, their mismatch counts as the reason. ``accuracy``
 (what the search optimises and constraints test) is the validation accuracy of the
 quantized model; the test accuracy shown beside it is the C-simulated core's on the
 test split. LUT, FF and latency are da4ml's estimates for the RTL route, not synthesis.
@@ -237,7 +238,7 @@ def _row(t: dict) -> dict:
 def report_context(out: Path, config, trials: list[dict], front: list[dict], constraints: list[Constraint]) -> dict:
     ok = [t for t in trials if t['status'] == 'ok']
     errors = [t for t in trials if t['status'] != 'ok']
-    inexact = [t for t in ok if not t['metrics']['csim_exact']]
+    inexact = [t for t in trials if t['status'] == 'not_exact']
     budget = []
     for c in constraints:
         answer = budget_query(trials, [c])
@@ -260,16 +261,23 @@ def report_context(out: Path, config, trials: list[dict], front: list[dict], con
         'objectives': [f'{o} ({OBJECTIVES[o]})' for o in config.sweep.objectives],
         'n_trials': len(trials),
         'n_ok': len(ok),
-        'n_error': len(errors),
+        'n_error': len(errors) - len(inexact),
         'n_inexact': len(inexact),
-        'all_exact': bool(ok) and not inexact,
         'trial_seconds': round(sum(seconds), 1),
         'nodes': nodes,
         'baseline': _baseline(out),
         'reference': [_row(t) for t in reference],
         'front': [_row(t) for t in front],
         'all_rows': [_row(t) for t in sorted(ok, key=lambda t: -t['metrics']['accuracy'])],
-        'errors': [{'id': t['trial_id'], 'params': _params(t), 'error': t.get('error', '')} for t in errors],
+        'errors': [
+            {
+                'id': t['trial_id'],
+                'params': _params(t),
+                'status': 'NOT EXACT' if t['status'] == 'not_exact' else t['status'],
+                'error': t.get('error', ''),
+            }
+            for t in errors
+        ],
         'budget': budget,
         'out': str(out),
     }

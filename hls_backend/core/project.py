@@ -54,3 +54,25 @@ def read_project_info(project_dir: str | Path, route: str = 'hls') -> ProjectInf
             f'(run `lpsubnet {route}` first)'
         )
     return ProjectInfo(**json.loads(path.read_text()))
+
+
+def relink_records(project_dir: str | Path, final_dir: str | Path) -> None:
+    """Point every ``project_dir`` in the project's lpsubnet records (its
+    ``lpsubnet_*.json``: the project record and the check results, their second checks
+    included) at ``final_dir``. Projects are built under a temporary name and renamed:
+    a finished run's rtl.json named its ``.rtl.*.partial`` directory (issue 27)."""
+    target = str(Path(final_dir).absolute().resolve())
+    for path in sorted(Path(project_dir).glob('lpsubnet_*.json')):
+        data = json.loads(path.read_text())
+        fixed = with_project_dir(data, target)
+        if fixed != data:
+            write_text_atomic(path, json.dumps(fixed, indent=2) + '\n')
+
+
+def with_project_dir(data, target: str):
+    """``data`` (a record: dicts and lists) with every ``project_dir`` value set to ``target``."""
+    if isinstance(data, dict):
+        return {k: target if k == 'project_dir' else with_project_dir(v, target) for k, v in data.items()}
+    if isinstance(data, list):
+        return [with_project_dir(v, target) for v in data]
+    return data

@@ -11,7 +11,6 @@ place, so a failure never leaves a half-written project behind.
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from ..core.files import atomic_directory, check_output_dir, write_text_atomic
 from ..core.layer_kinds import WEIGHT_ROLES
 from ..core.model_io import load_array, load_qkeras_model
 from ..core.plan import ModelPlan, check_float32_reference, plan_model
-from ..core.project import DEFAULT_PART, PROJECT_FILES, ProjectInfo, read_project_info
+from ..core.project import DEFAULT_PART, ProjectInfo, read_project_info, relink_records
 from ..core.reference import logits_model, prepare_inputs, reference_outputs
 from ..core.templates import render
 from ..errors import BadInputError, UnsupportedModelError
@@ -317,22 +316,19 @@ def _write_lpsubnet_files(project_dir: Path, hls_model, info: ProjectInfo, optio
 
 
 def relink_project(project_dir: Path, final_dir: Path | None = None) -> None:
-    """Point hls4ml_config.yml's OutputDir (where hls4ml's compile() builds) and the
-    recorded ``project_dir`` at ``final_dir``, by default where the project is now:
-    projects are written under a temporary name, copied and moved."""
+    """Point an lpsubnet project (HLS or RTL) at ``final_dir``, by default where it is now:
+    hls4ml_config.yml's OutputDir (where hls4ml's compile() builds) and the ``project_dir``
+    of every lpsubnet record in it. Projects are written under a temporary name, copied
+    and moved."""
     project_dir = Path(project_dir)
     target = Path(final_dir or project_dir).absolute()
     yml = project_dir / 'hls4ml_config.yml'
-    lines = yml.read_text().splitlines(keepends=True)
-    fixed = [f'OutputDir: {target}\n' if line.startswith('OutputDir:') else line for line in lines]
-    if fixed != lines:
-        write_text_atomic(yml, ''.join(fixed))
-    info_file = project_dir / PROJECT_FILES['hls']
-    if info_file.exists():
-        info = json.loads(info_file.read_text())
-        if info.get('project_dir') != str(target.resolve()):
-            info['project_dir'] = str(target.resolve())
-            write_text_atomic(info_file, json.dumps(info, indent=2) + '\n')
+    if yml.exists():  # an HLS project
+        lines = yml.read_text().splitlines(keepends=True)
+        fixed = [f'OutputDir: {target}\n' if line.startswith('OutputDir:') else line for line in lines]
+        if fixed != lines:
+            write_text_atomic(yml, ''.join(fixed))
+    relink_records(project_dir, target)
 
 
 __all__ = [
