@@ -24,3 +24,23 @@ def zero_largest_output_bias(project: Path) -> Path:
     values[index] = 0.0
     last.write_text(', '.join(f'{v:.17g}' for v in values) + '\n')
     return last
+
+
+def hls_stage_writes_a_zeroed_bias(monkeypatch) -> list[Path]:
+    """From now on ``hls_backend.write_project`` (what the hls stage of a run or a sweep
+    trial calls) writes the project, then zeroes its largest output bias: the stage's own
+    output is the wrong design, so the stage records of ``lpsubnet run`` (which redo a stage
+    whose output was edited afterwards) cannot undo the perturbation. Returns the list of
+    weight files changed, filled as projects are written."""
+    import hls_backend
+
+    real = hls_backend.write_project
+    changed: list[Path] = []
+
+    def write_then_perturb(model_path, output_dir, *args, **kwargs):
+        info = real(model_path, output_dir, *args, **kwargs)
+        changed.append(zero_largest_output_bias(Path(output_dir)))
+        return info
+
+    monkeypatch.setattr(hls_backend, 'write_project', write_then_perturb)
+    return changed

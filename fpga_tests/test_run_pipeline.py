@@ -196,16 +196,19 @@ def test_print_config_round_trips(tmp_path):
     assert 'sparsity: 0.5' in proc.stdout and 'backend: Vitis' in proc.stdout
 
 
-def test_a_design_that_is_not_exact_fails_the_run_after_its_report(interrupted_then_resumed, tiny_config, tmp_path):
-    """Negative control: one bias of the HLS project zeroed (the design, not the QKeras
-    reference) and the csim stage run again: the run writes its report, says NOT EXACT at
-    its top and in the summary, and exits 3 with the counts."""
-    from fpga_tests.inexact_designs import zero_largest_output_bias
+def test_a_design_that_is_not_exact_fails_the_run_after_its_report(
+    interrupted_then_resumed, tiny_config, tmp_path, monkeypatch
+):
+    """Negative control: the hls stage run again writes a project with one bias zeroed (the
+    design, not the QKeras reference): the run writes its report, says NOT EXACT at its
+    top and in the summary, and exits 3 with the counts."""
+    from fpga_tests.inexact_designs import hls_stage_writes_a_zeroed_bias
 
     run = own_copy(interrupted_then_resumed[0], tmp_path)
-    changed = zero_largest_output_bias(run / 'hls' / 'project')
-    (run / 'stages' / 'csim.json').unlink()
+    changed = hls_stage_writes_a_zeroed_bias(monkeypatch)
+    (run / 'stages' / 'hls.json').unlink()
     proc = cli('run', tiny_config, '--out', run, '--resume')
+    assert changed, 'the hls stage did not run again'
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert 'Traceback' not in proc.stderr
     metrics = json.loads((run / 'metrics.json').read_text())  # the report of this run, published

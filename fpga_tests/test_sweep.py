@@ -330,13 +330,13 @@ def test_ctrl_c_keeps_finished_trials_and_resume_runs_the_rest(tmp_path, tiny_mo
     assert len(trials) == 4 and all(t['status'] == 'ok' for t in trials)
 
 
-def test_a_trial_whose_design_is_not_exact_is_a_failure(local_sweep, tmp_path):
-    """Negative control on a copy of the finished sweep: one bias of a trial's HLS project
-    zeroed (the design, not the reference) and its csim stage run again (in process, no
-    Ray): the trial's status is not_exact with the mismatch counts; then the sweep
+def test_a_trial_whose_design_is_not_exact_is_a_failure(local_sweep, tmp_path, monkeypatch):
+    """Negative control on a copy of the finished sweep: a trial's hls stage run again
+    writes its HLS project with one bias zeroed (the design, not the reference), in process,
+    no Ray: the trial's status is not_exact with the mismatch counts; then the sweep
     (--resume: nothing left to run, a not-exact trial is final) leaves it out of the front
     and the budget answer, lists it as failed in the report and exits 3."""
-    from fpga_tests.inexact_designs import zero_largest_output_bias
+    from fpga_tests.inexact_designs import hls_stage_writes_a_zeroed_bias
     from lpsubnet.sweep import append_trial, run_trial
     from lpsubnet.sweep_space import load_sweep
 
@@ -346,9 +346,11 @@ def test_a_trial_whose_design_is_not_exact_is_a_failure(local_sweep, tmp_path):
     trials = {t['params']['compress.sparsity']: t for t in read_jsonl(copy / 'trials.jsonl')}
     bad, good = trials[0.25], trials[0.5]
     trial_dir = copy / 'trials' / bad['trial_id']
-    zero_largest_output_bias(trial_dir / 'hls' / 'project')
-    (trial_dir / 'stages' / 'csim.json').unlink()
+    changed = hls_stage_writes_a_zeroed_bias(monkeypatch)
+    (trial_dir / 'stages' / 'hls.json').unlink()
     record = run_trial(str(copy), load_sweep(config).base, bad['params'])
+    monkeypatch.undo()  # the sweep below runs nothing again
+    assert changed, 'the hls stage did not run again'
     assert record['status'] == 'not_exact', record.get('error')
     m = record['metrics']
     assert m['csim_exact'] is False and m['csim_exact_matches'] < m['csim_samples']
