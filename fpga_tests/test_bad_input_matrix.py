@@ -140,7 +140,7 @@ ROWS = {
     'prune-sparsity-nan': (
         ['prune', '{d}/mlp.keras', '--data', '{d}/d_ok.npz', '--out', '{out}', '--sparsity', 'nan'],
         2,
-        ['sparsity must be in [0, 1)'],
+        ['sparsity=nan: should be a number >= 0 and < 1'],
     ),
     'prune-sparsity-text': (
         ['prune', '{d}/mlp.keras', '--data', '{d}/d_ok.npz', '--out', '{out}', '--sparsity', 'half'],

@@ -32,10 +32,12 @@ def test_bad_settings_name_the_setting():
         CompressOptions.build(importance='l2')
     with pytest.raises(PrunerError, match="unknown schedule 'cyclic'"):
         CompressOptions.build(schedule='cyclic')
-    with pytest.raises(PrunerError, match='weight_bits must be at least 2'):
+    with pytest.raises(PrunerError, match='weight_bits=1: should be a number >= 2 and <= 16'):
         CompressOptions.build(weight_bits=1)
-    with pytest.raises(PrunerError, match='sparsity must be in'):
+    with pytest.raises(PrunerError, match=r'sparsity=1.0: should be a number >= 0 and < 1'):
         CompressOptions.build(sparsity=1.0)
+    with pytest.raises(PrunerError, match="finetune_epochs=-1: should be a number >= 0 or 'auto'"):
+        CompressOptions.build(finetune_epochs=-1)
 
 
 def test_keywords_replace_the_values_of_an_options_object():

@@ -22,9 +22,11 @@ import click
 from hls_backend.core.project import DEFAULT_PART
 from hls_backend.hls.convert import STRATEGIES
 from hls_backend.rtl.size import RTL_MAX_MACS
+from pruner.options import CompressOptions
 
 from . import interrupts
 from .quiet import import_tensorflow_quietly
+from .settings import cli_settings, click_options
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
@@ -98,24 +100,6 @@ def handle_errors(command=None, *, tensorflow: bool = True):
     return wrapper
 
 
-class AutoOrCount(click.ParamType):
-    """'auto' or a whole number >= 0 (epochs, patience)."""
-
-    name = 'auto|N'
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int) or value == 'auto':
-            return value
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            number = -1
-        if number < 0:
-            self.fail(f"{value!r} is neither 'auto' nor a whole number >= 0", param, ctx)
-        return number
-
-
-AUTO_OR_COUNT = AutoOrCount()
 
 
 def torch_options(data_option: str, shape_default: str):
@@ -171,23 +155,6 @@ class InputShape(click.ParamType):
         if not shape or any(s < 1 for s in shape):
             self.fail(f'{value!r} is not a shape of positive sizes separated by commas, e.g. 1,8,8', param, ctx)
         return shape
-
-
-class RegistryChoice(click.Choice):
-    """A choice among the names of one of the pruner's registries (importance measures,
-    schedules), read when first needed: importing the pruner loads Keras, which
-    ``lpsubnet --help`` should not wait for."""
-
-    def __init__(self, names: str):
-        self.names = names  # the function in pruner.options that lists them
-        self.case_sensitive = True
-
-    @property
-    def choices(self) -> tuple[str, ...]:
-        import_tensorflow_quietly()
-        from pruner import options
-
-        return getattr(options, self.names)()
 
 
 def _fail_unless_exact(result, what: str) -> None:
@@ -527,89 +494,10 @@ def rtl(
     type=click.Path(file_okay=False),
     help='Directory for reduced.keras and manifest.json (and reduced.pt2 for a PyTorch MODEL).',
 )
-@click.option(
-    '--sparsity', type=float, default=0.5, show_default=True, help='Fraction of channels removed per layer, in [0, 1).'
-)
-@click.option('--wbits', 'weight_bits', type=click.IntRange(2, 16), default=8, show_default=True, help='Weight bits.')
-@click.option(
-    '--abits', 'activation_bits', type=click.IntRange(2, 16), default=8, show_default=True, help='Activation bits.'
-)
-@click.option('--importance', type=RegistryChoice('importance_names'), default='activation_l1', show_default=True)
-@click.option('--schedule', type=RegistryChoice('schedule_names'), default='layerwise', show_default=True)
-@click.option(
-    '--epochs',
-    type=click.IntRange(min=1),
-    help='All epochs with masks: the schedule plus fine-tuning (default: the schedule plus --finetune-epochs).',
-)
-@click.option(
-    '--finetune-epochs',
-    type=AUTO_OR_COUNT,
-    default='auto',
-    show_default=True,
-    help="Fine-tuning epochs once every mask is frozen; 'auto': sized from the data "
-    '(pruner.recovery.auto_epochs: a fixed number of optimizer steps within an epoch range).',
-)
-@click.option(
-    '--qat-epochs',
-    type=AUTO_OR_COUNT,
-    default='auto',
-    show_default=True,
-    help="Quantization-aware fine-tuning epochs; 'auto' as for --finetune-epochs.",
-)
-@click.option(
-    '--learning-rate',
-    type=click.FloatRange(min=0, min_open=True),
-    help='Base rate of every phase (default: the rate of the optimizer saved in MODEL, else 0.001).',
-)
-@click.option('--batch-size', type=click.IntRange(min=1), default=32, show_default=True)
-@click.option(
-    '--lr-schedule',
-    type=click.Choice(['cosine', 'constant']),
-    default='cosine',
-    show_default=True,
-    help='Each phase starts at its base rate; cosine decays it to 0 over the phase.',
-)
-@click.option(
-    '--warmup',
-    type=click.FloatRange(min=0, max=1, max_open=True),
-    default=0.0,
-    show_default=True,
-    help='Fraction of each phase spent warming the rate up from 0.',
-)
-@click.option(
-    '--patience',
-    type=AUTO_OR_COUNT,
-    default='auto',
-    show_default=True,
-    help="Early-stopping patience in epochs on the validation split, best weights restored ('auto': a quarter "
-    'of the phase; 0: no early stopping).',
-)
-@click.option(
-    '--distill/--no-distill', default=False, show_default=True, help='Distil from MODEL (frozen) in every phase.'
-)
-@click.option('--distill-alpha', type=click.FloatRange(0, 1), default=0.5, show_default=True)
-@click.option('--distill-temperature', type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True)
-@click.option(
-    '--round-to',
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help='Kept channel counts are multiples of this.',
-)
-@click.option('--exclude-first', is_flag=True, help='Do not prune the first layer.')
-@click.option(
-    '--range-refresh',
-    type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    help='Epochs between refreshes of the integer bits from running statistics during QAT (0: never); '
-    'after the first quarter of QAT (at least its last epoch) they stay fixed.',
-)
-@click.option('--joint', is_flag=True, help='Quantize first and prune the QKeras model: pruning and QAT in one fit.')
-@click.option('--seed', type=int, default=0, show_default=True)
+@click_options(CompressOptions)
 @click.option('--force', is_flag=True, help='Replace an existing, non-empty output directory.')
 @handle_errors
-def prune(model, data_path, layout, input_shape, out_dir, force, **settings):
+def prune(model, data_path, layout, input_shape, out_dir, force, **given):
     """Prune channels of a float MODEL and quantize it: reduced.keras + manifest.json in --out.
 
     MODEL: a Keras .keras file, or a PyTorch model (a torch.export .pt2 program, a
@@ -627,6 +515,7 @@ def prune(model, data_path, layout, input_shape, out_dir, force, **settings):
     from .pytorch import REDUCED_PT2, convert, export_reduced, is_torch_model
 
     check_output_dir(Path(out_dir).absolute(), force)
+    settings = cli_settings(CompressOptions, given)
     import_tensorflow_quietly()
     import pruner
 
@@ -642,7 +531,7 @@ def prune(model, data_path, layout, input_shape, out_dir, force, **settings):
             model, train[0], input_shape, seed=settings['seed'], say=click.echo, names=('--input-shape', '--layout')
         )
     rate_source = None
-    learning_rate = settings.pop('learning_rate')
+    learning_rate = settings.pop('learning_rate', None)
     if learning_rate is None and not from_torch:  # loaded without its optimizer: read the rate it was trained with
         from pruner.recovery import saved_learning_rate
 

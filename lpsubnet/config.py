@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hls_backend.core.project import DEFAULT_PART
 from hls_backend.hls.convert import STRATEGIES
+from pruner.options import CompressOptions
+
+from .settings import config_section
 
 
 class Section(BaseModel):
@@ -65,66 +68,8 @@ class ModelConfig(Section):
         return value
 
 
-class CompressConfig(Section):
-    sparsity: float = Field(0.5, ge=0, lt=1)
-    per_layer_sparsity: dict[str, float] | None = Field(
-        None, description='sparsity of single producer layers by name, over sparsity (each in [0, 1))'
-    )
-    weight_bits: int = Field(8, ge=2, le=16)
-    activation_bits: int = Field(8, ge=2, le=16)
-    last_layer_bits: int | None = Field(None, ge=2, le=16)
-    importance: str = Field('activation_l1', description='a measure registered in pruner.importance.REGISTRY')
-    schedule: str = Field('layerwise', description='a schedule registered in pruner.schedule.REGISTRY')
-    epochs: int | None = Field(
-        None, ge=1, description='all epochs with masks: windows plus fine-tuning (none: windows + finetune_epochs)'
-    )
-    finetune_epochs: int | Literal['auto'] = Field(
-        'auto',
-        description="fine-tuning epochs once every mask is frozen; 'auto': sized from the data "
-        '(pruner.recovery.auto_epochs)',
-    )
-    qat_epochs: int | Literal['auto'] = Field(
-        'auto', description="quantization-aware fine-tuning epochs after pruning; 'auto' as for finetune_epochs"
-    )
-    learning_rate: float | None = Field(
-        None, gt=0, description="base rate of every phase (none: the baseline's model.learning_rate)"
-    )
-    lr_schedule: Literal['cosine', 'constant'] = 'cosine'
-    warmup: float = Field(0.0, ge=0, lt=1, description='fraction of each phase spent warming the rate up from 0')
-    patience: int | Literal['auto'] | None = Field(
-        'auto',
-        description="early-stopping patience in epochs, best weights restored ('auto': a quarter of the "
-        'phase; none: no early stopping)',
-    )
-    distill: bool = Field(False, description='distil from the float baseline (frozen) in every phase')
-    distill_alpha: float = Field(0.5, ge=0, le=1)
-    distill_temperature: float = Field(2.0, gt=0)
-    round_to: int = Field(1, ge=1)
-    exclude_first: bool = False
-    range_refresh: float = Field(
-        1.0,
-        ge=0,
-        description='epochs between integer-bit refreshes during the first quarter of QAT (0: never); then fixed',
-    )
-    joint: bool = Field(False, description='quantize first, then prune the QKeras model: one fit')
-
-    @field_validator('importance', 'schedule')
-    @classmethod
-    def _registered(cls, value, info):
-        # The choices are the pruner's registries (imported here, not at import time: it loads Keras).
-        from pruner import options
-
-        names = options.importance_names() if info.field_name == 'importance' else options.schedule_names()
-        if value not in names:
-            raise ValueError(f'unknown {info.field_name} {value!r}; choose one of {", ".join(names)}')
-        return value
-
-    @field_validator('finetune_epochs', 'qat_epochs', 'patience')
-    @classmethod
-    def _count(cls, value):
-        if isinstance(value, int) and value < 0:
-            raise ValueError("must be 'auto' or a whole number >= 0")
-        return value
+# Every compress setting the run configuration shows, as pruner.CompressOptions declares it.
+CompressConfig = config_section(CompressOptions, 'CompressConfig', Section)
 
 
 class HLSConfig(Section):

@@ -64,22 +64,12 @@ def stage_compress(ctx: RunContext, out: Path) -> dict:
     c = ctx.config.compress
     splits = _splits(ctx)
     model = keras.models.load_model(ctx.stage_dir('baseline') / 'model.keras')
-    layer_bits = None
-    if c.last_layer_bits is not None:
-        weighted = [
-            lay.name for lay in model.layers if lay.get_weights() and 'Normalization' not in lay.__class__.__name__
-        ]
-        layer_bits = {weighted[-1]: {'weight_bits': c.last_layer_bits, 'activation_bits': c.last_layer_bits}}
     # The rate the baseline was trained with; a model given by path brings its own optimizer's rate.
     rate, rate_source = c.learning_rate, 'compress.learning_rate'
     if rate is None and ctx.config.model.path is None:
         rate, rate_source = ctx.config.model.learning_rate, "the baseline's model.learning_rate"
     options = CompressOptions.from_settings(
-        c.model_dump(exclude={'last_layer_bits'}),
-        layer_bits=layer_bits,
-        seed=ctx.config.seed,
-        batch_size=ctx.config.model.batch_size,
-        learning_rate=rate,
+        c.model_dump(), seed=ctx.config.seed, batch_size=ctx.config.model.batch_size, learning_rate=rate
     )
     reduced, manifest = compress(model, (splits.x_train, splits.y_train), (splits.x_val, splits.y_val), options)
     if rate is not None:

@@ -13,99 +13,92 @@ metrics (footprint, BOPs, ranking agreement). PyTorch in and out: ``from_torch``
 nn.Module through torch.export -> a float Keras model) and ``to_torch`` (a reduced
 QKeras model -> an nn.Module with exact fake quantizers); torch is imported only when
 they are called.
+
+The names below are imported when first used (PEP 562), so ``import pruner.options``
+(what the command line reads its settings from) loads neither Keras nor TensorFlow.
 """
 
-from .callback import ChannelPruningCallback
-from .compress import compress
-from .errors import PrunerError
-from .graph import GraphError
-from .groups import ChannelGroup, GroupTable, UnsupportedLayerError, analyze, describe
-from .importance import REGISTRY as IMPORTANCE_REGISTRY
-from .importance import ActivationL0, ActivationL1, Importance, Random, WeightL1, rank
-from .importance import get as get_importance
-from .layers import WEIGHT_ROLES, LayerKind, register_layer, registered
-from .masking import ChannelMask, MaskedModel, insert_masks
-from .metrics import bops, footprint, kendall_tau, levenshtein, macs, parameters, performance_density, summary
-from .options import CompressOptions
-from .qat import RangeRefreshCallback, refresh_ranges
-from .quantize import Fixed, QuantPlan, calibrate, plan_quantization, signed_integer_bits, unsigned_integer_bits
-from .recovery import Distiller, Recovery, fit_phase, phase_learning_rate
-from .schedule import Schedule, Window, kept_count, make_schedule, validate_sparsity
-from .surgery import SurgeryError, fold_batchnorm, reduce, to_qkeras
-from .torch_export import TorchExportError, export_torch, to_torch
-from .torch_import import (
-    ConversionMismatchError,
-    TorchImportError,
-    UnsupportedTorchOpError,
-    convert_torch,
-    from_torch,
-    load_torch,
-    supported_ops,
-)
+import importlib
 
-__all__ = [
-    'compress',
-    'CompressOptions',
-    'PrunerError',
-    'ChannelPruningCallback',
-    'GraphError',
-    'ChannelGroup',
-    'GroupTable',
-    'LayerKind',
-    'WEIGHT_ROLES',
-    'register_layer',
-    'registered',
-    'UnsupportedLayerError',
-    'analyze',
-    'describe',
-    'IMPORTANCE_REGISTRY',
-    'ActivationL0',
-    'ActivationL1',
-    'Importance',
-    'Random',
-    'WeightL1',
-    'rank',
-    'get_importance',
-    'ChannelMask',
-    'MaskedModel',
-    'insert_masks',
-    'bops',
-    'footprint',
-    'kendall_tau',
-    'levenshtein',
-    'macs',
-    'parameters',
-    'performance_density',
-    'summary',
-    'Fixed',
-    'QuantPlan',
-    'calibrate',
-    'plan_quantization',
-    'RangeRefreshCallback',
-    'Distiller',
-    'Recovery',
-    'fit_phase',
-    'phase_learning_rate',
-    'refresh_ranges',
-    'signed_integer_bits',
-    'unsigned_integer_bits',
-    'Schedule',
-    'Window',
-    'kept_count',
-    'make_schedule',
-    'validate_sparsity',
-    'SurgeryError',
-    'fold_batchnorm',
-    'reduce',
-    'to_qkeras',
-    'from_torch',
-    'convert_torch',
-    'load_torch',
-    'supported_ops',
-    'to_torch',
-    'export_torch',
-    'TorchImportError',
-    'UnsupportedTorchOpError',
-    'ConversionMismatchError',
-    'TorchExportError',
-]
+# Public name -> (module, attribute in it).
+_EXPORTS = {
+    'compress': ('compress', 'compress'),
+    'CompressOptions': ('options', 'CompressOptions'),
+    'PrunerError': ('errors', 'PrunerError'),
+    'ChannelPruningCallback': ('callback', 'ChannelPruningCallback'),
+    'GraphError': ('graph', 'GraphError'),
+    'ChannelGroup': ('groups', 'ChannelGroup'),
+    'GroupTable': ('groups', 'GroupTable'),
+    'UnsupportedLayerError': ('groups', 'UnsupportedLayerError'),
+    'analyze': ('groups', 'analyze'),
+    'describe': ('groups', 'describe'),
+    'IMPORTANCE_REGISTRY': ('importance', 'REGISTRY'),
+    'ActivationL0': ('importance', 'ActivationL0'),
+    'ActivationL1': ('importance', 'ActivationL1'),
+    'Importance': ('importance', 'Importance'),
+    'Random': ('importance', 'Random'),
+    'WeightL1': ('importance', 'WeightL1'),
+    'rank': ('importance', 'rank'),
+    'get_importance': ('importance', 'get'),
+    'LayerKind': ('layers', 'LayerKind'),
+    'WEIGHT_ROLES': ('layers', 'WEIGHT_ROLES'),
+    'register_layer': ('layers', 'register_layer'),
+    'registered': ('layers', 'registered'),
+    'ChannelMask': ('masking', 'ChannelMask'),
+    'MaskedModel': ('masking', 'MaskedModel'),
+    'insert_masks': ('masking', 'insert_masks'),
+    'bops': ('metrics', 'bops'),
+    'footprint': ('metrics', 'footprint'),
+    'kendall_tau': ('metrics', 'kendall_tau'),
+    'levenshtein': ('metrics', 'levenshtein'),
+    'macs': ('metrics', 'macs'),
+    'parameters': ('metrics', 'parameters'),
+    'performance_density': ('metrics', 'performance_density'),
+    'summary': ('metrics', 'summary'),
+    'RangeRefreshCallback': ('qat', 'RangeRefreshCallback'),
+    'refresh_ranges': ('qat', 'refresh_ranges'),
+    'Fixed': ('quantize', 'Fixed'),
+    'QuantPlan': ('quantize', 'QuantPlan'),
+    'calibrate': ('quantize', 'calibrate'),
+    'plan_quantization': ('quantize', 'plan_quantization'),
+    'signed_integer_bits': ('quantize', 'signed_integer_bits'),
+    'unsigned_integer_bits': ('quantize', 'unsigned_integer_bits'),
+    'Distiller': ('recovery', 'Distiller'),
+    'Recovery': ('recovery', 'Recovery'),
+    'fit_phase': ('recovery', 'fit_phase'),
+    'phase_learning_rate': ('recovery', 'phase_learning_rate'),
+    'Schedule': ('schedule', 'Schedule'),
+    'Window': ('schedule', 'Window'),
+    'kept_count': ('schedule', 'kept_count'),
+    'make_schedule': ('schedule', 'make_schedule'),
+    'validate_sparsity': ('schedule', 'validate_sparsity'),
+    'SurgeryError': ('surgery', 'SurgeryError'),
+    'fold_batchnorm': ('surgery', 'fold_batchnorm'),
+    'reduce': ('surgery', 'reduce'),
+    'to_qkeras': ('surgery', 'to_qkeras'),
+    'TorchExportError': ('torch_export', 'TorchExportError'),
+    'export_torch': ('torch_export', 'export_torch'),
+    'to_torch': ('torch_export', 'to_torch'),
+    'ConversionMismatchError': ('torch_import', 'ConversionMismatchError'),
+    'TorchImportError': ('torch_import', 'TorchImportError'),
+    'UnsupportedTorchOpError': ('torch_import', 'UnsupportedTorchOpError'),
+    'convert_torch': ('torch_import', 'convert_torch'),
+    'from_torch': ('torch_import', 'from_torch'),
+    'load_torch': ('torch_import', 'load_torch'),
+    'supported_ops': ('torch_import', 'supported_ops'),
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    module, attribute = _EXPORTS[name]
+    value = getattr(importlib.import_module(f'.{module}', __name__), attribute)
+    globals()[name] = value  # the next lookup finds it directly
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -30,6 +30,7 @@ import numpy as np
 from . import metrics as metrics_lib
 from .callback import ChannelPruningCallback
 from .errors import PrunerError
+from .layers import lookup
 from .masking import MaskedModel
 from .options import CompressOptions
 from .qat import RangeRefreshCallback
@@ -188,8 +189,9 @@ class Run:
         """(plan, QKeras model) of a float model from calibration statistics."""
         o = self.options
         calibration = calibrate(float_model, self.calibration_x, batch_size=256, percentile=o.percentile)
+        overrides = bit_overrides(float_model, o.layer_bits, o.last_layer_bits)
         plan = plan_quantization(
-            float_model, calibration, o.weight_bits, o.activation_bits, o.bias_bits, o.layer_bits, o.percentile
+            float_model, calibration, o.weight_bits, o.activation_bits, o.bias_bits, overrides, o.percentile
         )
         return plan, to_qkeras(float_model, plan)
 
@@ -461,26 +463,10 @@ def manifest_phase(run: Run, pruned: Pruned, quantized: Quantized, seconds: floa
     after = metrics_lib.summary(qmodel)
     manifest = {
         'pruner': {
-            'sparsity': o.sparsity,
-            'per_layer_sparsity': o.per_layer_sparsity,
-            'importance': repr(o.measure),
-            'schedule': o.schedule,
-            'round_to': o.round_to,
-            'exclude_first': o.exclude_first,
-            'exclude': list(o.exclude),
-            'weight_bits': o.weight_bits,
-            'activation_bits': o.activation_bits,
-            'bias_bits': o.bias_bits,
-            'layer_bits': o.layer_bits or {},
-            'percentile': o.percentile,
-            'range_refresh': o.range_refresh,
-            'range_freeze': o.range_freeze,
-            'joint': o.joint,
+            **o.echo(),  # every declared setting as given; resolved values below
             'epochs': pruned.epochs,
             'finetune_epochs': pruned.epochs - pruned.needed,
             'qat_epochs': run.qat_epochs,
-            'batch_size': o.batch_size,
-            'seed': o.seed,
             'steps_per_epoch': run.steps_per_epoch,
             'quantization_note': 'power-of-two scales (alpha=1): quantized_bits(b, i) == ap_fixed<b, i+1>, '
             'quantized_relu(b, i) == ap_ufixed<b, i>; integer bits from calibration maxima',
@@ -514,46 +500,37 @@ def manifest_phase(run: Run, pruned: Pruned, quantized: Quantized, seconds: floa
     return _jsonable(manifest)
 
 
+def bit_overrides(model, layer_bits: dict | None, last_layer_bits: int | None) -> dict:
+    """Per-layer bit overrides: ``layer_bits``, and ``last_layer_bits`` for the weights and
+    activation of the last layer with weights (where ``layer_bits`` does not say otherwise)."""
+    overrides = {name: dict(bits) for name, bits in (layer_bits or {}).items()}
+    if last_layer_bits is not None:
+        weighted = [layer.name for layer in model.layers if (kind := lookup(layer)) and kind.quantized_weights(layer)]
+        if weighted:
+            last = overrides.setdefault(weighted[-1], {})
+            last.setdefault('weight_bits', last_layer_bits)
+            last.setdefault('activation_bits', last_layer_bits)
+    return overrides
+
+
 def compress(model, train_data, val_data, options: CompressOptions | None = None, **settings):
     """Prune channels with the given schedule, cut them out, quantize, fine-tune.
 
-    ``options``: a ``CompressOptions``; keyword ``settings`` (its field names) replace
-    its values, so ``compress(model, train, val, sparsity=0.75)`` works too.
+    ``options``: a :class:`CompressOptions`; keyword ``settings`` (its field names) replace
+    its values, so ``compress(model, train, val, sparsity=0.75)`` works too. Each setting
+    is described once, on its field (``CompressOptions``; the same text is the help of
+    ``lpsubnet prune`` and of the run configuration).
 
     ``model``: a functional or Sequential Keras model (not modified). ``train_data``,
-    ``val_data``: (x, y) arrays. ``sparsity``: fraction of channels removed per
-    layer, in [0, 1): floor(s*C) channels go, at least one stays; ``round_to`` makes
-    kept counts multiples of N; ``per_layer_sparsity`` maps producer layer names to
-    their own sparsity. ``schedule``: 'layerwise' (the method), 'oneshot' or
-    'gradual'; ``start``, ``interval`` (window length), ``refresh`` are in ``unit``
-    ('epochs' or 'steps'). ``layer_bits``: per-layer bit overrides, e.g.
-    {'logits': {'weight_bits': 8, 'activation_bits': 8}}.
+    ``val_data``: (x, y) arrays; early stopping and the reported metrics use ``val_data``.
 
-    Recovery (``pruner.recovery``): three phases, each with a fresh Adam whose rate
-    starts at its base and decays (``lr_schedule`` 'cosine' or 'constant', after a linear
-    ``warmup`` fraction): the pruning windows, then ``finetune_epochs`` of fine-tuning
-    once every mask is frozen, then ``qat_epochs`` of quantization-aware training of the
-    reduced QKeras model. ``epochs``: all epochs with masks (default: the schedule's
-    length plus ``finetune_epochs``). ``'auto'`` budgets are about ``recovery.AUTO_STEPS``
-    optimizer steps per phase (within AUTO_MIN_EPOCHS to AUTO_MAX_EPOCHS epochs). Fine-tuning and QAT stop early on the validation split
-    (``patience`` epochs; 'auto': a quarter of the phase; None: never) and restore the
-    best weights. ``learning_rate``: the base rate (default: the rate of the optimizer
-    saved with ``model``, else 1e-3); ``qat_learning_rate`` defaults to it. ``distill``:
-    the input model, frozen, is the teacher in every phase (KL at ``distill_temperature``
-    weighted by ``distill_alpha`` for cross-entropy losses, MSE to its outputs otherwise).
-
-    ``loss``: default sparse categorical cross-entropy, from logits unless the model
-    ends in a softmax.
-
-    Quantization: integer bits come from calibration maxima (``percentile``: a
-    percentile instead) and are refreshed from the current weights and activations
-    every ``range_refresh`` (in ``unit``; None or 0: never) during quantization-aware
-    training, up to ``range_freeze`` (in ``unit``, counted from the start of QAT;
-    default: the first quarter of QAT, at least all but its last epoch when QAT is
-    short), then fixed; early stopping only restores epochs with the final types.
-    ``joint=True`` folds BatchNorm and quantizes before pruning, so the masks are
-    trained on the QKeras model and pruning and quantization run in one fit (then
-    ``qat_epochs`` more on the reduced model).
+    The phases (pruner.recovery): the pruning windows of the schedule with masks in the
+    graph, fine-tuning once every mask is frozen, the surgery that cuts the pruned
+    channels out, calibration of the fixed-point types, and quantization-aware training
+    of the reduced QKeras model, during which the integer bits follow running statistics
+    until they freeze. Each phase trains with a fresh Adam (distilling from the input
+    model when asked) and restores its best validation weights. With ``joint`` the model
+    is quantized first and pruning and QAT run in one fit.
 
     Returns (reduced QKeras model, manifest dict (JSON-serializable)).
     """

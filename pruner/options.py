@@ -1,16 +1,26 @@
-"""``CompressOptions``: every setting of ``compress`` in one dataclass.
+"""``CompressOptions``: every setting of ``compress``, each declared once.
 
-The CLI (``lpsubnet prune``), the run configuration (``lpsubnet run``) and the
-benchmark build it through ``CompressOptions.from_settings`` (one place for the
-user-facing conventions); the importance and schedule choices are the names
-registered in ``pruner.importance.REGISTRY`` and ``pruner.schedule.REGISTRY``.
+A field carries its default, its type (with bounds or choices), the help text and
+which user-facing surfaces show it (:func:`setting`). ``lpsubnet prune``'s options,
+the ``compress`` section of the run configuration (hence the sweep's searchable
+``compress.*`` keys) and the settings echoed in the manifest are all derived from
+these fields (lpsubnet/settings.py); nothing else declares a compress setting. The
+importance and schedule choices are the names registered in
+``pruner.importance.REGISTRY`` and ``pruner.schedule.REGISTRY``.
+
+This module imports neither Keras nor TensorFlow, so the command line can build its
+options from it without loading them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 from . import importance as importance_lib
 from . import schedule as schedule_lib
@@ -18,55 +28,171 @@ from .errors import PrunerError
 from .schedule import validate_sparsity
 
 
+def setting(
+    description: str,
+    *,
+    flag: str | None = None,
+    cli: bool = True,
+    config: bool = True,
+    choices: str | None = None,
+    **bounds,
+):
+    """A setting's declaration, for ``Annotated[type, setting(...)]``.
+
+    ``flag``: the CLI option's name when it is not ``--<field-name>``; ``cli`` /
+    ``config``: whether ``lpsubnet prune`` / the run configuration show it (a setting
+    that only makes sense from Python, or that the run derives, says no);
+    ``choices``: the name of a registry in :data:`CHOICES` the value must be in;
+    ``bounds``: pydantic's ``ge``/``gt``/``le``/``lt``.
+    """
+    extra = {'cli': cli, 'config': config, 'flag': flag, 'choices': choices}
+    return Field(description=description, json_schema_extra=extra, **bounds)
+
+
+def importance_names() -> tuple[str, ...]:
+    return tuple(importance_lib.REGISTRY)
+
+
+def schedule_names() -> tuple[str, ...]:
+    return tuple(schedule_lib.REGISTRY)
+
+
+# Registries a setting's value is chosen from (looked up when asked: a measure registered
+# later is a choice too).
+CHOICES = {'importance': importance_names, 'schedule': schedule_names}
+
+Auto = Literal['auto']
+# A whole number >= 0, in a union with 'auto' or None (bounds inside a union go on its member).
+Count = Annotated[int, Field(ge=0)]
+Bits = Annotated[int, Field(ge=2, le=16)]
+Rate = Annotated[float, Field(gt=0)]
+
+
 @dataclass
 class CompressOptions:
-    """Settings of ``compress``; see its docstring for what each one does."""
+    """Settings of :func:`pruner.compress` (each field's description says what it does)."""
+
+    __pydantic_config__ = ConfigDict(arbitrary_types_allowed=True)
 
     # Pruning
-    sparsity: float = 0.5
-    per_layer_sparsity: dict | None = None
-    importance: object = 'activation_l1'  # a name in importance.REGISTRY, or an Importance
-    schedule: str = 'layerwise'  # a name in schedule.REGISTRY
-    start: float = 0.0
-    interval: float = 1.0
-    refresh: float = 0.25
-    unit: str = 'epochs'
-    round_to: int = 1
-    exclude_first: bool = False
-    exclude: tuple[str, ...] = ()
+    sparsity: Annotated[float, setting('Fraction of channels removed per layer, in [0, 1).', ge=0, lt=1)] = 0.5
+    per_layer_sparsity: Annotated[
+        dict[str, float] | None,
+        setting(
+            'Sparsity of single producer layers by name, over sparsity (each in [0, 1); on the command line '
+            'NAME=S, repeated).',
+            flag='--layer-sparsity',
+        ),
+    ] = None
+    importance: Annotated[
+        object, setting('Channel importance: a measure registered in pruner.importance.', choices='importance')
+    ] = 'activation_l1'
+    schedule: Annotated[
+        str, setting('When each layer is ranked and frozen: a schedule in pruner.schedule.', choices='schedule')
+    ] = 'layerwise'
+    start: Annotated[float, setting("Start of the first layer's pruning window (in unit).", ge=0)] = 0.0
+    interval: Annotated[float, setting('Length of each pruning window (in unit).', gt=0)] = 1.0
+    refresh: Annotated[float, setting('Masks recomputed this often inside a window (in unit).', gt=0)] = 0.25
+    unit: Annotated[Literal['epochs', 'steps'], setting('Unit of start, interval, refresh and the range refresh.')] = (
+        'epochs'
+    )
+    round_to: Annotated[int, setting('Kept channel counts are multiples of this.', ge=1)] = 1
+    exclude_first: Annotated[bool, setting('Do not prune the first layer.')] = False
+    exclude: Annotated[tuple[str, ...], setting('Layers not to prune, by name (on the command line: repeated).')] = ()
     # Quantization
-    weight_bits: int = 4
-    activation_bits: int = 8
-    bias_bits: int | None = None
-    layer_bits: dict | None = None
-    percentile: float | None = None
-    calibration_samples: int = 2048
-    range_refresh: float | None = 1.0
-    range_freeze: float | None = None
-    joint: bool = False
+    weight_bits: Annotated[int, setting('Weight bits.', flag='--wbits', ge=2, le=16)] = 8
+    activation_bits: Annotated[int, setting('Activation bits.', flag='--abits', ge=2, le=16)] = 8
+    bias_bits: Annotated[Bits | None, setting('Bias bits (default: the larger of the weight and activation bits).')] = (
+        None
+    )
+    last_layer_bits: Annotated[
+        Bits | None, setting('Weight and activation bits of the last weighted layer (default: as the others).')
+    ] = None
+    layer_bits: Annotated[
+        dict[str, dict[str, int]] | None,
+        setting(
+            "Bit overrides per layer, e.g. {'logits': {'weight_bits': 8, 'activation_bits': 8}} "
+            "('__input__' for the input quantizer's activation_bits).",
+            cli=False,
+        ),
+    ] = None
+    percentile: Annotated[
+        Annotated[float, Field(gt=0, le=100)] | None,
+        setting('Integer bits from this percentile of |values| instead of the maximum.'),
+    ] = None
+    calibration_samples: Annotated[int, setting('Training samples the activation ranges are calibrated on.', ge=1)] = (
+        2048
+    )
+    range_refresh: Annotated[
+        Annotated[float, Field(ge=0)] | None,
+        setting(
+            'Epochs (in unit) between refreshes of the integer bits from running statistics during QAT '
+            '(0 or none: never); after range_freeze they stay fixed.'
+        ),
+    ] = 1.0
+    range_freeze: Annotated[
+        Annotated[float, Field(ge=0)] | None,
+        setting(
+            'When the integer bits stop moving, counted from the start of QAT (in unit; default: the first '
+            'quarter of QAT, at least all but its last epoch).'
+        ),
+    ] = None
+    joint: Annotated[bool, setting('Quantize first and prune the QKeras model: pruning and QAT in one fit.')] = False
     # Training and recovery
-    epochs: int | None = None
-    finetune_epochs: int | str = 'auto'
-    qat_epochs: int | str = 'auto'
-    batch_size: int = 32
-    loss: object = None
-    metrics: tuple = ('accuracy',)
-    learning_rate: float | None = None
-    qat_learning_rate: float | None = None
-    lr_schedule: str = 'cosine'
-    warmup: float = 0.0
-    patience: int | str | None = 'auto'
-    distill: bool = False
-    distill_alpha: float = 0.5
-    distill_temperature: float = 2.0
-    seed: int = 0
-    verbose: int = 0
+    epochs: Annotated[
+        Annotated[int, Field(ge=1)] | None,
+        setting('All epochs with masks: the schedule plus fine-tuning (default: the schedule plus finetune_epochs).'),
+    ] = None
+    finetune_epochs: Annotated[
+        Count | Auto,
+        setting(
+            "Fine-tuning epochs once every mask is frozen; 'auto': sized from the data (pruner.recovery.auto_epochs: "
+            'a fixed number of optimizer steps within an epoch range).'
+        ),
+    ] = 'auto'
+    qat_epochs: Annotated[
+        Count | Auto, setting("Quantization-aware fine-tuning epochs; 'auto' as for finetune_epochs.")
+    ] = 'auto'
+    batch_size: Annotated[
+        int, setting('Batch size of every phase (the run uses its baseline model.batch_size).', ge=1, config=False)
+    ] = 32
+    loss: Annotated[
+        object, setting('A Keras loss (default: sparse categorical cross-entropy).', cli=False, config=False)
+    ] = None
+    metrics: Annotated[tuple, setting('Keras metrics; the first is the task metric.', cli=False, config=False)] = (
+        'accuracy',
+    )
+    learning_rate: Annotated[
+        Rate | None,
+        setting(
+            'Base rate of every phase (default: the rate of the optimizer saved with the model; the run: its '
+            "baseline's model.learning_rate; else 0.001)."
+        ),
+    ] = None
+    qat_learning_rate: Annotated[Rate | None, setting('Base rate of QAT (default: learning_rate).')] = None
+    lr_schedule: Annotated[
+        Literal['cosine', 'constant'],
+        setting('Each phase starts at its base rate; cosine decays it to 0 over the phase.'),
+    ] = 'cosine'
+    warmup: Annotated[float, setting('Fraction of each phase spent warming the rate up from 0.', ge=0, lt=1)] = 0.0
+    patience: Annotated[
+        Count | Auto | None,
+        setting(
+            "Early-stopping patience in epochs on the validation split, best weights restored ('auto': a quarter "
+            'of the phase; 0 or none: no early stopping).'
+        ),
+    ] = 'auto'
+    distill: Annotated[bool, setting('Distil from the float model (frozen) in every phase.')] = False
+    distill_alpha: Annotated[float, setting('Weight of the distillation loss.', ge=0, le=1)] = 0.5
+    distill_temperature: Annotated[float, setting('Temperature of the soft targets.', gt=0)] = 2.0
+    seed: Annotated[int, setting('Seed of every random choice (the run: its top-level seed).', config=False)] = 0
+    verbose: Annotated[int, setting('Keras progress output (0, 1, 2).', cli=False, config=False, ge=0, le=2)] = 0
     # Set by ``validated``: the importance measure for this seed.
     measure: object = field(default=None, repr=False, compare=False)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(cls) if f.name != 'measure')
+        return tuple(name for name in declared(cls))
 
     @classmethod
     def build(cls, options: CompressOptions | None = None, **settings) -> CompressOptions:
@@ -90,34 +216,123 @@ class CompressOptions:
         return cls.build(**values)
 
     def validated(self) -> CompressOptions:
-        """A checked copy: sparsities as floats, the importance measure resolved; errors name the setting."""
-        sparsity = validate_sparsity(self.sparsity)
+        """A checked copy: types and bounds as declared, sparsities as floats, the importance
+        measure resolved; errors name the setting."""
+        checked = validate_declared(self)
         per_layer = {
-            str(k): validate_sparsity(v, f"sparsity of layer '{k}'") for k, v in (self.per_layer_sparsity or {}).items()
+            str(k): validate_sparsity(v, f"sparsity of layer '{k}'")
+            for k, v in (checked.per_layer_sparsity or {}).items()
         }
-        schedule_lib.get(self.schedule)
-        measure = importance_lib.get(self.importance, seed=self.seed)
-        for name in ('weight_bits', 'activation_bits'):
-            if int(getattr(self, name)) < 2:
-                raise PrunerError(f'{name} must be at least 2, got {getattr(self, name)!r}')
-        for name in ('range_refresh', 'range_freeze'):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, int | float) and value >= 0):
-                raise PrunerError(f'{name} must be a number >= 0 (in {self.unit}) or None, got {value!r}')
-        batch = self.batch_size
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise PrunerError(f'batch_size must be a whole number >= 1, got {batch!r}')
-        epochs = self.epochs
-        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0):
-            raise PrunerError(f'epochs must be a whole number >= 0 or None, got {epochs!r}')
+        schedule_lib.get(checked.schedule)
+        measure = importance_lib.get(checked.importance, seed=checked.seed)
         return dataclasses.replace(
-            self, sparsity=sparsity, per_layer_sparsity=per_layer, exclude=tuple(self.exclude), measure=measure
+            checked,
+            sparsity=validate_sparsity(checked.sparsity),
+            per_layer_sparsity=per_layer,
+            exclude=tuple(checked.exclude),
+            measure=measure,
         )
 
+    def echo(self) -> dict:
+        """The settings as given, for the manifest: every declared setting a file can hold
+        (the importance measure by its repr; loss and metrics objects left out)."""
+        values = {}
+        for name in declared(type(self)):
+            value = getattr(self, name)
+            if name == 'importance':
+                value = repr(self.measure) if self.measure is not None else value
+            elif name in ('loss', 'metrics'):
+                continue
+            elif isinstance(value, tuple):
+                value = list(value)
+            values[name] = value
+        return values
 
-def importance_names() -> tuple[str, ...]:
-    return tuple(importance_lib.REGISTRY)
+
+def declared(cls) -> dict[str, typing.Any]:
+    """The declared settings of an options dataclass: field name -> its ``Annotated`` type
+    (fields without a :func:`setting` are internal)."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    out = {}
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if typing.get_origin(hint) is Annotated and any(_is_setting(m) for m in typing.get_args(hint)[1:]):
+            out[f.name] = hint
+    return out
 
 
-def schedule_names() -> tuple[str, ...]:
-    return tuple(schedule_lib.REGISTRY)
+def declaration(hint):
+    """The FieldInfo of :func:`setting` inside an ``Annotated`` type."""
+    return next(m for m in typing.get_args(hint)[1:] if _is_setting(m))
+
+
+def _is_setting(meta) -> bool:
+    extra = getattr(meta, 'json_schema_extra', None)
+    return isinstance(extra, dict) and 'cli' in extra and 'config' in extra
+
+
+def validate_declared(options):
+    """``options`` checked against its declared types and bounds (pydantic), and registry
+    choices; raises PrunerError naming the setting and what is allowed."""
+    cls = type(options)
+    values = {f.name: getattr(options, f.name) for f in dataclasses.fields(cls) if f.init}
+    try:
+        checked = _adapter(cls).validate_python(values)
+    except ValidationError as exc:
+        raise PrunerError(describe_errors(exc, cls)) from None
+    for name, hint in declared(cls).items():
+        registry = declaration(hint).json_schema_extra['choices']
+        value = getattr(checked, name)
+        if registry and isinstance(value, str) and value not in CHOICES[registry]():
+            raise PrunerError(f'unknown {name} {value!r}; choose one of {", ".join(CHOICES[registry]())}')
+    return checked
+
+
+BOUND_ERRORS = ('greater_than', 'greater_than_equal', 'less_than', 'less_than_equal', 'finite_number')
+
+
+def describe_errors(exc: ValidationError, cls) -> str:
+    """One line per setting from pydantic's errors: the setting, the value and what is
+    allowed (every bound of the setting at once; the alternatives of a union joined by 'or')."""
+    by_setting: dict[str, tuple[object, list[str]]] = {}
+    for error in exc.errors():
+        name = str(error['loc'][0]) if error['loc'] else '?'
+        if error['type'] in BOUND_ERRORS:
+            message = bounds_text(cls, name)
+        else:
+            message = error['msg'].removeprefix('Input should be ').removeprefix('Value error, ')
+        messages = by_setting.setdefault(name, (error.get('input'), []))[1]
+        if message not in messages:
+            messages.append(message)
+    return '; '.join(
+        f'compress setting {name}={value!r}: should be {" or ".join(messages)}'
+        for name, (value, messages) in by_setting.items()
+    )
+
+
+def bounds_text(cls, name: str) -> str:
+    """'a number >= 0 and < 1': every bound declared for setting ``name``."""
+    words = {'Ge': '>=', 'Gt': '>', 'Le': '<=', 'Lt': '<'}
+    found = []
+
+    def collect(hint):
+        for meta in typing.get_args(hint)[1:] if typing.get_origin(hint) is Annotated else ():
+            for item in getattr(meta, 'metadata', [meta]):
+                key = type(item).__name__
+                if key in words:
+                    found.append(f'{words[key]} {getattr(item, key.lower())}')
+        base = typing.get_args(hint)[0] if typing.get_origin(hint) is Annotated else hint
+        for member in typing.get_args(base):
+            collect(member)
+
+    collect(typing.get_type_hints(cls, include_extras=True)[name])
+    return 'a number ' + ' and '.join(found) if found else 'a valid value'
+
+
+_adapters: dict[type, TypeAdapter] = {}
+
+
+def _adapter(cls) -> TypeAdapter:
+    if cls not in _adapters:
+        _adapters[cls] = TypeAdapter(cls)
+    return _adapters[cls]
