@@ -108,8 +108,8 @@ bench-data:
 	else echo "optional bench data missing; run: sudo apt-get install $(BENCH_APT)"; fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check pruner hls_backend lpsubnet fpga_tests bench
-	$(BIN)/ruff format --check pruner hls_backend lpsubnet fpga_tests bench
+	$(BIN)/ruff check declared_settings pruner hls_backend lpsubnet fpga_tests bench
+	$(BIN)/ruff format --check declared_settings pruner hls_backend lpsubnet fpga_tests bench
 
 clean:
 	rm -rf $(VENV) demo_run sweep_demo *.egg-info

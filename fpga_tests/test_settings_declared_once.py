@@ -13,9 +13,9 @@ import textwrap
 import click
 import pytest
 
+from declared_settings import declared
 from lpsubnet.cli import prune
 from lpsubnet.config import RunConfig
-from lpsubnet.settings import declared, defaults
 from pruner.options import CompressOptions
 
 
@@ -25,8 +25,8 @@ def _cli_params() -> dict[str, click.Parameter]:
 
 @pytest.mark.parametrize('name', list(declared(CompressOptions)))
 def test_every_surface_that_claims_a_setting_has_it_with_the_same_default(name):
-    _, _, surfaces = declared(CompressOptions)[name]
-    default = defaults(CompressOptions)[name]
+    setting = declared(CompressOptions)[name]
+    surfaces, default = setting.surfaces, setting.default
     params = _cli_params()
     config_fields = RunConfig.model_fields['compress'].annotation.model_fields
     assert (name in params) is surfaces['cli'], f'{name}: CLI exposure differs from its declaration'
@@ -122,6 +122,6 @@ def test_declarations_are_complete():
     description, and a setting the CLI shows has a flag that names it."""
     names = {f.name for f in dataclasses.fields(CompressOptions)} - {'measure'}
     assert names == set(declared(CompressOptions))
-    for name, (_, info, surfaces) in declared(CompressOptions).items():
-        assert info.description and info.description.endswith('.'), name
-        assert surfaces['flag'] is None or surfaces['flag'].startswith('--'), name
+    for name, setting in declared(CompressOptions).items():
+        assert setting.info.description and setting.info.description.endswith('.'), name
+        assert setting.surfaces['flag'] is None or setting.surfaces['flag'].startswith('--'), name

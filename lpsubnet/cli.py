@@ -22,7 +22,7 @@ import click
 from hls_backend.core.project import DEFAULT_PART
 from hls_backend.hls.convert import STRATEGIES
 from hls_backend.rtl.size import RTL_MAX_MACS
-from pruner.options import CompressOptions
+from pruner.options import CHOICES, CompressOptions
 
 from . import interrupts
 from .quiet import import_tensorflow_quietly
@@ -98,8 +98,6 @@ def handle_errors(command=None, *, tensorflow: bool = True):
             sys.exit(1)
 
     return wrapper
-
-
 
 
 def torch_options(data_option: str, shape_default: str):
@@ -494,7 +492,7 @@ def rtl(
     type=click.Path(file_okay=False),
     help='Directory for reduced.keras and manifest.json (and reduced.pt2 for a PyTorch MODEL).',
 )
-@click_options(CompressOptions)
+@click_options(CompressOptions, CHOICES)
 @click.option('--force', is_flag=True, help='Replace an existing, non-empty output directory.')
 @handle_errors
 def prune(model, data_path, layout, input_shape, out_dir, force, **given):

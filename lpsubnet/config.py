@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hls_backend.core.project import DEFAULT_PART
 from hls_backend.hls.convert import STRATEGIES
-from pruner.options import CompressOptions
+from pruner.options import CHOICES, CompressOptions
 
 from .settings import config_section
 
@@ -69,7 +69,7 @@ class ModelConfig(Section):
 
 
 # Every compress setting the run configuration shows, as pruner.CompressOptions declares it.
-CompressConfig = config_section(CompressOptions, 'CompressConfig', Section)
+CompressConfig = config_section(CompressOptions, 'CompressConfig', Section, CHOICES)
 
 
 class HLSConfig(Section):

@@ -10,87 +10,28 @@ so adding a field is the whole of adding a setting (docs/architecture.md).
 
 from __future__ import annotations
 
-import dataclasses
-import types
 import typing
 from typing import Annotated, Literal
 
-import annotated_types
 import click
 from pydantic import create_model, field_validator
 
-
-def declared(cls) -> dict[str, tuple[typing.Any, typing.Any, dict]]:
-    """name -> (type without the declaration, FieldInfo of the declaration, its surfaces)
-    for every declared setting of ``cls``, in field order."""
-    hints = typing.get_type_hints(cls, include_extras=True)
-    out = {}
-    for f in dataclasses.fields(cls):
-        hint = hints[f.name]
-        if typing.get_origin(hint) is not Annotated:
-            continue
-        base, *metadata = typing.get_args(hint)
-        info = next((m for m in metadata if _is_declaration(m)), None)
-        if info is not None:
-            out[f.name] = (hint, info, info.json_schema_extra)
-    return out
-
-
-def defaults(cls) -> dict[str, typing.Any]:
-    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
-
-
-def _is_declaration(meta) -> bool:
-    extra = getattr(meta, 'json_schema_extra', None)
-    return isinstance(extra, dict) and {'cli', 'config', 'flag', 'choices'} <= set(extra)
-
-
-def _members(hint) -> tuple[list, bool]:
-    """The alternatives of a declared type (each possibly Annotated with its own bounds),
-    and whether None is one of them."""
-    base = typing.get_args(hint)[0] if typing.get_origin(hint) is Annotated else hint
-    if typing.get_origin(base) in (typing.Union, types.UnionType):
-        members = list(typing.get_args(base))
-    else:
-        members = [base]
-    optional = type(None) in members
-    return [m for m in members if m is not type(None)], optional
-
-
-def _bounds(member, info=None) -> dict:
-    """ge/gt/le/lt of a member type (its own Annotated metadata, or the declaration's)."""
-    metadata = list(getattr(info, 'metadata', []) or [])
-    if typing.get_origin(member) is Annotated:
-        for meta in typing.get_args(member)[1:]:
-            metadata += list(getattr(meta, 'metadata', [meta]))
-    out = {}
-    for meta in metadata:
-        for key in ('ge', 'gt', 'le', 'lt'):
-            if isinstance(meta, getattr(annotated_types, key.capitalize())):
-                out[key] = getattr(meta, key)
-    return out
-
-
-def _plain(member):
-    return typing.get_args(member)[0] if typing.get_origin(member) is Annotated else member
-
+from declared_settings import Declared, declared, plain
 
 # --- the command line -------------------------------------------------------------------
 
 
 class RegistryChoice(click.Choice):
-    """A choice among the names of one of the pruner's registries (importance measures,
-    schedules), read when first needed: a measure registered later is a choice too."""
+    """A choice among the names in a registry (importance measures, schedules), read when
+    first needed: a measure registered later is a choice too."""
 
-    def __init__(self, registry: str):
-        self.registry = registry
+    def __init__(self, choices: dict, registry: str):
+        self.registries, self.registry = choices, registry
         self.case_sensitive = True
 
     @property
     def choices(self) -> tuple[str, ...]:
-        from pruner.options import CHOICES
-
-        return CHOICES[self.registry]()
+        return self.registries[self.registry]()
 
 
 class Alternatives(click.ParamType):
@@ -136,51 +77,48 @@ def _range(kind, bounds: dict):
     )
 
 
-def _click_type(hint, info, extra):
-    """(click type, multiple) for a declared type."""
-    if extra['choices']:
-        return RegistryChoice(extra['choices']), False
-    members, _ = _members(hint)
-    plain = [_plain(m) for m in members]
-    if len(plain) == 1:
-        kind = plain[0]
+def _click_type(setting: Declared, choices: dict):
+    """(click type, multiple) for a declared setting."""
+    if setting.surfaces['choices']:
+        return RegistryChoice(choices, setting.surfaces['choices']), False
+    members = setting.members
+    kinds = [plain(m) for m in members]
+    if len(kinds) == 1:
+        kind = kinds[0]
         origin = typing.get_origin(kind)
         if origin is Literal:
             return click.Choice([str(v) for v in typing.get_args(kind)]), False
         if kind in (int, float):
-            bounds = _bounds(members[0], info)
+            bounds = {**setting.bounds(), **setting.bounds(members[0])}
             return (_range(kind, bounds) if bounds else kind), False
-        if origin is tuple:
-            return str, True
-        if origin is dict:
-            return str, True  # NAME=VALUE, repeated
+        if origin in (tuple, dict):
+            return str, True  # repeated: NAME, or NAME=VALUE
         return str, False
-    words = tuple(str(v) for m in plain if typing.get_origin(m) is Literal for v in typing.get_args(m))
-    numbers = [(m, _bounds(members[i], info)) for i, m in enumerate(plain) if m in (int, float)]
+    words = tuple(str(v) for k in kinds if typing.get_origin(k) is Literal for v in typing.get_args(k))
+    numbers = [(k, setting.bounds(members[i])) for i, k in enumerate(kinds) if k in (int, float)]
     return Alternatives(words, numbers), False
 
 
-def click_options(cls, exclude: tuple[str, ...] = ()):
+def click_options(cls, choices: dict | None = None, exclude: tuple[str, ...] = ()):
     """Decorator: one click option per setting of ``cls`` shown on the command line, its
-    flag, type, bounds, default and help from the declaration."""
+    flag, type, bounds, default and help from the declaration (``choices``: the registries
+    named by settings whose value is a registered name)."""
 
     def decorate(command):
-        default_of = defaults(cls)
-        for name, (hint, info, extra) in reversed(declared(cls).items()):
-            if not extra['cli'] or name in exclude:
+        for setting in reversed(declared(cls).values()):
+            if not setting.surfaces['cli'] or setting.name in exclude:
                 continue
-            flag = extra['flag'] or '--' + name.replace('_', '-')
-            default = default_of.get(name)
-            members, _ = _members(hint)
-            kind, multiple = _click_type(hint, info, extra)
-            if [_plain(m) for m in members] == [bool]:
-                option = click.option(f'{flag}/--no-{flag[2:]}', name, default=bool(default), show_default=True)
+            flag = setting.surfaces['flag'] or '--' + setting.name.replace('_', '-')
+            default = setting.default
+            kind, multiple = _click_type(setting, choices or {})
+            if [plain(m) for m in setting.members] == [bool]:
+                option = click.option(f'{flag}/--no-{flag[2:]}', setting.name, default=bool(default), show_default=True)
             else:
                 shown = default if not isinstance(default, tuple | dict) and default is not None else None
-                pairs = typing.get_origin(_plain(members[0])) is dict
+                pairs = typing.get_origin(plain(setting.members[0])) is dict
                 option = click.option(
                     flag,
-                    name,
+                    setting.name,
                     type=kind,
                     multiple=multiple,
                     default=shown,
@@ -188,7 +126,7 @@ def click_options(cls, exclude: tuple[str, ...] = ()):
                     metavar='NAME=VALUE' if pairs else ('NAME' if multiple else None),
                 )
             command = option(command)
-            command.__click_params__[-1].help = info.description
+            command.__click_params__[-1].help = setting.info.description
         return command
 
     return decorate
@@ -198,14 +136,13 @@ def cli_settings(cls, values: dict) -> dict:
     """The settings of ``cls`` from a command's keyword arguments: repeated options back
     into tuples and ``NAME=VALUE`` pairs into dicts, unset (None) options left out."""
     out = {}
-    for name, (hint, _info, extra) in declared(cls).items():
+    for name, setting in declared(cls).items():
         if name not in values:
             continue
         value = values[name]
-        members, _ = _members(hint)
-        origin = typing.get_origin(_plain(members[0])) if len(members) == 1 else None
+        origin = typing.get_origin(plain(setting.members[0])) if len(setting.members) == 1 else None
         if origin is dict:
-            value = _pairs(name, extra['flag'] or f'--{name}', value) or None
+            value = _pairs(setting.surfaces['flag'] or f'--{name}', value) or None
         elif origin is tuple:
             value = tuple(value)
         if value is None:
@@ -214,7 +151,7 @@ def cli_settings(cls, values: dict) -> dict:
     return out
 
 
-def _pairs(name: str, flag: str, items) -> dict:
+def _pairs(flag: str, items) -> dict:
     pairs = {}
     for item in items or ():
         key, sep, text = str(item).partition('=')
@@ -230,29 +167,26 @@ def _pairs(name: str, flag: str, items) -> dict:
 # --- the run configuration --------------------------------------------------------------
 
 
-def config_section(cls, name: str, base):
+def config_section(cls, name: str, base, choices: dict | None = None):
     """A pydantic model (a section of the run configuration, subclass of ``base``) with one
     field per setting of ``cls`` the configuration shows: the same type, bounds, default
-    and description; registry choices checked with the names allowed."""
+    and description; registry names checked against ``choices``."""
     fields = {}
-    choices = {}
-    default_of = defaults(cls)
-    for setting, (hint, info, extra) in declared(cls).items():
-        if not extra['config']:
+    registries = {}
+    for setting in declared(cls).values():
+        if not setting.surfaces['config']:
             continue
-        if extra['choices']:
-            choices[setting] = extra['choices']
-            hint = Annotated[str, info]
-        default = default_of.get(setting)
-        fields[setting] = (hint, default)
+        hint = setting.hint
+        if setting.surfaces['choices']:
+            registries[setting.name] = setting.surfaces['choices']
+            hint = Annotated[str, setting.info]
+        fields[setting.name] = (hint, setting.default)
 
     def _registered(value, info):
-        from pruner.options import CHOICES
-
-        names = CHOICES[choices[info.field_name]]()
+        names = choices[registries[info.field_name]]()
         if value not in names:
             raise ValueError(f'unknown {info.field_name} {value!r}; choose one of {", ".join(names)}')
         return value
 
-    validators = {'_registered': field_validator(*choices)(_registered)} if choices else {}
+    validators = {'_registered': field_validator(*registries)(_registered)} if registries else {}
     return create_model(name, __base__=base, __validators__=validators, **fields)

@@ -1,7 +1,7 @@
 """``CompressOptions``: every setting of ``compress``, each declared once.
 
 A field carries its default, its type (with bounds or choices), the help text and
-which user-facing surfaces show it (:func:`setting`). ``lpsubnet prune``'s options,
+which user-facing surfaces show it (:func:`declared_settings.setting`). ``lpsubnet prune``'s options,
 the ``compress`` section of the run configuration (hence the sweep's searchable
 ``compress.*`` keys) and the settings echoed in the manifest are all derived from
 these fields (lpsubnet/settings.py); nothing else declares a compress setting. The
@@ -15,38 +15,18 @@ options from it without loading them.
 from __future__ import annotations
 
 import dataclasses
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field
+
+from declared_settings import declared, setting, validate
 
 from . import importance as importance_lib
 from . import schedule as schedule_lib
 from .errors import PrunerError
 from .schedule import validate_sparsity
-
-
-def setting(
-    description: str,
-    *,
-    flag: str | None = None,
-    cli: bool = True,
-    config: bool = True,
-    choices: str | None = None,
-    **bounds,
-):
-    """A setting's declaration, for ``Annotated[type, setting(...)]``.
-
-    ``flag``: the CLI option's name when it is not ``--<field-name>``; ``cli`` /
-    ``config``: whether ``lpsubnet prune`` / the run configuration show it (a setting
-    that only makes sense from Python, or that the run derives, says no);
-    ``choices``: the name of a registry in :data:`CHOICES` the value must be in;
-    ``bounds``: pydantic's ``ge``/``gt``/``le``/``lt``.
-    """
-    extra = {'cli': cli, 'config': config, 'flag': flag, 'choices': choices}
-    return Field(description=description, json_schema_extra=extra, **bounds)
 
 
 def importance_names() -> tuple[str, ...]:
@@ -192,7 +172,7 @@ class CompressOptions:
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
-        return tuple(name for name in declared(cls))
+        return tuple(declared(cls))
 
     @classmethod
     def build(cls, options: CompressOptions | None = None, **settings) -> CompressOptions:
@@ -218,7 +198,7 @@ class CompressOptions:
     def validated(self) -> CompressOptions:
         """A checked copy: types and bounds as declared, sparsities as floats, the importance
         measure resolved; errors name the setting."""
-        checked = validate_declared(self)
+        checked = validate(self, PrunerError, 'compress setting', CHOICES)
         per_layer = {
             str(k): validate_sparsity(v, f"sparsity of layer '{k}'")
             for k, v in (checked.per_layer_sparsity or {}).items()
@@ -247,92 +227,3 @@ class CompressOptions:
                 value = list(value)
             values[name] = value
         return values
-
-
-def declared(cls) -> dict[str, typing.Any]:
-    """The declared settings of an options dataclass: field name -> its ``Annotated`` type
-    (fields without a :func:`setting` are internal)."""
-    hints = typing.get_type_hints(cls, include_extras=True)
-    out = {}
-    for f in dataclasses.fields(cls):
-        hint = hints[f.name]
-        if typing.get_origin(hint) is Annotated and any(_is_setting(m) for m in typing.get_args(hint)[1:]):
-            out[f.name] = hint
-    return out
-
-
-def declaration(hint):
-    """The FieldInfo of :func:`setting` inside an ``Annotated`` type."""
-    return next(m for m in typing.get_args(hint)[1:] if _is_setting(m))
-
-
-def _is_setting(meta) -> bool:
-    extra = getattr(meta, 'json_schema_extra', None)
-    return isinstance(extra, dict) and 'cli' in extra and 'config' in extra
-
-
-def validate_declared(options):
-    """``options`` checked against its declared types and bounds (pydantic), and registry
-    choices; raises PrunerError naming the setting and what is allowed."""
-    cls = type(options)
-    values = {f.name: getattr(options, f.name) for f in dataclasses.fields(cls) if f.init}
-    try:
-        checked = _adapter(cls).validate_python(values)
-    except ValidationError as exc:
-        raise PrunerError(describe_errors(exc, cls)) from None
-    for name, hint in declared(cls).items():
-        registry = declaration(hint).json_schema_extra['choices']
-        value = getattr(checked, name)
-        if registry and isinstance(value, str) and value not in CHOICES[registry]():
-            raise PrunerError(f'unknown {name} {value!r}; choose one of {", ".join(CHOICES[registry]())}')
-    return checked
-
-
-BOUND_ERRORS = ('greater_than', 'greater_than_equal', 'less_than', 'less_than_equal', 'finite_number')
-
-
-def describe_errors(exc: ValidationError, cls) -> str:
-    """One line per setting from pydantic's errors: the setting, the value and what is
-    allowed (every bound of the setting at once; the alternatives of a union joined by 'or')."""
-    by_setting: dict[str, tuple[object, list[str]]] = {}
-    for error in exc.errors():
-        name = str(error['loc'][0]) if error['loc'] else '?'
-        if error['type'] in BOUND_ERRORS:
-            message = bounds_text(cls, name)
-        else:
-            message = error['msg'].removeprefix('Input should be ').removeprefix('Value error, ')
-        messages = by_setting.setdefault(name, (error.get('input'), []))[1]
-        if message not in messages:
-            messages.append(message)
-    return '; '.join(
-        f'compress setting {name}={value!r}: should be {" or ".join(messages)}'
-        for name, (value, messages) in by_setting.items()
-    )
-
-
-def bounds_text(cls, name: str) -> str:
-    """'a number >= 0 and < 1': every bound declared for setting ``name``."""
-    words = {'Ge': '>=', 'Gt': '>', 'Le': '<=', 'Lt': '<'}
-    found = []
-
-    def collect(hint):
-        for meta in typing.get_args(hint)[1:] if typing.get_origin(hint) is Annotated else ():
-            for item in getattr(meta, 'metadata', [meta]):
-                key = type(item).__name__
-                if key in words:
-                    found.append(f'{words[key]} {getattr(item, key.lower())}')
-        base = typing.get_args(hint)[0] if typing.get_origin(hint) is Annotated else hint
-        for member in typing.get_args(base):
-            collect(member)
-
-    collect(typing.get_type_hints(cls, include_extras=True)[name])
-    return 'a number ' + ' and '.join(found) if found else 'a valid value'
-
-
-_adapters: dict[type, TypeAdapter] = {}
-
-
-def _adapter(cls) -> TypeAdapter:
-    if cls not in _adapters:
-        _adapters[cls] = TypeAdapter(cls)
-    return _adapters[cls]
