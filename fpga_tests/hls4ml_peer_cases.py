@@ -52,9 +52,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hls_backend.hls.options import IO_TYPES
+
 BACKENDS = ('Vivado', 'Vitis')
 UNIT_INPUT = 'ap_ufixed<10,0,AP_RND_CONV,AP_SAT>'  # [0, 1) on a 2^-10 grid
-IO_TYPES = ('io_parallel', 'io_stream')
 OUTCOMES = ('exact', 'refused', 'failed')
 
 

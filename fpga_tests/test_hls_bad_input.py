@@ -211,10 +211,10 @@ def test_bad_test_inputs(tmp_path, mlp_path, inputs, message):
 @pytest.mark.parametrize(
     'options,message',
     [
-        ({'backend': 'Quartus'}, "backend 'Quartus' is not supported; choose one of Vivado, Vitis"),
-        ({'io_type': 'io_serial'}, "io_type 'io_serial' is not supported"),
-        ({'strategy': 'Fast'}, "Strategy 'Fast' is not supported"),
-        ({'reuse_factor': 0}, 'ReuseFactor must be an integer >= 1'),
+        ({'backend': 'Quartus'}, "backend='Quartus': should be 'Vivado' or 'Vitis'"),
+        ({'io_type': 'io_serial'}, "io_type='io_serial': should be 'io_parallel' or 'io_stream'"),
+        ({'strategy': 'Fast'}, "strategy='Fast': should be 'Latency', 'Resource' or 'distributed_arithmetic'"),
+        ({'reuse_factor': 0}, 'reuse_factor=0: should be a number >= 1'),
         ({'project_name': 'my-project'}, 'must be a C identifier'),
         ({'input_precision': 'ap_fixed<8,2>'}, "differs from the model's input quantizer 'input_q'"),
     ],

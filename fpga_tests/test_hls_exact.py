@@ -11,11 +11,11 @@ import pytest
 
 import hls_backend
 from fpga_tests.hls_models import BUILDERS, save
+from hls_backend.hls.options import IO_TYPES
 
 MODELS = ('jet_mlp', 'cnn8', 'residual_concat', 'cnn28')
 BITS = (4, 6, 8)
 BACKENDS = ('Vitis', 'Vivado')
-IO_TYPES = ('io_parallel', 'io_stream')
 
 # One representative per model / bit width / backend / io_type, about two minutes in all.
 FAST = {

@@ -29,11 +29,13 @@ from .core.model_io import load_qkeras_model  # noqa: E402
 from .core.project import DEFAULT_PART, ProjectInfo, read_project_info  # noqa: E402
 from .hls import HLSOptions, csim, relink_project, synth, write_project  # noqa: E402
 from .hls.hls4ml_script import exact_config, register, registered, unregister  # noqa: E402
+from .rtl.options import RTLOptions  # noqa: E402
 from .rtl.route import rtl, simulate_rtl, write_rtl  # noqa: E402
 
 __all__ = [
     'DEFAULT_PART',
     'HLSOptions',
+    'RTLOptions',
     'ProjectInfo',
     'load_qkeras_model',
     'write_project',

@@ -19,8 +19,8 @@ import sys
 
 import click
 
-from hls_backend.core.project import DEFAULT_PART
-from hls_backend.hls.convert import STRATEGIES
+from hls_backend.hls.options import HLSOptions
+from hls_backend.rtl.options import RTLOptions
 from hls_backend.rtl.size import RTL_MAX_MACS
 from pruner.options import CHOICES, CompressOptions
 
@@ -132,12 +132,6 @@ def allow_wrap_option(command):
     )(command)
 
 
-INPUT_PRECISION_HELP = (
-    'Input type when the model has no input quantizer, e.g. ap_fixed<16,6> (AP_TRN, AP_WRAP unless given: '
-    'ap_fixed<16,6,AP_RND_CONV,AP_SAT> rounds and saturates).'
-)
-
-
 class InputShape(click.ParamType):
     """A shape without the batch axis: positive sizes separated by commas, e.g. 1,8,8."""
 
@@ -190,67 +184,17 @@ def main():
 @main.command()
 @click.argument('model', type=click.Path(dir_okay=False))
 @click.option('--out', 'out_dir', required=True, type=click.Path(file_okay=False), help='Project directory to write.')
-@click.option(
-    '--backend', type=click.Choice(['Vitis', 'Vivado']), default='Vitis', show_default=True, help='hls4ml backend.'
-)
-@click.option(
-    '--io-type',
-    type=click.Choice(['io_parallel', 'io_stream']),
-    default='io_parallel',
-    show_default=True,
-    help='hls4ml io_type.',
-)
-@click.option('--reuse-factor', type=click.IntRange(min=1), default=1, show_default=True, help='hls4ml ReuseFactor.')
-@click.option(
-    '--strategy',
-    type=click.Choice(STRATEGIES),
-    default='Latency',
-    show_default=True,
-    help='hls4ml Strategy (distributed_arithmetic: da4ml adder graphs for Dense/Conv, ReuseFactor 1).',
-)
-@click.option('--part', default=DEFAULT_PART, show_default=True, help='FPGA part.')
-@click.option(
-    '--clock-period',
-    type=click.FloatRange(min=0, min_open=True),
-    default=5.0,
-    show_default=True,
-    help='Clock period in ns.',
-)
-@click.option(
-    '--project-name', default='myproject', show_default=True, help='Top function / project name (a C identifier).'
-)
+@click_options(HLSOptions)
 @click.option(
     '--inputs',
     type=click.Path(dir_okay=False),
     help='Test inputs (.npy or .npz) for tb_data; default: 100 random samples.',
 )
-@click.option('--input-precision', help=INPUT_PRECISION_HELP)
 @allow_wrap_option
-@click.option(
-    '--default-precision',
-    help='Accept layers that cannot be exact (float activations, batch norm) at this type; csim will not be exact.',
-)
 @torch_options('--inputs', "the --inputs' (channels first), or a .pt2 program's own")
 @click.option('--force', is_flag=True, help='Replace an existing, non-empty output directory.')
 @handle_errors
-def hls(
-    model,
-    out_dir,
-    backend,
-    io_type,
-    reuse_factor,
-    strategy,
-    part,
-    clock_period,
-    project_name,
-    inputs,
-    input_precision,
-    allow_wrap,
-    default_precision,
-    layout,
-    input_shape,
-    force,
-):
+def hls(model, out_dir, inputs, allow_wrap, layout, input_shape, force, **given):
     """Write a Vivado/Vitis HLS project for a saved QKeras MODEL (.keras).
 
     A PyTorch MODEL (.pt2, TorchScript, 'module:callable') is converted to a float Keras
@@ -265,19 +209,9 @@ def hls(
 
     check_output_dir(Path(out_dir).absolute(), force)  # refuse before the conversion
     import_tensorflow_quietly()
-    from hls_backend import HLSOptions, write_project
+    from hls_backend import write_project
 
-    options = HLSOptions(
-        backend=backend,
-        io_type=io_type,
-        reuse_factor=reuse_factor,
-        strategy=strategy,
-        part=part,
-        clock_period=clock_period,
-        project_name=project_name,
-        input_precision=input_precision,
-        default_precision=default_precision,
-    )
+    options = HLSOptions(**cli_settings(HLSOptions, given)).validated()
     with keras_model_file(model, inputs, input_shape, layout, say=click.echo) as (model_file, inputs):
         info = write_project(model_file, out_dir, options, inputs=inputs, force=force, allow_wrap=allow_wrap)
     click.echo(f'wrote {info.project_dir} ({options.backend}, {options.io_type}, {info.samples} test samples)')
@@ -379,21 +313,7 @@ def synth(project_dir, steps):
 @click.option(
     '--out', 'out_dir', required=True, type=click.Path(file_okay=False), help='RTL project directory to write.'
 )
-@click.option('--hdl', type=click.Choice(['verilog', 'vhdl']), default='verilog', show_default=True)
-@click.option(
-    '--latency-cutoff',
-    type=click.FloatRange(min=0, min_open=True),
-    default=5.0,
-    show_default=True,
-    help="da4ml's delay budget per pipeline stage, in its adder-delay units (not ns; more means fewer stages).",
-)
-@click.option(
-    '--clock-period',
-    type=click.FloatRange(min=0, min_open=True),
-    default=5.0,
-    show_default=True,
-    help='Clock period in ns (timing constraints).',
-)
+@click_options(RTLOptions)
 @click.option(
     '--inputs',
     type=click.Path(dir_okay=False),
@@ -406,7 +326,6 @@ def synth(project_dir, steps):
     type=click.IntRange(min=1),
     help='Harness processes streaming --inputs at a time (default: the CPUs available).',
 )
-@click.option('--input-precision', help=INPUT_PRECISION_HELP)
 @allow_wrap_option
 @click.option(
     '--force-large',
@@ -417,22 +336,7 @@ def synth(project_dir, steps):
 @torch_options('--inputs', "the --inputs' (channels first), or a .pt2 program's own")
 @click.option('--force', is_flag=True, help='Replace an existing, non-empty output directory.')
 @handle_errors
-def rtl(
-    model,
-    out_dir,
-    hdl,
-    latency_cutoff,
-    clock_period,
-    inputs,
-    max_samples,
-    jobs,
-    input_precision,
-    allow_wrap,
-    force_large,
-    layout,
-    input_shape,
-    force,
-):
+def rtl(model, out_dir, inputs, max_samples, jobs, allow_wrap, force_large, layout, input_shape, force, **given):
     """Write Verilog/VHDL for MODEL with da4ml and simulate it cycle by cycle with Verilator.
 
     A PyTorch MODEL (.pt2, TorchScript, 'module:callable') is converted to a float Keras
@@ -445,6 +349,7 @@ def rtl(
     from .pytorch import keras_model_file
 
     check_output_dir(Path(out_dir).absolute(), force)  # refuse before the conversion
+    options = RTLOptions(**cli_settings(RTLOptions, given)).validated()
     import_tensorflow_quietly()
     from hls_backend import rtl as run_rtl
 
@@ -452,16 +357,13 @@ def rtl(
         result = run_rtl(
             model_file,
             out_dir,
-            inputs=inputs,
-            hdl=hdl,
-            latency_cutoff=latency_cutoff,
-            clock_period=clock_period,
+            inputs,
+            options,
             force=force,
             max_samples=max_samples,
             shards=jobs or len(os.sched_getaffinity(0)),
             force_large=force_large,
             allow_wrap=allow_wrap,
-            input_precision=input_precision,
         )
     click.echo(_summary(result))
     _input_range_line(result)

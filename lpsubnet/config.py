@@ -14,11 +14,14 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hls_backend.core.project import DEFAULT_PART
-from hls_backend.hls.convert import STRATEGIES
+from hls_backend.hls.options import HLSOptions
+from hls_backend.rtl.options import RTLOptions
 from pruner.options import CHOICES, CompressOptions
 
 from .settings import config_section
+
+# The run builds the RTL for the hls section's target: one part, clock and top name.
+RTL_SHARED_WITH_HLS = ('project_name', 'part', 'clock_period')
 
 
 class Section(BaseModel):
@@ -72,18 +75,15 @@ class ModelConfig(Section):
 CompressConfig = config_section(CompressOptions, 'CompressConfig', Section, CHOICES)
 
 
-class HLSConfig(Section):
-    backend: Literal['Vitis', 'Vivado'] = 'Vitis'
-    io_type: Literal['io_parallel', 'io_stream'] = 'io_parallel'
-    reuse_factor: int = Field(1, ge=1)
-    strategy: Literal[STRATEGIES] = 'Latency'  # type: ignore[valid-type]
-    part: str = DEFAULT_PART
-    clock_period: float = Field(5.0, gt=0)
+# hls4ml's options the run configuration shows, as hls_backend.HLSOptions declares them.
+HLSConfig = config_section(HLSOptions, 'HLSConfig', Section)
 
 
-class RTLConfig(Section):
+class RTLConfig(config_section(RTLOptions, 'RTLOptionsConfig', Section, exclude=RTL_SHARED_WITH_HLS)):
+    """The RTL route's settings (hls_backend.RTLOptions; its target is the hls section's),
+    and when the run builds it."""
+
     enabled: Literal['auto', True, False] = 'auto'
-    hdl: Literal['verilog', 'vhdl'] = 'verilog'
     max_samples: int | None = Field(None, ge=1, description='test samples simulated clock by clock (none: all)')
 
 
@@ -93,10 +93,11 @@ class VendorConfig(Section):
     @field_validator('steps')
     @classmethod
     def _known_steps(cls, value: str) -> str:
-        allowed = ('csim', 'csynth', 'cosim', 'export')
-        bad = [s for s in value.split(',') if s.strip() not in allowed]
+        from hls_backend.hls.vendor import STEPS
+
+        bad = [s for s in value.split(',') if s.strip() not in STEPS]
         if bad:
-            raise ValueError(f'unknown step(s) {bad}; allowed: {", ".join(allowed)}')
+            raise ValueError(f'unknown step(s) {bad}; allowed: {", ".join(STEPS)}')
         return value
 
 

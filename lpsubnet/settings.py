@@ -167,14 +167,14 @@ def _pairs(flag: str, items) -> dict:
 # --- the run configuration --------------------------------------------------------------
 
 
-def config_section(cls, name: str, base, choices: dict | None = None):
+def config_section(cls, name: str, base, choices: dict | None = None, exclude: tuple[str, ...] = ()):
     """A pydantic model (a section of the run configuration, subclass of ``base``) with one
-    field per setting of ``cls`` the configuration shows: the same type, bounds, default
-    and description; registry names checked against ``choices``."""
+    field per setting of ``cls`` the configuration shows (but ``exclude``): the same type,
+    bounds, default and description; registry names checked against ``choices``."""
     fields = {}
     registries = {}
     for setting in declared(cls).values():
-        if not setting.surfaces['config']:
+        if not setting.surfaces['config'] or setting.name in exclude:
             continue
         hint = setting.hint
         if setting.surfaces['choices']:

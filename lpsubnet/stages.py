@@ -5,6 +5,7 @@ data -> baseline -> compress -> hls -> csim -> rtl -> vendor -> report
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -92,16 +93,8 @@ def stage_compress(ctx: RunContext, out: Path) -> dict:
 def stage_hls(ctx: RunContext, out: Path) -> dict:
     import hls_backend
 
-    h = ctx.config.hls
     splits = _splits(ctx)
-    options = hls_backend.HLSOptions(
-        backend=h.backend,
-        io_type=h.io_type,
-        reuse_factor=h.reuse_factor,
-        strategy=h.strategy,
-        part=h.part,
-        clock_period=h.clock_period,
-    )
+    options = hls_backend.HLSOptions(**ctx.config.hls.model_dump())
     info = hls_backend.write_project(
         ctx.stage_dir('compress') / 'reduced.keras', out / 'project', options, inputs=splits.x_test
     )
@@ -149,6 +142,18 @@ def stage_csim(ctx: RunContext, out: Path) -> dict:
     return summary
 
 
+def rtl_options(config):
+    """The RTL route's options of a run: its rtl section, on the hls section's target."""
+    from hls_backend import RTLOptions
+
+    from .config import RTL_SHARED_WITH_HLS
+
+    r, h = config.rtl, config.hls
+    declared = {f.name for f in dataclasses.fields(RTLOptions)}
+    settings = {k: v for k, v in r.model_dump().items() if k in declared}
+    return RTLOptions(**settings, **{k: getattr(h, k) for k in RTL_SHARED_WITH_HLS})
+
+
 def stage_rtl(ctx: RunContext, out: Path) -> dict:
     r = ctx.config.rtl
     if r.enabled is False:
@@ -166,9 +171,8 @@ def stage_rtl(ctx: RunContext, out: Path) -> dict:
         result = hls_backend.rtl(
             ctx.stage_dir('compress') / 'reduced.keras',
             project,
-            inputs=splits.x_test[: r.max_samples],
-            hdl=r.hdl,
-            clock_period=ctx.config.hls.clock_period,
+            splits.x_test[: r.max_samples],
+            rtl_options(ctx.config),
             force_large=r.enabled is True,
         )
     except DesignTooLargeError as exc:
@@ -196,9 +200,8 @@ def stage_estimate(ctx: RunContext, out: Path) -> dict:
     info = hls_backend.write_rtl(
         ctx.stage_dir('compress') / 'reduced.keras',
         out / 'project',
-        inputs=_splits(ctx).x_test[:samples],
-        hdl=ctx.config.rtl.hdl,
-        clock_period=ctx.config.hls.clock_period,
+        _splits(ctx).x_test[:samples],
+        rtl_options(ctx.config),
         # A sweep asks for every trial's cost, the unpruned reference's included (the
         # digits CNN's is ~25k MACs): the trace runs, no Verilator build follows.
         force_large=True,

@@ -2,8 +2,9 @@
 qkeras_bridge), its layer kinds (layers), vendor-free C simulation (csim) and the vendor
 tool steps (vendor)."""
 
-from .convert import HLSOptions, relink_project, write_project
+from .convert import relink_project, write_project
 from .csim import csim
+from .options import HLSOptions
 from .vendor import synth
 
 __all__ = ['HLSOptions', 'write_project', 'relink_project', 'csim', 'synth']

@@ -11,7 +11,7 @@ place, so a failure never leaves a half-written project behind.
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,53 +20,16 @@ from ..core.files import atomic_directory, check_output_dir, write_text_atomic
 from ..core.layer_kinds import WEIGHT_ROLES
 from ..core.model_io import load_array, load_qkeras_model
 from ..core.plan import ModelPlan, check_float32_reference, plan_model
-from ..core.project import DEFAULT_PART, ProjectInfo, read_project_info, relink_records
+from ..core.project import ProjectInfo, read_project_info, relink_records
 from ..core.reference import logits_model, prepare_inputs, reference_outputs
 from ..core.templates import render
-from ..errors import BadInputError, UnsupportedModelError
+from ..errors import UnsupportedModelError
 from . import qkeras_bridge
 from .layers import HLS_LAYERS, check_hls_graph
+from .options import HLSOptions
 from .vendor import BACKENDS, makefile_commands
 
 HLS_TEMPLATES = 'hls_backend.hls.template_files'
-IO_TYPES = ('io_parallel', 'io_stream')
-# distributed_arithmetic: hls4ml's da4ml-generated adder graphs for Dense and Conv
-# layers (constant multiplications without DSPs); fully unrolled, so ReuseFactor 1 only.
-STRATEGIES = ('Latency', 'Resource', 'distributed_arithmetic')
-
-
-@dataclass
-class HLSOptions:
-    """hls4ml's options under hls4ml's names (backend, io_type, ReuseFactor, Strategy, ...)."""
-
-    backend: str = 'Vitis'
-    io_type: str = 'io_parallel'
-    reuse_factor: int = 1
-    strategy: str = 'Latency'
-    part: str = DEFAULT_PART
-    clock_period: float = 5.0
-    project_name: str = 'myproject'
-    input_precision: str | None = None
-    default_precision: str | None = None
-
-    def validate(self) -> None:
-        if self.backend not in BACKENDS:
-            raise BadInputError(f'backend {self.backend!r} is not supported; choose one of {", ".join(BACKENDS)}')
-        if self.io_type not in IO_TYPES:
-            raise BadInputError(f'io_type {self.io_type!r} is not supported; choose one of {", ".join(IO_TYPES)}')
-        if self.strategy not in STRATEGIES:
-            raise BadInputError(f'Strategy {self.strategy!r} is not supported; choose one of {", ".join(STRATEGIES)}')
-        if not isinstance(self.reuse_factor, int) or self.reuse_factor < 1:
-            raise BadInputError(f'ReuseFactor must be an integer >= 1, got {self.reuse_factor!r}')
-        if self.strategy == 'distributed_arithmetic' and self.reuse_factor != 1:
-            raise BadInputError(
-                f'Strategy distributed_arithmetic builds fully unrolled adder graphs and needs ReuseFactor 1, '
-                f'got {self.reuse_factor}; use Latency or Resource to share multipliers'
-            )
-        if not self.clock_period > 0:
-            raise BadInputError(f'clock period must be > 0 ns, got {self.clock_period!r}')
-        if not self.project_name.isidentifier():
-            raise BadInputError(f'project name {self.project_name!r} must be a C identifier (letters, digits, _)')
 
 
 def hls_config(model, plan: ModelPlan, options: HLSOptions) -> dict:
@@ -113,8 +76,7 @@ def write_project(
     """
     import hls4ml
 
-    options = options or HLSOptions()
-    options.validate()
+    options = (options or HLSOptions()).validated()
     check_output_dir(Path(output_dir).absolute(), force)  # refuse before the slow part
     model_path = Path(model_path)
     model = load_qkeras_model(model_path)

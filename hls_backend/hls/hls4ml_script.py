@@ -28,9 +28,9 @@ from ..errors import BadInputError, UnsupportedModelError
 from . import qkeras_bridge
 from .convert import hls4ml_step
 from .layers import HLS_LAYERS, check_hls_graph
+from .options import IO_TYPES
 from .vendor import BACKENDS
 
-IO_TYPES = ('io_parallel', 'io_stream')
 # hls4ml's Model-level config keys a caller may set (hls4ml's names, passed through).
 MODEL_KEYS = ('ReuseFactor', 'Strategy', 'BramFactor', 'TraceOutput')
 SOFTMAX_CHOICES = ('refuse', 'skip', 'hls4ml')

@@ -20,6 +20,7 @@ metadata counts the same way: one cycle per pipeline stage).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -33,10 +34,11 @@ from ..core import processes
 from ..core.files import atomic_directory, write_text_atomic
 from ..core.model_io import load_array, load_qkeras_model
 from ..core.progress import step
-from ..core.project import DEFAULT_PART, ProjectInfo, read_project_info
+from ..core.project import ProjectInfo, read_project_info
 from ..core.results import RouteResult, compare_exact
 from ..core.templates import render
 from ..errors import BadInputError, BuildError, ToolMissingError, UnsupportedModelError
+from .options import RTLOptions
 
 RTL_RESULT = 'lpsubnet_rtl.json'
 HARNESS = 'lpsubnet_cycles'
@@ -96,38 +98,35 @@ def write_rtl(
     model_path: str | Path,
     out_dir: str | Path,
     inputs: str | Path | np.ndarray | None = None,
-    hdl: str = 'verilog',
-    latency_cutoff: float = 5.0,
-    clock_period: float = 5.0,
+    options: RTLOptions | None = None,
+    *,
     force: bool = False,
-    input_precision: str | None = None,
-    project_name: str = 'myproject',
-    part_name: str = DEFAULT_PART,
-    n_samples: int = 200,
-    seed: int = 0,
-    inputs_source: str | None = None,
     force_large: bool = False,
     allow_wrap: bool = False,
+    inputs_source: str | None = None,
     stored_samples: int | None = None,
     range_samples: int | None = None,
+    **settings,
 ) -> ProjectInfo:
     """Replay the QKeras model with da4ml and write the RTL project into ``out_dir``.
 
-    ``inputs``: test inputs (array, or a .npy/.npz path); default ``n_samples``
-    random ones; ``inputs_source`` names an array in errors (e.g. the file it came
-    from). They are put on the input type's grid (the model's input quantizer,
-    else ``input_precision``, default ap_fixed<16,6,AP_RND_CONV,AP_SAT>), and the
-    QKeras model's outputs on them are stored as the reference; ``stored_samples``
-    keeps only the first N (the first ``range_samples``, default all, are still checked
-    against the input type's range: :func:`rtl` streams them later). Values outside
-    that range are reported in the notes, and refused for a wrapping input type unless
-    ``allow_wrap`` (:mod:`hls_backend.core.input_range`). ``latency_cutoff``
-    is da4ml's delay budget per pipeline stage (in its adder-delay units; <= 0 gives a
-    purely combinational design); ``clock_period`` (ns) goes into the constraints.
+    ``options``: an :class:`RTLOptions` (hdl, latency_cutoff, clock_period, part,
+    project_name, input_precision, ...); keyword ``settings`` (its field names) replace
+    its values, so ``write_rtl(model, out, hdl='vhdl')`` works too.
+    ``inputs``: test inputs (array, or a .npy/.npz path); default ``n_samples`` random
+    ones; ``inputs_source`` names an array in errors (e.g. the file it came from). They
+    are put on the input type's grid (the model's input quantizer, else
+    ``input_precision``, default ap_fixed<16,6,AP_RND_CONV,AP_SAT>), and the QKeras
+    model's outputs on them are stored as the reference; ``stored_samples`` keeps only
+    the first N (the first ``range_samples``, default all, are still checked against the
+    input type's range: :func:`rtl` streams them later). Values outside that range are
+    reported in the notes, and refused for a wrapping input type unless ``allow_wrap``
+    (:mod:`hls_backend.core.input_range`).
 
     A design above :data:`hls_backend.rtl.size.RTL_MAX_MACS` multiply-accumulates is
     refused before tracing (DesignTooLargeError) unless ``force_large``.
     """
+    o = (options or RTLOptions()).replace(**settings)
     from da4ml.codegen import VerilogModel, VHDLModel
     from da4ml.trace import HWConfig
 
@@ -138,23 +137,16 @@ def write_rtl(
     from .replay import io_widths, replay_model
     from .size import TraceProgress, check_design_size, design_size
 
-    hdl = hdl.lower()
-    if hdl not in ('verilog', 'vhdl'):
-        raise BadInputError(f"hdl '{hdl}' is not supported; choose 'verilog' or 'vhdl'")
-    if not project_name.isidentifier():
-        raise BadInputError(
-            f'project name {project_name!r} must be a valid HDL identifier (letters, digits, underscore)'
-        )
     model_path = Path(model_path)
     model = load_qkeras_model(model_path)
-    plan = plan_model(model, RTL_LAYERS, input_precision=input_precision)
+    plan = plan_model(model, RTL_LAYERS, input_precision=o.input_precision)
     size = design_size(model, RTL_LAYERS)
     check_design_size(size, str(model_path), force_large)
 
     if inputs is None:
         raw, source = (
-            _default_inputs(model, plan.input_type, n_samples, seed),
-            f'{n_samples} random samples (seed {seed})',
+            _default_inputs(model, plan.input_type, o.n_samples, o.seed),
+            f'{o.n_samples} random samples (seed {o.seed})',
         )
     elif isinstance(inputs, (str, Path)):
         raw, source = load_array(inputs, mmap=True), inputs_source or f'inputs file {inputs}'
@@ -184,15 +176,15 @@ def write_rtl(
         raise UnsupportedModelError(f'the traced design has {comb.shape[1]} outputs but the model {reference.shape[1]}')
 
     with atomic_directory(out_dir, force=force) as tmp:
-        model_cls = VerilogModel if hdl == 'verilog' else VHDLModel
+        model_cls = VerilogModel if o.hdl == 'verilog' else VHDLModel
         rtl_model = model_cls(
             comb,
-            project_name,
+            o.project_name,
             tmp,
-            latency_cutoff=latency_cutoff,
+            latency_cutoff=o.latency_cutoff,
             print_latency=True,
-            part_name=part_name,
-            clock_period=clock_period,
+            part_name=o.part,
+            clock_period=o.clock_period,
         )
         pipe = rtl_model._pipe
         stages = len(pipe.solutions) if pipe is not None else 0
@@ -202,7 +194,7 @@ def write_rtl(
         (tmp / 'tb_data').mkdir()
         np.save(tmp / 'tb_data' / 'inputs.npy', x)
         np.save(tmp / 'tb_data' / 'reference.npy', reference)
-        write_text_atomic(tmp / 'sim' / f'{HARNESS}.cc', _harness_source(project_name, io, pipe is not None))
+        write_text_atomic(tmp / 'sim' / f'{HARNESS}.cc', _harness_source(o.project_name, io, pipe is not None))
         notes = list(plan.notes)
         notes.append(f'input type {plan.input_type.ap()} from {plan.input_source}')
         if seen.message():
@@ -213,9 +205,9 @@ def write_rtl(
             route='rtl',
             project_dir=str(Path(out_dir).absolute()),
             model_path=str(model_path.resolve()),
-            project_name=project_name,
-            part=part_name,
-            clock_period=float(clock_period),
+            project_name=o.project_name,
+            part=o.part,
+            clock_period=float(o.clock_period),
             input_type=plan.input_type.ap(),
             input_source=plan.input_source,
             input_shape=[int(d) for d in model.inputs[0].shape[1:]],
@@ -223,7 +215,7 @@ def write_rtl(
             softmax_stripped=plan.softmax_layer,
             exact_by_construction=plan.exact,
             samples=int(x.shape[0]),
-            options={'hdl': hdl, 'latency_cutoff': float(latency_cutoff)},
+            options=dataclasses.asdict(o),
             design={
                 'pipelined': pipe is not None,
                 'pipeline_stages': stages,  # da4ml's metadata latency (0: combinational)
@@ -700,41 +692,39 @@ def rtl(
     model_path: str | Path,
     out_dir: str | Path,
     inputs: str | Path | np.ndarray | None = None,
-    hdl: str = 'verilog',
-    latency_cutoff: float = 5.0,
-    clock_period: float = 5.0,
+    options: RTLOptions | None = None,
+    *,
     force: bool = False,
     o3: bool = False,
     max_samples: int | None = None,
     shards: int = 1,
     force_large: bool = False,
     allow_wrap: bool = False,
-    **options,
+    **settings,
 ) -> RouteResult:
     """:func:`write_rtl` then :func:`simulate_rtl`.
 
     ``inputs`` given as a file: its first TB_SAMPLES samples become the project's
     stored inputs (latency, II and the secondary checks are measured on them), then
     all of them (or the first ``max_samples``) are streamed in ``shards`` processes;
-    the range of all of them is checked before anything is traced. ``force_large``
-    builds a design above :data:`hls_backend.rtl.size.RTL_MAX_MACS`; ``allow_wrap``
-    checks inputs that a wrapping input type changes (both: see :func:`write_rtl`).
+    the range of all of them is checked before anything is traced. ``options`` /
+    ``settings``, ``force_large`` (a design above
+    :data:`hls_backend.rtl.size.RTL_MAX_MACS`) and ``allow_wrap`` (inputs a wrapping
+    input type changes): see :func:`write_rtl`.
     """
     stream = isinstance(inputs, str | Path)
     write_rtl(
         model_path,
         out_dir,
         inputs,
+        options,
         inputs_source=f'inputs file {inputs}' if stream else None,
-        hdl=hdl,
-        latency_cutoff=latency_cutoff,
-        clock_period=clock_period,
         force=force,
         force_large=force_large,
         allow_wrap=allow_wrap,
         stored_samples=TB_SAMPLES if stream else None,
         range_samples=max_samples,
-        **options,
+        **settings,
     )
     if not stream:
         return simulate_rtl(out_dir, o3=o3)
