@@ -187,13 +187,6 @@ def paired_table(recs) -> tuple[list[str], list[str]]:
                 notes.append(f'{round(s * 100)}% W{wb}A{ab}: {METHOD_TITLES[o]} is as good or better '
                              f'(mean difference {st.mean(ps["diffs"]):+.2f}, {ps["wins"]} wins / {ps["losses"]} losses)')  # fmt: skip
         if o == 'quant':
-            pooled_recs = []
-            for s, _, _ in settings:
-                pooled_recs += [
-                    {**r, 'sparsity': s} if r['method'] == 'quant' else r
-                    for r in recs
-                    if r['method'] in ('quant',) or r['sparsity'] == s
-                ]
             diffs = []
             for s, wb, ab in settings:
                 diffs += paired([{**r, 'sparsity': s} if r['method'] == 'quant' else r for r in recs], o,

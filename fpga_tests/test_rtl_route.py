@@ -25,7 +25,7 @@ from hls_backend import HLSOptions, write_project
 from hls_backend.core.fixed_point import FixedType
 from hls_backend.errors import OutputExistsError, ToolMissingError, UnsupportedModelError
 from hls_backend.rtl import RTL_RESULT, read_rtl_info, simulate_rtl, verilator_setup, write_rtl
-from hls_backend.rtl.replay import quantize_var
+from hls_backend.rtl.arithmetic import quantize_var
 
 
 def q4():

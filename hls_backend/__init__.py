@@ -17,20 +17,13 @@ Public entry points:
 This package never imports :mod:`pruner`: it reads any saved QKeras model.
 """
 
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _version
-
-try:
-    __version__ = _version('lpsubnet')
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = '0+unknown'
-
-from .core.model_io import load_qkeras_model  # noqa: E402
-from .core.project import DEFAULT_PART, ProjectInfo, read_project_info  # noqa: E402
-from .hls import HLSOptions, csim, relink_project, synth, write_project  # noqa: E402
-from .hls.hls4ml_script import exact_config, register, registered, unregister  # noqa: E402
-from .rtl.options import RTLOptions  # noqa: E402
-from .rtl.route import rtl, simulate_rtl, write_rtl  # noqa: E402
+from .core.model_io import load_qkeras_model
+from .core.project import DEFAULT_PART, ProjectInfo, read_project_info
+from .hls import HLSOptions, csim, relink_project, synth, write_project
+from .hls.hls4ml_script import exact_config, register, registered, unregister
+from .rtl.options import RTLOptions
+from .rtl.route import rtl, simulate_rtl, write_rtl
+from .version import __version__
 
 __all__ = [
     'DEFAULT_PART',

@@ -5,8 +5,8 @@ temporary directory is removed. Python swallows an exception raised inside a
 finalizer (a ``__del__`` or a weakref callback, which TensorFlow runs often) and
 prints "Exception ignored"; the run would then carry on. So a signal that arrives in
 a finalizer is redelivered a moment later (a one-shot timer), once the finalizer
-has returned, and the pipeline also checks :func:`requested` before it keeps a
-finished stage.
+has returned, and the pipeline also checks :func:`raise_if_requested` before it
+keeps a finished stage.
 """
 
 from __future__ import annotations
@@ -52,11 +52,6 @@ def install() -> None:
 def signal_received() -> int | None:
     """The signal that asked for the stop (SIGINT or SIGTERM), or None."""
     return _requested
-
-
-def requested() -> bool:
-    """Whether a stop was asked for (even if its KeyboardInterrupt was swallowed)."""
-    return _requested is not None
 
 
 def raise_if_requested() -> None:

@@ -24,9 +24,9 @@ from ..core.project import ProjectInfo, read_project_info, relink_records
 from ..core.reference import logits_model, prepare_inputs, reference_outputs
 from ..core.templates import render
 from ..errors import UnsupportedModelError
-from . import qkeras_bridge
 from .layers import HLS_LAYERS, check_hls_graph
 from .options import HLSOptions
+from .registration import register
 from .vendor import BACKENDS, makefile_commands
 
 HLS_TEMPLATES = 'hls_backend.hls.template_files'
@@ -36,7 +36,7 @@ def hls_config(model, plan: ModelPlan, options: HLSOptions) -> dict:
     """hls4ml's config dictionary with every precision lpsubnet decided."""
     import hls4ml
 
-    qkeras_bridge.register()
+    register()
     config = hls4ml_step(
         'config_from_keras_model',
         functools.partial(
@@ -231,7 +231,7 @@ def _io_vars(variables) -> list[dict]:
 
 
 def _write_lpsubnet_files(project_dir: Path, hls_model, info: ProjectInfo, options: HLSOptions) -> None:
-    from .. import __version__
+    from ..version import __version__
 
     inputs = _io_vars(hls_model.get_input_variables())
     outputs = _io_vars(hls_model.get_output_variables())

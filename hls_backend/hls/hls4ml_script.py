@@ -25,7 +25,7 @@ from ..core.fixed_point import parse_fixed_type
 from ..core.layer_kinds import ACTIVATION_SUFFIX
 from ..core.plan import DEFAULT_INPUT_TYPE, check_float32_reference, plan_model
 from ..errors import BadInputError, UnsupportedModelError
-from . import qkeras_bridge
+from . import registration
 from .convert import hls4ml_step
 from .layers import HLS_LAYERS, check_hls_graph
 from .options import IO_TYPES
@@ -41,18 +41,18 @@ def register() -> None:
     optimizer passes) with hls4ml (idempotent). After it, hls4ml's own
     ``convert_from_keras_model`` converts qkeras-v3 models; :func:`exact_config` calls it
     too. :func:`registered` lists what it added, :func:`unregister` takes it out again."""
-    qkeras_bridge.register()
+    registration.register()
 
 
 def registered() -> dict[str, list[str]]:
     """The layer classes converted by lpsubnet's handlers and lpsubnet's passes in
     hls4ml's flows (``flow: pass``), as they are now."""
-    return qkeras_bridge.registered()
+    return registration.registered()
 
 
 def unregister() -> None:
     """Take lpsubnet's handlers and passes out of hls4ml: it converts as it ships."""
-    qkeras_bridge.unregister()
+    registration.unregister()
 
 
 def exact_config(

@@ -14,6 +14,7 @@ import numpy as np
 from ..core import layer_kinds as kinds
 from ..core.fixed_point import FixedType, parse_fixed_type
 from ..errors import UnsupportedModelError
+from .qkeras_bridge import parse_qkeras_layer
 
 HLS_LAYERS = kinds.Registry('HLS back end (hls4ml)', fallback=kinds.REFUSALS)
 
@@ -28,8 +29,6 @@ class HLSLayer(kinds.LayerKind):
 
     def hls4ml_layers(self, layer, in_tensors, out_tensors) -> tuple[dict, ...]:
         """hls4ml's layer dictionaries for ``layer`` (classes in ``bridged`` only)."""
-        from .qkeras_bridge import parse_qkeras_layer
-
         return parse_qkeras_layer(layer, in_tensors, out_tensors)
 
 
@@ -206,8 +205,6 @@ class _Folded(kinds.FoldedBatchnorm, HLSLayer):
     unfused = ''
 
     def hls4ml_layers(self, layer, in_tensors, out_tensors) -> tuple[dict, ...]:
-        from .qkeras_bridge import parse_qkeras_layer
-
         weights = {'kernel': self.quantized(layer, 'kernel'), 'bias': self.bias(layer)}
         reader = _FoldedWeightsReader(layer.name, weights)
         return parse_qkeras_layer(

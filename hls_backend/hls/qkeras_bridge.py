@@ -13,13 +13,12 @@ handler per QKeras layer class. Each handler
    hls4ml's own Keras-3 QKeras port), ``softmax`` becomes hls4ml's Softmax layer,
    any other plain activation a generic Activation layer.
 
-``register()`` is idempotent and is called by :mod:`hls_backend.hls.convert` before
-every conversion.
+:mod:`hls_backend.hls.registration` puts these handlers (and lpsubnet's hls4ml passes)
+into hls4ml before every conversion.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +26,6 @@ import numpy as np
 
 from ..core.fixed_point import quantizer_type
 from ..core.layer_kinds import ACTIVATION_SUFFIX
-from ..errors import UnsupportedModelError
 
 # The classes handled here are the ``bridged`` ones of the HLS route's layer kinds
 # (hls_backend.hls.layers); each is parsed by hls4ml's Keras-2 handler of the same name:
@@ -176,62 +174,3 @@ def parse_qkeras_layer(
     parsed['activation'] = 'linear'
     parsed['output_keras_tensor_names'] = [f'{out_name}{ACTIVATION_SUFFIX}']
     return parsed, act
-
-
-def _named(handler):
-    """A layer handler whose failures name the layer (hls4ml's dispatcher would pass on a
-    bare exception from deep inside its parsers)."""
-
-    @functools.wraps(handler)
-    def named(layer, in_tensors, out_tensors):
-        try:
-            return handler(layer, in_tensors, out_tensors)
-        except UnsupportedModelError:
-            raise
-        except Exception as exc:
-            raise UnsupportedModelError(
-                f"layer '{layer.name}' ({layer.__class__.__name__}): hls4ml 1.3.0 cannot convert it "
-                f'({type(exc).__name__}: {exc}); see the README table of supported layers'
-            ) from exc
-
-    named.lpsubnet_handler = True
-    return named
-
-
-def register() -> None:
-    """Add lpsubnet's QKeras handlers to hls4ml's Keras-3 handler registry and its
-    corrections to hls4ml's flows (:mod:`hls_backend.hls.passes`); idempotent.
-    :func:`registered` lists both, :func:`unregister` takes them out again."""
-    from hls4ml.converters.keras_v3 import layer_handlers
-
-    from .layers import HLS_LAYERS
-    from .passes import register_passes
-
-    for kind in HLS_LAYERS.unique_kinds():
-        for class_name in kind.bridged:
-            # The dispatcher looks up 'module.Class' first, then the bare class name.
-            if not getattr(layer_handlers.get(class_name), 'lpsubnet_handler', False):
-                layer_handlers[class_name] = _named(kind.hls4ml_layers)
-    register_passes()
-
-
-def registered() -> dict[str, list[str]]:
-    """What :func:`register` added to hls4ml and is in place now: the layer classes with
-    lpsubnet's handler, and lpsubnet's passes (``flow: pass``)."""
-    from hls4ml.converters.keras_v3 import layer_handlers
-
-    from .passes import registered_passes
-
-    handlers = sorted(name for name, h in layer_handlers.items() if getattr(h, 'lpsubnet_handler', False))
-    return {'handlers': handlers, 'passes': registered_passes()}
-
-
-def unregister() -> None:
-    """Take out everything :func:`register` added: hls4ml then converts as it ships."""
-    from hls4ml.converters.keras_v3 import layer_handlers
-
-    from .passes import unregister_passes
-
-    for name in [n for n, h in layer_handlers.items() if getattr(h, 'lpsubnet_handler', False)]:
-        del layer_handlers[name]
-    unregister_passes()

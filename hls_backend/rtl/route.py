@@ -81,7 +81,7 @@ def _check_ports(io: dict) -> None:
 
 def _harness_source(project_name: str, io: dict, pipelined: bool) -> str:
     """lpsubnet's clock-by-clock C++ harness (templates/rtl) for the Verilated design."""
-    from .. import __version__
+    from ..version import __version__
 
     context = {
         'lpsubnet_version': __version__,
