@@ -29,25 +29,9 @@ BUDGETS = {
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
     """The run configuration (a dict): BUDGETS with a tiny float CNN, trained briefly."""
-    import keras
+    from fpga_tests.sweep_helpers import train_tiny_model
 
-    from lpsubnet.datasets import load_digits_images
-
-    keras.utils.set_random_seed(3)
-    inp = keras.Input((8, 8, 1), name='image')
-    h = keras.layers.Conv2D(4, 3, use_bias=False, name='conv1')(inp)
-    h = keras.layers.BatchNormalization(name='bn1')(h)
-    h = keras.layers.ReLU(name='relu1')(h)
-    h = keras.layers.MaxPooling2D(2, name='pool1')(h)
-    h = keras.layers.Flatten(name='flatten')(h)
-    out = keras.layers.Dense(10, activation='softmax', name='classifier')(h)
-    model = keras.Model(inp, out, name='tiny_cnn')
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss='sparse_categorical_crossentropy')
-    x, y = load_digits_images()
-    model.fit(x, y, epochs=3, batch_size=64, verbose=0)
-    path = tmp_path_factory.mktemp('model') / 'tiny_cnn.keras'
-    model.save(path)
-    return dict(BUDGETS, model={'path': str(path)})
+    return dict(BUDGETS, model={'path': train_tiny_model(tmp_path_factory.mktemp('model'))})
 
 
 @pytest.fixture(scope='module')

@@ -32,22 +32,28 @@ from .vendor import BACKENDS, makefile_commands
 HLS_TEMPLATES = 'hls_backend.hls.template_files'
 
 
-def hls_config(model, plan: ModelPlan, options: HLSOptions) -> dict:
-    """hls4ml's config dictionary with every precision lpsubnet decided."""
+def base_config(model, backend: str, reuse_factor: int, default_precision: str | None = None) -> dict:
+    """hls4ml's own config dictionary of ``model`` (granularity 'name'), before the plan's
+    types go in; lpsubnet's handlers and passes registered first."""
     import hls4ml
 
     register()
-    config = hls4ml_step(
+    return hls4ml_step(
         'config_from_keras_model',
         functools.partial(
             hls4ml.utils.config_from_keras_model,
             model,
             granularity='name',
-            backend=options.backend,  # without it the accumulators fall back to fixed<16,6>
-            default_precision=options.default_precision or 'fixed<16,6>',
-            default_reuse_factor=options.reuse_factor,
+            backend=backend,  # without it the accumulators fall back to fixed<16,6>
+            default_precision=default_precision or 'fixed<16,6>',
+            default_reuse_factor=reuse_factor,
         ),
     )
+
+
+def hls_config(model, plan: ModelPlan, options: HLSOptions) -> dict:
+    """hls4ml's config dictionary with every precision lpsubnet decided."""
+    config = base_config(model, options.backend, options.reuse_factor, options.default_precision)
     config['Model']['Strategy'] = options.strategy
     for name, precision in plan.precisions.items():
         if name in config['LayerName']:

@@ -26,7 +26,7 @@ from ..core.layer_kinds import ACTIVATION_SUFFIX
 from ..core.plan import DEFAULT_INPUT_TYPE, check_float32_reference, plan_model
 from ..errors import BadInputError, UnsupportedModelError
 from . import registration
-from .convert import hls4ml_step
+from .convert import base_config, hls4ml_step
 from .layers import HLS_LAYERS, check_hls_graph
 from .options import IO_TYPES
 from .vendor import BACKENDS
@@ -128,19 +128,7 @@ def exact_config(
         )
     check_float32_reference(functional, plan, HLS_LAYERS)
 
-    import hls4ml
-
-    config = hls4ml_step(
-        'config_from_keras_model',
-        functools.partial(
-            hls4ml.utils.config_from_keras_model,
-            model,
-            granularity='name',
-            backend=backend,  # without it the accumulators fall back to fixed<16,6>
-            default_precision='fixed<16,6>',
-            default_reuse_factor=reuse,
-        ),
-    )
+    config = base_config(model, backend, reuse)
     for key, value in hls4ml_options.items():
         config['Model'][key] = value
     precisions = dict(plan.precisions)
