@@ -18,11 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_readme_table_is_generated_from_the_registries():
-    readme = (ROOT / 'README.md').read_text()
-    start, end = supported.README_START, supported.README_END
-    assert start in readme and end in readme
-    listed = readme.split(start, 1)[1].split(end, 1)[0].strip()
-    assert listed == supported.supported_layers_markdown(), 'run: python -m hls_backend.supported README.md'
+    from lpsubnet.readme_tables import current_block
+
+    listed = current_block((ROOT / 'README.md').read_text(), 'hls-layers')
+    assert listed == supported.supported_layers_markdown(), 'run: python -m lpsubnet.readme_tables README.md'
 
 
 def test_every_weighted_kind_bounds_its_sums():

@@ -1,20 +1,15 @@
 """The supported-layer table, derived from the routes' layer-kind registries.
 
-``python -m hls_backend.supported README.md`` rewrites the table between the
-``<!-- hls-layers:start -->`` and ``<!-- hls-layers:end -->`` markers of the README
-(a test checks that the README is current).
+``python -m lpsubnet.readme_tables README.md`` writes it into the README (a test
+checks that the README is current).
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 from .core.layer_kinds import REFUSALS, Registry
 from .hls.layers import HLS_LAYERS
 from .rtl.layers import RTL_LAYERS
 
-README_START, README_END = '<!-- hls-layers:start -->', '<!-- hls-layers:end -->'
 ROUTES = (('HLS (hls4ml, C simulation)', HLS_LAYERS), ('RTL (da4ml, Verilator)', RTL_LAYERS))
 
 
@@ -46,22 +41,3 @@ def supported_layers_markdown() -> str:
     for group, cells, _ in rows:
         lines.append(f'| {", ".join(group)} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
-
-
-def write_readme_table(path) -> bool:
-    """Replace the table between the markers of ``path``; True if it changed."""
-    path = Path(path)
-    text = path.read_text()
-    if README_START not in text or README_END not in text:
-        raise SystemExit(f'{path} has no {README_START} ... {README_END} markers')
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    new = f'{head}{README_START}\n{supported_layers_markdown()}\n{README_END}{tail}'
-    if new != text:
-        path.write_text(new)
-    return new != text
-
-
-if __name__ == '__main__':  # python -m hls_backend.supported README.md
-    for arg in sys.argv[1:] or ['README.md']:
-        print(f'{arg}: {"updated" if write_readme_table(arg) else "up to date"}')

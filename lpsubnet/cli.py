@@ -204,7 +204,8 @@ def hls(model, out_dir, inputs, allow_wrap, layout, input_shape, force, **given)
     """
     from pathlib import Path
 
-    from .files import check_output_dir
+    from hls_backend.core.files import check_output_dir
+
     from .pytorch import keras_model_file
 
     check_output_dir(Path(out_dir).absolute(), force)  # refuse before the conversion
@@ -345,7 +346,8 @@ def rtl(model, out_dir, inputs, max_samples, jobs, allow_wrap, force_large, layo
     """
     from pathlib import Path
 
-    from .files import check_output_dir
+    from hls_backend.core.files import check_output_dir
+
     from .pytorch import keras_model_file
 
     check_output_dir(Path(out_dir).absolute(), force)  # refuse before the conversion
@@ -408,10 +410,10 @@ def prune(model, data_path, layout, input_shape, out_dir, force, **given):
     from pathlib import Path
 
     from hls_backend import load_qkeras_model
+    from hls_backend.core.files import atomic_directory, check_output_dir
 
     from .config import ConfigError
     from .datasets import load_train_val
-    from .files import atomic_directory, check_output_dir
     from .pytorch import REDUCED_PT2, convert, export_reduced, is_torch_model
 
     check_output_dir(Path(out_dir).absolute(), force)

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hls_backend.core.cache_key import CacheKey, file_digest, package_version
+from hls_backend.core.files import atomic_directory, write_text_atomic
 from hls_backend.errors import BadInputError, OutputExistsError
 
 from . import interrupts, memory
 from .config import RunConfig, dump_config
-from .files import atomic_directory, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -142,32 +142,37 @@ def _record_path(run_dir: Path, name: str) -> Path:
     return run_dir / 'stages' / f'{name}.json'
 
 
-def prepare_run_dir(run_dir: Path, force: bool, resume: bool) -> None:
+def prepare_output_dir(path: Path, what: str, marker: str, force: bool, resume: bool, inside: str) -> None:
+    """Make ``path`` ready for a new or resumed ``what`` ('run', 'sweep'): a non-empty
+    directory is resumed (``resume``), replaced (``force``) or refused, and only when it
+    holds ``marker`` (what proves it is ours: --force never deletes an arbitrary
+    directory, think ``--out .``); ``inside`` is then created in it."""
     if force and resume:
         raise BadInputError('--force and --resume exclude each other: --force starts over, --resume continues')
-    if run_dir.exists() and not run_dir.is_dir():
-        raise OutputExistsError(f'run directory {run_dir} exists and is not a directory')
-    if run_dir.is_dir() and any(run_dir.iterdir()):
-        if resume:
-            if not (run_dir / 'stages').is_dir():
-                raise BadInputError(f'{run_dir} is not an lpsubnet run directory (no stages/); cannot --resume it')
-        elif force:
-            if not (run_dir / 'stages').is_dir():
-                # --force replaces runs, never an arbitrary directory (think `--out .`).
-                raise OutputExistsError(
-                    f'{run_dir} is not an lpsubnet run directory (no stages/); refusing to delete it even with --force'
-                )
-            shutil.rmtree(run_dir)
-        else:
+    if path.exists() and not path.is_dir():
+        raise OutputExistsError(f'{what} directory {path} exists and is not a directory')
+    if path.is_dir() and any(path.iterdir()):
+        if not (path / marker).exists():
+            if resume:
+                raise BadInputError(f'{path} is not an lpsubnet {what} directory (no {marker}); cannot --resume it')
+            action = 'refusing to delete it even with --force' if force else 'choose another --out'
+            raise OutputExistsError(f'{path} is not an lpsubnet {what} directory (no {marker}); {action}')
+        if force:
+            shutil.rmtree(path)
+        elif not resume:
             raise OutputExistsError(
-                f'run directory {run_dir} exists and is not empty; pass --resume to continue it or --force to start over'
+                f'{what} directory {path} exists and is not empty; pass --resume to continue it or --force to start over'
             )
     elif resume:
-        raise BadInputError(f'nothing to resume: run directory {run_dir} does not exist or is empty')
+        raise BadInputError(f'nothing to resume: {what} directory {path} does not exist or is empty')
     try:
-        (run_dir / 'stages').mkdir(parents=True, exist_ok=True)
+        (path / inside).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise BadInputError(f'cannot create run directory {run_dir}: {exc.strerror}') from None
+        raise BadInputError(f'cannot create {what} directory {path}: {exc.strerror}') from None
+
+
+def prepare_run_dir(run_dir: Path, force: bool, resume: bool) -> None:
+    prepare_output_dir(run_dir, 'run', 'stages', force, resume, inside='stages')
 
 
 def run_pipeline(

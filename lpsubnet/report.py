@@ -16,8 +16,9 @@ from pathlib import Path
 
 import jinja2
 
+from hls_backend.core.files import write_text_atomic
+
 from .describe import recovery_line
-from .files import write_text_atomic
 from .metrics_schema import Metrics
 from .pipeline import RunContext
 from .verdict import design_mismatches

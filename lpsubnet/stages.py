@@ -17,7 +17,7 @@ from .pipeline import RunContext, Stage
 
 
 def _json(path: Path, data) -> None:
-    from .files import write_text_atomic
+    from hls_backend.core.files import write_text_atomic
 
     write_text_atomic(path, json.dumps(data, indent=2, default=float) + '\n')
 

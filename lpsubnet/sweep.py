@@ -48,9 +48,9 @@ from pathlib import Path
 from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
-from hls_backend.errors import BadInputError, OutputExistsError
+from hls_backend.core.files import write_text_atomic
+from hls_backend.errors import BadInputError
 
-from .files import write_text_atomic
 from .sweep_space import OBJECTIVES, SweepConfig, grid_points, random_points, reference_point, trial_id
 from .verdict import design_mismatches, inexact_paths
 
@@ -85,37 +85,17 @@ class ClusterError(BadInputError):
 
 
 def prepare_sweep_dir(out: Path, config: SweepConfig, force: bool, resume: bool) -> None:
+    from .pipeline import prepare_output_dir
+
     marker = out / SWEEP_MARKER
-    if force and resume:
-        raise BadInputError('--force and --resume exclude each other: --force starts over, --resume continues')
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f'sweep directory {out} exists and is not a directory')
-    if out.is_dir() and any(out.iterdir()):
-        if not marker.exists():
-            what = 'cannot --resume it' if resume else 'refusing to replace it even with --force' if force else ''
-            raise (BadInputError if resume else OutputExistsError)(
-                f'{out} is not an lpsubnet sweep directory (no {SWEEP_MARKER})'
-                + (f'; {what}' if what else '; choose another --out')
+    prepare_output_dir(out, 'sweep', SWEEP_MARKER, force, resume, inside='trials')
+    if resume:
+        saved = json.loads(marker.read_text())
+        if saved.get('base_key') != config.base_key():
+            raise BadInputError(
+                f'{out} was swept from a different run configuration (data, model, compress, hls, ... '
+                'outside sweep:); its trials would not be comparable: use --force to start over or another --out'
             )
-        if resume:
-            saved = json.loads(marker.read_text())
-            if saved.get('base_key') != config.base_key():
-                raise BadInputError(
-                    f'{out} was swept from a different run configuration (data, model, compress, hls, ... '
-                    'outside sweep:); its trials would not be comparable: use --force to start over or another --out'
-                )
-        elif force:
-            shutil.rmtree(out)
-        else:
-            raise OutputExistsError(
-                f'sweep directory {out} exists and is not empty; pass --resume to continue it or --force to start over'
-            )
-    elif resume:
-        raise BadInputError(f'nothing to resume: sweep directory {out} does not exist or is empty')
-    try:
-        (out / 'trials').mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BadInputError(f'cannot create sweep directory {out}: {exc.strerror}') from None
     sessions = json.loads(marker.read_text()).get('sessions', []) if marker.exists() else []
     write_text_atomic(
         marker,

@@ -16,7 +16,8 @@ import shutil
 import statistics
 from pathlib import Path
 
-from .files import write_text_atomic
+from hls_backend.core.files import write_text_atomic
+
 from .sweep import SWEEP_MARKER, read_trials
 from .sweep_report import (
     answer_lines,

@@ -16,7 +16,8 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .files import write_text_atomic
+    from hls_backend.core.files import write_text_atomic
+
     from .sweep import DRIVER_OUTCOME, drive
 
     out = Path((argv or sys.argv[1:])[0])

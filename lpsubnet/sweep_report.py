@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import write_text_atomic
+from hls_backend.core.files import write_text_atomic
+
 from .sweep_space import OBJECTIVES
 
 

@@ -1182,25 +1182,3 @@ def _needed_shape(input_shape, source: str) -> tuple[int, ...]:
     if not shape or any(s < 1 for s in shape):
         raise TorchImportError(f'{source}: input shape {list(input_shape)} is not a shape of positive sizes')
     return shape
-
-
-README_START, README_END = '<!-- torch-ops:start -->', '<!-- torch-ops:end -->'
-
-
-def write_readme_table(path) -> bool:
-    """Replace the table between the torch-ops markers of ``path``; True if it changed."""
-    path = Path(path)
-    text = path.read_text()
-    if README_START not in text or README_END not in text:
-        raise SystemExit(f'{path} has no {README_START} ... {README_END} markers')
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    new = f'{head}{README_START}\n{supported_ops_markdown()}\n{README_END}{tail}'
-    if new != text:
-        path.write_text(new)
-    return new != text
-
-
-if __name__ == '__main__':  # python -m pruner.torch_import README.md
-    for arg in sys.argv[1:] or ['README.md']:
-        print(f'{arg}: {"updated" if write_readme_table(arg) else "up to date"}')
