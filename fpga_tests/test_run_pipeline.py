@@ -141,7 +141,9 @@ def test_existing_run_dir_is_refused(tmp_path, tiny_config):
     run.mkdir()
     (run / 'mine.txt').write_text('keep')
     proc = cli('run', tiny_config, '--out', run)
-    assert proc.returncode == 2 and '--resume' in proc.stderr and '--force' in proc.stderr
+    # Not a run directory: neither --resume nor --force would help, so neither is suggested.
+    assert proc.returncode == 2 and 'is not an lpsubnet run directory' in proc.stderr
+    assert 'choose another --out' in proc.stderr
     assert [p.name for p in run.iterdir()] == ['mine.txt']
     # --force replaces earlier runs only, never a directory of the user's.
     proc = cli('run', tiny_config, '--out', run, '--force')

@@ -414,12 +414,12 @@ def prune(model, data_path, layout, input_shape, out_dir, force, **given):
 
     from .config import ConfigError
     from .datasets import load_train_val
-    from .pytorch import REDUCED_PT2, convert, export_reduced, is_torch_model
+    from .pytorch import convert, is_torch_model
+    from .stages import compress_model, write_compressed
 
     check_output_dir(Path(out_dir).absolute(), force)
     settings = cli_settings(CompressOptions, given)
     import_tensorflow_quietly()
-    import pruner
 
     from_torch = is_torch_model(model)
     if input_shape is not None and not from_torch:
@@ -439,19 +439,10 @@ def prune(model, data_path, layout, input_shape, out_dir, force, **given):
 
         learning_rate = saved_learning_rate(model)
         rate_source = f'the optimizer saved in {model}' if learning_rate is not None else None
-    options = pruner.CompressOptions.from_settings(
-        settings,
-        learning_rate=learning_rate,
-        verbose=1 if sys.stdout.isatty() else 2,  # Keras progress bars; one line per epoch in logs
-    )
-    reduced, manifest = pruner.compress(keras_model, train, val, options)
-    if rate_source:
-        manifest['recovery']['learning_rate_source'] = rate_source
+    settings['verbose'] = 1 if sys.stdout.isatty() else 2  # Keras progress bars; one line per epoch in logs
+    reduced, manifest = compress_model(keras_model, train, val, settings, learning_rate, rate_source)
     with atomic_directory(out_dir, force=force) as tmp:
-        reduced.save(tmp / 'reduced.keras')
-        if torch_record is not None:
-            manifest['torch'] = {**torch_record, 'reduced': export_reduced(reduced, tmp / REDUCED_PT2)}
-        (tmp / 'manifest.json').write_text(json.dumps(manifest, indent=2) + '\n')
+        write_compressed(tmp, reduced, manifest, torch_record)
     from .describe import recovery_line
 
     click.echo(recovery_line(manifest['recovery']))

@@ -55,10 +55,32 @@ def stage_baseline(ctx: RunContext, out: Path) -> dict:
     return summary
 
 
+def compress_model(model, train, val, settings: dict, rate: float | None, rate_source: str | None):
+    """``pruner.compress`` with the settings of a run or of ``lpsubnet prune`` (keyed by
+    ``CompressOptions`` field) and the base learning rate found for them (``rate``; its
+    ``rate_source`` goes into the manifest): (reduced QKeras model, manifest)."""
+    from pruner import CompressOptions, compress
+
+    options = CompressOptions.from_settings(settings, learning_rate=rate)
+    reduced, manifest = compress(model, train, val, options)
+    if rate is not None and rate_source:
+        manifest['recovery']['learning_rate_source'] = rate_source
+    return reduced, manifest
+
+
+def write_compressed(out: Path, reduced, manifest: dict, torch_record: dict | None) -> None:
+    """reduced.keras and manifest.json in ``out``; for a model that came from PyTorch, also
+    reduced.pt2 (it goes back out as a PyTorch program) and its record in the manifest."""
+    reduced.save(out / 'reduced.keras')
+    if torch_record is not None:
+        from .pytorch import REDUCED_PT2, export_reduced
+
+        manifest['torch'] = {**torch_record, 'reduced': export_reduced(reduced, out / REDUCED_PT2)}
+    _json(out / 'manifest.json', manifest)
+
+
 def stage_compress(ctx: RunContext, out: Path) -> dict:
     import keras
-
-    from pruner import CompressOptions, compress
 
     from .baseline import accuracy
 
@@ -69,21 +91,12 @@ def stage_compress(ctx: RunContext, out: Path) -> dict:
     rate, rate_source = c.learning_rate, 'compress.learning_rate'
     if rate is None and ctx.config.model.path is None:
         rate, rate_source = ctx.config.model.learning_rate, "the baseline's model.learning_rate"
-    options = CompressOptions.from_settings(
-        c.model_dump(), seed=ctx.config.seed, batch_size=ctx.config.model.batch_size, learning_rate=rate
-    )
-    reduced, manifest = compress(model, (splits.x_train, splits.y_train), (splits.x_val, splits.y_val), options)
-    if rate is not None:
-        manifest['recovery']['learning_rate_source'] = rate_source
-    reduced.save(out / 'reduced.keras')
-    torch_record = ctx.summary('baseline').get('torch')
-    if torch_record is not None:
-        # The model came from PyTorch: it goes back out as a PyTorch program too.
-        from .pytorch import REDUCED_PT2, export_reduced
-
-        manifest['torch'] = {**torch_record, 'reduced': export_reduced(reduced, out / REDUCED_PT2)}
+    settings = {**c.model_dump(), 'seed': ctx.config.seed, 'batch_size': ctx.config.model.batch_size}
+    train, val = (splits.x_train, splits.y_train), (splits.x_val, splits.y_val)
+    reduced, manifest = compress_model(model, train, val, settings, rate, rate_source)
     manifest['test_accuracy_quantized'] = accuracy(reduced, splits.x_test, splits.y_test)
-    _json(out / 'manifest.json', manifest)
+    torch_record = ctx.summary('baseline').get('torch')
+    write_compressed(out, reduced, manifest, torch_record)
     summary = {'test_accuracy_quantized': manifest['test_accuracy_quantized']}
     if torch_record is not None:
         summary['reduced_pt2'] = manifest['torch']['reduced']['file']
