@@ -82,11 +82,24 @@ class Declared:
             names[type(m).__name__]: getattr(m, names[type(m).__name__]) for m in metadata if type(m).__name__ in names
         }
 
-    def bounds_text(self) -> str:
-        """'a number >= 0 and < 1': every bound of the setting and of its members."""
+    def allowed(self) -> str | None:
+        """What the setting takes, in words ("a whole number >= 0 or 'auto'"); None for a
+        type with no short description (pydantic's own message is used then)."""
         words = {'ge': '>=', 'gt': '>', 'le': '<=', 'lt': '<'}
-        found = {**self.bounds(), **{k: v for m in self.members for k, v in self.bounds(m).items()}}
-        return 'a number ' + ' and '.join(f'{words[k]} {v}' for k, v in found.items()) if found else 'a valid value'
+        parts = []
+        for member in self.members:
+            kind = plain(member)
+            if typing.get_origin(kind) is typing.Literal:
+                parts.append(' or '.join(repr(v) for v in typing.get_args(kind)))
+            elif kind in (int, float):
+                bounds = {**self.bounds(), **self.bounds(member)}
+                limits = ' and '.join(f'{words[k]} {v}' for k, v in bounds.items())
+                parts.append(('a whole number' if kind is int else 'a number') + (f' {limits}' if limits else ''))
+            elif kind is bool:
+                parts.append('true or false')
+            else:
+                return None
+        return ' or '.join(parts)
 
 
 def plain(member):
@@ -115,9 +128,6 @@ def _is_declaration(meta) -> bool:
     return isinstance(extra, dict) and set(SURFACE_KEYS) <= set(extra)
 
 
-BOUND_ERRORS = ('greater_than', 'greater_than_equal', 'less_than', 'less_than_equal', 'finite_number')
-
-
 def validate(
     options,
     error: type[Exception],
@@ -142,15 +152,13 @@ def validate(
 
 
 def describe_errors(exc: ValidationError, settings: dict[str, Declared], what: str) -> str:
-    """One clause per setting from pydantic's errors: the value and what is allowed (every
-    bound at once; the alternatives of a union joined by 'or')."""
+    """One clause per setting from pydantic's errors: the value and what the setting takes
+    (from its declaration: every bound and alternative at once)."""
     by_setting: dict[str, tuple[object, list[str]]] = {}
     for error in exc.errors():
         name = str(error['loc'][0]) if error['loc'] else '?'
-        if error['type'] in BOUND_ERRORS and name in settings:
-            message = settings[name].bounds_text()
-        else:
-            message = error['msg'].removeprefix('Input should be ').removeprefix('Value error, ')
+        allowed = settings[name].allowed() if name in settings else None
+        message = allowed or error['msg'].removeprefix('Input should be ').removeprefix('Value error, ')
         messages = by_setting.setdefault(name, (error.get('input'), []))[1]
         if message not in messages:
             messages.append(message)

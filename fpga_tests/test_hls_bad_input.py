@@ -213,8 +213,8 @@ def test_bad_test_inputs(tmp_path, mlp_path, inputs, message):
     [
         ({'backend': 'Quartus'}, "backend='Quartus': should be 'Vivado' or 'Vitis'"),
         ({'io_type': 'io_serial'}, "io_type='io_serial': should be 'io_parallel' or 'io_stream'"),
-        ({'strategy': 'Fast'}, "strategy='Fast': should be 'Latency', 'Resource' or 'distributed_arithmetic'"),
-        ({'reuse_factor': 0}, 'reuse_factor=0: should be a number >= 1'),
+        ({'strategy': 'Fast'}, "strategy='Fast': should be 'Latency' or 'Resource' or 'distributed_arithmetic'"),
+        ({'reuse_factor': 0}, 'reuse_factor=0: should be a whole number >= 1'),
         ({'project_name': 'my-project'}, 'must be a C identifier'),
         ({'input_precision': 'ap_fixed<8,2>'}, "differs from the model's input quantizer 'input_q'"),
     ],

@@ -16,7 +16,7 @@ failure is the perturbation's.
 | `to_torch` module (pruner/torch_export.py)                  | one torch weight moved one step along its grid         | outputs differ from QKeras (float64 equality)   | test_to_torch_module_with_a_changed_weight_differs |
 | `.pt2` export (`export_torch`, `lpsubnet prune` / `run`)    | one weight in the exported program                     | outputs differ from QKeras (float64 equality)   | test_pt2_with_a_changed_weight_differs |
 | `exact_config` in an hls4ml script (hls/hls4ml_script.py)   | one planned precision (a result, a weight) narrowed in the config it converts | UnsupportedModelError naming the layer | test_exact_config_refuses_a_changed_precision |
-| a sweep trial's `csim_exact` (lpsubnet/sweep.py)            | one weight file of the trial's HLS project negated as it is written | `csim_exact` false                  | test_sweep.py::test_a_trial_whose_design_is_wrong_is_not_exact |
+| a sweep trial's `csim_exact` (lpsubnet/sweep/trial.py)      | one weight file of the trial's HLS project negated as it is written | `csim_exact` false                  | test_sweep.py::test_a_trial_whose_design_is_wrong_is_not_exact |
 
 The HLS and torch controls share test_csim_scale.py's small model; the RTL control builds
 that model's Verilog once (the one Verilator build of this file).

@@ -32,11 +32,11 @@ def test_bad_settings_name_the_setting():
         CompressOptions.build(importance='l2')
     with pytest.raises(PrunerError, match="unknown schedule 'cyclic'"):
         CompressOptions.build(schedule='cyclic')
-    with pytest.raises(PrunerError, match='weight_bits=1: should be a number >= 2 and <= 16'):
+    with pytest.raises(PrunerError, match='weight_bits=1: should be a whole number >= 2 and <= 16'):
         CompressOptions.build(weight_bits=1)
     with pytest.raises(PrunerError, match=r'sparsity=1.0: should be a number >= 0 and < 1'):
         CompressOptions.build(sparsity=1.0)
-    with pytest.raises(PrunerError, match="finetune_epochs=-1: should be a number >= 0 or 'auto'"):
+    with pytest.raises(PrunerError, match="finetune_epochs=-1: should be a whole number >= 0 or 'auto'"):
         CompressOptions.build(finetune_epochs=-1)
 
 

@@ -239,15 +239,15 @@ def test_auto_budget_is_chosen_and_saved():
 @pytest.mark.parametrize(
     'kw, message',
     [
-        ({'learning_rate': -1.0}, 'learning_rate must be a positive number'),
-        ({'lr_schedule': 'linear'}, "unknown lr_schedule 'linear'"),
-        ({'warmup': 1.5}, 'warmup must be a fraction'),
+        ({'learning_rate': -1.0}, r'learning_rate=-1.0: should be a number > 0'),
+        ({'lr_schedule': 'linear'}, "lr_schedule='linear': should be 'cosine' or 'constant'"),
+        ({'warmup': 1.5}, 'warmup=1.5: should be a number >= 0 and < 1'),
         ({'patience': 0}, 'patience must be'),
-        ({'distill_alpha': 2.0}, r'distill_alpha must lie in \[0, 1\]'),
-        ({'distill_temperature': 0.0}, 'distill_temperature must be > 0'),
-        ({'qat_epochs': 'many'}, "qat_epochs must be 'auto'"),
-        ({'finetune_epochs': -2}, "finetune_epochs must be 'auto'"),
-        ({'batch_size': 0}, 'batch_size must be'),
+        ({'distill_alpha': 2.0}, 'distill_alpha=2.0: should be a number >= 0 and <= 1'),
+        ({'distill_temperature': 0.0}, 'distill_temperature=0.0: should be a number > 0'),
+        ({'qat_epochs': 'many'}, "qat_epochs='many': should be a whole number >= 0 or 'auto'"),
+        ({'finetune_epochs': -2}, "finetune_epochs=-2: should be a whole number >= 0 or 'auto'"),
+        ({'batch_size': 0}, 'batch_size=0: should be a whole number >= 1'),
     ],
 )
 def test_bad_recovery_options_are_refused_by_name(kw, message):
@@ -278,4 +278,4 @@ def test_prune_command_passes_the_recovery_options_and_reads_the_saved_rate(tmp_
     assert [p['epochs'] for p in rec['phases']][1:] == [2, 1] and manifest['pruner']['batch_size'] == 64
     assert all('early_stopping' not in p for p in rec['phases'])  # --patience 0: none
     bad = CliRunner().invoke(main, [*args[:-2], '--qat-epochs', 'lots', '--out', str(tmp_path / 'bad')])
-    assert bad.exit_code == 2 and "'lots' is neither 'auto' nor a whole number" in bad.output
+    assert bad.exit_code == 2 and "'lots' is not 'auto' or a whole number >= 0" in bad.output

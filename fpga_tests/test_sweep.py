@@ -389,7 +389,7 @@ def test_a_record_written_ok_but_inexact_reads_as_not_exact(tmp_path):
 def test_resume_leaves_finished_trials_and_runs_failed_ones(local_sweep, tmp_path):
     """What --resume runs: the failed trials and those never recorded, not the ok or
     not-exact ones (the slow test below runs a failed trial again through Ray)."""
-    from lpsubnet.sweep import _remaining, append_trial
+    from lpsubnet.sweep import append_trial, remaining
     from lpsubnet.sweep_space import load_sweep
 
     config, out, _ = local_sweep
@@ -397,10 +397,10 @@ def test_resume_leaves_finished_trials_and_runs_failed_ones(local_sweep, tmp_pat
     shutil.copytree(out, copy, symlinks=True)
     sweep = load_sweep(config)
     first, second = read_jsonl(copy / 'trials.jsonl')
-    assert _remaining(sweep, copy) == ([], None, 0)
+    assert remaining(sweep, copy) == ([], None, 0)
     for status, runs_again in (('error', True), ('not_exact', False), ('ok', False)):
         append_trial(copy, {**second, 'status': status, 'error': 'recorded by the test'})
-        points, _, _ = _remaining(sweep, copy)
+        points, _, _ = remaining(sweep, copy)
         assert points == ([second['params']] if runs_again else []), status
 
 
@@ -445,13 +445,13 @@ def test_node_watch_stops_tune_when_the_driver_node_dies_or_no_cpu_is_left(monke
     cluster has offered no CPU for NO_CPU_SECONDS."""
     import ray
 
-    from lpsubnet import sweep
+    from lpsubnet.sweep import display, driver
 
     nodes = [{'NodeID': 'a' * 56, 'Alive': True, 'Resources': {'CPU': 2.0}}]
     monkeypatch.setattr(ray, 'nodes', lambda: nodes)
     state = {'node_id': 'a' * 56, 'lost': None, 'checked': 0.0, 'no_cpu_since': None}
-    monkeypatch.setitem(sweep._DRIVER, -1, state)
-    watch = sweep.NodeWatch(-1)
+    monkeypatch.setitem(display.DRIVER_STATE, -1, state)
+    watch = driver.NodeWatch(-1)
     assert watch.stop_all() is False and state['lost'] is None
     nodes[0] = {**nodes[0], 'Alive': False, 'DeathReasonMessage': 'the raylet exited unexpectedly'}
     state['checked'] = 0.0  # checks at most once a second
@@ -460,26 +460,26 @@ def test_node_watch_stops_tune_when_the_driver_node_dies_or_no_cpu_is_left(monke
 
     nodes[:] = [{'NodeID': 'b' * 56, 'Alive': True, 'Resources': {}}, {**nodes[0], 'NodeID': 'c' * 56}]
     state.update(lost=None, no_cpu_since=None)
-    assert sweep._node_lost(state, now=100.0) is None
-    assert sweep._node_lost(state, now=100.0 + sweep.NO_CPU_SECONDS - 1) is None
-    assert 'no CPU' in sweep._node_lost(state, now=100.0 + sweep.NO_CPU_SECONDS)
+    assert driver._node_lost(state, now=100.0) is None
+    assert driver._node_lost(state, now=100.0 + driver.NO_CPU_SECONDS - 1) is None
+    assert 'no CPU' in driver._node_lost(state, now=100.0 + driver.NO_CPU_SECONDS)
 
 
 def test_lost_ray_sessions_are_restarted_at_most_max_ray_restarts_times(monkeypatch, tmp_path):
     """The sweep's restart loop with its Ray sessions faked: a session that loses its node
     is followed by a new one while trials are left; one that finishes ends the loop; after
     MAX_RAY_RESTARTS restarts the sweep gives up and says why (the CLI exits 6)."""
-    from lpsubnet import sweep
+    from lpsubnet.sweep import driver
 
-    monkeypatch.setattr(sweep, '_remaining', lambda config, out: ([{'compress.sparsity': 0.5}], None, 0))
-    monkeypatch.setattr(sweep, 'read_trials', lambda out: [])
+    monkeypatch.setattr(driver, 'remaining', lambda config, out: ([{'compress.sparsity': 0.5}], None, 0))
+    monkeypatch.setattr(driver, 'read_trials', lambda out: [])
     sessions = iter([{'lost': 'node gone'}, {'lost': 'node gone again'}, {'stopped': False}])
-    monkeypatch.setattr(sweep, '_drive_session', lambda *args: next(sessions))
-    outcome = sweep._tune(None, tmp_path, None, None, None)
+    monkeypatch.setattr(driver, '_drive_session', lambda *args: next(sessions))
+    outcome = driver._tune(None, tmp_path, None, None, None)
     assert outcome['stopped'] is False and outcome['lost'] is None
     assert [r['reason'] for r in outcome['restarts']] == ['node gone', 'node gone again']
 
-    monkeypatch.setattr(sweep, '_drive_session', lambda *args: {'lost': 'the process driving Ray ended with exit 1'})
-    outcome = sweep._tune(None, tmp_path, None, None, None)
-    assert len(outcome['restarts']) == sweep.MAX_RAY_RESTARTS + 1 and outcome['stopped'] is True
-    assert outcome['lost'].startswith(f'Ray lost its node {sweep.MAX_RAY_RESTARTS + 1} times')
+    monkeypatch.setattr(driver, '_drive_session', lambda *args: {'lost': 'the process driving Ray ended with exit 1'})
+    outcome = driver._tune(None, tmp_path, None, None, None)
+    assert len(outcome['restarts']) == driver.MAX_RAY_RESTARTS + 1 and outcome['stopped'] is True
+    assert outcome['lost'].startswith(f'Ray lost its node {driver.MAX_RAY_RESTARTS + 1} times')

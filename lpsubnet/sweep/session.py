@@ -1,7 +1,7 @@
 """One Ray session of ``lpsubnet sweep``, in a process of its own.
 
-``python -m lpsubnet.sweep_driver SWEEP_DIR`` reads the request the sweep wrote into
-``SWEEP_DIR/ray/`` (lpsubnet.sweep.DRIVER_REQUEST), starts Ray or joins the cluster, runs
+``python -m lpsubnet.sweep.session SWEEP_DIR`` reads the request the sweep wrote into
+``SWEEP_DIR/ray/`` (lpsubnet.sweep.driver.DRIVER_REQUEST), starts Ray or joins the cluster, runs
 the pending trials on Ray Tune and writes how it ended (DRIVER_OUTCOME). The sweep runs
 this process again when it ends without an outcome: Ray terminates a driver whose node
 died, so the process that keeps the sweep going must not be one.
@@ -18,7 +18,7 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     from hls_backend.core.files import write_text_atomic
 
-    from .sweep import DRIVER_OUTCOME, drive
+    from .driver import DRIVER_OUTCOME, drive
 
     out = Path((argv or sys.argv[1:])[0])
     try:
