@@ -184,6 +184,49 @@ REFUSED = {
         r"layer 'dw0' \(DepthwiseConv2D\): a depthwise convolution with a kernel of 1 and a stride above 1 .*"
         r'kernel 1x1, strides 2x2.* io_stream; use io_parallel',
     ),
+    # The C simulation did not compile (g++: 'depthwise_conv_2d_latency_cl' was not declared),
+    # io_parallel and io_stream alike: hls4ml 1.3.0's nnet_sepconv1d_latency.h reuses the
+    # include guard of nnet_sepconv2d_latency.h, so beside a 1-D depthwise convolution (the
+    # first half hls4ml splits off a QSeparableConv1D) the 2-D code is never read. Found by
+    # the layer catalogue (fpga_tests/layer_catalogue.py), reduced.
+    'separable_1d_after_depthwise_2d': (
+        {
+            'kind': 'conv2d',
+            'input_shape': [4, 4, 2],
+            'input_q': IQ,
+            'layers': [
+                {
+                    'op': 'dwconv',
+                    'depth_multiplier': 1,
+                    'kernel': 3,
+                    'strides': 1,
+                    'padding': 'same',
+                    'wq': q(5, 1),
+                    'bq': q(6, 1),
+                    'act': {'q': 'relu', 'bits': 7, 'integer': 2},
+                },
+                {'op': 'reshape', 'shape': [16, 2]},
+                {
+                    'op': 'sepconv',
+                    'filters': 3,
+                    'kernel': 2,
+                    'strides': 1,
+                    'padding': 'same',
+                    'wq': q(5, 0),
+                    'pq': q(5, 0),
+                    'bq': q(6, 1),
+                    'act': {'q': 'relu', 'bits': 6, 'integer': 3},
+                },
+                {'op': 'flatten'},
+                dense(2),
+            ],
+            'seed': 1,
+            'init': 'scaled',
+        },
+        'io_parallel',
+        r"layer 'sepconv2_depthwise' \(DepthwiseConv1D\): hls4ml 1.3.0 cannot compile a 1-D depthwise convolution "
+        r"beside the 2-D one 'dw0'",
+    ),
 }
 
 
@@ -295,6 +338,27 @@ CONTROLS = {
             ],
         },
         'io_stream',
+    ),
+    # A plain Conv1D after the 2-D depthwise convolution compiles and is exact.
+    'conv_1d_after_depthwise_2d': (
+        {
+            **REFUSED['separable_1d_after_depthwise_2d'][0],
+            'layers': [
+                *REFUSED['separable_1d_after_depthwise_2d'][0]['layers'][:2],
+                {
+                    'op': 'conv',
+                    'filters': 2,
+                    'kernel': 2,
+                    'strides': 1,
+                    'padding': 'same',
+                    'wq': q(5, 0),
+                    'bq': q(6, 1),
+                    'act': {'q': 'relu', 'bits': 6, 'integer': 2},
+                },
+                *REFUSED['separable_1d_after_depthwise_2d'][0]['layers'][3:],
+            ],
+        },
+        'io_parallel',
     ),
 }
 
