@@ -72,6 +72,9 @@ TARGETS = {'csim-io_parallel': 250, 'csim-io_stream': 250, 'rtl': 100, 'pruned':
 # Records written before campaigns were numbered (the 2026-12-02/04 campaign, on the code
 # before the layer-registry redesign) belong to campaign 1.
 FIRST_CAMPAIGN = 1
+# Campaigns a run never adds to: campaign 1 kept no commit or run per example and drew
+# from the generator before the layer-registry redesign; it stays in the record as history.
+CLOSED_CAMPAIGNS = {1}
 MISMATCH_EXIT, SHARE_EXIT = 3, 1
 
 PROPERTY_TEXT = {
@@ -533,12 +536,12 @@ def main(argv: list[str] | None = None) -> int:
     run_lines = load_jsonl(runs_file(results))
     campaigns = [campaign_of(r) for r in records] + [int(r.get('campaign', FIRST_CAMPAIGN)) for r in run_lines]
     campaign = max(campaigns, default=FIRST_CAMPAIGN - 1)
-    if args.new_campaign or campaign < FIRST_CAMPAIGN:
-        campaign += 1
     if args.report_only:
         report = write_report(records, merge_runs(run_lines), campaign, targets, args.out)
         print(f'wrote {args.out} and {args.out.with_suffix(".json")}')
         return _exit_code(report, [])
+    if args.new_campaign or campaign < FIRST_CAMPAIGN or campaign in CLOSED_CAMPAIGNS:
+        campaign = max(campaign, *CLOSED_CAMPAIGNS) + 1
 
     started = datetime.now(UTC)
     earlier = [r for r in merge_runs(run_lines) if int(r.get('campaign', FIRST_CAMPAIGN)) == campaign]

@@ -72,7 +72,9 @@ def test_a_campaign_stops_at_its_targets_and_resumes_without_rewriting(record, m
     run = campaign.merge_runs(campaign.load_jsonl(campaign.runs_file(results)))
     assert len(run) == 1 and run[0]['status'] == 'finished' and run[0]['versions']['hls4ml'] == '1.3.0'
     assert len(run[0]['commit']) == 40 or run[0]['commit'].startswith('unknown')
-    assert {r['run'] for r in examples} == {run[0]['run']} and {r['campaign'] for r in examples} == {1}
+    assert {r['run'] for r in examples} == {run[0]['run']} and {r['campaign'] for r in examples} == {
+        2
+    }  # campaign 1 is closed history
 
     # Again: the targets are met, nothing runs. Larger targets: the same campaign goes on.
     assert campaign.main([*SMALL, *paths]) == 0
@@ -82,7 +84,7 @@ def test_a_campaign_stops_at_its_targets_and_resumes_without_rewriting(record, m
     seeds = [r['seed'] for r in _examples(results) if r['property'] == 'csim-io_parallel']
     assert sorted(seeds) == [100_000, 100_001, 100_002]
     report = (results.parent / 'fuzz.md').read_text()
-    assert '**6 accepted architectures through C simulation' in report and 'Campaign 1: 3 run(s)' in report
+    assert '**6 accepted architectures through C simulation' in report and 'Campaign 2: 3 run(s)' in report
     assert '**All met.**' in report
 
 
@@ -93,9 +95,9 @@ def test_a_new_campaign_keeps_the_old_one_in_the_record(record, monkeypatch):
     before = results.read_text()
     campaign.main([*SMALL, '--new-campaign', *paths])
     assert results.read_text().startswith(before)
-    assert {r['campaign'] for r in _examples(results)} == {1, 2}
+    assert {r['campaign'] for r in _examples(results)} == {2, 3}
     data = json.loads((results.parent / 'fuzz.json').read_text())
-    assert data['campaign'] == 2 and data['summary']['rtl']['tried'] == 2
+    assert data['campaign'] == 3 and data['summary']['rtl']['tried'] == 2
 
 
 def test_a_mismatch_exits_3_and_stays_a_finding_after_its_fix(record, monkeypatch):
@@ -111,7 +113,7 @@ def test_a_mismatch_exits_3_and_stays_a_finding_after_its_fix(record, monkeypatc
     verdicts(monkeypatch, {('rtl', 300_001): 'refused'})
     assert campaign.main([*MISMATCH_RUN, *paths]) == 0
     rechecks = [r for r in campaign.load_jsonl(results) if 'recheck' in r]
-    assert [r['recheck'] for r in rechecks] == ['1:rtl:300001'] and rechecks[0]['outcome'] == 'refused'
+    assert [r['recheck'] for r in rechecks] == ['2:rtl:300001'] and rechecks[0]['outcome'] == 'refused'
     report = (results.parent / 'fuzz.md').read_text()
     assert '`rtl` seed 300001' in report and 'refused up front when re-checked' in report
     assert any(r['outcome'] == 'mismatch' for r in _examples(results))

@@ -35,7 +35,7 @@ from hls_backend.rtl.layers import RTL_LAYERS
 # a 2-core machine: measured 10-20 s per csim or pruner example with predict() on one
 # build, 30-40 s per RTL example; refusals cost under a second). LPSUBNET_FUZZ_DRAWS=N
 # draws N per property instead (a longer local run).
-DRAWS = {'csim-io_parallel': 3, 'csim-io_stream': 3, 'rtl': 2, 'pruned': 2}
+DRAWS = {'csim-io_parallel': 4, 'csim-io_stream': 4, 'rtl': 2, 'pruned': 3}
 if os.environ.get('LPSUBNET_FUZZ_DRAWS'):
     DRAWS = dict.fromkeys(DRAWS, int(os.environ['LPSUBNET_FUZZ_DRAWS']))
 
