@@ -467,30 +467,26 @@ def write_report(records: list[dict], runs: list[dict], campaign: int, targets: 
 # --- running -------------------------------------------------------------------------------
 
 
-def recheck_findings(records: list[dict], run: dict, results: Path) -> list[dict]:
-    """Run every finding's recorded spec on the code at hand (unless this commit re-checked it)."""
+def findings_to_recheck(records: list[dict], run: dict) -> list[dict]:
+    """Every finding with a recorded spec that this commit has not re-checked yet."""
     latest = latest_rechecks(records)
-    new = []
+    due = []
     for finding in findings_of(records):
-        key = finding_key(finding)
-        if latest.get(key, {}).get('commit') == run['commit'] and not run['dirty']:
-            continue
-        spec = finding.get('spec')
-        if spec is None:
-            continue
-        result = run_example(finding['property'], finding['seed'], spec=spec)
-        recheck = {
-            'recheck': key,
-            'run': run['run'],
-            'campaign': run['campaign'],
-            'commit': run['commit'],
-            'date': run['started'],
-            **{k: result[k] for k in ('outcome', 'reason', 'message', 'seconds') if k in result},
-        }
-        append_jsonl(results, recheck)
-        new.append(recheck)
-        print(f're-checked finding {key}: {recheck["outcome"]}', flush=True)
-    return new
+        checked_here = latest.get(finding_key(finding), {}).get('commit') == run['commit'] and not run['dirty']
+        if finding.get('spec') is not None and not checked_here:
+            due.append(finding)
+    return due
+
+
+def recheck_record(finding: dict, result: dict, run: dict) -> dict:
+    return {
+        'recheck': finding_key(finding),
+        'run': run['run'],
+        'campaign': run['campaign'],
+        'commit': run['commit'],
+        'date': run['started'],
+        **{k: result[k] for k in ('outcome', 'reason', 'message', 'seconds') if k in result},
+    }
 
 
 def replay(text: str) -> int:
@@ -556,16 +552,19 @@ def main(argv: list[str] | None = None) -> int:
         'command': 'python -m fpga_tests.fuzz_campaign ' + ' '.join(argv if argv is not None else sys.argv[1:]),
     }
     append_jsonl(runs_file(results), run)
-    new: list[dict] = []
     status = 'finished'
     start = time.time()
     deadline = start + args.hours * 3600
+    rechecks = [] if args.no_recheck else findings_to_recheck(records, run)
     try:
-        if not args.no_recheck:
-            records += recheck_findings(records, run, results)
-        new = _run_examples(records, run, targets, args.jobs, deadline, results)
+        _run_examples(records, run, targets, args.jobs, deadline, results, rechecks)
     except KeyboardInterrupt:
         status = 'interrupted'
+    except BaseException as exc:
+        # The run's end line says how it ended, whatever ended it; then the error propagates.
+        append_jsonl(runs_file(results), {'run': run['run'], 'campaign': campaign,
+                     'minutes': round((time.time() - start) / 60, 1), 'status': f'crashed: {type(exc).__name__}: {exc}'})  # fmt: skip
+        raise
     records = load_jsonl(results)
     new = [r for r in records if r.get('run') == run['run'] and 'recheck' not in r]
     append_jsonl(
@@ -592,17 +591,34 @@ def _exit_code(report: dict, new: list[dict]) -> int:
     return 0
 
 
-def _run_examples(records, run, targets, jobs, deadline, results) -> list[dict]:
+# Worker processes start as fresh interpreters: TensorFlow is not fork-safe once it has run
+# (a forked pool died at once after the re-checks had run in the main process).
+MP_CONTEXT = 'spawn'
+
+
+def _run_examples(records, run, targets, jobs, deadline, results, rechecks=()) -> list[dict]:
+    """The re-checks of earlier findings first, then new examples until the targets or the
+    deadline; every result appended to the record as it comes."""
+    import multiprocessing
+
     from rich.progress import Progress
 
     examples = examples_of(records, run['campaign'])
     running: dict[str, set[int]] = {prop: set() for prop in targets}
+    due = list(rechecks)
     futures = {}
     new = []
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init) as pool, Progress() as progress:
+    context = multiprocessing.get_context(MP_CONTEXT)
+    with (
+        ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init, mp_context=context) as pool,
+        Progress() as progress,
+    ):
         bar = progress.add_task(f'fuzz campaign {run["campaign"]}', total=None)
 
         def fill() -> None:
+            while due and len(futures) < jobs:
+                finding = due.pop(0)
+                futures[pool.submit(run_example, finding['property'], finding['seed'], finding['spec'])] = finding
             while len(futures) < jobs and time.time() < deadline:
                 tasks = next_tasks(examples, targets, running)
                 if not tasks:
@@ -615,7 +631,13 @@ def _run_examples(records, run, targets, jobs, deadline, results) -> list[dict]:
         while futures:
             finished, _ = wait(futures, return_when=FIRST_COMPLETED)
             for future in finished:
-                prop, seed = futures.pop(future)
+                task = futures.pop(future)
+                if isinstance(task, dict):  # a re-check of an earlier finding
+                    recheck = recheck_record(task, future.result(), run)
+                    append_jsonl(results, recheck)
+                    progress.console.print(f're-checked finding {recheck["recheck"]}: {recheck["outcome"]}')
+                    continue
+                prop, seed = task
                 running[prop].discard(seed)
                 record = {'campaign': run['campaign'], 'run': run['run'], **future.result()}
                 append_jsonl(results, record)

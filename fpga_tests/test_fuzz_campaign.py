@@ -9,6 +9,7 @@ suite (test_fuzz_exact.py).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -47,9 +48,14 @@ def verdicts(monkeypatch, table: dict) -> None:
     VERDICTS.update(table)
 
 
+def _no_init():
+    pass
+
+
 @pytest.fixture
 def record(tmp_path, monkeypatch):
-    monkeypatch.setattr(campaign, '_worker_init', lambda: None)
+    monkeypatch.setattr(campaign, '_worker_init', _no_init)
+    monkeypatch.setattr(campaign, 'MP_CONTEXT', 'fork')  # the workers see the stand-in
     monkeypatch.setattr(campaign, 'tool_versions', lambda: {'hls4ml': '1.3.0', 'da4ml': '0.6.0', 'qkeras': '1.2.1'})
     results = tmp_path / 'fuzz_results.jsonl'
     return results, ['--results', str(results), '--out', str(tmp_path / 'fuzz.md')]
@@ -165,3 +171,18 @@ def test_the_committed_record_keeps_seed_200090s_mismatch(tmp_path):
 def test_replay_names_a_bad_example():
     assert campaign.main(['--replay', 'csim-io_parallel']) == 2
     assert campaign.main(['--replay', 'nonsense:3']) == 2
+
+
+def dying_example(prop, seed, spec=None):
+    os._exit(1)  # a worker killed mid-example (out of memory, say)
+
+
+def test_a_run_that_crashes_says_so_in_the_record(record, monkeypatch):
+    from concurrent.futures.process import BrokenProcessPool
+
+    results, paths = record
+    monkeypatch.setattr(campaign, 'run_example', dying_example)
+    with pytest.raises(BrokenProcessPool):
+        campaign.main([*SMALL, *paths])
+    (run,) = campaign.merge_runs(campaign.load_jsonl(campaign.runs_file(results)))
+    assert run['status'].startswith('crashed: BrokenProcessPool') and run['commit']

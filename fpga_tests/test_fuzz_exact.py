@@ -31,10 +31,11 @@ from hls_backend.hls.layers import HLS_LAYERS
 from hls_backend.rtl.layers import RTL_LAYERS
 
 # Draws per property in one run of the suite, a fixed count so that a seed names the same
-# models: sized to the suite's time budget for the fuzz (about 3 minutes of one worker on
-# a 2-core machine: measured 10-20 s per csim or pruner example with predict() on one
-# build, 30-40 s per RTL example; refusals cost under a second). LPSUBNET_FUZZ_DRAWS=N
-# draws N per property instead (a longer local run).
+# models, sized to the fuzz's share of the suite's time (issue 27: the default fuzz and the
+# layer cases within about 4 minutes of a 2-core machine). Measured on a quiet machine, in
+# CPU seconds of one core: 8-10 s per csim or pruner example (predict() and the testbench
+# on one build), about 25 s per RTL example, under 1 s per refusal: these 13 draws take
+# about 150 s. LPSUBNET_FUZZ_DRAWS=N draws N per property instead (a longer local run).
 DRAWS = {'csim-io_parallel': 4, 'csim-io_stream': 4, 'rtl': 2, 'pruned': 3}
 if os.environ.get('LPSUBNET_FUZZ_DRAWS'):
     DRAWS = dict.fromkeys(DRAWS, int(os.environ['LPSUBNET_FUZZ_DRAWS']))
