@@ -47,6 +47,7 @@ import json
 import math
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -238,11 +239,14 @@ def max_tries(target: int) -> int:
 
 
 def next_tasks(examples: list[dict], targets: dict[str, int], running: dict[str, set[int]]) -> list[tuple[str, int]]:
-    """Examples to start now (one per property that still needs one, round robin): a
-    property needs another while its accepted and running examples fall short of its
-    target and it has tried fewer than the target allows. A property's seeds run from its
-    first seed upwards, skipping those recorded or running (a resumed campaign goes on)."""
+    """Examples to start now, one per property that still needs one, the least advanced
+    first (tried and running examples per target), so that a run cut short by --hours
+    covers every property: a property needs another while its accepted and running
+    examples fall short of its target and it has tried fewer than the target allows. A
+    property's seeds run from its first seed upwards, skipping those recorded or running
+    (a resumed campaign goes on)."""
     tasks = []
+    progress = {}
     for prop, target in targets.items():
         mine = [r for r in examples if r['property'] == prop]
         busy = running.get(prop, set())
@@ -254,7 +258,8 @@ def next_tasks(examples: list[dict], targets: dict[str, int], running: dict[str,
         while seed in taken:
             seed += 1
         tasks.append((prop, seed))
-    return tasks
+        progress[prop] = (len(mine) + len(busy)) / target
+    return sorted(tasks, key=lambda task: progress[task[0]])
 
 
 # --- the report ----------------------------------------------------------------------------
@@ -552,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
         'command': 'python -m fpga_tests.fuzz_campaign ' + ' '.join(argv if argv is not None else sys.argv[1:]),
     }
     append_jsonl(runs_file(results), run)
+    # SIGTERM (a job scheduler, kill) ends the run as Ctrl-C does: with its end line and report.
+    signal.signal(signal.SIGTERM, _interrupt)
     status = 'finished'
     start = time.time()
     deadline = start + args.hours * 3600
@@ -580,6 +587,10 @@ def main(argv: list[str] | None = None) -> int:
     if status == 'interrupted':
         return 130
     return _exit_code(report, new)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f'signal {signum}')
 
 
 def _exit_code(report: dict, new: list[dict]) -> int:

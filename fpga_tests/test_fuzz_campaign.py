@@ -186,3 +186,11 @@ def test_a_run_that_crashes_says_so_in_the_record(record, monkeypatch):
         campaign.main([*SMALL, *paths])
     (run,) = campaign.merge_runs(campaign.load_jsonl(campaign.runs_file(results)))
     assert run['status'].startswith('crashed: BrokenProcessPool') and run['commit']
+
+
+def test_the_least_advanced_property_gets_the_next_slot():
+    """A run cut short by --hours covers every property (one once ran only io_parallel)."""
+    examples = [{'property': 'csim-io_parallel', 'seed': 100_000 + i, 'outcome': 'exact'} for i in range(5)]
+    tasks = campaign.next_tasks(examples, campaign.TARGETS, {'rtl': {300_000}})
+    assert [prop for prop, _ in tasks] == ['csim-io_stream', 'pruned', 'rtl', 'csim-io_parallel']
+    assert dict(tasks) == {'csim-io_stream': 200_000, 'pruned': 400_000, 'rtl': 300_001, 'csim-io_parallel': 100_005}

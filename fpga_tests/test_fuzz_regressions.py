@@ -227,6 +227,37 @@ REFUSED = {
         r"layer 'sepconv2_depthwise' \(DepthwiseConv1D\): hls4ml 1.3.0 cannot compile a 1-D depthwise convolution "
         r"beside the 2-D one 'dw0'",
     ),
+    # make fuzz, csim-io_parallel seed 100019 (reduced): TensorFlow 2.21's oneDNN kernels
+    # abort in predict() ("could not create a primitive descriptor for the reorder
+    # primitive") on a separable convolution with a 1x1 kernel, stride 1, one input channel
+    # and one filter, so the QKeras reference could not be computed (a crash inside
+    # TensorFlow). Kernel 2, two channels, two filters or stride 2 run.
+    'separable_1x1_one_channel': (
+        {
+            'kind': 'conv2d',
+            'input_shape': [4, 3, 1],
+            'input_q': {'q': 'bits', 'bits': 4, 'integer': 0, 'keep_negative': True, 'symmetric': False},
+            'layers': [
+                {
+                    'op': 'sepconv',
+                    'filters': 1,
+                    'kernel': 1,
+                    'strides': 1,
+                    'padding': 'valid',
+                    'wq': q(10, 2),
+                    'pq': q(5, 1),
+                    'bq': q(8, 1),
+                    'act': {'q': 'relu', 'bits': 9, 'integer': 3},
+                },
+                {'op': 'flatten'},
+                dense(1, q(9, 2), q(8, 1)),
+            ],
+            'seed': 17081,
+            'init': 'scaled',
+        },
+        'io_parallel',
+        r"layer 'sepconv0' \(QSeparableConv2D\): TensorFlow cannot run a separable convolution with a 1x1 kernel",
+    ),
 }
 
 
