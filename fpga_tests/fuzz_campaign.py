@@ -317,7 +317,8 @@ def fate(finding: dict, rechecks: dict[str, dict]) -> str:
         elif recheck['outcome'] == 'refused':
             parts.append(f'refused up front when re-checked ({when}): {recheck.get("reason", "")}')
         else:
-            parts.append(f'STILL {recheck["outcome"].upper()} when re-checked ({when}): {recheck["message"][:200]}')
+            message = ' '.join(recheck['message'].split())[:200]
+            parts.append(f'STILL {recheck["outcome"].upper()} when re-checked ({when}): {message}')
     return '; '.join(parts)
 
 
@@ -442,7 +443,7 @@ def write_report(records: list[dict], runs: list[dict], campaign: int, targets: 
             found = f.get('found') or next((r.get('started', '?') for r in runs if r.get('run') == f.get('run')), '?')
             lines.append(
                 f'- campaign {campaign_of(f)}, `{f["property"]}` seed {f["seed"]} (found {str(found)[:10]}): '
-                f'{f["outcome"]}: {f["message"][:300]}. Fate: {f["fate"]}.'
+                f'{f["outcome"]}: {" ".join(f["message"].split())[:300]}. Fate: {f["fate"]}.'
             )
     else:
         lines.append('None.')

@@ -151,7 +151,7 @@ def _draw_spec(
     route: str = 'hls',
     io_type: str | None = None,
     kinds=('dense', 'conv1d', 'conv2d'),
-    max_bits=10,
+    max_bits=8,
     max_blocks=4,
     rtl: bool | None = None,
     batchnorm: bool | None = None,
@@ -231,6 +231,10 @@ def _draw_spec(
             if route == 'hls':
                 options.append('sepconv')
             op = pick.choice(options)
+            if stream and op in ('residual', 'concat') and layers and layers[-1]['op'] == 'reshape':
+                # A reshaped stream feeding two layers: refused by name when its type does not
+                # fit hls4ml's default (pinned: reshape_feeding_two_layers_stream).
+                op = 'conv'
             if op in ('dwconv', 'sepconv') and depthwise_dims - {nd}:
                 # 1-D beside 2-D depthwise convolutions: refused by name on the HLS route
                 # (pinned: separable_1d_after_depthwise_2d).

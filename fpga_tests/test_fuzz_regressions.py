@@ -258,6 +258,34 @@ REFUSED = {
         'io_parallel',
         r"layer 'sepconv0' \(QSeparableConv2D\): TensorFlow cannot run a separable convolution with a 1x1 kernel",
     ),
+    # make fuzz, campaign 2, csim-io_stream seed 200025 (reduced): with io_stream, hls4ml
+    # 1.3.0 turns a Reshape into a Repack whose result_t stays its default fixed<16,6>
+    # (it sets only the output variable's type), and the Clone it inserts where the
+    # reshaped stream feeds two layers takes that result_t: the ufixed<6,7> input would
+    # wrap. The graph check refuses it (a Reshape feeding one layer, or io_parallel, is
+    # exact; so is an input type that fits in fixed<16,6>).
+    'reshape_feeding_two_layers_stream': (
+        {
+            'kind': 'conv1d',
+            'input_shape': [4, 2],
+            'input_q': {'q': 'bits', 'bits': 6, 'integer': 7, 'keep_negative': False, 'symmetric': False},
+            'layers': [
+                {'op': 'reshape', 'shape': [4, 1, 2]},
+                {
+                    'op': 'concat',
+                    'a': {'filters': 2, 'kernel': 2, 'wq': q(5, 0), 'bq': q(6, 1), 'act': RELU62},
+                    'b': {'filters': 2, 'kernel': 1, 'wq': q(5, 0), 'bq': q(6, 1), 'act': RELU62},
+                },
+                {'op': 'flatten'},
+                dense(2),
+            ],
+            'seed': 1,
+            'init': 'scaled',
+        },
+        'io_stream',
+        r"layer 'clone_repack_reshape0' \(Clone\): hls4ml gave its result the type fixed<16,6,TRN,WRAP,0>, "
+        r'which cannot hold its input type ufixed<6,7',
+    ),
 }
 
 
@@ -391,6 +419,7 @@ CONTROLS = {
         },
         'io_parallel',
     ),
+    'reshape_feeding_two_layers_parallel': (REFUSED['reshape_feeding_two_layers_stream'][0], 'io_parallel'),
 }
 
 
