@@ -197,6 +197,16 @@ def git_commit() -> dict:
     return {'commit': head.stdout.strip(), 'dirty': bool(status.stdout.strip())}
 
 
+def generator_fingerprint() -> str:
+    """A hash of the code that turns a property and a seed into a spec and a check."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ('fuzz_models.py', 'fuzz_checks.py'):
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def tool_versions() -> dict:
     import da4ml
     import hls4ml
@@ -542,7 +552,18 @@ def main(argv: list[str] | None = None) -> int:
         report = write_report(records, merge_runs(run_lines), campaign, targets, args.out)
         print(f'wrote {args.out} and {args.out.with_suffix(".json")}')
         return _exit_code(report, [])
-    if args.new_campaign or campaign < FIRST_CAMPAIGN or campaign in CLOSED_CAMPAIGNS:
+    generator = generator_fingerprint()
+    earlier_generators = {r.get('generator') for r in merge_runs(run_lines) if r.get('campaign') == campaign}
+    if earlier_generators - {generator} and not args.new_campaign:
+        # A seed names a spec only under the generator that drew it: resuming across a
+        # change of fuzz_models.py / fuzz_checks.py would count other models under old names.
+        print(f'the generator changed since campaign {campaign} started: starting campaign {campaign + 1}')
+    if (
+        args.new_campaign
+        or campaign < FIRST_CAMPAIGN
+        or campaign in CLOSED_CAMPAIGNS
+        or earlier_generators - {generator}
+    ):
         campaign = max(campaign, *CLOSED_CAMPAIGNS) + 1
 
     started = datetime.now(UTC)
@@ -552,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         'campaign': campaign,
         'started': started.strftime('%Y-%m-%d %H:%M UTC'),
         **git_commit(),
+        'generator': generator,
         'versions': tool_versions(),
         'jobs': args.jobs,
         'cpus': os.cpu_count(),

@@ -194,3 +194,13 @@ def test_the_least_advanced_property_gets_the_next_slot():
     tasks = campaign.next_tasks(examples, campaign.TARGETS, {'rtl': {300_000}})
     assert [prop for prop, _ in tasks] == ['csim-io_stream', 'pruned', 'rtl', 'csim-io_parallel']
     assert dict(tasks) == {'csim-io_stream': 200_000, 'pruned': 400_000, 'rtl': 300_001, 'csim-io_parallel': 100_005}
+
+
+def test_a_changed_generator_starts_a_new_campaign(record, monkeypatch):
+    """Seeds name specs only under the generator that drew them: no resuming across a change."""
+    results, paths = record
+    verdicts(monkeypatch, {})
+    campaign.main([*SMALL, *paths])
+    monkeypatch.setattr(campaign, 'generator_fingerprint', lambda: 'another')
+    campaign.main(['--csim', '6', '--rtl', '2', '--pruned', '2', '--jobs', '2', *paths])
+    assert {r['campaign'] for r in _examples(results)} == {2, 3}
