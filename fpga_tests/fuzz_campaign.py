@@ -349,6 +349,26 @@ def verdicts(summary: dict, drawn: dict, targets: dict[str, int]) -> dict:
     }
 
 
+def remaining_time(summary: dict, targets: dict[str, int]) -> str:
+    """The worker time the rest of the campaign needs, at the measured share and seconds per example."""
+    seconds = 0.0
+    for prop, target in targets.items():
+        s = summary[prop]
+        short = max(0, target - s['accepted_exact'])
+        if not short:
+            continue
+        if not s['tried'] or s['mean_seconds'] is None:
+            return 'Too few examples yet to estimate the time the rest needs.'
+        share = max(s['accepted_exact'] / s['tried'], MIN_ACCEPTED)
+        seconds += min(short / share, max_tries(target) - s['tried']) * s['mean_seconds']
+    if not seconds:
+        return ''
+    return (
+        f'At the measured share and seconds per example, the rest needs about {seconds / 3600:.1f} worker-hours '
+        f'({seconds / 7200:.1f} h with `FUZZ_JOBS=2` on 2 free cores).'
+    )
+
+
 def write_report(records: list[dict], runs: list[dict], campaign: int, targets: dict[str, int], out: Path) -> dict:
     """docs/fuzz.md and docs/fuzz.json from the record: the campaign's counts, the layer
     kinds it drew, its runs, and every finding ever recorded with its fate."""
@@ -420,7 +440,8 @@ def write_report(records: list[dict], runs: list[dict], campaign: int, targets: 
             else f'**Not met yet**: {", ".join(k for k, ok in reached.items() if not ok) or "none"} short of the '
             'target (`make fuzz` resumes the campaign)'
             + (f'; kinds not drawn: {verdict["missing_kinds"]}' if any(verdict['missing_kinds'].values()) else '')
-            + '.'
+            + '. '
+            + remaining_time(summary, targets)
         ),
         '',
         '## Layer kinds drawn',
