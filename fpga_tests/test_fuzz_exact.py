@@ -138,3 +138,17 @@ def test_a_refusal_counts_against_the_acceptance_rate():
     with pytest.raises(AssertionError, match=r'only 1/3 .*AveragePooling1D'):
         tally.assert_acceptance(0.8)
     assert tally.refusals == {"layer '*' (AveragePooling1D) is not bit-exact": 1, 'other': 1}
+
+
+def test_a_mismatch_names_the_seed_and_the_command_that_replays_it(monkeypatch, tmp_path):
+    from fpga_tests import fuzz_checks
+
+    def mismatching(spec, io_type, work, **options):
+        raise AssertionError('io_stream: 3/40 samples differ')
+
+    monkeypatch.setattr(fuzz_checks, 'check_csim', mismatching)
+    with pytest.raises(AssertionError) as failed:
+        check_example('csim-io_stream', 1234, tmp_path)
+    text = str(failed.value)
+    assert text.startswith('csim-io_stream seed 1234: io_stream: 3/40 samples differ')
+    assert 'replay: .venv/bin/python -m fpga_tests.fuzz_campaign --replay csim-io_stream:1234' in text
