@@ -29,7 +29,7 @@ endif
 LPSUBNET_FUZZ_SEED ?= $(TEST_SEED)
 export LPSUBNET_FUZZ_SEED
 test: $(STAMP)
-	@echo "test order: pytest-randomly seed $(TEST_SEED); fuzz draws: LPSUBNET_FUZZ_SEED=$(LPSUBNET_FUZZ_SEED) (make test TEST_SEED=$(TEST_SEED) repeats both)"
+	@echo "test order: pytest-randomly seed $(TEST_SEED); fuzz draws: LPSUBNET_FUZZ_SEED=$(LPSUBNET_FUZZ_SEED) (make test TEST_SEED=$(TEST_SEED) LPSUBNET_FUZZ_SEED=$(LPSUBNET_FUZZ_SEED) repeats both)"
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -p randomly --randomly-seed=$(TEST_SEED)
 
 # The slow cases include the independent cycle count (cocotb + Icarus Verilog): install

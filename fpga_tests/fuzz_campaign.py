@@ -248,27 +248,44 @@ def max_tries(target: int) -> int:
     return math.ceil(target / MIN_ACCEPTED)
 
 
+def missing_kinds(prop: str, mine: list[dict]) -> set[str]:
+    """The layer classes of the property's route that none of its accepted examples held
+    (none for the pruner's route, whose float models become what the pruner makes)."""
+    if prop == 'pruned':
+        return set()
+    from hls_backend.hls.layers import HLS_LAYERS
+    from hls_backend.rtl.layers import RTL_LAYERS
+
+    registry = RTL_LAYERS if PROPERTY_ROUTE[prop] == 'rtl' else HLS_LAYERS
+    drawn = set().union(*(r.get('layers', []) for r in mine if r['outcome'] == 'exact'))
+    return set(registry.supported()) - drawn
+
+
 def next_tasks(examples: list[dict], targets: dict[str, int], running: dict[str, set[int]]) -> list[tuple[str, int]]:
     """Examples to start now, one per property that still needs one, the least advanced
     first (tried and running examples per target), so that a run cut short by --hours
-    covers every property: a property needs another while its accepted and running
-    examples fall short of its target and it has tried fewer than the target allows. A
-    property's seeds run from its first seed upwards, skipping those recorded or running
-    (a resumed campaign goes on)."""
+    covers every property. A property needs another while its accepted and running
+    examples fall short of its target and it has tried fewer than the target allows
+    (``max_tries``), or, past its target, while a layer kind of its route is still
+    undrawn (up to twice the target). A property's seeds run from its first seed upwards,
+    skipping those recorded or running (a resumed campaign goes on)."""
     tasks = []
     progress = {}
     for prop, target in targets.items():
         mine = [r for r in examples if r['property'] == prop]
         busy = running.get(prop, set())
         accepted = sum(r['outcome'] == 'exact' for r in mine)
-        if accepted + len(busy) >= target or len(mine) + len(busy) >= max_tries(target):
+        tried = len(mine) + len(busy)
+        short = accepted + len(busy) < target and tried < max_tries(target)
+        undrawn = target > 0 and not busy and tried < 2 * target and missing_kinds(prop, mine)
+        if not (short or undrawn):
             continue
         taken = {r['seed'] for r in mine} | busy
         seed = FIRST_SEED[prop]
         while seed in taken:
             seed += 1
         tasks.append((prop, seed))
-        progress[prop] = (len(mine) + len(busy)) / target
+        progress[prop] = tried / target
     return sorted(tasks, key=lambda task: progress[task[0]])
 
 

@@ -138,8 +138,9 @@ def quantizer_range(spec) -> float:
 # ---------------------------------------------------------------------------
 
 
-# Average pooling is drawn less often than max pooling (where a route draws it at all).
-AVERAGE_ONE_IN_FOUR = ('max', 'max', 'max', 'avg')
+# Pooling kinds per route: the HLS route refuses average pooling (hls4ml rounds the
+# average), the RTL route takes it over power-of-two windows.
+POOLING = {'hls': ('max',), 'pruned': ('max',), 'rtl': ('max', 'avg')}
 
 
 def _is_power_of_two(n: int) -> bool:
@@ -171,7 +172,7 @@ def _draw_spec(
         max_blocks = min(max_blocks, 3)
     stream = io_type == 'io_stream'
     max_ch = 3 if is_rtl else 4
-    max_side = 6 if is_rtl else 8
+    max_side = 8
 
     def weighted(separable: bool = False) -> dict:
         part = {'wq': _weight_quantizer(pick, 2, max_bits), 'bq': _weight_quantizer(pick, 2, max_bits)}
@@ -191,7 +192,9 @@ def _draw_spec(
             return {'bn': True} if pick.boolean() else {}
         return {'bn': True} if fused and pick.integer(0, 3) == 0 else {}
 
-    kind = pick.choice(kinds)
+    # The RTL route draws feature maps more often: its convolution, pooling, padding and
+    # upsampling kinds are rarer per model than on the HLS route (smaller models).
+    kind = pick.choice([k for k in kinds for _ in range(2 if is_rtl and k != 'dense' else 1)])
     if kind == 'dense':
         shape = [pick.integer(2, 6 if is_rtl else 8)]
     elif kind == 'conv1d':
@@ -221,8 +224,10 @@ def _draw_spec(
         if nd:
             options = ['conv', 'conv', 'pool', 'residual', 'concat', 'qact', 'upsample', 'zeropad', 'reshape']
             options += identity_ops()
+            if is_rtl:
+                options += ['pool', 'upsample', 'zeropad']  # rarer per model on the smaller RTL models
             if nd == 2:
-                options.append('dwconv')
+                options += ['dwconv', 'dwconv'] if is_rtl else ['dwconv']
             if route == 'hls':
                 options.append('sepconv')
             op = pick.choice(options)
@@ -272,8 +277,7 @@ def _draw_spec(
         elif op == 'pool':
             if min(spatial) < 2:
                 continue
-            kinds_here = AVERAGE_ONE_IN_FOUR if is_rtl else ('max',)  # hls4ml rounds an average
-            layers.append({'op': 'pool', 'kind': pick.choice(kinds_here), 'size': 2})
+            layers.append({'op': 'pool', 'kind': pick.choice(POOLING[route]), 'size': 2})
             spatial = [s // 2 for s in spatial]
         elif op == 'upsample':
             if max(spatial) * 2 > max_side:
@@ -338,11 +342,12 @@ def _draw_spec(
             )
     if spatial:
         count = int(np.prod(spatial))
-        end = pick.choice(['flatten', 'flatten', 'gpool'] if not is_rtl or count <= 16 else ['flatten'])
+        ends = ['flatten', 'gpool'] if is_rtl else ['flatten', 'flatten', 'gpool']
+        end = pick.choice(ends if not is_rtl or count <= 16 else ['flatten'])
         if end == 'flatten':
             layers.append({'op': 'flatten'})
         else:
-            kinds_here = AVERAGE_ONE_IN_FOUR if is_rtl and _is_power_of_two(count) else ('max',)
+            kinds_here = POOLING[route] if _is_power_of_two(count) else ('max',)
             layers.append({'op': 'gpool', 'kind': pick.choice(kinds_here)})
     out_act = _activation(pick, 2, max_bits) if (is_rtl or pick.boolean()) else None
     if is_rtl and out_act is not None:

@@ -204,3 +204,15 @@ def test_a_changed_generator_starts_a_new_campaign(record, monkeypatch):
     monkeypatch.setattr(campaign, 'generator_fingerprint', lambda: 'another')
     campaign.main(['--csim', '6', '--rtl', '2', '--pruned', '2', '--jobs', '2', *paths])
     assert {r['campaign'] for r in _examples(results)} == {2, 3}
+
+
+def test_past_its_target_a_property_goes_on_until_every_kind_is_drawn():
+    every = sorted(RTL_LAYERS.supported())
+    some = [k for k in every if k != 'UpSampling1D']
+    done = [{'property': 'rtl', 'seed': 300_000 + i, 'outcome': 'exact', 'layers': every} for i in range(2)]
+    assert campaign.next_tasks(done, {'rtl': 2}, {}) == []
+    short = [{**r, 'layers': some} for r in done]
+    assert campaign.next_tasks(short, {'rtl': 2}, {}) == [('rtl', 300_002)]
+    assert campaign.next_tasks(short, {'rtl': 2}, {'rtl': {300_002}}) == []  # one extra at a time
+    tried_twice = short + [{**short[0], 'seed': 300_002 + i} for i in range(2)]
+    assert campaign.next_tasks(tried_twice, {'rtl': 2}, {}) == []  # at most twice the target
