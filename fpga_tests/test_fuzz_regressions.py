@@ -583,3 +583,31 @@ def test_tiny_model_through_rtl(tmp_path):
     hls_backend.write_rtl(tmp_path / 'm.keras', tmp_path / 'rtl', inputs=input_samples(TINY_RTL, 30))
     result = hls_backend.simulate_rtl(tmp_path / 'rtl')
     assert result.exact_matches == result.samples == 30
+
+
+# make fuzz, campaign 4, rtl seed 300004: an unsigned 1-bit quantizer with 1 integer bit
+# (steps of 1) after inputs in [0, 0.5) rounds everything to 0, so every output is the
+# constant 0; da4ml wrote 0-bit output ports ([-1:0]) and the Verilator build failed
+# (exit 5). Now refused up front, naming the layer from which nothing depends on the input.
+CONSTANT_ZERO_RTL = {
+    'kind': 'conv2d',
+    'input_shape': [4, 4, 1],
+    'input_q': {'q': 'bits', 'bits': 6, 'integer': -1, 'keep_negative': False, 'symmetric': False},
+    'layers': [
+        {'op': 'qact', 'act': {'q': 'bits', 'bits': 1, 'integer': 1, 'keep_negative': False, 'symmetric': False}},
+        {'op': 'flatten'},
+        dense(2, q(7, 4), q(4, -2), {'q': 'relu', 'bits': 5, 'integer': 1}),
+    ],
+    'seed': 37581,
+    'init': 'scaled',
+}
+
+
+def test_constant_zero_outputs_are_refused_by_the_rtl_route(tmp_path):
+    build_qkeras(CONSTANT_ZERO_RTL).save(tmp_path / 'm.keras')
+    with pytest.raises(
+        UnsupportedModelError,
+        match=r"every output of the model is the constant 0; from layer 'qact0' \(QActivation\) on",
+    ):
+        hls_backend.write_rtl(tmp_path / 'm.keras', tmp_path / 'rtl', inputs=input_samples(CONSTANT_ZERO_RTL, 30))
+    assert not (tmp_path / 'rtl').exists()
