@@ -342,7 +342,8 @@ def fate(finding: dict, rechecks: dict[str, dict]) -> str:
         if recheck['outcome'] == 'exact':
             parts.append(f'exact when re-checked ({when})')
         elif recheck['outcome'] == 'refused':
-            parts.append(f'refused up front when re-checked ({when}): {recheck.get("reason", "")}')
+            message = ' '.join(recheck.get('message', recheck.get('reason', '')).split())[:240]
+            parts.append(f'refused up front when re-checked ({when}): {message}')
         else:
             message = ' '.join(recheck['message'].split())[:200]
             parts.append(f'STILL {recheck["outcome"].upper()} when re-checked ({when}): {message}')

@@ -216,3 +216,13 @@ def test_past_its_target_a_property_goes_on_until_every_kind_is_drawn():
     assert campaign.next_tasks(short, {'rtl': 2}, {'rtl': {300_002}}) == []  # one extra at a time
     tried_twice = short + [{**short[0], 'seed': 300_002 + i} for i in range(2)]
     assert campaign.next_tasks(tried_twice, {'rtl': 2}, {}) == []  # at most twice the target
+
+
+def test_docs_fuzz_md_is_generated_from_the_record(tmp_path):
+    """docs/fuzz.md is what the committed record gives, nothing written by hand."""
+    records = campaign.load_jsonl(campaign.RESULTS)
+    runs = campaign.merge_runs(campaign.load_jsonl(campaign.runs_file(campaign.RESULTS)))
+    latest = max(campaign.campaign_of(r) for r in records)
+    out = tmp_path / 'fuzz.md'
+    campaign.write_report(records, runs, latest, campaign.TARGETS, out)
+    assert out.read_text() == campaign.REPORT.read_text(), 'run: python -m fpga_tests.fuzz_campaign --report-only'
