@@ -12,6 +12,7 @@ import functools
 
 from ..core import layer_kinds as kinds
 from ..core.fixed_point import quantizer_type
+from ..errors import UnsupportedModelError
 
 RTL_LAYERS = kinds.Registry('RTL route (da4ml replay)', fallback=kinds.REFUSALS)
 
@@ -69,11 +70,20 @@ class QActivation(kinds.QuantizedActivation, RTLLayer):
 
 
 class Activation(kinds.FloatActivation, RTLLayer):
-    handles = ('Activation',)
+    # Softmax: a keras.layers.Softmax at the output is left out as Activation('softmax') is
+    # (it was refused as unknown while the HLS route took it; found by the fuzz generator).
+    handles = ('Activation', 'Softmax')
     limits = "'linear'; softmax at the output is left out (outputs are logits)"
 
     def replay(self, layer, args, r):
-        return r.activation(layer, args[0])
+        if layer.__class__.__name__ != 'Softmax':
+            return r.activation(layer, args[0])
+        if layer.name != r.plan.softmax_layer:
+            raise UnsupportedModelError(
+                f'{r.where(layer)}: a softmax inside the model cannot be made exact; only a softmax at the output '
+                '(left out: the design gives logits)'
+            )
+        return args[0]
 
 
 class PassThrough(kinds.DataMovement, RTLLayer):
