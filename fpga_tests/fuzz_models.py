@@ -231,10 +231,6 @@ def _draw_spec(
             if route == 'hls':
                 options.append('sepconv')
             op = pick.choice(options)
-            if stream and op in ('residual', 'concat') and layers and layers[-1]['op'] == 'reshape':
-                # A reshaped stream feeding two layers: refused by name when its type does not
-                # fit hls4ml's default (pinned: reshape_feeding_two_layers_stream).
-                op = 'conv'
             if op in ('dwconv', 'sepconv') and depthwise_dims - {nd}:
                 # 1-D beside 2-D depthwise convolutions: refused by name on the HLS route
                 # (pinned: separable_1d_after_depthwise_2d).

@@ -258,35 +258,37 @@ REFUSED = {
         'io_parallel',
         r"layer 'sepconv0' \(QSeparableConv2D\): TensorFlow cannot run a separable convolution with a 1x1 kernel",
     ),
-    # make fuzz, campaign 2, csim-io_stream seed 200025 (reduced): with io_stream, hls4ml
-    # 1.3.0 turns a Reshape into a Repack whose result_t stays its default fixed<16,6>
-    # (it sets only the output variable's type), and the Clone it inserts where the
-    # reshaped stream feeds two layers takes that result_t: the ufixed<6,7> input would
-    # wrap. The graph check refuses it (a Reshape feeding one layer, or io_parallel, is
-    # exact; so is an input type that fits in fixed<16,6>).
-    'reshape_feeding_two_layers_stream': (
-        {
-            'kind': 'conv1d',
-            'input_shape': [4, 2],
-            'input_q': {'q': 'bits', 'bits': 6, 'integer': 7, 'keep_negative': False, 'symmetric': False},
-            'layers': [
-                {'op': 'reshape', 'shape': [4, 1, 2]},
-                {
-                    'op': 'concat',
-                    'a': {'filters': 2, 'kernel': 2, 'wq': q(5, 0), 'bq': q(6, 1), 'act': RELU62},
-                    'b': {'filters': 2, 'kernel': 1, 'wq': q(5, 0), 'bq': q(6, 1), 'act': RELU62},
-                },
-                {'op': 'flatten'},
-                dense(2),
-            ],
-            'seed': 1,
-            'init': 'scaled',
-        },
-        'io_stream',
-        r"layer 'clone_repack_reshape0' \(Clone\): hls4ml gave its result the type fixed<16,6,TRN,WRAP,0>, "
-        r'which cannot hold its input type ufixed<6,7',
-    ),
 }
+
+
+# make fuzz, campaign 2, csim-io_stream seed 200025 (reduced): with io_stream, hls4ml 1.3.0
+# turns a Reshape into a Repack whose result_t stays its default fixed<16,6> (it sets only
+# the output variable's type), and the Clone it inserts where the reshaped stream feeds two
+# layers took that result_t: the ufixed<6,7> input would wrap. The graph check refused it;
+# fixed by giving a Clone's copies the type of the stream it copies
+# (hls.passes.CloneKeepsInputType).
+RESHAPE_FEEDING_TWO_LAYERS = {
+    'kind': 'conv1d',
+    'input_shape': [4, 2],
+    'input_q': {'q': 'bits', 'bits': 6, 'integer': 7, 'keep_negative': False, 'symmetric': False},
+    'layers': [
+        {'op': 'reshape', 'shape': [4, 1, 2]},
+        {
+            'op': 'concat',
+            'a': {'filters': 2, 'kernel': 2, 'wq': q(5, 0), 'bq': q(6, 1), 'act': RELU62},
+            'b': {'filters': 2, 'kernel': 1, 'wq': q(5, 0), 'bq': q(6, 1), 'act': RELU62},
+        },
+        {'op': 'flatten'},
+        dense(2),
+    ],
+    'seed': 1,
+    'init': 'scaled',
+}
+
+
+@pytest.mark.parametrize('io_type', ['io_stream', 'io_parallel'])
+def test_a_reshaped_stream_feeding_two_layers(io_type, tmp_path):
+    assert check_csim(RESHAPE_FEEDING_TWO_LAYERS, io_type, tmp_path) == 'exact'
 
 
 @pytest.mark.parametrize('name', sorted(REFUSED))
@@ -419,7 +421,6 @@ CONTROLS = {
         },
         'io_parallel',
     ),
-    'reshape_feeding_two_layers_parallel': (REFUSED['reshape_feeding_two_layers_stream'][0], 'io_parallel'),
 }
 
 
@@ -538,11 +539,18 @@ UNFIXED = {
         r"layer 'gpool2' \(GlobalPooling2D\): hls4ml gave its (accumulator|result) the type fixed<16,6.*"
         r'cannot hold its input type ufixed<16,2',
     ),
+    'reshape_feeding_two_layers': (
+        RESHAPE_FEEDING_TWO_LAYERS,
+        'io_stream',
+        r"layer 'clone_repack_reshape0' \(Clone\): hls4ml gave its result the type fixed<16,6,TRN,WRAP,0>, "
+        r'which cannot hold its input type ufixed<6,7',
+    ),
 }
 
 
 FIXES = {
     'padding_before_wrong_branch': passes.ZeroPaddingBeforeItsConv1D,
+    'reshape_feeding_two_layers': passes.CloneKeepsInputType,
     'global_max_pooling_default_type': passes.GlobalMaxPoolingKeepsInputType,
 }
 
