@@ -19,13 +19,17 @@ $(STAMP): pyproject.toml
 
 # One worker process per CPU (pytest-xdist), each test file on one worker so its shared
 # builds are made once; a random test order on every run (pytest-randomly prints the seed:
-# rerun an order with -p randomly --randomly-seed=N).
+# rerun an order with -p randomly --randomly-seed=N). The fuzz tests draw new random
+# architectures on every run from the same seed (LPSUBNET_FUZZ_SEED, printed again at the
+# end of the run): make test TEST_SEED=N repeats both the order and the draws.
 TEST_WORKERS ?= auto
 ifndef TEST_SEED
 TEST_SEED := $(shell od -An -N2 -tu2 /dev/urandom | tr -d ' ')
 endif
+LPSUBNET_FUZZ_SEED ?= $(TEST_SEED)
+export LPSUBNET_FUZZ_SEED
 test: $(STAMP)
-	@echo "test order: pytest-randomly seed $(TEST_SEED) (make test TEST_SEED=$(TEST_SEED) repeats it)"
+	@echo "test order: pytest-randomly seed $(TEST_SEED); fuzz draws: LPSUBNET_FUZZ_SEED=$(LPSUBNET_FUZZ_SEED) (make test TEST_SEED=$(TEST_SEED) LPSUBNET_FUZZ_SEED=$(LPSUBNET_FUZZ_SEED) repeats both)"
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -p randomly --randomly-seed=$(TEST_SEED)
 
 # The slow cases include the independent cycle count (cocotb + Icarus Verilog): install
@@ -54,14 +58,19 @@ sweep-demo: $(STAMP)
 	RAY_USAGE_STATS_ENABLED=0 $(BIN)/lpsubnet sweep examples/sweep_digits.yaml --out sweep_demo --force
 	$(BIN)/python -m lpsubnet.sweep_doc sweep_demo --doc docs/sweep.md --images docs/images
 
-# Hundreds of random architectures per hardware property (C simulation + hls4ml predict()
-# on both io types, RTL, the pruner's route), FUZZ_JOBS worker processes, resumable,
-# counted in docs/fuzz.md; then the pruner properties with hypothesis's fuzz profile
-# (counterexamples stay in fpga_tests/.hypothesis-fuzz and are replayed first).
+# Random architectures per hardware property (C simulation + hls4ml predict() on both io
+# types, RTL, the pruner's route) until the targets are met (500 accepted through C
+# simulation, 100 through RTL, 50 through the pruner), on FUZZ_JOBS worker processes; every
+# example and run appended to docs/fuzz_results*.jsonl, docs/fuzz.md written from them;
+# resumable (FUZZ_HOURS caps one run; make fuzz again goes on; FUZZ_ARGS=--new-campaign
+# starts a new campaign on new code). Exit 3 on a mismatch, 1 if a property accepts
+# under 80%. Then the pruner properties with hypothesis's fuzz profile (counterexamples
+# stay in fpga_tests/.hypothesis-fuzz and are replayed first).
 FUZZ_JOBS ?= 2
-FUZZ_HOURS ?= 2
+FUZZ_HOURS ?= 4
+FUZZ_ARGS ?=
 fuzz: $(STAMP)
-	$(BIN)/python -m fpga_tests.fuzz_campaign --jobs $(FUZZ_JOBS) --hours $(FUZZ_HOURS)
+	$(BIN)/python -m fpga_tests.fuzz_campaign --jobs $(FUZZ_JOBS) --hours $(FUZZ_HOURS) $(FUZZ_ARGS)
 	LPSUBNET_FUZZ=1 $(BIN)/python -m pytest -q -m '' fpga_tests/test_fuzz_pruner.py
 
 # `make bench` runs the core of the matrix for every task (the evidence behind the README's

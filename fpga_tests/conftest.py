@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from fpga_tests import fuzz_seed as _fuzz_seed
+
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 
@@ -14,6 +16,33 @@ if _workers > 1:
     _threads = str(max(1, (os.cpu_count() or 1) // _workers))
     os.environ.setdefault('TF_NUM_INTRAOP_THREADS', _threads)
     os.environ.setdefault('TF_NUM_INTEROP_THREADS', _threads)
+
+
+# --- the fuzz seed (fpga_tests/fuzz_seed.py): fresh per run, printed, one for all workers ---
+
+
+def pytest_configure(config):
+    config.stash[_fuzz_seed.KEY] = _fuzz_seed.session_seed(config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """pytest-xdist, on the controller: every worker draws with the seed the controller prints."""
+    node.workerinput[_fuzz_seed.WORKER_INPUT] = node.config.stash[_fuzz_seed.KEY]
+
+
+def pytest_report_header(config):
+    return _fuzz_seed.describe(config.stash[_fuzz_seed.KEY])
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not hasattr(config, 'workerinput'):
+        terminalreporter.write_line(_fuzz_seed.describe(config.stash[_fuzz_seed.KEY]))
+
+
+@pytest.fixture(scope='session')
+def fuzz_seed(pytestconfig) -> int:
+    return pytestconfig.stash[_fuzz_seed.KEY]
 
 
 @pytest.fixture

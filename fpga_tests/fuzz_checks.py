@@ -1,5 +1,5 @@
-"""The fuzz checks, shared by the default suite (test_fuzz_exact.py) and the campaign
-(fuzz_campaign.py, ``make fuzz``).
+"""The fuzz checks, shared by the default suite (test_fuzz_exact.py, test_fuzz_rtl.py)
+and the campaign (fuzz_campaign.py, ``make fuzz``).
 
 Every check takes one spec (fpga_tests/fuzz_models.py) and returns an outcome:
 ``'exact'`` or ``'refused: <the back end's message>'``. Anything else fails: a
@@ -7,6 +7,10 @@ mismatch raises AssertionError naming the spec, a crash propagates. A refused mo
 is not a pass by itself: callers count outcomes with :class:`Tally` and require a
 share of accepted models (:meth:`Tally.assert_acceptance`), so a back end that
 refused everything would fail.
+
+A *property* (:data:`PROPERTIES`) names a route and how its examples are drawn; an
+example is a property and a seed (:func:`spec_for`), run by :func:`check_example`
+and replayed by ``python -m fpga_tests.fuzz_campaign --replay PROPERTY:SEED``.
 """
 
 from __future__ import annotations
@@ -19,11 +23,65 @@ from pathlib import Path
 import numpy as np
 
 import hls_backend
-from fpga_tests.fuzz_models import build_float, build_qkeras, input_samples, random_masks
+from fpga_tests.fuzz_models import build_float, build_qkeras, input_samples, random_masks, random_spec
 from hls_backend.errors import UnsupportedModelError
 
 EXACT = 'exact'
 REFUSED = 'refused'
+# The share of drawn models a property must accept (README: "at least 80% of the drawn
+# models must be accepted"), in the default suite and in the campaign.
+MIN_ACCEPTED = 0.8
+
+# property -> the route its specs are drawn for, and the io type of a csim property.
+PROPERTIES = {
+    'csim-io_parallel': {'route': 'hls', 'io_type': 'io_parallel'},
+    'csim-io_stream': {'route': 'hls', 'io_type': 'io_stream'},
+    'rtl': {'route': 'rtl'},
+    'pruned': {'route': 'pruned'},
+}
+# The registry whose supported layer classes a property's drawn models must cover
+# ('pruned' goes through the HLS route after the pruner).
+PROPERTY_ROUTE = {'csim-io_parallel': 'hls', 'csim-io_stream': 'hls', 'rtl': 'rtl', 'pruned': 'hls'}
+
+
+def spec_for(prop: str, seed: int) -> dict:
+    """The spec of example ``seed`` of property ``prop`` (the same on every machine)."""
+    if prop not in PROPERTIES:
+        raise ValueError(f'unknown fuzz property {prop!r}; known: {", ".join(PROPERTIES)}')
+    return random_spec(seed, **PROPERTIES[prop])
+
+
+def pruned_settings(seed: int) -> dict:
+    """Sparsity, bit widths and io type of one ``pruned`` example, drawn from its seed."""
+    rng = np.random.default_rng(seed + 7)
+    return {
+        'fraction': float(rng.choice([0.25, 0.5, 0.75])),
+        'weight_bits': int(rng.integers(3, 9)),
+        'activation_bits': int(rng.integers(4, 9)),
+        'io_type': str(rng.choice(['io_parallel', 'io_stream'])),
+    }
+
+
+def replay_command(prop: str, seed: int) -> str:
+    return f'.venv/bin/python -m fpga_tests.fuzz_campaign --replay {prop}:{seed}'
+
+
+def check_example(prop: str, seed: int, work: Path, spec: dict | None = None, jobs: int | None = None) -> str:
+    """Run example ``seed`` of ``prop`` (or the given ``spec``) in ``work``: the outcome,
+    or AssertionError naming the property, the seed and the command that replays it.
+
+    C simulation runs lpsubnet's testbench and hls4ml's predict() on one build of the
+    firmware (``csim(shared_build=True)``); RTL adds da4ml's predict() and the traced logic.
+    """
+    spec = spec_for(prop, seed) if spec is None else spec
+    try:
+        if prop.startswith('csim-'):
+            return check_csim(spec, PROPERTIES[prop]['io_type'], work, second_check=True, shared_build=True)
+        if prop == 'rtl':
+            return check_rtl(spec, work, jobs=jobs)
+        return check_pruned_csim(spec, work=work, second_check=True, shared_build=True, **pruned_settings(seed))
+    except AssertionError as exc:
+        raise AssertionError(f'{prop} seed {seed}: {exc}\nreplay: {replay_command(prop, seed)}') from exc
 
 
 def check_csim(
@@ -51,6 +109,8 @@ def check_pruned_csim(
     weight_bits: int = 6,
     activation_bits: int = 8,
     n: int = 40,
+    second_check: bool = False,
+    shared_build: bool = False,
 ) -> str:
     """The product's own route on a float spec (BatchNorm allowed): random channel
     masks, cut, fold BatchNorm, statistics-based quantizers, QKeras model, C simulation."""
@@ -66,7 +126,7 @@ def check_pruned_csim(
     qmodel = to_qkeras(folded, plan)
     path = work / 'pruned.keras'
     qmodel.save(path)
-    return _csim_saved(path, x, io_type, work, 'Vitis', False, spec)
+    return _csim_saved(path, x, io_type, work, 'Vitis', second_check, spec, shared_build)
 
 
 def _csim_saved(path, x, io_type, work, backend, second_check, spec, shared_build=False) -> str:
@@ -129,9 +189,11 @@ class Tally:
 
     name: str
     outcomes: list[str] = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)  # what names each outcome (property:seed)
 
-    def add(self, outcome: str) -> None:
+    def add(self, outcome: str, example: str = '') -> None:
         self.outcomes.append(outcome)
+        self.examples.append(example)
 
     @property
     def accepted(self) -> int:
@@ -141,12 +203,19 @@ class Tally:
     def refusals(self) -> Counter:
         return Counter(refusal_reason(o) for o in self.outcomes if o.startswith(REFUSED))
 
-    def assert_acceptance(self, minimum: float = 0.8) -> None:
+    def line(self) -> str:
+        reasons = '; '.join(f'{count} x {reason}' for reason, count in self.refusals.most_common())
+        refused = [e for e, o in zip(self.examples, self.outcomes) if o.startswith(REFUSED) and e]
+        where = f' ({", ".join(refused)})' if refused else ''
+        return f'{self.name}: {self.accepted}/{len(self.outcomes)} accepted' + (
+            f'; refused{where}: {reasons}' if reasons else ''
+        )
+
+    def assert_acceptance(self, minimum: float = MIN_ACCEPTED) -> None:
         tried = len(self.outcomes)
         assert tried > 0, f'{self.name}: no model was checked'
-        reasons = '; '.join(f'{count} x {reason}' for reason, count in self.refusals.most_common())
         assert self.accepted >= minimum * tried, (
-            f'{self.name}: only {self.accepted}/{tried} drawn models were accepted (at least {minimum:.0%} '
-            f'must be, or the property checks little); refused: {reasons}'
+            f'only {self.accepted}/{tried} drawn models were accepted (at least {minimum:.0%} must be, or the '
+            f'property checks little): {self.line()}'
         )
-        print(f'{self.name}: {self.accepted}/{tried} accepted' + (f'; refused: {reasons}' if reasons else ''))
+        print(self.line())

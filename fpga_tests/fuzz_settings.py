@@ -43,9 +43,10 @@ def examples(default: int, fuzz: int) -> settings:
     return settings(profile, max_examples=fuzz if FUZZ else default)
 
 
-# The default suite draws the same examples on every run (a fixed seed), so it is
-# deterministic; hypothesis's derandomized mode would always start from the simplest
-# model, which is pinned separately in test_fuzz_regressions.py.
+# The pruner's hypothesis properties draw the same examples on every run of the default
+# suite (a fixed seed), so they are deterministic; hypothesis's derandomized mode would
+# always start from the simplest model. (The hardware fuzz, test_fuzz_exact.py, draws new
+# models on every run from the session's printed seed: fpga_tests/fuzz_seed.py.)
 DEFAULT_SEED = 20261122
 
 

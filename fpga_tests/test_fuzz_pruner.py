@@ -1,8 +1,8 @@
 """Fuzzed pruner properties: surgery preserves the masked model; manifests and schedules round-trip.
 
-Architectures come from fpga_tests/fuzz_models.py (float versions of the QKeras
-specs: Dense / Conv1D / Conv2D / DepthwiseConv2D stacks, BatchNorm, pooling, Flatten,
-residual Add and Concatenate). The default suite runs explicit seeded draws that
+Architectures come from fpga_tests/fuzz_models.py (the float models of the pruner's
+route: Dense / Conv1D / Conv2D / DepthwiseConv2D stacks, BatchNorm, pooling, padding,
+upsampling, Reshape, Dropout, Flatten, residual Add and Concatenate). The default suite runs explicit seeded draws that
 cover every layer kind (none of the simplest models) plus a few generated ones;
 ``LPSUBNET_FUZZ=1`` runs many more (fuzz_settings.py).
 """
@@ -19,8 +19,12 @@ import pruner
 from fpga_tests.fuzz_models import build_float, covering_specs, missing_features, model_specs, random_masks
 from fpga_tests.fuzz_settings import examples, fixed_seed
 
-SURGERY_FEATURES = {'dense', 'conv1d', 'conv2d', 'dwconv', 'batchnorm', 'residual', 'concat', 'pool_max', 'flatten'}
-SURGERY_DRAWS = covering_specs(5, 5000, SURGERY_FEATURES, batchnorm=True)
+# Input kinds, BatchNorm and Keras layer classes (fuzz_models.spec_features) the draws cover.
+SURGERY_FEATURES = {
+    'dense', 'conv1d', 'conv2d', 'batchnorm', 'DepthwiseConv2D', 'Add', 'Concatenate', 'MaxPooling1D', 'MaxPooling2D',
+    'GlobalMaxPooling2D', 'Flatten', 'Reshape', 'Dropout', 'UpSampling2D', 'ZeroPadding1D', 'ZeroPadding2D',
+}  # fmt: skip
+SURGERY_DRAWS = covering_specs(7, 5000, SURGERY_FEATURES, route='pruned')
 
 
 def test_surgery_draws_cover_the_generator():
@@ -36,7 +40,7 @@ def _with_draws(test):
 
 @fixed_seed
 @examples(default=3, fuzz=300)
-@given(spec=model_specs(batchnorm=True), mask_seed=st.integers(0, 2**16), fraction=st.floats(0.2, 0.9))
+@given(spec=model_specs(route='pruned'), mask_seed=st.integers(0, 2**16), fraction=st.floats(0.2, 0.9))
 @_with_draws
 def test_fuzz_surgery_preserves_the_masked_model(spec, mask_seed, fraction):
     note(f'spec={spec!r}')
@@ -66,7 +70,7 @@ def test_fuzz_surgery_preserves_the_masked_model(spec, mask_seed, fraction):
 @fixed_seed
 @examples(default=1, fuzz=25)
 @given(
-    spec=model_specs(kinds=('dense', 'conv2d'), max_blocks=2),
+    spec=model_specs(route='pruned', kinds=('dense', 'conv2d'), max_blocks=2),
     sparsity=st.sampled_from([0.0, 0.25, 0.5]),
     wbits=st.integers(2, 8),
 )

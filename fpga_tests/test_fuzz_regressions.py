@@ -184,7 +184,111 @@ REFUSED = {
         r"layer 'dw0' \(DepthwiseConv2D\): a depthwise convolution with a kernel of 1 and a stride above 1 .*"
         r'kernel 1x1, strides 2x2.* io_stream; use io_parallel',
     ),
+    # The C simulation did not compile (g++: 'depthwise_conv_2d_latency_cl' was not declared),
+    # io_parallel and io_stream alike: hls4ml 1.3.0's nnet_sepconv1d_latency.h reuses the
+    # include guard of nnet_sepconv2d_latency.h, so beside a 1-D depthwise convolution (the
+    # first half hls4ml splits off a QSeparableConv1D) the 2-D code is never read. Found by
+    # the layer catalogue (fpga_tests/layer_catalogue.py), reduced.
+    'separable_1d_after_depthwise_2d': (
+        {
+            'kind': 'conv2d',
+            'input_shape': [4, 4, 2],
+            'input_q': IQ,
+            'layers': [
+                {
+                    'op': 'dwconv',
+                    'depth_multiplier': 1,
+                    'kernel': 3,
+                    'strides': 1,
+                    'padding': 'same',
+                    'wq': q(5, 1),
+                    'bq': q(6, 1),
+                    'act': {'q': 'relu', 'bits': 7, 'integer': 2},
+                },
+                {'op': 'reshape', 'shape': [16, 2]},
+                {
+                    'op': 'sepconv',
+                    'filters': 3,
+                    'kernel': 2,
+                    'strides': 1,
+                    'padding': 'same',
+                    'wq': q(5, 0),
+                    'pq': q(5, 0),
+                    'bq': q(6, 1),
+                    'act': {'q': 'relu', 'bits': 6, 'integer': 3},
+                },
+                {'op': 'flatten'},
+                dense(2),
+            ],
+            'seed': 1,
+            'init': 'scaled',
+        },
+        'io_parallel',
+        r"layer 'sepconv2_depthwise' \(DepthwiseConv1D\): hls4ml 1.3.0 cannot compile a 1-D depthwise convolution "
+        r"beside the 2-D one 'dw0'",
+    ),
+    # make fuzz, csim-io_parallel seed 100019 (reduced): TensorFlow 2.21's oneDNN kernels
+    # abort in predict() ("could not create a primitive descriptor for the reorder
+    # primitive") on a separable convolution with a 1x1 kernel, stride 1, one input channel
+    # and one filter, so the QKeras reference could not be computed (a crash inside
+    # TensorFlow). Kernel 2, two channels, two filters or stride 2 run.
+    'separable_1x1_one_channel': (
+        {
+            'kind': 'conv2d',
+            'input_shape': [4, 3, 1],
+            'input_q': {'q': 'bits', 'bits': 4, 'integer': 0, 'keep_negative': True, 'symmetric': False},
+            'layers': [
+                {
+                    'op': 'sepconv',
+                    'filters': 1,
+                    'kernel': 1,
+                    'strides': 1,
+                    'padding': 'valid',
+                    'wq': q(10, 2),
+                    'pq': q(5, 1),
+                    'bq': q(8, 1),
+                    'act': {'q': 'relu', 'bits': 9, 'integer': 3},
+                },
+                {'op': 'flatten'},
+                dense(1, q(9, 2), q(8, 1)),
+            ],
+            'seed': 17081,
+            'init': 'scaled',
+        },
+        'io_parallel',
+        r"layer 'sepconv0' \(QSeparableConv2D\): TensorFlow cannot run a separable convolution with a 1x1 kernel",
+    ),
 }
+
+
+# make fuzz, campaign 2, csim-io_stream seed 200025 (reduced): with io_stream, hls4ml 1.3.0
+# turns a Reshape into a Repack whose result_t stays its default fixed<16,6> (it sets only
+# the output variable's type), and the Clone it inserts where the reshaped stream feeds two
+# layers took that result_t: the ufixed<6,7> input would wrap. The graph check refused it;
+# fixed by giving a Clone's copies the type of the stream it copies
+# (hls.passes.CloneKeepsInputType).
+RESHAPE_FEEDING_TWO_LAYERS = {
+    'kind': 'conv1d',
+    'input_shape': [4, 2],
+    'input_q': {'q': 'bits', 'bits': 6, 'integer': 7, 'keep_negative': False, 'symmetric': False},
+    'layers': [
+        {'op': 'reshape', 'shape': [4, 1, 2]},
+        {
+            'op': 'concat',
+            'a': {'filters': 2, 'kernel': 2, 'wq': q(5, 0), 'bq': q(6, 1), 'act': RELU62},
+            'b': {'filters': 2, 'kernel': 1, 'wq': q(5, 0), 'bq': q(6, 1), 'act': RELU62},
+        },
+        {'op': 'flatten'},
+        dense(2),
+    ],
+    'seed': 1,
+    'init': 'scaled',
+}
+
+
+@pytest.mark.parametrize('io_type', ['io_stream', 'io_parallel'])
+def test_a_reshaped_stream_feeding_two_layers(io_type, tmp_path):
+    assert check_csim(RESHAPE_FEEDING_TWO_LAYERS, io_type, tmp_path) == 'exact'
 
 
 @pytest.mark.parametrize('name', sorted(REFUSED))
@@ -295,6 +399,27 @@ CONTROLS = {
             ],
         },
         'io_stream',
+    ),
+    # A plain Conv1D after the 2-D depthwise convolution compiles and is exact.
+    'conv_1d_after_depthwise_2d': (
+        {
+            **REFUSED['separable_1d_after_depthwise_2d'][0],
+            'layers': [
+                *REFUSED['separable_1d_after_depthwise_2d'][0]['layers'][:2],
+                {
+                    'op': 'conv',
+                    'filters': 2,
+                    'kernel': 2,
+                    'strides': 1,
+                    'padding': 'same',
+                    'wq': q(5, 0),
+                    'bq': q(6, 1),
+                    'act': {'q': 'relu', 'bits': 6, 'integer': 2},
+                },
+                *REFUSED['separable_1d_after_depthwise_2d'][0]['layers'][3:],
+            ],
+        },
+        'io_parallel',
     ),
 }
 
@@ -414,11 +539,18 @@ UNFIXED = {
         r"layer 'gpool2' \(GlobalPooling2D\): hls4ml gave its (accumulator|result) the type fixed<16,6.*"
         r'cannot hold its input type ufixed<16,2',
     ),
+    'reshape_feeding_two_layers': (
+        RESHAPE_FEEDING_TWO_LAYERS,
+        'io_stream',
+        r"layer 'clone_repack_reshape0' \(Clone\): hls4ml gave its result the type fixed<16,6,TRN,WRAP,0>, "
+        r'which cannot hold its input type ufixed<6,7',
+    ),
 }
 
 
 FIXES = {
     'padding_before_wrong_branch': passes.ZeroPaddingBeforeItsConv1D,
+    'reshape_feeding_two_layers': passes.CloneKeepsInputType,
     'global_max_pooling_default_type': passes.GlobalMaxPoolingKeepsInputType,
 }
 
@@ -456,3 +588,31 @@ def test_tiny_model_through_rtl(tmp_path):
     hls_backend.write_rtl(tmp_path / 'm.keras', tmp_path / 'rtl', inputs=input_samples(TINY_RTL, 30))
     result = hls_backend.simulate_rtl(tmp_path / 'rtl')
     assert result.exact_matches == result.samples == 30
+
+
+# make fuzz, campaign 4, rtl seed 300004: an unsigned 1-bit quantizer with 1 integer bit
+# (steps of 1) after inputs in [0, 0.5) rounds everything to 0, so every output is the
+# constant 0; da4ml wrote 0-bit output ports ([-1:0]) and the Verilator build failed
+# (exit 5). Now refused up front, naming the layer from which nothing depends on the input.
+CONSTANT_ZERO_RTL = {
+    'kind': 'conv2d',
+    'input_shape': [4, 4, 1],
+    'input_q': {'q': 'bits', 'bits': 6, 'integer': -1, 'keep_negative': False, 'symmetric': False},
+    'layers': [
+        {'op': 'qact', 'act': {'q': 'bits', 'bits': 1, 'integer': 1, 'keep_negative': False, 'symmetric': False}},
+        {'op': 'flatten'},
+        dense(2, q(7, 4), q(4, -2), {'q': 'relu', 'bits': 5, 'integer': 1}),
+    ],
+    'seed': 37581,
+    'init': 'scaled',
+}
+
+
+def test_constant_zero_outputs_are_refused_by_the_rtl_route(tmp_path):
+    build_qkeras(CONSTANT_ZERO_RTL).save(tmp_path / 'm.keras')
+    with pytest.raises(
+        UnsupportedModelError,
+        match=r"every output of the model is the constant 0; from layer 'qact0' \(QActivation\) on",
+    ):
+        hls_backend.write_rtl(tmp_path / 'm.keras', tmp_path / 'rtl', inputs=input_samples(CONSTANT_ZERO_RTL, 30))
+    assert not (tmp_path / 'rtl').exists()

@@ -250,7 +250,24 @@ class Depthwise(kinds.Depthwise, HLSLayer):
 
 class Separable(kinds.Separable, HLSLayer):
     handles = ('QSeparableConv1D', 'QSeparableConv2D')
+    # hls4ml splits a separable convolution into a depthwise and a pointwise layer; the
+    # 2-D depthwise part is checked by Depthwise, the pointwise one by DenseOrConv.
+    hls4ml_classes = ('DepthwiseConv1D',)
     bridged = handles
+    limits = 'not both 1-D and 2-D depthwise/separable convolutions in one model'
+
+    def check_graph(self, node, graph) -> None:
+        """hls4ml 1.3.0's nnet_sepconv1d_latency.h and nnet_sepconv2d_latency.h share one
+        include guard, so a design with a 1-D and a 2-D depthwise convolution does not
+        compile (g++: 'depthwise_conv_2d_latency_cl' was not declared; found by the layer
+        catalogue, pinned as ``separable_1d_after_depthwise_2d`` in test_fuzz_regressions.py)."""
+        other = next((n.name for n in graph.hls_model.get_layers() if n.class_name == 'DepthwiseConv2D'), None)
+        if other is not None:
+            raise UnsupportedModelError(
+                f'{node_where(node)}: hls4ml 1.3.0 cannot compile a 1-D depthwise convolution beside the 2-D one '
+                f"'{other}' (its two depthwise headers share one include guard); use only 1-D or only 2-D "
+                'separable/depthwise convolutions in one model'
+            )
 
 
 class QActivation(kinds.QuantizedActivation, HLSLayer):
@@ -260,8 +277,18 @@ class QActivation(kinds.QuantizedActivation, HLSLayer):
 
 
 class Activation(kinds.FloatActivation, HLSLayer):
-    handles = ('Activation', 'ReLU', 'Softmax')
+    handles = ('Activation', 'Softmax')
     limits = "'linear'; softmax at the output is left out (outputs are logits)"
+
+
+class FloatReLU(kinds.FloatActivation, HLSLayer):
+    """A ReLU layer is a float activation: hls4ml gives its result a default type, so it is
+    never exact (it was listed as supported, yet every model with one was refused:
+    found by the layer-coverage test, fpga_tests/test_layer_coverage.py)."""
+
+    handles = ('ReLU',)
+    accepted = False
+    limits = 'inexact: only with --default-precision; use QActivation(quantized_relu)'
 
 
 class DataMovement(kinds.DataMovement, HLSLayer):

@@ -86,6 +86,33 @@ class GlobalMaxPoolingKeepsInputType(OptimizerPass):
         return True
 
 
+class CloneKeepsInputType(OptimizerPass):
+    """Every copy an io_stream Clone makes has the type of the stream it copies.
+
+    hls4ml 1.3.0's Clone takes its copies' type from its source's ``result_t``, and a
+    Repack (what an io_stream Reshape becomes) keeps the default ``fixed<16,6>`` there
+    while its stream has the input's type: a ``ufixed<6,7>`` input reshaped and fed to two
+    layers was copied into ``fixed<16,6>`` (found by fuzzing: seed 200025,
+    ``reshape_feeding_two_layers_stream`` in test_fuzz_regressions.py).
+    """
+
+    name = 'lpsubnet_clone_keeps_input_type'
+
+    def match(self, node) -> bool:
+        if node.class_name != 'Clone':
+            return False
+        source = _known_input(node)
+        return source is not None and any(
+            node.get_output_variable(out).type.precision != source for out in node.outputs
+        )
+
+    def transform(self, model, node) -> bool:
+        source = _known_input(node)
+        for out in node.outputs:
+            node.get_output_variable(out).type.precision = source
+        return True
+
+
 class ZeroPaddingBeforeItsConv1D(InsertZeroPaddingBeforeConv1D):
     """hls4ml's io_stream padding of a ``padding='same'`` Conv1D, inserted before that
     convolution.
@@ -159,6 +186,9 @@ PASSES = {
     GlobalMaxPoolingKeepsInputType: Placement('convert', before='infer_precision_types'),
     ExponentWeightsUnderNumpy2: Placement('convert'),
     ZeroPaddingBeforeItsConv1D: Placement('vivado:streaming', replaces='vivado:insert_zero_padding_before_conv1d'),
+    # Before the Clone is made: hls4ml's optimizer loop starts again after each insertion,
+    # so the copies have their type before the padding inserted after them copies it.
+    CloneKeepsInputType: Placement('vivado:streaming', before='vivado:clone_output'),
 }
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from ..core.layer_kinds import where
 from ..core.plan import ModelPlan, inbound
 from ..errors import UnsupportedModelError
-from .arithmetic import fixed_kif
+from .arithmetic import fixed_kif, is_const
 from .layers import RTL_LAYERS
 
 
@@ -69,7 +69,24 @@ def replay_model(model, plan: ModelPlan, hwconf, progress=None):
     if progress is not None:
         progress.finishing()
     comb = comb_trace(inp.ravel(), out_flat, keep_dead_inputs=True)
+    if io_widths(comb)['output']['width'] == 0:
+        # Every output is the constant 0: da4ml writes 0-bit output ports ([-1:0]), which
+        # Verilator refuses (found by make fuzz: rtl seed 300004 of campaign 4, a 1-bit
+        # unsigned quantizer that rounds every input below 0.5 to 0).
+        source = next(
+            (layer for layer in model.layers if id(layer) in values and _all_constant(values[id(layer)])), None
+        )
+        cause = f'; from {where(source)} on, no value depends on the input' if source is not None else ''
+        raise UnsupportedModelError(
+            f'every output of the model is the constant 0{cause}, so its RTL design would have no output bits '
+            '(a 0-bit port no simulator builds); check the quantizers there (their ranges and steps)'
+        )
     return comb, inp, out_flat
+
+
+def _all_constant(value) -> bool:
+    variables = value._vars.ravel() if hasattr(value, '_vars') else np.asarray(value, dtype=object).ravel()
+    return all(not hasattr(v, 'low') or is_const(v) for v in variables)
 
 
 def io_widths(comb) -> dict:
