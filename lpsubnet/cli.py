@@ -458,6 +458,20 @@ def prune(model, data_path, layout, input_shape, out_dir, force, **given):
     )
 
 
+def budget_options(command):
+    """One option per sweep objective with a budget (lpsubnet.objectives): --max-lut, ..."""
+    from .objectives import OBJECTIVES
+
+    for objective in reversed([o for o in OBJECTIVES.values() if o.budget]):
+        if objective.integer:
+            kind = click.IntRange(min=0, max=objective.budget_max)
+        else:
+            kind = click.FloatRange(min=0, max=objective.budget_max, min_open=objective.budget_max is None)
+        bound = 'at most' if objective.direction == 'min' else 'at least'
+        command = click.option(objective.budget, type=kind, help=f'Budget: {objective.label} {bound} this.')(command)
+    return command
+
+
 STAGE_NAMES = ('data', 'baseline', 'compress', 'hls', 'csim', 'rtl', 'vendor', 'report')
 
 
@@ -545,18 +559,9 @@ def run(config, out_dir, force, resume, stop_after, print_config):
 )
 @click.option('--resume', is_flag=True, help='Continue a sweep: finished trials (keyed by their parameters) are kept.')
 @click.option('--force', is_flag=True, help='Start over in an existing sweep directory (deletes it).')
-@click.option('--max-lut', type=click.IntRange(min=1), help='Budget: LUT estimate (da4ml cost model) at most N.')
-@click.option(
-    '--max-footprint', type=click.FloatRange(min=0, min_open=True), help='Budget: memory footprint at most KBIT kbit.'
-)
-@click.option(
-    '--max-latency', type=click.IntRange(min=0), help='Budget: latency estimate (pipeline depth) at most CYCLES.'
-)
-@click.option(
-    '--min-accuracy', type=click.FloatRange(0, 1), help='Budget: validation accuracy at least A (a fraction, e.g. 0.9).'
-)
+@budget_options
 @handle_errors
-def sweep(config, out_dir, address, max_concurrent, resume, force, max_lut, max_footprint, max_latency, min_accuracy):
+def sweep(config, out_dir, address, max_concurrent, resume, force, **budgets):
     """Search compressions of one float baseline on Ray Tune: CONFIG is a run config plus a sweep: section.
 
     Each trial compresses, writes the HLS project, C-simulates it on the test split (bit-exact
@@ -576,7 +581,7 @@ def sweep(config, out_dir, address, max_concurrent, resume, force, max_lut, max_
     from .sweep_space import load_sweep
 
     sweep_config = load_sweep(config)
-    constraints = constraints_from_options(max_lut, max_footprint, max_latency, min_accuracy)
+    constraints = constraints_from_options(**budgets)
     console = Console(stderr=True, highlight=False)
     result = run_sweep(
         sweep_config,

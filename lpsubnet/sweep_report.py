@@ -17,7 +17,7 @@ from pathlib import Path
 
 from hls_backend.core.files import write_text_atomic
 
-from .sweep_space import OBJECTIVES
+from .objectives import OBJECTIVES, budget_param
 
 
 @dataclass(frozen=True)
@@ -39,20 +39,20 @@ class Constraint:
         return max(0.0, gap) / (abs(self.limit) or 1.0)
 
     def describe(self) -> str:
-        shown = self.limit / 1e3 if self.metric == 'footprint_bits' else self.limit
-        return f'{self.option} {shown:g}{self.unit}'
+        return f'{self.option} {self.limit / OBJECTIVES[self.metric].scale:g}{self.unit}'
 
 
-def constraints_from_options(max_lut=None, max_footprint=None, max_latency=None, min_accuracy=None) -> list[Constraint]:
+def constraints_from_options(**budgets) -> list[Constraint]:
+    """The budget query from ``lpsubnet sweep``'s budget options (``max_lut=...``; one per
+    objective with a budget, lpsubnet.objectives); unset ones left out."""
     found = []
-    if max_lut is not None:
-        found.append(Constraint('--max-lut', 'lut_estimate', 'max', max_lut, ' LUT (estimate)'))
-    if max_footprint is not None:
-        found.append(Constraint('--max-footprint', 'footprint_bits', 'max', max_footprint * 1e3, ' kbit'))
-    if max_latency is not None:
-        found.append(Constraint('--max-latency', 'latency_cycles', 'max', max_latency, ' cycles (estimate)'))
-    if min_accuracy is not None:
-        found.append(Constraint('--min-accuracy', 'accuracy', 'min', min_accuracy, ' (validation)'))
+    for objective in OBJECTIVES.values():
+        value = budgets.pop(budget_param(objective), None) if objective.budget else None
+        if value is not None:
+            bound = 'max' if objective.direction == 'min' else 'min'
+            found.append(Constraint(objective.budget, objective.name, bound, value * objective.scale, objective.unit))
+    if budgets:
+        raise TypeError(f'no budget option for {sorted(budgets)}')
     return found
 
 
@@ -64,7 +64,7 @@ def _dominates(a: dict, b: dict, objectives: list[str]) -> bool:
     better = False
     for name in objectives:
         x, y = a['metrics'][name], b['metrics'][name]
-        if OBJECTIVES[name] == 'min':
+        if OBJECTIVES[name].direction == 'min':
             x, y = -x, -y
         if x < y:
             return False
@@ -151,11 +151,11 @@ def _plots(out: Path, trials: list[dict], front: list[dict], baseline: dict | No
     searched = [t for t in pool if t.get('role') != 'reference']
     reference = [t for t in pool if t.get('role') == 'reference']
     plots = {}
-    for name, metric, label in (
-        ('accuracy_vs_footprint', 'footprint_bits', 'memory footprint (kbit, log scale)'),
-        ('accuracy_vs_lut', 'lut_estimate', "LUT estimate (da4ml's cost model, log scale)"),
-    ):
-        scale = 1e3 if metric == 'footprint_bits' else 1.0
+    for objective in (o for o in OBJECTIVES.values() if o.plot):
+        name, metric, scale = objective.plot, objective.name, objective.scale
+        label = (
+            f'{objective.label[:-1]}, log scale)' if objective.label.endswith(')') else f'{objective.label} (log scale)'
+        )
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.scatter(
             [t['metrics'][metric] / scale for t in searched],
@@ -259,7 +259,7 @@ def report_context(out: Path, config, trials: list[dict], front: list[dict], con
         'search': config.sweep.search,
         'seed': config.sweep.seed,
         'space': config.sweep.space,
-        'objectives': [f'{o} ({OBJECTIVES[o]})' for o in config.sweep.objectives],
+        'objectives': [f'{o} ({OBJECTIVES[o].direction})' for o in config.sweep.objectives],
         'n_trials': len(trials),
         'n_ok': len(ok),
         'n_error': len(errors) - len(inexact),

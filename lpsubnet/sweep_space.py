@@ -34,17 +34,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from .config import ConfigError, RunConfig, Section, parse_config
-
-# Objective -> the direction that is better. 'accuracy' is the task metric on the
-# validation split (what the search sees); the test split is only reported.
-OBJECTIVES = {
-    'accuracy': 'max',
-    'footprint_bits': 'min',
-    'lut_estimate': 'min',
-    'ff_estimate': 'min',
-    'latency_cycles': 'min',
-    'bops': 'min',
-}
+from .objectives import OBJECTIVES
 
 # The float baseline is trained once and shared by every trial, so what it is made
 # from cannot vary between trials.

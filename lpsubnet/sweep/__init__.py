@@ -50,7 +50,7 @@ from .driver import (
     start_ray,
 )
 from .records import FINAL, SWEEP_MARKER, TRIALS_FILE, append_trial, prepare_sweep_dir, read_trials, remaining
-from .trial import WORST, run_trial, trial_metrics, trial_resources, trial_stages, vendor_tool
+from .trial import run_trial, trial_metrics, trial_resources, trial_stages, vendor_tool
 
 __all__ = [
     'AUTH_HINT',
@@ -61,7 +61,6 @@ __all__ = [
     'NO_CPU_SECONDS',
     'SWEEP_MARKER',
     'TRIALS_FILE',
-    'WORST',
     'ClusterError',
     'ClusterLost',
     'NodeWatch',

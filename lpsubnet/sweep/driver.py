@@ -17,7 +17,8 @@ from ray.tune.stopper import Stopper
 from hls_backend.core.files import write_text_atomic
 from hls_backend.errors import BadInputError
 
-from ..sweep_space import OBJECTIVES, SweepConfig
+from ..objectives import OBJECTIVES
+from ..sweep_space import SweepConfig
 from .display import DRIVER_STATE, Progress, live_display, make_callback, say
 from .records import FINAL, prepare_sweep_dir, read_trials, record_session, remaining
 from .trial import trial_params, trial_resources, tune_trainable, vendor_tool
@@ -142,7 +143,9 @@ def run_sweep(
     front = pareto_front(trials, config.sweep.objectives)
     write_text_atomic(
         out / 'pareto.json',
-        json.dumps({'objectives': {o: OBJECTIVES[o] for o in config.sweep.objectives}, 'trials': front}, indent=2)
+        json.dumps(
+            {'objectives': {o: OBJECTIVES[o].direction for o in config.sweep.objectives}, 'trials': front}, indent=2
+        )
         + '\n',
     )
     if points or optuna_left:
@@ -391,7 +394,7 @@ def _optuna_searcher(config: SweepConfig, out: Path, space: dict):
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per study and trial beside the display
     objectives = list(config.sweep.objectives)
     keys = [d.key for d in config.dimensions]
-    directions = ['maximize' if OBJECTIVES[o] == 'max' else 'minimize' for o in objectives]
+    directions = ['maximize' if OBJECTIVES[o].direction == 'max' else 'minimize' for o in objectives]
     distributions = OptunaSearch.convert_search_space(space)
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(storage=storage, study_name='lpsubnet', directions=directions)
@@ -414,7 +417,9 @@ def _optuna_searcher(config: SweepConfig, out: Path, space: dict):
         sampler = optuna.samplers.TPESampler(seed=config.sweep.seed)
     return OptunaSearch(
         metric=objectives if len(objectives) > 1 else objectives[0],
-        mode=[OBJECTIVES[o] for o in objectives] if len(objectives) > 1 else OBJECTIVES[objectives[0]],
+        mode=[OBJECTIVES[o].direction for o in objectives]
+        if len(objectives) > 1
+        else OBJECTIVES[objectives[0]].direction,
         sampler=sampler,  # seeded itself: OptunaSearch ignores seed= beside a sampler
         storage=storage,
         study_name='lpsubnet',

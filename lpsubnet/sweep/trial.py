@@ -15,12 +15,12 @@ from pathlib import Path
 
 from hls_backend.core.files import write_text_atomic
 
-from ..sweep_space import OBJECTIVES, trial_id
+from ..objectives import OBJECTIVES, TrialOutputs
+from ..sweep_space import trial_id
 from ..verdict import design_mismatches, inexact_paths
 from .records import FINAL
 
 # Objective values a failed trial reports to the searcher: the worst possible.
-WORST = {'max': 0.0, 'min': 1e18}
 
 
 def _one_tensorflow_thread() -> None:
@@ -96,27 +96,22 @@ def trial_resources(tool: str | None, available: dict) -> dict:
 
 
 def trial_metrics(trial_dir: Path) -> dict:
-    """The metrics of a finished trial, read from its stage outputs."""
-    manifest = json.loads((trial_dir / 'compress' / 'manifest.json').read_text())
-    csim = json.loads((trial_dir / 'csim' / 'csim.json').read_text())
-    estimate = json.loads((trial_dir / 'estimate' / 'estimate.json').read_text())
-    m = manifest['metrics']
-    key = m['metric']
-    metrics = {
-        'accuracy': float(m['quantized'][key]),  # validation split: what the search optimises
-        'test_accuracy': float(csim['accuracy']),  # the C-simulated core on the test split
-        'footprint_bits': int(m['after']['footprint_bits']),
-        'bops': int(m['after']['bops']),
-        'parameters': int(m['after']['parameters']),
-        'lut_estimate': estimate['lut_estimate'],
-        'ff_estimate': estimate['ff_estimate'],
-        'latency_cycles': estimate['latency_cycles'],
-        'estimate_source': estimate['source'],
-        'csim_exact': not inexact_paths(csim, 'C simulation'),
-        'csim_samples': int(csim['samples']),
-        'csim_exact_matches': int(csim['exact_matches']),
-        'csim_max_abs_diff': float(csim['max_abs_diff']),
-    }
+    """The metrics of a finished trial, read from its stage outputs: every objective
+    (lpsubnet.objectives), the test accuracy of the C-simulated core, the checks' verdicts."""
+    outputs = TrialOutputs.read(trial_dir)
+    csim = outputs.csim
+    metrics = {name: objective.read(outputs) for name, objective in OBJECTIVES.items()}
+    metrics.update(
+        {
+            'test_accuracy': float(csim['accuracy']),  # the C-simulated core on the test split
+            'parameters': int(outputs.quantized['parameters']),
+            'estimate_source': outputs.estimate['source'],
+            'csim_exact': not inexact_paths(csim, 'C simulation'),
+            'csim_samples': int(csim['samples']),
+            'csim_exact_matches': int(csim['exact_matches']),
+            'csim_max_abs_diff': float(csim['max_abs_diff']),
+        }
+    )
     vendor_file = trial_dir / 'vendor' / 'vendor.json'
     if vendor_file.exists():
         vendor = json.loads(vendor_file.read_text())
@@ -220,7 +215,7 @@ def _report_to_tune(record: dict, objectives: list[str]) -> dict:
         if record['status'] == 'ok':
             result[name] = float(record['metrics'][name])
         else:
-            result[name] = WORST[OBJECTIVES[name]]
+            result[name] = OBJECTIVES[name].worst
     return result
 
 
