@@ -202,7 +202,7 @@ def test_streamed_inputs_checked_before_the_reference(mlp, tmp_path):
     refuses a wrapping inputs file before any QKeras reference or harness run."""
     from hls_backend.core.results import RouteResult
     from hls_backend.rtl import read_rtl_info, write_rtl
-    from hls_backend.rtl.route import Timing, _stream_check
+    from hls_backend.rtl.simulate import Timing, _stream_check
 
     write_rtl(mlp / 'mlp.keras', tmp_path / 'r', input_precision=WRAPPING, n_samples=5)
     info = read_rtl_info(tmp_path / 'r')

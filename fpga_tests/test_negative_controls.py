@@ -10,7 +10,7 @@ failure is the perturbation's.
 |-------------------------------------------------------------|--------------------------------------------------------|-------------------------------------------------|------|
 | testbench C simulation (`lpsubnet csim`, hls/csim.py)       | one weight in `firmware/weights/w*.txt` negated, after a check that was exact (its verdicts cached) | MISMATCH, exit 3 | test_csim_reports_a_weight_file_changed_after_an_exact_check |
 | hls4ml `predict()` (second check of `lpsubnet csim`)        | the same weight file (a cached verdict must not answer) | mismatch, named in the exit-3 message          | same |
-| RTL cycle simulation (`lpsubnet rtl`, rtl/route.py)         | one adder of the Verilog made a subtracter (`IS_SUB`)  | MISMATCH, exit 3                                | test_rtl_reports_a_changed_verilog_constant |
+| RTL cycle simulation (`lpsubnet rtl`, rtl/simulate.py)      | one adder of the Verilog made a subtracter (`IS_SUB`)  | MISMATCH, exit 3                                | test_rtl_reports_a_changed_verilog_constant |
 | da4ml `predict()` (second check of `lpsubnet rtl`)          | the same Verilog (the same Verilated model)            | mismatch, named in the exit-3 message           | same |
 | da4ml traced logic (third check of `lpsubnet rtl`)          | the same adder made a subtracter in `model/comb_full.json` (the traced logic never reads the Verilog: it stays exact above, which tells an RTL error from a replay error) | mismatch | test_trace_check_reports_a_changed_traced_operation |
 | `to_torch` module (pruner/torch_export.py)                  | one torch weight moved one step along its grid         | outputs differ from QKeras (float64 equality)   | test_to_torch_module_with_a_changed_weight_differs |
@@ -44,6 +44,7 @@ from hls_backend.errors import UnsupportedModelError
 
 csim_module = importlib.import_module('hls_backend.hls.csim')
 route = importlib.import_module('hls_backend.rtl.route')
+simulate = importlib.import_module('hls_backend.rtl.simulate')
 script = importlib.import_module('hls_backend.hls.hls4ml_script')
 
 SAMPLES = 40  # as the reproduction: 13/40 exact after the weight was negated
@@ -150,14 +151,14 @@ def test_trace_check_reports_a_changed_traced_operation(rtl_with_a_changed_const
     project = tmp_path / 'rtl'
     shutil.copytree(out, project)
     x, reference = np.load(project / 'tb_data' / 'inputs.npy'), np.load(project / 'tb_data' / 'reference.npy')
-    assert route._trace_check(project, x, reference).exact
+    assert simulate._trace_check(project, x, reference).exact
     comb_file = project / 'model' / 'comb_full.json'
     comb = json.loads(comb_file.read_text())
     ops = comb[5]  # da4ml's CombLogic: shape, inp_shifts, out_idxs, out_shifts, out_negs, ops, ...
     first_add = next(i for i, op in enumerate(ops) if op[2] == 0 and op[1] >= 0)  # id0, id1, opcode 0 (add)
     ops[first_add][2] = 1  # subtract
     comb_file.write_text(json.dumps(comb))
-    check = route._trace_check(project, x, reference)
+    check = simulate._trace_check(project, x, reference)
     assert not check.exact and check.mismatched_samples > 0
 
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from fpga_tests import torch_models
-from pruner.torch_import import TorchImportError, convert_torch, is_torch_spec, load_torch, to_channels_last
+from pruner.torch_files import is_torch_spec, load_torch
+from pruner.torch_import import TorchImportError, convert_torch, to_channels_last
 
 NAME = 'bn_pool_cnn'
 SHAPE = torch_models.MODELS[NAME][1]

@@ -25,7 +25,7 @@ REDUCED_PT2 = 'reduced.pt2'
 
 
 def is_torch_model(path: str | Path | None) -> bool:
-    from pruner.torch_import import is_torch_spec
+    from pruner.torch_files import is_torch_spec
 
     return path is not None and is_torch_spec(path)
 
@@ -64,7 +64,8 @@ def convert(
     The conversion check's line is passed to ``say``. ``names``: how the input shape
     and the data layout are set (config keys, or the CLI's options).
     """
-    from pruner.torch_import import convert_torch, load_torch, to_channels_first
+    from pruner.torch_files import load_torch
+    from pruner.torch_import import convert_torch, to_channels_first
 
     if x is None:
         if input_shape is None and Path(str(spec)).suffix != '.pt2':

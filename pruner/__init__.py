@@ -84,7 +84,7 @@ _EXPORTS = {
     'UnsupportedTorchOpError': ('torch_import', 'UnsupportedTorchOpError'),
     'convert_torch': ('torch_import', 'convert_torch'),
     'from_torch': ('torch_import', 'from_torch'),
-    'load_torch': ('torch_import', 'load_torch'),
+    'load_torch': ('torch_files', 'load_torch'),
     'supported_ops': ('torch_import', 'supported_ops'),
 }
 

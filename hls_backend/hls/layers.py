@@ -23,13 +23,16 @@ class HLSLayer(kinds.LayerKind):
     registry = HLS_LAYERS
     hls4ml_classes: tuple[str, ...] = ()  # the hls4ml graph layers this family becomes
     bridged: tuple[str, ...] = ()  # classes converted by lpsubnet's QKeras handler (qkeras_bridge)
+    # Whether the layer's ``activation=`` is applied to its output (a recurrent cell's is
+    # internal, batch normalization has none) and becomes a layer of its own.
+    splits_activation = True
 
     def check_graph(self, node, graph) -> None:
         """Refuse a converted hls4ml layer ``node`` that cannot be exact (``graph``: GraphCheck)."""
 
     def hls4ml_layers(self, layer, in_tensors, out_tensors) -> tuple[dict, ...]:
         """hls4ml's layer dictionaries for ``layer`` (classes in ``bridged`` only)."""
-        return parse_qkeras_layer(layer, in_tensors, out_tensors)
+        return parse_qkeras_layer(layer, in_tensors, out_tensors, split_activation=self.splits_activation)
 
 
 def _holds(outer, inner, extra_integer: int = 0) -> bool:
@@ -384,6 +387,7 @@ class BatchNorm(kinds.BatchNorm, HLSLayer):
 
     handles = ('BatchNormalization', 'QBatchNormalization')
     accepted = False
+    splits_activation = False
     # hls4ml 1.3.0's Keras-3 converter has no BatchNormalization handler: it tries its da4ml
     # fallback, which fails ("No plugin found for model type"); hls4ml's Keras-2 parser works.
     bridged = handles
@@ -400,6 +404,7 @@ class Recurrent(HLSLayer):
     handles = ('QSimpleRNN', 'QLSTM', 'QGRU')
     bridged = handles
     accepted = False
+    splits_activation = False  # the cell's activations are internal to it
     limits = "refused: not bit-exact in hls4ml (QLSTM, QGRU convert in hls4ml's own flow, with a tolerance)"
 
     def plan(self, layer, ctx) -> None:

@@ -33,10 +33,6 @@ from ..core.layer_kinds import ACTIVATION_SUFFIX
 # for (it tries its da4ml fallback on them, which fails: "No plugin found for model type").
 
 
-# Layers whose ``activation`` is not applied to their output (a recurrent cell's is internal).
-NO_SPLIT = ('QBatchNormalization', 'BatchNormalization', 'QSimpleRNN', 'QLSTM', 'QGRU')
-
-
 class _SingleLayerReader:
     """The data-reader interface hls4ml's Keras-2 parsers expect, for one layer."""
 
@@ -143,11 +139,13 @@ def parse_qkeras_layer(
     class_name: str | None = None,
     reader=None,
     config: dict | None = None,
+    split_activation: bool = True,
 ) -> tuple[dict[str, Any], ...]:
     """hls4ml's layer dictionaries for a QKeras layer: hls4ml's Keras-2 parser of
     ``class_name`` (default: the layer's own class) on ``config`` (default: the layer's)
-    reading weights from ``reader`` (default: the layer's variables), then the activation
-    split off."""
+    reading weights from ``reader`` (default: the layer's variables), then its
+    ``activation=`` split off into a layer of its own (unless ``split_activation`` is
+    False: a layer whose activation is not applied to its output)."""
     from hls4ml.converters.keras_v2_to_hls import layer_handlers as v2_handlers
 
     class_name = class_name or layer.__class__.__name__
@@ -165,7 +163,7 @@ def parse_qkeras_layer(
     if class_name == 'QActivation':
         _attach_linear_quantizer(parsed, keras_dict['config']['activation'], f"layer '{layer.name}'")
         return (parsed,)
-    if class_name in NO_SPLIT or 'activation' not in keras_dict['config']:
+    if not split_activation or 'activation' not in keras_dict['config']:
         return (parsed,)
     act = _activation_split(layer, out_name, input_name=f'{out_name}{ACTIVATION_SUFFIX}')
     if act is None:
