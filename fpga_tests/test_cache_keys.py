@@ -17,6 +17,7 @@ fpga_tests/test_negative_controls.py changes one constant and sees the mismatch)
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import shutil
@@ -276,8 +277,11 @@ def changed_stage_input(change: str, stage, config, upstream, monkeypatch, data_
 
     if change == 'configuration':
         return stage, toy_config(data_file, hls={'clock_period': 3.0}), upstream
-    if change == 'settings':
-        return dataclasses.replace(stage, settings={'second_check': False}), config, upstream
+    if change == 'settings':  # a caller runs it without predict()
+        from lpsubnet.pipeline import StageOptions
+
+        stage = dataclasses.replace(stage, options=('second_check',))
+        return stage, config, upstream, StageOptions(second_check=False)
     if change == 'seed':
         return stage, toy_config(data_file, seed=7), upstream
     if change == 'tools':  # the same g++ found elsewhere on PATH
@@ -307,6 +311,7 @@ def test_stage_key_misses_when_an_input_changes(data_file, monkeypatch, change):
     from lpsubnet.pipeline import stage_key
 
     stage, config, upstream = TOY[2], toy_config(data_file), {'train': {'key': 'k', 'outputs': 'o'}}
+    stage = dataclasses.replace(stage, options=('second_check',))  # it reads one option, at its default
     before = stage_key(stage, config, upstream)
     after = stage_key(*changed_stage_input(change, stage, config, upstream, monkeypatch, data_file))
     part = change.split(' (')[0]

@@ -39,16 +39,27 @@ class Stage:
     after: tuple[str, ...]  # stages whose outputs it uses
     run: Callable  # (ctx, out_dir: Path) -> dict summary
     tools: tuple[str, ...] = ()  # Python distributions or executables whose versions its result depends on
-    settings: dict | None = None  # what a caller's wrapper of ``run`` changes (a sweep's csim without predict())
+    options: tuple[str, ...] = ()  # the StageOptions fields it reads
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """How a caller runs some stages otherwise than ``lpsubnet run`` does (a sweep's
+    trials); a stage reads the fields it names in ``Stage.options``, and their values are
+    part of its key."""
+
+    second_check: bool = True  # csim: hls4ml's predict() beside the testbench
+    estimate_samples: int = 20  # estimate: test samples the RTL estimate project stores
 
 
 class RunContext:
     """What the stages share: the configuration, the run directory, the records."""
 
-    def __init__(self, config: RunConfig, run_dir: Path, console):
+    def __init__(self, config: RunConfig, run_dir: Path, console, options: StageOptions | None = None):
         self.config = config
         self.run_dir = run_dir
         self.console = console
+        self.options = options or StageOptions()
         self.records: dict[str, dict] = {}
 
     def stage_dir(self, name: str) -> Path:
@@ -94,15 +105,17 @@ def _input_files(reads: tuple[str, ...], dumped: dict) -> dict[str, str]:
     return files
 
 
-def stage_key(stage: Stage, config: RunConfig, upstream: dict[str, dict]) -> CacheKey:
+def stage_key(
+    stage: Stage, config: RunConfig, upstream: dict[str, dict], options: StageOptions | None = None
+) -> CacheKey:
     """Key of a stage's record: the configuration sections and keys it reads, the
-    settings a caller gave its ``run``, the seed, the files the configuration names (by
+    StageOptions it reads, the seed, the files the configuration names (by
     content), lpsubnet's and the stage's tools' versions, and for each stage it uses,
     that stage's key and the digest of its outputs."""
     dumped = config.model_dump(mode='json')
     key = CacheKey(f'lpsubnet run stage {stage.name}')
     key.add('configuration', {path: _config_value(dumped, path) for path in stage.reads})
-    key.add('settings', stage.settings or {})
+    key.add('settings', {name: getattr(options or StageOptions(), name) for name in stage.options})
     key.add('seed', config.seed)
     key.add('input files', _input_files(stage.reads, dumped))
     key.add('tools', {name: tool_version(name) for name in ('lpsubnet', *stage.tools)})
@@ -183,14 +196,16 @@ def run_pipeline(
     resume=False,
     console=None,
     stop_after: str | None = None,
+    options: StageOptions | None = None,
 ):
-    """Run ``stages`` in order; returns the context with every stage's record."""
+    """Run ``stages`` in order (``options``: how a caller runs some of them otherwise);
+    returns the context with every stage's record."""
     run_dir = Path(run_dir).absolute()
     prepare_run_dir(run_dir, force, resume)
     write_text_atomic(run_dir / 'config.yaml', dump_config(config))
-    ctx = RunContext(config, run_dir, console)
+    ctx = RunContext(config, run_dir, console, options)
     for stage in stages:
-        key = stage_key(stage, config, ctx.records).digest
+        key = stage_key(stage, config, ctx.records, ctx.options).digest
         record_file = _record_path(run_dir, stage.name)
         if record_file.exists() and ctx.stage_dir(stage.name).exists():
             record = json.loads(record_file.read_text())

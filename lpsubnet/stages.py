@@ -13,6 +13,7 @@ import numpy as np
 
 from hls_backend.hls.vendor import BACKENDS
 
+from .config import RTL_SHARED_WITH_HLS
 from .pipeline import RunContext, Stage
 
 
@@ -145,7 +146,7 @@ def stage_csim(ctx: RunContext, out: Path) -> dict:
 
     project = _own_copy_of_hls_project(ctx, out, 'csim')
     # lpsubnet sweep may leave out hls4ml's predict() cross-check (a second g++ build).
-    result = hls_backend.csim(project, second_check=getattr(ctx, 'second_check', True))
+    result = hls_backend.csim(project, second_check=ctx.options.second_check)
     final = ctx.stage_dir('csim') / 'project'
     hls_backend.relink_project(project, final)  # csim relinked it to the temporary name
     outputs = np.loadtxt(project / 'tb_data' / 'csim_results.log', ndmin=2)
@@ -158,8 +159,6 @@ def stage_csim(ctx: RunContext, out: Path) -> dict:
 def rtl_options(config):
     """The RTL route's options of a run: its rtl section, on the hls section's target."""
     from hls_backend import RTLOptions
-
-    from .config import RTL_SHARED_WITH_HLS
 
     r, h = config.rtl, config.hls
     declared = {f.name for f in dataclasses.fields(RTLOptions)}
@@ -209,7 +208,7 @@ def stage_estimate(ctx: RunContext, out: Path) -> dict:
     vendor tool). Estimates, not synthesis results. Used by ``lpsubnet sweep``."""
     import hls_backend
 
-    samples = getattr(ctx, 'estimate_samples', 20)
+    samples = ctx.options.estimate_samples
     info = hls_backend.write_rtl(
         ctx.stage_dir('compress') / 'reduced.keras',
         out / 'project',
@@ -288,6 +287,9 @@ TOOLS = {
     'report': ('matplotlib',),
 }
 
+# What the RTL stages read: the rtl section, on the hls section's target (rtl_options).
+RTL_READS = ('rtl', *(f'hls.{name}' for name in RTL_SHARED_WITH_HLS))
+
 STAGES = [
     Stage('data', 'data: load and split', ('data',), (), stage_data, TOOLS['data']),
     Stage('baseline', 'baseline: train the float model', ('model',), ('data',), stage_baseline, TOOLS['baseline']),
@@ -300,11 +302,11 @@ STAGES = [
         TOOLS['compress'],
     ),
     Stage('hls', 'hls: write the HLS project', ('hls',), ('compress',), stage_hls, TOOLS['hls']),
-    Stage('csim', 'csim: C simulation, bit-exact check', (), ('hls',), stage_csim, TOOLS['csim']),
+    Stage('csim', 'csim: C simulation, bit-exact check', (), ('hls',), stage_csim, TOOLS['csim'], ('second_check',)),
     Stage(
         'rtl',
         'rtl: Verilog + cycle-accurate simulation',
-        ('rtl', 'hls.clock_period'),
+        RTL_READS,
         ('compress',),
         stage_rtl,
         TOOLS['rtl'],

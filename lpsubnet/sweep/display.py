@@ -11,7 +11,7 @@ from ray.tune import Callback
 
 from ..sweep_space import trial_id
 from .records import append_trial
-from .trial import trial_params
+from .trial import TrialPlan, trial_params
 
 
 @dataclass
@@ -71,7 +71,7 @@ class _LiveLine:
 DRIVER_STATE: dict[int, dict] = {}
 
 
-def make_callback(out: Path, progress: Progress, plan: dict, console) -> SweepCallback:
+def make_callback(out: Path, progress: Progress, plan: TrialPlan, console) -> SweepCallback:
     import ray
 
     key = id(progress)
@@ -95,7 +95,7 @@ class SweepCallback(Callback):
     Defined at module level and holding only plain data, so that Tune can pickle it; the
     live objects are in ``DRIVER_STATE``."""
 
-    def __init__(self, out: Path, plan: dict, key: int):
+    def __init__(self, out: Path, plan: TrialPlan, key: int):
         self.out, self.plan, self.key = out, plan, key
         self.recorded: set[str] = set()
 
@@ -183,7 +183,7 @@ class SweepCallback(Callback):
                 'retries': len(reasons),
                 'node_id': None,
                 'seconds': None,
-                'role': 'reference' if params == plan.get('reference') else 'trial',
+                'role': 'reference' if params == plan.reference else 'trial',
             },
         )
         progress.failed += 1

@@ -21,7 +21,7 @@ from ..objectives import OBJECTIVES
 from ..sweep_space import SweepConfig
 from .display import DRIVER_STATE, Progress, live_display, make_callback, say
 from .records import FINAL, prepare_sweep_dir, read_trials, record_session, remaining
-from .trial import trial_params, trial_resources, tune_trainable, vendor_tool
+from .trial import TrialPlan, trial_params, trial_resources, tune_trainable, vendor_tool
 
 # Ray instances a sweep invocation may restart after losing its node.
 MAX_RAY_RESTARTS = 3
@@ -290,19 +290,19 @@ def _tune_on_ray(config, out, points, reference, optuna_left, max_concurrent, co
     from ray import tune
 
     sweep = config.sweep
-    plan = {
-        'sweep_dir': str(out),
-        'base': config.base,
-        'rtl': sweep.rtl,
-        'estimate_samples': sweep.estimate_samples,
-        'second_check': sweep.second_check,
-        'vendor': sweep.vendor,
-        'objectives': list(sweep.objectives),
-        'reference': reference,
-        'points': points,
-        'keys': [d.key for d in config.dimensions],
-        'normalise': {d.key: d.normalise for d in config.dimensions},
-    }
+    plan = TrialPlan(
+        sweep_dir=str(out),
+        base=config.base,
+        rtl=sweep.rtl,
+        estimate_samples=sweep.estimate_samples,
+        second_check=sweep.second_check,
+        vendor=sweep.vendor,
+        objectives=tuple(sweep.objectives),
+        reference=reference,
+        points=tuple(points),
+        keys=tuple(d.key for d in config.dimensions),
+        normalise={d.key: d.normalise for d in config.dimensions},
+    )
     total = len(points) + optuna_left
     progress = Progress(total=total)
     known = read_trials(out)
@@ -360,7 +360,7 @@ def _tune_on_ray(config, out, points, reference, optuna_left, max_concurrent, co
     return stopped
 
 
-def _resources(config: SweepConfig, plan: dict, console):
+def _resources(config: SweepConfig, plan: TrialPlan, console):
     """Ray resources per trial: one CPU, plus the vendor tool's resource where the cluster
     has it (a function of the trial's parameters: ``hls.backend`` may be an axis)."""
     if not config.sweep.vendor:
@@ -368,7 +368,7 @@ def _resources(config: SweepConfig, plan: dict, console):
     import ray
 
     available = ray.cluster_resources()
-    tools = sorted({vendor_tool(config.config_for(p)) for p in plan['points']} or {vendor_tool(config.run_config)})
+    tools = sorted({vendor_tool(config.config_for(p)) for p in plan.points} or {vendor_tool(config.run_config)})
     for tool in tools:
         if available.get(tool, 0) < 1:
             say(

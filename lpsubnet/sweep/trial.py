@@ -4,13 +4,13 @@ the trial itself, which becomes its record's ``error``."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
 import sys
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hls_backend.core.files import write_text_atomic
@@ -57,7 +57,7 @@ def _link_shared_stages(trial_dir: Path, base_dir: Path) -> None:
 
 def trial_stages(rtl: bool, vendor: bool = False):
     from ..pipeline import Stage
-    from ..stages import STAGES, TOOLS, stage_estimate
+    from ..stages import RTL_READS, STAGES, TOOLS, stage_estimate
 
     by_name = {s.name: s for s in STAGES}
     stages = [by_name[n] for n in ('data', 'baseline', 'compress', 'hls', 'csim')]
@@ -65,10 +65,11 @@ def trial_stages(rtl: bool, vendor: bool = False):
         Stage(
             'estimate',
             'estimate: da4ml LUT/FF and pipeline depth (no build)',
-            ('rtl.hdl', 'hls.clock_period'),
+            RTL_READS,
             ('compress',),
             stage_estimate,
             TOOLS['estimate'],
+            ('estimate_samples',),
         )
     )
     if rtl:
@@ -162,12 +163,13 @@ def run_trial(
     try:
         _one_tensorflow_thread()
         from ..config import parse_config
-        from ..pipeline import run_pipeline
+        from ..pipeline import StageOptions, run_pipeline
 
         config = parse_config(apply_params(base, params))
         trial_dir = out / 'trials' / tid
         _link_shared_stages(trial_dir, out / 'base')
-        ctx = run_pipeline(config, trial_dir, _trial_pipeline(rtl, estimate_samples, second_check, vendor), resume=True)
+        options = StageOptions(second_check=second_check, estimate_samples=estimate_samples)
+        ctx = run_pipeline(config, trial_dir, trial_stages(rtl, vendor), resume=True, options=options)
         mismatches = design_mismatches(ctx.records)
         del ctx
         record['metrics'] = trial_metrics(trial_dir)
@@ -184,31 +186,6 @@ def run_trial(
     return record
 
 
-def _trial_pipeline(rtl: bool, estimate_samples: int, second_check: bool, vendor: bool = False):
-    stages = trial_stages(rtl, vendor)
-    # The estimate stage reads how many test samples to keep, the csim stage whether to
-    # add hls4ml's predict() cross-check, from the context; run_pipeline builds the
-    # context, so they travel as stage wrappers, and their values into the stages' keys.
-    wrapped = []
-    for stage in stages:
-        if stage.name == 'estimate':
-
-            def run(ctx, out, _inner=stage.run):
-                ctx.estimate_samples = estimate_samples
-                return _inner(ctx, out)
-
-            stage = dataclasses.replace(stage, run=run, settings={'estimate_samples': estimate_samples})
-        elif stage.name == 'csim' and not second_check:
-
-            def run(ctx, out, _inner=stage.run):
-                ctx.second_check = False
-                return _inner(ctx, out)
-
-            stage = dataclasses.replace(stage, run=run, settings={'second_check': False})
-        wrapped.append(stage)
-    return wrapped
-
-
 def _report_to_tune(record: dict, objectives: list[str]) -> dict:
     result = {'record': json.dumps(record, default=float), 'ok': int(record['status'] == 'ok')}
     for name in objectives:
@@ -219,34 +196,45 @@ def _report_to_tune(record: dict, objectives: list[str]) -> dict:
     return result
 
 
-def trial_params(tune_config: dict, plan: dict) -> dict:
+@dataclass(frozen=True)
+class TrialPlan:
+    """What every trial of a Ray session needs, handed to Ray Tune's trainable (pickled)."""
+
+    sweep_dir: str
+    base: dict  # the run configuration every trial starts from
+    rtl: bool  # also build and simulate the RTL
+    estimate_samples: int
+    second_check: bool  # hls4ml's predict() beside the C simulation
+    vendor: bool  # also run the vendor steps
+    objectives: tuple[str, ...]
+    reference: dict | None  # the unpruned reference point's parameters
+    points: tuple[dict, ...]  # the grid or random points, by index
+    keys: tuple[str, ...]  # the searcher's dimensions (optuna: p0, p1, ...)
+    normalise: dict = field(default_factory=dict)  # key -> the dimension's value normaliser
+
+
+def trial_params(tune_config: dict, plan: TrialPlan) -> dict:
     """A trial's parameters: from the point list (grid, random) or from the searcher
     (optuna, one value per p<i>)."""
     if 'point' in tune_config:
-        return plan['points'][tune_config['point']]
-    return {key: plan['normalise'][key](tune_config[f'p{i}']) for i, key in enumerate(plan['keys'])}
+        return plan.points[tune_config['point']]
+    return {key: plan.normalise[key](tune_config[f'p{i}']) for i, key in enumerate(plan.keys)}
 
 
-def tune_trainable(tune_config: dict, plan: dict) -> None:
+def tune_trainable(tune_config: dict, plan: TrialPlan) -> None:
     """The Ray Tune function trainable: the trial's parameters come from the point list
     (grid, random) or from the searcher (optuna, one value per p<i>)."""
     from ray import tune
 
     params = trial_params(tune_config, plan)
-    done = Path(plan['sweep_dir']) / 'trials' / trial_id(params) / 'trial.json'
+    done = Path(plan.sweep_dir) / 'trials' / trial_id(params) / 'trial.json'
     if done.exists():  # the searcher proposed a finished point again: no recompute
         record = json.loads(done.read_text())
     else:
         record = run_trial(
-            plan['sweep_dir'],
-            plan['base'],
-            params,
-            plan['rtl'],
-            plan['estimate_samples'],
-            plan['second_check'],
-            plan['vendor'],
+            plan.sweep_dir, plan.base, params, plan.rtl, plan.estimate_samples, plan.second_check, plan.vendor
         )
         if record['status'] in FINAL:
             write_text_atomic(done, json.dumps(record, indent=2, default=float) + '\n')
-    record['role'] = 'reference' if params == plan.get('reference') else 'trial'
-    tune.report(_report_to_tune(record, plan['objectives']))
+    record['role'] = 'reference' if params == plan.reference else 'trial'
+    tune.report(_report_to_tune(record, list(plan.objectives)))
