@@ -182,5 +182,5 @@ def test_range_refresh_off_keeps_the_calibrated_types():
     _, manifest = _run(range_refresh=None)
     qat = manifest['range_refreshes'][0]
     assert not qat['active'] and qat['changes'] == []
-    with pytest.raises(ValueError, match='range_refresh must be a number >= 0'):
+    with pytest.raises(ValueError, match='range_refresh=-1: should be a number >= 0'):
         _run(range_refresh=-1)
