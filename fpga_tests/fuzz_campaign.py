@@ -330,6 +330,13 @@ def kinds_drawn(examples: list[dict]) -> dict[str, dict[str, int]]:
     return drawn
 
 
+def _clipped(text: str, limit: int) -> str:
+    """One line of at most ``limit`` characters; a cut one ends in an ellipsis, so the
+    report never reads as if the message ended there."""
+    text = ' '.join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + '…'
+
+
 def fate(finding: dict, rechecks: dict[str, dict]) -> str:
     recheck = rechecks.get(finding_key(finding))
     parts = []
@@ -342,10 +349,10 @@ def fate(finding: dict, rechecks: dict[str, dict]) -> str:
         if recheck['outcome'] == 'exact':
             parts.append(f'exact when re-checked ({when})')
         elif recheck['outcome'] == 'refused':
-            message = ' '.join(recheck.get('message', recheck.get('reason', '')).split())[:240]
+            message = _clipped(recheck.get('message', recheck.get('reason', '')), 240)
             parts.append(f'refused up front when re-checked ({when}): {message}')
         else:
-            message = ' '.join(recheck['message'].split())[:200]
+            message = _clipped(recheck['message'], 200)
             parts.append(f'STILL {recheck["outcome"].upper()} when re-checked ({when}): {message}')
     return '; '.join(parts)
 
@@ -492,7 +499,7 @@ def write_report(records: list[dict], runs: list[dict], campaign: int, targets: 
             found = f.get('found') or next((r.get('started', '?') for r in runs if r.get('run') == f.get('run')), '?')
             lines.append(
                 f'- campaign {campaign_of(f)}, `{f["property"]}` seed {f["seed"]} (found {str(found)[:10]}): '
-                f'{f["outcome"]}: {" ".join(f["message"].split())[:300]}. Fate: {f["fate"]}.'
+                f'{f["outcome"]}: {_clipped(f["message"], 300)}. Fate: {f["fate"]}.'
             )
     else:
         lines.append('None.')
