@@ -27,7 +27,8 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 # - core (`make bench`): the targets of the recovery issue: float, unpruned W8A8, the method
 #   against one-shot activation-L1, weight-L1 and the width-reduced network at 50/75% W8A8
 #   (digits, letter: 5 seeds); the method and the width-reduced network on fmnist and sr
-#   (3 seeds); the distillation and budget ablations at 75% (digits, letter: 3 seeds).
+#   (3 seeds); the distillation and budget ablations at 75% (digits, letter: 3 seeds); the
+#   step criterion at low bits, unpruned (digits, letter: 5 seeds).
 # - full (`make bench-full`): core plus random channels, activation-L0, gradual weight-L1,
 #   unstructured, W4A8 / W4A4, and the schedule / order / quantization ablations (3 seeds).
 # - quick (`make bench-quick`): digits, 1 seed, the method and the width-reduced network at 75%.
@@ -51,6 +52,20 @@ ABLATION_DISTILL = ((0.5, 2.0), (0.25, 1.0), (0.9, 4.0))
 # Half the auto budget (pruner.recovery.AUTO_STEPS / 2 steps per phase). Only where it is a
 # different run: on digits (20 steps per epoch) and fmnist (47) the 60-epoch cap binds at either budget.
 BUDGET_ABLATION_TASKS = ('letter', 'sr')
+# Low-bit quantization (issue 26): each quantizer's power-of-two step by covering the maximum
+# or by least quantization error, unpruned, at these (weight, activation) bits.
+STEP_CRITERION_BITS = ((8, 8), (4, 6), (3, 6))
+
+
+def step_criteria(seed: int) -> list[dict]:
+    """Unpruned quantized models under each step criterion at STEP_CRITERION_BITS."""
+    from pruner.quantize import STEP_CRITERIA
+
+    return [
+        dict(method='quant', sparsity=None, wb=wb, ab=ab, seed=seed,
+             name=f'quant-{criterion}_w{wb}a{ab}_seed{seed}', overrides={'step_criterion': criterion})
+        for criterion in STEP_CRITERIA for wb, ab in STEP_CRITERION_BITS
+    ]  # fmt: skip
 
 
 def plan(task: str, tier: str = 'core', seeds: int | None = None, tiny: bool = False) -> list[dict]:
@@ -81,6 +96,8 @@ def plan(task: str, tier: str = 'core', seeds: int | None = None, tiny: bool = F
         if tier != 'quick':
             configs.append(dict(method='quant', sparsity=None, wb=8, ab=8, seed=seed))
         pruned(methods, 8, 8, seed)
+        if small and tier != 'quick':
+            configs.extend(step_criteria(seed))
     if tier == 'quick':
         return configs
     for seed in range(seeds_extra):

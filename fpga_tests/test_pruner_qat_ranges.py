@@ -10,9 +10,13 @@ import pytest
 
 import hls_backend
 from fpga_tests.pruner_models import digits, small_compress
-from pruner.qat import RangeRefreshCallback, activation_input_maxima, quantizer_slots, refresh_ranges
-from pruner.quantize import Fixed, LayerQuant, QuantPlan, activation_fixed, weight_fixed
+from pruner.qat import RangeRefreshCallback, activation_inputs, quantizer_slots, refresh_ranges
+from pruner.quantize import Fixed, LayerQuant, QuantPlan, StepRule, activation_fixed, weight_fixed
 from pruner.surgery import INPUT_QUANTIZER, to_qkeras
+
+# These tests check the refresh against the cover-the-maximum rule, whose choice is easy to
+# compute by hand; the least-error rule has its own (test_pruner_step_criterion.py).
+COVER = StepRule('max')
 
 
 def _tiny_qmodel():
@@ -47,18 +51,18 @@ def test_refresh_sets_each_integer_to_what_the_statistics_ask_for():
     kernel.assign(np.where(np.arange(48).reshape(16, 3) == 5, 1.7, kernel.numpy()).astype('float32'))
 
     slots = quantizer_slots(qmodel, plan)
-    maxima = activation_input_maxima(qmodel, slots, x)
+    maxima = {name: seen.magnitude for name, seen in activation_inputs(qmodel, slots, x).items()}
     # What the ReLU quantizer receives is the conv's output; only its positive part counts.
     pre_relu = np.asarray(keras.Model(qmodel.inputs[0], qmodel.get_layer('conv').output)(x, training=False))
     assert maxima['relu'] == float(np.max(np.maximum(pre_relu, 0))) > 0
     assert maxima[INPUT_QUANTIZER] == float(np.max(np.abs(x)))
-    changes = refresh_ranges(qmodel, slots, x)
+    changes = refresh_ranges(qmodel, slots, x, COVER)
 
     # Inputs reach |3|: ap_fixed<8,3> (integer 2); the kernel needs integer 1.
     assert plan.input.integer == activation_fixed(maxima[INPUT_QUANTIZER], 8, relu=False).integer == 2
     assert plan.layers['logits'].weights['kernel'].integer == weight_fixed(kernel.numpy(), 8).integer == 1
     # The wider input range lets larger values through to the ReLU: measured again, it fits them.
-    settled = activation_input_maxima(qmodel, slots, x)
+    settled = {name: seen.magnitude for name, seen in activation_inputs(qmodel, slots, x).items()}
     assert settled['relu'] > maxima['relu']
     assert plan.layers['relu'].activation.integer == activation_fixed(settled['relu'], 8, relu=True).integer
     assert {(c['layer'], c['role']) for c in changes} >= {(INPUT_QUANTIZER, 'input'), ('logits', 'kernel')}
@@ -69,7 +73,7 @@ def test_refresh_sets_each_integer_to_what_the_statistics_ask_for():
     assert layer.kernel_constraint.max_value == 2.0  # QKeras's Clip(-max(1, 2^I), max(1, 2^I))
 
     # A second refresh with nothing changed changes nothing.
-    assert refresh_ranges(qmodel, slots, x) == []
+    assert refresh_ranges(qmodel, slots, x, COVER) == []
 
 
 def test_refreshed_types_take_effect_in_the_compiled_train_and_predict_functions():

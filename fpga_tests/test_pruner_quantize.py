@@ -8,7 +8,7 @@ from qkeras import quantized_bits, quantized_relu
 
 from fpga_tests.pruner_models import randomize_batchnorm, residual_cnn
 from pruner import MaskedModel, calibrate, fold_batchnorm, plan_quantization, reduce, to_qkeras
-from pruner.quantize import Fixed, signed_integer_bits, unsigned_integer_bits
+from pruner.quantize import Fixed, StepRule, signed_integer_bits, unsigned_integer_bits
 
 
 @settings(max_examples=150, deadline=None)
@@ -42,6 +42,7 @@ def test_ap_fixed_correspondence_in_manifest_types():
 
 
 def test_model_quantizers_cover_calibration_data():
+    """With step_criterion 'max' (the least-error rule saturates outliers on purpose)."""
     model = randomize_batchnorm(residual_cnn())
     masked = MaskedModel(model)
     for g in masked.table.prunable:
@@ -49,9 +50,9 @@ def test_model_quantizers_cover_calibration_data():
     folded = fold_batchnorm(reduce(masked))
     x = np.random.default_rng(0).normal(0, 2, size=(64, 8, 8, 1)).astype('float32')
     stats = calibrate(folded, x)
-    plan = plan_quantization(folded, stats, weight_bits=4, activation_bits=6)
-    assert stats['__input__'] == float(np.abs(x).max())
-    assert plan.input.max_value >= stats['__input__'] - plan.input.step / 2
+    plan = plan_quantization(folded, stats, weight_bits=4, activation_bits=6, rule=StepRule('max'))
+    assert stats['__input__'].magnitude == float(np.abs(x).max())
+    assert plan.input.max_value >= stats['__input__'].magnitude - plan.input.step / 2
     for name, entry in plan.layers.items():
         layer = folded.get_layer(name)
         for wname, fixed in entry.weights.items():
@@ -59,15 +60,15 @@ def test_model_quantizers_cover_calibration_data():
             q = np.asarray(fixed.quantizer()(w))
             assert np.abs(q - w).max() <= fixed.step / 2 + 1e-6, (name, wname)
         if entry.activation is not None:
-            out = calibrate(folded, x)[name]
+            out = calibrate(folded, x)[name].magnitude
             assert out <= entry.activation.max_value + entry.activation.step / 2, name
     # And in the QKeras model: no activation quantizer clips the calibration data.
     q = to_qkeras(folded, plan)
     for name, entry in plan.layers.items():
         if entry.activation is not None:
-            probe_q = calibrate(q, x)[name]
+            probe_q = calibrate(q, x)[name].magnitude
             assert probe_q <= entry.activation.max_value + 1e-6
-            assert probe_q >= stats[name] - 8 * entry.activation.step, name  # not clipped far below
+            assert probe_q >= stats[name].magnitude - 8 * entry.activation.step, name  # not clipped far below
 
 
 def test_percentile_option_uses_smaller_range():

@@ -10,6 +10,7 @@ Public entry points:
 - :func:`csim` - vendor-free C simulation of that project, compared bit for bit
 - :func:`synth` - vendor tool steps (csim, csynth, cosim, export) where the tool exists
 - :func:`rtl` - da4ml Verilog/VHDL + Verilator cycle-accurate simulation, compared bit for bit
+- :func:`estimate_cost` - da4ml's LUT estimate of the RTL design of a QKeras model, nothing written
 - :func:`register`, :func:`exact_config` - for an hls4ml user's own script: lpsubnet's QKeras
   handlers and corrections registered with hls4ml (:func:`registered` lists them,
   :func:`unregister` takes them out), and the hls4ml config that makes its conversion exact
@@ -21,6 +22,7 @@ from .core.model_io import load_qkeras_model
 from .core.project import DEFAULT_PART, ProjectInfo, read_project_info
 from .hls import HLSOptions, csim, relink_project, synth, write_project
 from .hls.hls4ml_script import exact_config, register, registered, unregister
+from .rtl.cost import CostEstimate, estimate_cost
 from .rtl.options import RTLOptions
 from .rtl.route import rtl, simulate_rtl, write_rtl
 from .version import __version__
@@ -39,6 +41,8 @@ __all__ = [
     'rtl',
     'write_rtl',
     'simulate_rtl',
+    'estimate_cost',
+    'CostEstimate',
     'register',
     'registered',
     'unregister',

@@ -63,10 +63,18 @@ def compress_model(model, train, val, settings: dict, rate: float | None, rate_s
     from pruner import CompressOptions, compress
 
     options = CompressOptions.from_settings(settings, learning_rate=rate)
-    reduced, manifest = compress(model, train, val, options)
+    reduced, manifest = compress(model, train, val, options, cost=lut_cost if options.max_lut is not None else None)
     if rate is not None and rate_source:
         manifest['recovery']['learning_rate_source'] = rate_source
     return reduced, manifest
+
+
+def lut_cost(model) -> float:
+    """da4ml's LUT estimate of the RTL design of a QKeras model: the cost model a
+    ``max_lut`` budget is met with (the same figure the estimate stage reports)."""
+    import hls_backend
+
+    return hls_backend.estimate_cost(model).lut_estimate
 
 
 def write_compressed(out: Path, reduced, manifest: dict, torch_record: dict | None) -> None:

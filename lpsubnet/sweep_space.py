@@ -39,8 +39,14 @@ from .objectives import OBJECTIVES
 # The float baseline is trained once and shared by every trial, so what it is made
 # from cannot vary between trials.
 SHARED_SECTIONS = ('data', 'model', 'seed')
-# Dict-valued keys whose entries a sweep may set one by one (compress.per_layer_sparsity.<layer>).
-DICT_KEYS = ('compress.per_layer_sparsity',)
+# Dict-valued keys whose entries a sweep may set one by one: the key, then the names that
+# follow it (None: any name, e.g. a layer), and the kind of value at the end.
+# compress.per_layer_sparsity.<layer>; compress.layer_bits.<layer>.weight_bits (issue 26:
+# per-layer bits as sweep keys; '__input__' for the input quantizer's activation_bits).
+DICT_KEYS = {
+    'compress.per_layer_sparsity': ((None,), 'float'),
+    'compress.layer_bits': ((None, ('weight_bits', 'activation_bits', 'bias_bits')), 'int'),
+}
 
 
 class SweepSection(Section):
@@ -187,7 +193,9 @@ def _leaf_type(annotation) -> tuple[str, bool]:
         if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
         else (annotation,)
     )
-    kinds = {a for a in args if a is not type(None)}
+    # Annotated[int, Field(ge=1)] is an int with bounds (pydantic checks them when the config is parsed).
+    kinds = {typing.get_args(a)[0] if typing.get_origin(a) is typing.Annotated else a for a in args}
+    kinds.discard(type(None))
     if float in kinds:
         return 'float', True
     if int in kinds and bool not in kinds:
@@ -205,9 +213,19 @@ def _resolve(key: str) -> str:
             f'{", ".join(s + (".*" if s != "seed" else "") for s in SHARED_SECTIONS)} cannot vary in a sweep; '
             'vary compress.*, hls.* or rtl.* keys'
         )
-    for prefix in DICT_KEYS:
-        if key.startswith(prefix + '.') and len(parts) == prefix.count('.') + 2:
-            return 'float'
+    for prefix, (names, kind) in DICT_KEYS.items():
+        if not key.startswith(prefix + '.'):
+            continue
+        rest = parts[prefix.count('.') + 1 :]
+        if len(rest) != len(names):
+            raise ConfigError(
+                f'sweep.space key {key!r}: {prefix} entries are named {prefix}.'
+                + '.'.join('<layer>' if n is None else '<' + '|'.join(n) + '>' for n in names)
+            )
+        for name, allowed in zip(rest, names, strict=True):
+            if allowed is not None and name not in allowed:
+                raise ConfigError(f'sweep.space key {key!r}: {name!r} is not one of {", ".join(allowed)}')
+        return kind
     section: type[BaseModel] = RunConfig
     for depth, part in enumerate(parts):
         fields = section.model_fields

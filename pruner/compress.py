@@ -28,6 +28,7 @@ import keras
 import numpy as np
 
 from . import metrics as metrics_lib
+from .allocate import Allocation, BitAllocator
 from .callback import ChannelPruningCallback
 from .errors import PrunerError
 from .layers import lookup
@@ -164,6 +165,40 @@ class BatchNormFreeze(keras.callbacks.Callback):
         self.model.train_function = None
 
 
+# Validation samples the budgeted allocation measures each candidate's loss on.
+BUDGET_SAMPLES = 2048
+# Quantization-aware training moves weights (and, with the range refresh, integer bits), so the
+# trained design can cost more than the allocated one: the allocation is redone against a
+# target lowered by the overshoot, at most this many times.
+BUDGET_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A hardware budget: the most ``cost`` (QKeras model -> figure in ``unit``) may say."""
+
+    limit: float
+    unit: str
+    cost: object  # Callable[[keras.Model], float]
+
+
+def budget_of(options: CompressOptions, cost) -> Budget | None:
+    """The budget the options ask for, with its cost model: LUTs need one from the caller
+    (the pruner knows nothing of hardware); the footprint is the pruner's own."""
+    if options.max_lut is not None:
+        if cost is None:
+            raise PrunerError(
+                f'compress setting max_lut={options.max_lut} needs a LUT cost model: pass compress(cost=...), e.g. '
+                "lambda model: hls_backend.estimate_cost(model).lut_estimate (lpsubnet prune passes da4ml's)"
+            )
+        return Budget(float(options.max_lut), 'LUT', cost)
+    if options.max_footprint_kbit is not None:
+        return Budget(
+            float(options.max_footprint_kbit), 'kbit', lambda model: metrics_lib.footprint(model)['total'] / 1000.0
+        )
+    return None
+
+
 @dataclass
 class Run:
     """What every phase of one ``compress`` call shares."""
@@ -181,19 +216,42 @@ class Run:
     loss: object
     calibration_x: np.ndarray
     teacher: keras.Model | None
+    budget: Budget | None = None
 
     def evaluate(self, model) -> dict:
         return _evaluate(model, *self.val, self.options.batch_size)
 
-    def quantized(self, float_model) -> tuple[QuantPlan, keras.Model]:
-        """(plan, QKeras model) of a float model from calibration statistics."""
+    def quantized(self, float_model, allocated: dict | None = None) -> tuple[QuantPlan, keras.Model]:
+        """(plan, QKeras model) of a float model from calibration statistics; ``allocated``:
+        per-layer bits chosen under the budget (the user's own overrides win)."""
         o = self.options
         calibration = calibrate(float_model, self.calibration_x, batch_size=256, percentile=o.percentile)
-        overrides = bit_overrides(float_model, o.layer_bits, o.last_layer_bits)
+        overrides = {**(allocated or {}), **bit_overrides(float_model, o.layer_bits, o.last_layer_bits)}
         plan = plan_quantization(
-            float_model, calibration, o.weight_bits, o.activation_bits, o.bias_bits, overrides, o.percentile
+            float_model, calibration, o.weight_bits, o.activation_bits, o.bias_bits, overrides, o.step_rule
         )
         return plan, to_qkeras(float_model, plan)
+
+    def allocate(self, float_model, target: float) -> Allocation:
+        """Per-layer bits of a float model that bring ``budget.cost`` within ``target``."""
+        o = self.options
+        calibration = calibrate(float_model, self.calibration_x, batch_size=256, percentile=o.percentile)
+        x, y = self.val[0][:BUDGET_SAMPLES], self.val[1][:BUDGET_SAMPLES]
+        allocator = BitAllocator(
+            float_model,
+            calibration,
+            x,
+            y,
+            self.loss,
+            self.budget.cost,
+            self.budget.unit,
+            o.weight_bits,
+            o.activation_bits,
+            o.bias_bits,
+            bit_overrides(float_model, o.layer_bits, o.last_layer_bits),
+            o.step_rule,
+        )
+        return allocator.allocate(target)
 
     def fit(self, name, student, epochs, base_rate, callbacks=(), monitor_from_epoch=0) -> dict:
         o = self.options
@@ -218,9 +276,10 @@ class Run:
         )
 
 
-def prepare(model, train_data, val_data, options: CompressOptions) -> Run:
-    """Check the data, size the phases, choose the learning rates; seed everything."""
+def prepare(model, train_data, val_data, options: CompressOptions, cost=None) -> Run:
+    """Check the data, size the phases, choose the learning rates, the budget; seed everything."""
     o = options
+    budget = budget_of(o, cost)
     loss = o.loss
     if loss is None:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not _ends_in_softmax(model))
@@ -261,6 +320,7 @@ def prepare(model, train_data, val_data, options: CompressOptions) -> Run:
         loss=loss,
         calibration_x=x_tr[: o.calibration_samples],
         teacher=_frozen_copy(model) if recovery.distill else None,
+        budget=budget,
     )
 
 
@@ -343,7 +403,7 @@ def prune_phase(run: Run) -> Pruned:
             run.calibration_x,
             _steps(o.range_refresh, o.unit, steps_per_epoch),
             freeze,
-            o.percentile,
+            o.step_rule,
         )
         callbacks += [joint_ranges, _freeze_batchnorm_after(masked.model, freeze)]
     rate = run.recovery.learning_rate
@@ -372,24 +432,52 @@ class Quantized:
     before_qat: dict
     result: dict
     range_refreshes: list[dict]
+    budget: dict | None = None
 
 
 def quantize_phase(run: Run, pruned: Pruned) -> Quantized:
-    """Cut the channels out, build the QKeras model (joint mode: it is one already), train it quantized."""
+    """Cut the channels out, build the QKeras model (joint mode: it is one already), train it
+    quantized. Under a budget, the bits of each layer are allocated first, and the trained
+    design's cost is checked: over it, the allocation is redone against a lower target."""
     o = run.options
-    steps_per_epoch = run.steps_per_epoch
     if o.joint:
         plan = pruned.plan
         qmodel = reduce(pruned.masked)  # already QKeras, with the ranges refreshed so far
         compile_model(qmodel, run.loss, o.metrics, run.recovery.qat_learning_rate)
         reduced_result = before_qat = run.evaluate(qmodel)
-    else:
-        reduced = fold_batchnorm(reduce(pruned.masked))
+        return _qat(run, pruned, plan, qmodel, reduced_result, before_qat)
+    reduced = fold_batchnorm(reduce(pruned.masked))
+    compile_model(reduced, run.loss, o.metrics, run.recovery.learning_rate)
+    reduced_result = run.evaluate(reduced)
+    if run.budget is None:
         plan, qmodel = run.quantized(reduced)
-        compile_model(reduced, run.loss, o.metrics, run.recovery.learning_rate)
-        reduced_result = run.evaluate(reduced)
         compile_model(qmodel, run.loss, o.metrics, run.recovery.qat_learning_rate)
-        before_qat = run.evaluate(qmodel)
+        return _qat(run, pruned, plan, qmodel, reduced_result, run.evaluate(qmodel))
+    budget, target, attempts = run.budget, run.budget.limit, []
+    for attempt in range(1, BUDGET_ATTEMPTS + 1):
+        allocation = run.allocate(reduced, target)
+        plan, qmodel = run.quantized(reduced, allocation.layer_bits)
+        compile_model(qmodel, run.loss, o.metrics, run.recovery.qat_learning_rate)
+        quantized = _qat(run, pruned, plan, qmodel, reduced_result, run.evaluate(qmodel))
+        trained = float(budget.cost(quantized.qmodel))
+        attempts.append({'attempt': attempt, 'target': target, 'trained_cost': trained, **allocation.to_dict()})
+        if trained <= budget.limit:
+            quantized.budget = {'limit': budget.limit, 'unit': budget.unit, 'cost': trained, 'attempts': attempts}
+            return quantized
+        attempts[-1]['qat_phase'] = pruned.phases.pop()  # the manifest's phases are the exported model's
+        target *= budget.limit / trained  # lower the target by the overshoot and allocate again
+    raise PrunerError(
+        f'the budget of {budget.limit:g} {budget.unit} was not met: after {BUDGET_ATTEMPTS} allocations the trained '
+        f'design costs {trained:g} {budget.unit} (quantization-aware training moved its weights past the '
+        'allocated cost); raise the budget, prune more channels (sparsity), or keep the types fixed '
+        '(range_refresh none)'
+    )
+
+
+def _qat(run: Run, pruned: Pruned, plan: QuantPlan, qmodel, reduced_result: dict, before_qat: dict) -> Quantized:
+    """Quantization-aware training of ``qmodel``, its ranges refreshed and then frozen."""
+    o = run.options
+    steps_per_epoch = run.steps_per_epoch
     qat_epochs = run.qat_epochs
     qat_steps = int(qat_epochs) * steps_per_epoch
     if o.range_freeze is None:
@@ -400,7 +488,7 @@ def quantize_phase(run: Run, pruned: Pruned) -> Quantized:
     else:
         freeze = _steps(o.range_freeze, o.unit, steps_per_epoch)
     refresh_steps = _steps(o.range_refresh, o.unit, steps_per_epoch)
-    ranges = RangeRefreshCallback(qmodel, plan, run.calibration_x, refresh_steps, min(freeze, qat_steps), o.percentile)
+    ranges = RangeRefreshCallback(qmodel, plan, run.calibration_x, refresh_steps, min(freeze, qat_steps), o.step_rule)
     qat_callbacks = [ranges]
     if o.joint:  # the fused layers count their steps on: the masked fit's, then these
         step = pruned.epochs * steps_per_epoch + min(freeze, qat_steps)
@@ -469,7 +557,8 @@ def manifest_phase(run: Run, pruned: Pruned, quantized: Quantized, seconds: floa
             'qat_epochs': run.qat_epochs,
             'steps_per_epoch': run.steps_per_epoch,
             'quantization_note': 'power-of-two scales (alpha=1): quantized_bits(b, i) == ap_fixed<b, i+1>, '
-            'quantized_relu(b, i) == ap_ufixed<b, i>; integer bits from calibration maxima',
+            'quantized_relu(b, i) == ap_ufixed<b, i>; integer bits by step_criterion (max: cover the '
+            'calibration maxima; mse: least quantization error)',
         },
         'schedule': pruned.schedule.to_dict(),
         'schedule_complete': callback.complete,
@@ -478,6 +567,7 @@ def manifest_phase(run: Run, pruned: Pruned, quantized: Quantized, seconds: floa
         'layers': layers,
         'quantization': plan.to_dict(),  # the final (frozen) types
         'range_refreshes': quantized.range_refreshes,
+        'budget': quantized.budget,  # the budget, each allocation's steps and the trained design's cost
         'recovery': {**run.recovery.to_dict(), 'phases': pruned.phases},
         'metrics': {
             'metric': key,
@@ -513,7 +603,7 @@ def bit_overrides(model, layer_bits: dict | None, last_layer_bits: int | None) -
     return overrides
 
 
-def compress(model, train_data, val_data, options: CompressOptions | None = None, **settings):
+def compress(model, train_data, val_data, options: CompressOptions | None = None, cost=None, **settings):
     """Prune channels with the given schedule, cut them out, quantize, fine-tune.
 
     ``options``: a :class:`CompressOptions`; keyword ``settings`` (its field names) replace
@@ -532,11 +622,14 @@ def compress(model, train_data, val_data, options: CompressOptions | None = None
     model when asked) and restores its best validation weights. With ``joint`` the model
     is quantized first and pruning and QAT run in one fit.
 
+    ``cost``: QKeras model -> LUTs, for a ``max_lut`` budget (e.g. ``lambda m:
+    hls_backend.estimate_cost(m).lut_estimate``; the pruner knows nothing of hardware).
+
     Returns (reduced QKeras model, manifest dict (JSON-serializable)).
     """
     t0 = time.time()
     options = CompressOptions.build(options, **settings)
-    run = prepare(model, train_data, val_data, options)
+    run = prepare(model, train_data, val_data, options, cost)
     pruned = prune_phase(run)
     quantized = quantize_phase(run, pruned)
     return quantized.qmodel, manifest_phase(run, pruned, quantized, round(time.time() - t0, 2))

@@ -26,6 +26,7 @@ from declared_settings import declared, setting, validate
 from . import importance as importance_lib
 from . import schedule as schedule_lib
 from .errors import PrunerError
+from .quantize import DEFAULT_STEP_CRITERION, StepRule
 from .schedule import validate_sparsity
 
 
@@ -96,9 +97,29 @@ class CompressOptions:
             cli=False,
         ),
     ] = None
+    step_criterion: Annotated[
+        Literal['max', 'mse'],
+        setting(
+            "How each quantizer's power-of-two step is chosen, at calibration and at every range refresh: 'max' "
+            "covers the maximum (nothing saturates); 'mse' gives the least quantization error on the weights and "
+            'on the calibration activations (a few outliers saturate, the bulk gets a finer step).'
+        ),
+    ] = DEFAULT_STEP_CRITERION
     percentile: Annotated[
         Annotated[float, Field(gt=0, le=100)] | None,
-        setting('Integer bits from this percentile of |values| instead of the maximum.'),
+        setting("With step_criterion 'max': integer bits from this percentile of |values| instead of the maximum."),
+    ] = None
+    max_lut: Annotated[
+        Annotated[int, Field(ge=1)] | None,
+        setting(
+            'LUT budget: lower the weight and activation bits layer by layer (greedy: least loss per LUT saved) '
+            "until da4ml's estimate of the RTL design fits, then train quantized (lpsubnet passes da4ml's cost "
+            'model; from Python give compress(cost=...)).'
+        ),
+    ] = None
+    max_footprint_kbit: Annotated[
+        Annotated[float, Field(gt=0)] | None,
+        setting('Footprint budget in kbit (weights and activations), met the same way as max_lut.'),
     ] = None
     calibration_samples: Annotated[int, setting('Training samples the activation ranges are calibrated on.', ge=1)] = (
         2048
@@ -195,6 +216,11 @@ class CompressOptions:
             values['range_refresh'] = None
         return cls.build(**values)
 
+    @property
+    def step_rule(self) -> StepRule:
+        """How every quantizer's step is chosen (``step_criterion``, ``percentile``)."""
+        return StepRule(self.step_criterion, self.percentile)
+
     def validated(self) -> CompressOptions:
         """A checked copy: types and bounds as declared, sparsities as floats, the importance
         measure resolved; errors name the setting."""
@@ -204,6 +230,18 @@ class CompressOptions:
             for k, v in (checked.per_layer_sparsity or {}).items()
         }
         schedule_lib.get(checked.schedule)
+        if checked.max_lut is not None and checked.max_footprint_kbit is not None:
+            raise PrunerError('compress settings max_lut and max_footprint_kbit: give one budget, not both')
+        if checked.joint and (checked.max_lut is not None or checked.max_footprint_kbit is not None):
+            raise PrunerError(
+                'compress setting joint=True: a budget (max_lut, max_footprint_kbit) chooses the bits after pruning; '
+                'joint mode quantizes before it'
+            )
+        if checked.percentile is not None and checked.step_criterion != 'max':
+            raise PrunerError(
+                f"compress setting percentile={checked.percentile}: sets the range of step_criterion 'max', "
+                f'not of {checked.step_criterion!r}; leave it unset'
+            )
         measure = importance_lib.get(checked.importance, seed=checked.seed)
         return dataclasses.replace(
             checked,

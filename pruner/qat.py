@@ -3,10 +3,10 @@
 The integer bits planned from calibration before quantization-aware training (QAT)
 go stale while the weights train: a kernel can outgrow its range (and saturate), an
 activation can shrink (and waste its top bits). ``RangeRefreshCallback`` re-measures,
-every ``refresh_steps`` training steps, the max |value| of every quantized kernel and
-bias (from the current weights) and of the input of every activation quantizer (from
-the current network on calibration data), and resets each quantizer's integer bits
-with the rule of the initial plan (``quantize.weight_fixed`` / ``activation_fixed``).
+every ``refresh_steps`` training steps, every quantized kernel and bias (the current
+weights) and what every activation quantizer receives (the current network on
+calibration data), and resets each quantizer's integer bits by the criterion of the
+initial plan (``quantize.StepRule``: cover the maximum, or least quantization error).
 After ``freeze_step`` nothing changes any more: the last steps train with the types
 that are exported, so the saved model, the manifest and the hardware agree.
 
@@ -26,7 +26,7 @@ import keras
 import numpy as np
 
 from .layers import WEIGHT_ROLES, lookup, variable_for_role
-from .quantize import Fixed, QuantPlan, activation_fixed, magnitude, weight_fixed
+from .quantize import Fixed, Observed, QuantPlan, StepRule
 from .surgery import INPUT_QUANTIZER
 
 
@@ -64,25 +64,23 @@ def _weight_values(layer, name: str) -> np.ndarray:
     return lookup(layer).weight_values(layer)[name]
 
 
-def activation_input_maxima(qmodel, slots: list[Slot], x, batch_size: int = 256, percentile=None) -> dict:
-    """Max of what each activation quantizer receives (its input, before rounding and
-    clipping), over ``x``: |x| for signed quantizers, the positive part for ReLUs.
+def activation_inputs(qmodel, slots: list[Slot], x, batch_size: int = 256, percentile=None) -> dict[str, Observed]:
+    """What each activation quantizer receives (its input, before rounding and clipping)
+    over ``x``: the values for signed quantizers, their positive part for ReLUs.
 
     The model runs eagerly with each quantizer wrapped by a recorder, then unwrapped.
     """
-    recorded: dict[str, float] = {}
+    observed: dict[str, Observed] = {}
     wrapped = []
     for slot in slots:
         if slot.role not in ('activation', 'input'):
             continue
         layer = qmodel.get_layer(slot.layer)
         original = layer.activation
-        relu = slot.fixed.kind == 'relu'
+        observed[slot.layer] = Observed(percentile, relu=slot.fixed.kind == 'relu')
 
-        def recorder(t, _original=original, _name=slot.layer, _relu=relu):
-            values = np.asarray(t)
-            values = np.maximum(values, 0.0) if _relu else values
-            recorded[_name] = max(recorded.get(_name, 0.0), magnitude(values, percentile))
+        def recorder(t, _original=original, _seen=observed[slot.layer]):
+            _seen.update(np.asarray(t))
             return _original(t)
 
         layer.activation = recorder
@@ -94,14 +92,14 @@ def activation_input_maxima(qmodel, slots: list[Slot], x, batch_size: int = 256,
     finally:
         for layer, original in wrapped:
             layer.activation = original
-    return recorded
+    return observed
 
 
-def _new_fixed(slot: Slot, activation_maxima: dict, percentile) -> Fixed:
+def _new_fixed(slot: Slot, observed: dict[str, Observed], rule: StepRule) -> Fixed:
     if slot.role in ('activation', 'input'):
-        return activation_fixed(activation_maxima.get(slot.layer, 0.0), slot.fixed.bits, relu=slot.fixed.kind == 'relu')
-    # Biases never use the percentile (as in the initial plan): they are few and clipping one shifts a whole channel.
-    return weight_fixed(slot.values(), slot.fixed.bits, percentile if slot.role != 'bias' else None)
+        seen = observed.get(slot.layer) or Observed(relu=slot.fixed.kind == 'relu')
+        return rule.activation(seen, slot.fixed.bits, relu=slot.fixed.kind == 'relu')
+    return rule.weight(slot.values(), slot.fixed.bits, bias=slot.role == 'bias')
 
 
 def _set_integer(qmodel, slot: Slot, integer: int) -> None:
@@ -119,24 +117,26 @@ def refresh_ranges(
     qmodel,
     slots: list[Slot],
     calibration_x,
-    percentile=None,
+    rule: StepRule | None = None,
     batch_size: int = 256,
     max_passes: int = 4,
     trained_models=(),
 ) -> list[dict]:
-    """Re-measure every range and reset the integer bits that changed; returns the changes.
+    """Re-measure every range and reset the integer bits that changed (by ``rule``, default
+    ``StepRule()``); returns the changes.
 
     A wider input range changes what the layers after it see, so the activations are
     measured again until nothing changes (at most ``max_passes`` passes).
     ``trained_models``: models that wrap ``qmodel`` in their own compiled functions (a
     distillation ``Distiller`` being fit); they are re-traced too.
     """
+    rule = rule or StepRule()
     changes = []
     for _ in range(max_passes):
-        maxima = activation_input_maxima(qmodel, slots, calibration_x, batch_size, percentile)
+        observed = activation_inputs(qmodel, slots, calibration_x, batch_size, rule.percentile)
         changed = False
         for slot in slots:
-            new = _new_fixed(slot, maxima, percentile)
+            new = _new_fixed(slot, observed, rule)
             if new.integer != slot.fixed.integer:
                 changes.append({'layer': slot.layer, 'role': slot.role, 'from': slot.fixed.integer, 'to': new.integer})
                 _set_integer(qmodel, slot, new.integer)
@@ -161,14 +161,16 @@ class RangeRefreshCallback(keras.callbacks.Callback):
     ``history`` lists {'step', 'layer', 'role', 'from', 'to'} for every change.
     """
 
-    def __init__(self, qmodel, plan: QuantPlan, calibration_x, refresh_steps: int, freeze_step: int, percentile=None):
+    def __init__(
+        self, qmodel, plan: QuantPlan, calibration_x, refresh_steps: int, freeze_step: int, rule: StepRule | None = None
+    ):
         super().__init__()
         self.qmodel = qmodel
         self.slots = quantizer_slots(qmodel, plan)
         self.calibration_x = calibration_x
         self.refresh_steps = int(refresh_steps)
         self.freeze_step = int(freeze_step)
-        self.percentile = percentile
+        self.rule = rule or StepRule()
         self.step = 0
         self.refreshes = 0
         self.history: list[dict] = []
@@ -183,9 +185,7 @@ class RangeRefreshCallback(keras.callbacks.Callback):
             return
         self.refreshes += 1
         fitted = (self.model,) if self.model is not None else ()
-        for change in refresh_ranges(
-            self.qmodel, self.slots, self.calibration_x, self.percentile, trained_models=fitted
-        ):
+        for change in refresh_ranges(self.qmodel, self.slots, self.calibration_x, self.rule, trained_models=fitted):
             self.history.append({'step': self.step, **change})
 
     def to_dict(self) -> dict:

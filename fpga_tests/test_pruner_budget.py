@@ -1,0 +1,174 @@
+"""Precision per layer under a budget (issue 26, item 2): the greedy layerwise allocation
+never leaves the design over the budget, records every step, is deterministic, and the
+trained, exported design is within the budget by the same cost model; designs it makes
+stay bit-exact.
+
+The footprint budget needs no hardware; the LUT budget uses da4ml's estimate of the RTL
+design (``hls_backend.estimate_cost``), passed in by the caller as lpsubnet does.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import hls_backend
+from fpga_tests.pruner_models import digits, small_compress
+from pruner import metrics
+from pruner.allocate import MIN_BITS, BitAllocator, adder_bits, signed_digits
+from pruner.errors import PrunerError
+from pruner.quantize import StepRule, calibrate, plan_quantization
+from pruner.surgery import fold_batchnorm, to_qkeras
+
+
+def _naf_weight(n: int) -> int:
+    """Nonzero digits of the non-adjacent form, digit by digit."""
+    n, count = abs(n), 0
+    while n:
+        if n & 1:
+            n -= 2 - (n % 4)  # digit +1 or -1
+            count += 1
+        n //= 2
+    return count
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-(2**20), 2**20), min_size=1, max_size=30))
+def test_signed_digits_count_the_non_adjacent_form(values):
+    assert list(signed_digits(np.asarray(values))) == [_naf_weight(v) for v in values]
+
+
+def _footprint_kbit(model) -> float:
+    return metrics.footprint(model)['total'] / 1000.0
+
+
+@pytest.fixture(scope='module')
+def float_mlp():
+    """A small float MLP on digits, trained a little, BatchNorm-free (as after folding)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x, y, xt, yt = digits()
+    inp = keras.Input((8, 8, 1))
+    h = keras.layers.Flatten(name='flat')(inp)
+    h = keras.layers.Dense(32, activation='relu', name='fc1')(h)
+    h = keras.layers.Dense(16, activation='relu', name='fc2')(h)
+    out = keras.layers.Dense(10, name='logits')(h)
+    model = keras.Model(inp, out)
+    model.compile('adam', keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=8, batch_size=64, verbose=0)
+    return fold_batchnorm(model), (x, y, xt, yt)
+
+
+def _allocator(float_mlp, cost, unit='kbit'):
+    import keras
+
+    model, (x, y, xt, yt) = float_mlp
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return BitAllocator(model, calibrate(model, x[:256]), xt, yt, loss, cost, unit, 8, 8, rule=StepRule('mse'))
+
+
+def test_the_allocation_meets_the_budget_one_recorded_bit_at_a_time(float_mlp):
+    allocator = _allocator(float_mlp, _footprint_kbit)
+    start = allocator.allocate(1e9)
+    assert start.steps == [] and start.within_budget  # already within: nothing changes
+    budget = 0.6 * start.cost
+    allocation = allocator.allocate(budget)
+    assert allocation.within_budget and allocation.cost <= budget < allocation.start_cost
+    steps = allocation.steps
+    assert steps and all(s.cost > budget for s in steps[:-1]) and steps[-1].cost <= budget  # stops at the budget
+    # Every step takes one bit off one quantizer; replaying them gives the final bits.
+    replayed = {}
+    for s in steps:
+        before = replayed.get(s.layer, {}).get(s.setting, 8)
+        assert s.bits == before - 1 >= MIN_BITS
+        replayed.setdefault(s.layer, {})[s.setting] = s.bits
+    assert replayed == allocation.layer_bits
+    # The recorded cost is the real one of the model those bits give.
+    model, (x, *_) = float_mlp
+    plan = plan_quantization(model, calibrate(model, x[:256]), 8, 8, None, allocation.layer_bits, StepRule('mse'))
+    assert _footprint_kbit(to_qkeras(model, plan)) == pytest.approx(allocation.cost)
+    # Same data, same choices.
+    again = _allocator(float_mlp, _footprint_kbit).allocate(budget)
+    assert again.to_dict() == allocation.to_dict()
+
+
+def test_an_unreachable_budget_is_refused_with_the_lowest_cost_reached(float_mlp):
+    allocator = _allocator(float_mlp, _footprint_kbit)
+    with pytest.raises(PrunerError, match=r'out of reach by precision alone: with every quantizer at 2 bits'):
+        allocator.allocate(0.001)
+
+
+def test_the_logic_proxy_falls_with_the_bits(float_mlp):
+    model, (x, *_) = float_mlp
+    calibration = calibrate(model, x[:256])
+    wide = to_qkeras(model, plan_quantization(model, calibration, 8, 8))
+    narrow = to_qkeras(model, plan_quantization(model, calibration, 3, 4))
+    assert 0 < adder_bits(narrow) < adder_bits(wide)
+
+
+def test_a_lut_budget_needs_a_cost_model_and_one_budget_at_a_time():
+    x, y, xt, yt = digits()
+    from pruner import compress
+
+    with pytest.raises(PrunerError, match=r'max_lut=5000 needs a LUT cost model: pass compress\(cost=...\)'):
+        compress(fold_batchnorm(float_model_for_errors()), (x[:64], y[:64]), (xt[:32], yt[:32]), max_lut=5000)
+    with pytest.raises(PrunerError, match='give one budget, not both'):
+        compress(float_model_for_errors(), (x[:64], y[:64]), (xt[:32], yt[:32]), max_lut=5000, max_footprint_kbit=4)
+    with pytest.raises(PrunerError, match='joint=True: a budget'):
+        compress(float_model_for_errors(), (x[:64], y[:64]), (xt[:32], yt[:32]), max_footprint_kbit=4, joint=True)
+
+
+def float_model_for_errors():
+    import keras
+
+    inp = keras.Input((8, 8, 1))
+    out = keras.layers.Dense(10, name='logits')(keras.layers.Flatten()(inp))
+    return keras.Model(inp, out)
+
+
+def _lut(model) -> float:
+    return hls_backend.estimate_cost(model).lut_estimate
+
+
+@pytest.fixture(scope='module')
+def lut_budgeted(tmp_path_factory):
+    """The shared short compress run under a LUT budget, with da4ml's estimate."""
+    from fpga_tests.pruner_models import flatten_mlp
+
+    qmodel, manifest = small_compress(
+        model_fn=flatten_mlp, max_lut=3000, step_criterion='mse', cost=_lut, epochs=3, qat_epochs=2
+    )
+    path = tmp_path_factory.mktemp('budget') / 'budgeted.keras'
+    qmodel.save(path)
+    return qmodel, manifest, path
+
+
+def test_the_exported_design_is_within_the_lut_budget_by_its_own_estimate(lut_budgeted, tmp_path):
+    qmodel, manifest, path = lut_budgeted
+    budget = manifest['budget']
+    assert budget['limit'] == 3000 and budget['unit'] == 'LUT'
+    assert budget['cost'] <= 3000 and budget['attempts'][-1]['trained_cost'] == budget['cost']
+    allocation = budget['attempts'][-1]
+    assert allocation['steps'] and allocation['start_cost'] > 3000
+    # The saved model, priced again from its file, and the RTL project's own estimate agree.
+    assert _lut(path) == budget['cost']
+    info = hls_backend.write_rtl(path, tmp_path / 'rtl', inputs=digits()[2][:8])
+    assert info.design['lut_estimate'] <= 3000
+    # The chosen bits are the exported types.
+    for layer, bits in allocation['layer_bits'].items():
+        entry = manifest['quantization']['input' if layer == '__input__' else 'layers']
+        entry = entry if layer == '__input__' else entry[layer]
+        if 'weight_bits' in bits:
+            assert entry['weights']['kernel']['bits'] == bits['weight_bits']
+        if 'activation_bits' in bits:
+            assert (entry if layer == '__input__' else entry['activation'])['bits'] == bits['activation_bits']
+
+
+def test_budgeted_designs_are_bit_exact_in_c_simulation(lut_budgeted, tmp_path):
+    _, _, path = lut_budgeted
+    x = digits()[2][:40]
+    info = hls_backend.write_project(path, tmp_path / 'prj', hls_backend.HLSOptions(), inputs=x)
+    assert info.exact_by_construction
+    result = hls_backend.csim(tmp_path / 'prj', second_check=False)
+    assert result.exact_matches == result.samples == 40 and result.max_abs_diff == 0.0
