@@ -76,7 +76,11 @@ def test_the_allocation_meets_the_budget_one_recorded_bit_at_a_time(float_mlp):
     allocation = allocator.allocate(budget)
     assert allocation.within_budget and allocation.cost <= budget < allocation.start_cost
     steps = allocation.steps
-    assert steps and all(s.cost > budget for s in steps[:-1]) and steps[-1].cost <= budget  # stops at the budget
+    # The stop is decided on the cost model's own figure; earlier steps were over the budget
+    # (measured, or predicted from the logic proxy where the model was not asked).
+    assert steps and steps[-1].cost is not None and steps[-1].cost <= budget
+    assert all((s.cost if s.cost is not None else s.predicted_cost) > budget for s in steps[:-1])
+    assert 1 <= allocation.cost_calls <= len(steps) + 1
     # Every step takes one bit off one quantizer; replaying them gives the final bits.
     replayed = {}
     for s in steps:

@@ -31,7 +31,7 @@ from .errors import PrunerError
 from .graph import calls
 from .layers import KERNEL_NAMES, WEIGHT_ROLES, lookup, weight_name
 from .metrics import tensor_bits
-from .quantize import QuantPlan, StepRule, plan_quantization
+from .quantize import StepRule, plan_quantization
 from .surgery import to_qkeras
 
 INPUT = '__input__'  # the input quantizer's key in bit overrides (as in plan_quantization)
@@ -86,7 +86,9 @@ def adder_bits(qmodel) -> float:
 
 @dataclass
 class AllocationStep:
-    """One bit taken off one quantizer: what it cost in loss, what it saved."""
+    """One bit taken off one quantizer: what it cost in loss, what it saved, and the
+    budget's figure after it (``cost``: measured by the cost model, or None where only
+    predicted from the proxy, ``predicted_cost``)."""
 
     layer: str
     setting: str  # 'weight_bits' or 'activation_bits'
@@ -94,7 +96,8 @@ class AllocationStep:
     loss: float  # validation loss after the step
     loss_increase: float
     proxy_saved: float
-    cost: float  # the budget's figure after the step (``cost``)
+    predicted_cost: float
+    cost: float | None
 
 
 @dataclass
@@ -110,6 +113,7 @@ class Allocation:
     start_loss: float
     loss: float
     steps: list[AllocationStep] = field(default_factory=list)
+    cost_calls: int = 0
 
     @property
     def within_budget(self) -> bool:
@@ -125,17 +129,16 @@ class Allocation:
             'start_loss': self.start_loss,
             'loss': self.loss,
             'layer_bits': self.layer_bits,
+            'cost_calls': self.cost_calls,
             'steps': [asdict(s) for s in self.steps],
         }
 
 
-@dataclass
-class _Candidate:
-    bits: dict[str, dict[str, int]]
-    plan: QuantPlan
-    model: keras.Model
-    loss: float
-    proxy: float
+# The cost model is asked after a step when the proxy predicts a figure within this factor of
+# the budget, and at least every MEASURE_EVERY steps (far above the budget the proxy's
+# prediction is enough to choose the next step; the stop is always decided on a measurement).
+MEASURE_NEAR = 1.3
+MEASURE_EVERY = 4
 
 
 class BitAllocator:
@@ -146,6 +149,10 @@ class BitAllocator:
     ``unit``; ``weight_bits``, ``activation_bits``, ``bias_bits``, ``overrides``, ``rule``:
     the starting point, as for ``plan_quantization`` (layers the overrides name keep
     their bits: the user fixed them).
+
+    One QKeras model is built; a candidate changes the bits (and, by ``rule``, the integer
+    bits) of its quantizers in place, is measured eagerly, and is changed back: the same
+    types ``plan_quantization`` gives for those bits, without building a model per candidate.
     """
 
     def __init__(
@@ -163,90 +170,112 @@ class BitAllocator:
         overrides: dict | None = None,
         rule: StepRule | None = None,
     ):
-        self.model = model
+        from .qat import quantizer_slots
+
         self.calibration = calibration
         self.x, self.y = x, y
         self.loss_fn = keras.losses.get(loss) if isinstance(loss, str) else loss
         self.cost = cost
         self.unit = unit
-        self.weight_bits, self.activation_bits, self.bias_bits = weight_bits, activation_bits, bias_bits
-        self.fixed = {name: dict(bits) for name, bits in (overrides or {}).items()}
+        self.weight_bits, self.activation_bits = int(weight_bits), int(activation_bits)
         self.rule = rule or StepRule()
-        base = plan_quantization(model, calibration, weight_bits, activation_bits, bias_bits, self.fixed, self.rule)
-        # Every quantizer the search may lower: weights of weighted layers, output activations, the input.
-        self.knobs: list[tuple[str, str]] = []
-        for name, entry in base.layers.items():
-            if name in self.fixed:
+        fixed = {name: dict(bits) for name, bits in (overrides or {}).items()}
+        plan = plan_quantization(model, calibration, weight_bits, activation_bits, bias_bits, fixed, self.rule)
+        self.qmodel = to_qkeras(model, plan)
+        # Every quantizer the search may lower: a layer's weights (all its non-bias tensors
+        # together), its output activation, the input; layers the overrides name stay as they are.
+        self.knobs: dict[tuple[str, str], list] = {}
+        for slot in quantizer_slots(self.qmodel, plan):
+            layer = INPUT if slot.role == 'input' else slot.layer
+            if layer in fixed:
                 continue
-            if any(WEIGHT_ROLES[w].role != 'bias' for w in entry.weights):
-                self.knobs.append((name, 'weight_bits'))
-            if entry.activation is not None:
-                self.knobs.append((name, 'activation_bits'))
-        if INPUT not in self.fixed:
-            self.knobs.append((INPUT, 'activation_bits'))
+            if slot.role in ('activation', 'input'):
+                self.knobs[layer, 'activation_bits'] = [slot]
+            elif WEIGHT_ROLES[slot.role].role != 'bias':
+                self.knobs.setdefault((layer, 'weight_bits'), []).append(slot)
 
-    def _bits_of(self, bits: dict, layer: str, setting: str) -> int:
+    def _set_bits(self, knob: tuple[str, str], bits: int) -> list[tuple]:
+        """Give the knob's quantizers ``bits`` (their integer bits by the rule); returns what undoes it."""
+        undo = []
+        for slot in self.knobs[knob]:
+            if slot.role in ('activation', 'input'):
+                observed = self.calibration['__input__' if slot.role == 'input' else slot.layer]
+                new = self.rule.activation(observed, bits, relu=slot.fixed.kind == 'relu')
+            else:
+                new = self.rule.weight(slot.values(), bits)
+            undo.append((slot, slot.quantizer.bits, slot.quantizer.integer))
+            slot.quantizer.bits, slot.quantizer.integer = int(new.bits), int(new.integer)
+        return undo
+
+    @staticmethod
+    def _restore(undo: list[tuple]) -> None:
+        for slot, bits, integer in undo:
+            slot.quantizer.bits, slot.quantizer.integer = bits, integer
+
+    def _loss(self) -> float:
+        outputs = [
+            keras.ops.convert_to_numpy(self.qmodel(self.x[i : i + 1024], training=False))
+            for i in range(0, len(self.x), 1024)
+        ]
+        return float(np.mean(keras.ops.convert_to_numpy(self.loss_fn(self.y, np.concatenate(outputs)))))
+
+    def _bits(self, chosen: dict, knob: tuple[str, str]) -> int:
+        layer, setting = knob
         default = self.weight_bits if setting == 'weight_bits' else self.activation_bits
-        return int(bits.get(layer, {}).get(setting, default))
-
-    def _candidate(self, bits: dict) -> _Candidate:
-        overrides = {**{k: dict(v) for k, v in bits.items()}, **self.fixed}
-        plan = plan_quantization(
-            self.model,
-            self.calibration,
-            self.weight_bits,
-            self.activation_bits,
-            self.bias_bits,
-            overrides,
-            self.rule,
-        )
-        qmodel = to_qkeras(self.model, plan)
-        out = qmodel.predict(self.x, batch_size=1024, verbose=0)
-        loss = float(keras.ops.convert_to_numpy(self.loss_fn(self.y, out)).mean())
-        return _Candidate(bits, plan, qmodel, loss, adder_bits(qmodel))
+        return int(chosen.get(layer, {}).get(setting, default))
 
     def allocate(self, budget: float, max_steps: int = 1000) -> Allocation:
         """Lower bits until ``cost`` is within ``budget``; PrunerError if every quantizer
-        is at MIN_BITS and the design is still over it."""
-        current = self._candidate({})
-        cost = float(self.cost(current.model))
-        allocation = Allocation(float(budget), self.unit, {}, cost, cost, current.loss, current.loss)
+        is at MIN_BITS and the design is still over it. The model is left with the bits
+        chosen; the search starts from the bits given at construction."""
+        chosen: dict[str, dict[str, int]] = {}
+        for knob in self.knobs:  # from the starting point, whatever an earlier search left
+            self._set_bits(knob, self._bits(chosen, knob))
+        loss, proxy = self._loss(), adder_bits(self.qmodel)
+        cost = float(self.cost(self.qmodel))
+        allocation = Allocation(float(budget), self.unit, {}, cost, cost, loss, loss, cost_calls=1)
+        measured_proxy, since = proxy, 0
         while cost > budget and len(allocation.steps) < max_steps:
             best = None
-            for layer, setting in self.knobs:
-                bits = self._bits_of(current.bits, layer, setting)
+            for knob in self.knobs:
+                bits = self._bits(chosen, knob)
                 if bits <= MIN_BITS:
                     continue
-                lowered = {k: dict(v) for k, v in current.bits.items()}
-                lowered.setdefault(layer, {})[setting] = bits - 1
-                candidate = self._candidate(lowered)
-                saved = current.proxy - candidate.proxy
+                undo = self._set_bits(knob, bits - 1)
+                candidate_loss, candidate_proxy = self._loss(), adder_bits(self.qmodel)
+                self._restore(undo)
+                saved = proxy - candidate_proxy
                 # Loss per unit of logic saved; a step that saves nothing by the proxy ranks last
                 # (it may still save by the cost model: it is taken when nothing else is left).
-                score = (candidate.loss - current.loss) / saved if saved > 0 else math.inf
-                key = (score, candidate.loss, layer, setting)
+                score = (candidate_loss - loss) / saved if saved > 0 else math.inf
+                key = (score, candidate_loss, knob)
                 if best is None or key < best[0]:
-                    best = (key, layer, setting, candidate, saved)
+                    best = (key, knob, candidate_loss, candidate_proxy)
             if best is None:
                 raise PrunerError(
                     f'the budget of {budget:g} {self.unit} is out of reach by precision alone: with every '
                     f'quantizer at {MIN_BITS} bits the design still costs {cost:g} {self.unit}; prune more channels '
                     '(sparsity) or raise the budget'
                 )
-            _, layer, setting, candidate, saved = best
-            cost = float(self.cost(candidate.model))
+            _, knob, new_loss, new_proxy = best
+            bits = self._bits(chosen, knob) - 1
+            self._set_bits(knob, bits)
+            chosen.setdefault(knob[0], {})[knob[1]] = bits
+            predicted = cost * new_proxy / measured_proxy if measured_proxy > 0 else cost
+            since += 1
+            measured = None
+            if predicted <= budget * MEASURE_NEAR or since >= MEASURE_EVERY:
+                measured = cost = float(self.cost(self.qmodel))
+                measured_proxy, since = new_proxy, 0
+                allocation.cost_calls += 1
+            else:
+                cost = predicted
             allocation.steps.append(
                 AllocationStep(
-                    layer,
-                    setting,
-                    self._bits_of(candidate.bits, layer, setting),
-                    candidate.loss,
-                    candidate.loss - current.loss,
-                    saved,
-                    cost,
+                    knob[0], knob[1], bits, new_loss, new_loss - loss, proxy - new_proxy, predicted, measured
                 )
             )
-            current = candidate
-        allocation.layer_bits = {k: dict(v) for k, v in current.bits.items()}
-        allocation.cost, allocation.loss = cost, current.loss
+            loss, proxy = new_loss, new_proxy
+        allocation.layer_bits = {k: dict(v) for k, v in chosen.items()}
+        allocation.cost, allocation.loss = cost, loss
         return allocation
