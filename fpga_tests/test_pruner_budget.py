@@ -176,3 +176,12 @@ def test_budgeted_designs_are_bit_exact_in_c_simulation(lut_budgeted, tmp_path):
     assert info.exact_by_construction
     result = hls_backend.csim(tmp_path / 'prj', second_check=False)
     assert result.exact_matches == result.samples == 40 and result.max_abs_diff == 0.0
+
+
+def test_lpsubnet_prune_says_what_the_budget_gave(lut_budgeted):
+    from lpsubnet.describe import budget_line
+
+    _, manifest, _ = lut_budgeted
+    line = budget_line(manifest['budget'])
+    assert line.startswith('budget 3,000 LUT: ') and f'-> {manifest["budget"]["cost"]:,.0f} LUT after training' in line
+    assert 'one-bit steps' in line and 'bits: ' in line

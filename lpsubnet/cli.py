@@ -443,9 +443,11 @@ def prune(model, data_path, layout, input_shape, out_dir, force, **given):
     reduced, manifest = compress_model(keras_model, train, val, settings, learning_rate, rate_source)
     with atomic_directory(out_dir, force=force) as tmp:
         write_compressed(tmp, reduced, manifest, torch_record)
-    from .describe import recovery_line
+    from .describe import budget_line, recovery_line
 
     click.echo(recovery_line(manifest['recovery']))
+    if manifest.get('budget'):
+        click.echo(budget_line(manifest['budget']))
     m = manifest['metrics']
     key = m['metric']
     click.echo(

@@ -20,3 +20,24 @@ def recovery_line(recovery: dict) -> str:
     return f'recovery ({recovery["lr_schedule"]}, rate from {recovery["learning_rate_source"]}{distill}): ' + '; '.join(
         parts
     )
+
+
+def budget_line(budget: dict) -> str:
+    """One line on a budgeted compression: the budget, the trained design's figure, the
+    bits chosen per quantizer and what the search took (manifest['budget'])."""
+    last = budget['attempts'][-1]
+    bits = ', '.join(
+        f'{layer} '
+        + '/'.join(
+            f'{"W" if key == "weight_bits" else "A"}{value}' for key, value in sorted(chosen.items(), reverse=True)
+        )
+        for layer, chosen in last['layer_bits'].items()
+    )
+    unit = budget['unit']
+    tries = len(budget['attempts'])
+    return (
+        f'budget {budget["limit"]:,.0f} {unit}: {last["start_cost"]:,.0f} -> {budget["cost"]:,.0f} {unit} after training '
+        f'({len(last["steps"])} one-bit steps, {last["cost_calls"]} cost-model calls'
+        + (f', {tries} allocations: training moved the earlier ones over the budget' if tries > 1 else '')
+        + f'); bits: {bits or "as given"}'
+    )
