@@ -55,6 +55,7 @@ import time
 import traceback
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -95,6 +96,24 @@ def _worker_init() -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def crashed_record(prop: str, seed: int, spec: dict | None = None) -> dict:
+    """The record of an example whose worker process died running it (a native crash)."""
+    from fpga_tests.fuzz_checks import spec_for
+    from fpga_tests.fuzz_models import spec_classes
+
+    spec = spec_for(prop, seed) if spec is None else spec
+    return {
+        'property': prop,
+        'seed': seed,
+        'layers': sorted(spec_classes(spec, prop != 'pruned')),
+        'outcome': 'error',
+        'message': 'the worker process died running it (a native crash, e.g. an assertion in C++ code loaded into '
+        f'Python); its output is lost: python -m fpga_tests.fuzz_campaign --replay {prop}:{seed} shows it',
+        'spec': spec,
+        'seconds': 0.0,
+    }
 
 
 def run_example(prop: str, seed: int, spec: dict | None = None) -> dict:
@@ -678,7 +697,13 @@ MP_CONTEXT = 'spawn'
 
 def _run_examples(records, run, targets, jobs, deadline, results, rechecks=()) -> list[dict]:
     """The re-checks of earlier findings first, then new examples until the targets or the
-    deadline; every result appended to the record as it comes."""
+    deadline; every result appended to the record as it comes.
+
+    A worker process that dies (a native crash: an assertion in C++ code loaded into
+    Python, such as hls4ml's predict() library) breaks the whole pool and fails every
+    example in flight; each of those runs again alone, so the one that kills its process
+    is recorded as a crash (with its spec) and the others as they come out, and the
+    campaign goes on with a new pool."""
     import multiprocessing
 
     from rich.progress import Progress
@@ -689,44 +714,79 @@ def _run_examples(records, run, targets, jobs, deadline, results, rechecks=()) -
     futures = {}
     new = []
     context = multiprocessing.get_context(MP_CONTEXT)
-    with (
-        ProcessPoolExecutor(max_workers=jobs, initializer=_worker_init, mp_context=context) as pool,
-        Progress() as progress,
-    ):
-        bar = progress.add_task(f'fuzz campaign {run["campaign"]}', total=None)
 
-        def fill() -> None:
-            while due and len(futures) < jobs:
-                finding = due.pop(0)
-                futures[pool.submit(run_example, finding['property'], finding['seed'], finding['spec'])] = finding
-            while len(futures) < jobs and time.time() < deadline:
-                tasks = next_tasks(examples, targets, running)
-                if not tasks:
-                    return
-                for prop, seed in tasks[: jobs - len(futures)]:
-                    futures[pool.submit(run_example, prop, seed)] = (prop, seed)
-                    running[prop].add(seed)
+    def new_pool(workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, mp_context=context)
 
-        fill()
-        while futures:
-            finished, _ = wait(futures, return_when=FIRST_COMPLETED)
-            for future in finished:
-                task = futures.pop(future)
+    def arguments(task) -> tuple:
+        return (task['property'], task['seed'], task['spec']) if isinstance(task, dict) else task
+
+    def alone(task) -> dict:
+        with new_pool(1) as solo:
+            try:
+                return solo.submit(run_example, *arguments(task)).result()
+            except BrokenProcessPool:
+                prop, seed, *_ = arguments(task)
+                return crashed_record(prop, seed, task['spec'] if isinstance(task, dict) else None)
+
+    pool = new_pool(jobs)
+    try:
+        with Progress() as progress:
+            bar = progress.add_task(f'fuzz campaign {run["campaign"]}', total=None)
+
+            def fill() -> None:
+                while due and len(futures) < jobs:
+                    finding = due.pop(0)
+                    futures[pool.submit(run_example, *arguments(finding))] = finding
+                while len(futures) < jobs and time.time() < deadline:
+                    tasks = next_tasks(examples, targets, running)
+                    if not tasks:
+                        return
+                    for prop, seed in tasks[: jobs - len(futures)]:
+                        futures[pool.submit(run_example, prop, seed)] = (prop, seed)
+                        running[prop].add(seed)
+
+            def record_result(task, result: dict) -> None:
                 if isinstance(task, dict):  # a re-check of an earlier finding
-                    recheck = recheck_record(task, future.result(), run)
+                    recheck = recheck_record(task, result, run)
                     append_jsonl(results, recheck)
                     progress.console.print(f're-checked finding {recheck["recheck"]}: {recheck["outcome"]}')
-                    continue
+                    return
                 prop, seed = task
                 running[prop].discard(seed)
-                record = {'campaign': run['campaign'], 'run': run['run'], **future.result()}
+                record = {'campaign': run['campaign'], 'run': run['run'], **result}
                 append_jsonl(results, record)
                 examples.append(record)
                 new.append(record)
                 progress.advance(bar)
                 if record['outcome'] in ('mismatch', 'error'):
                     progress.console.print(f'[red]{prop} seed {record["seed"]}: {record["message"][:300]}')
+
             fill()
+            while futures:
+                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    if future not in futures:
+                        continue  # already handled with a broken pool's other tasks
+                    task = futures.pop(future)
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        in_flight = [task, *futures.values()]
+                        futures.clear()
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        progress.console.print(
+                            f'[red]a worker process died; running the {len(in_flight)} example(s) in flight again, '
+                            'one at a time'
+                        )
+                        for again in in_flight:
+                            record_result(again, alone(again))
+                        pool = new_pool(jobs)
+                        break
+                    record_result(task, result)
+                fill()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     return new
 
 

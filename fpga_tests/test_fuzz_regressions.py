@@ -30,9 +30,58 @@ def dense(units, wq=None, bq=None, act=None):
     return {'op': 'dense', 'units': units, 'wq': wq or q(4), 'bq': bq or q(4), 'act': act}
 
 
+# make fuzz, campaign 5, csim-io_stream seed 200069 (also with io_parallel): the pointwise
+# part of a QSeparableConv1D quantized to quantized_bits(5, -2) (ap_fixed<5,-1>) feeds
+# quantized_relu(2, 2) (ap_ufixed<2,2,AP_RND_CONV,AP_SAT>). Rounding to whole numbers reads
+# the input bit at weight 1/2, above its MSB (weight 1/4): the ap_fixed headers abort
+# ("Attempting to read bit beyond MSB"), in the testbench and in hls4ml's predict() alike,
+# where the abort killed the campaign's worker. Refused up front since
+# (hls.layers.check_rounding_casts); with quantized_relu(4, 2) the same model is exact.
+ROUNDING_ABOVE_MSB = {
+    'kind': 'conv1d',
+    'input_shape': [7, 1],
+    'input_q': {'q': 'bits', 'bits': 10, 'integer': 2, 'keep_negative': False, 'symmetric': False},
+    'layers': [
+        {
+            'op': 'conv',
+            'filters': 2,
+            'kernel': 3,
+            'strides': 1,
+            'padding': 'valid',
+            'wq': q(4, -2),
+            'bq': q(7, 0),
+            'act': {'q': 'relu', 'bits': 7, 'integer': 3},
+        },
+        {'op': 'linear'},
+        {
+            'op': 'sepconv',
+            'filters': 2,
+            'kernel': 2,
+            'strides': 1,
+            'padding': 'same',
+            'wq': {'bits': 2, 'integer': 0, 'symmetric': True},
+            'bq': q(3, 2),
+            'pq': {'bits': 5, 'integer': 1, 'symmetric': True},
+            'act': {'q': 'bits', 'bits': 5, 'integer': -2, 'keep_negative': True, 'symmetric': True},
+        },
+        {'op': 'qact', 'act': {'q': 'relu', 'bits': 2, 'integer': 2}},
+        {'op': 'flatten'},
+        dense(2, q(7, 0), q(2, 2)),
+    ],
+    'seed': 55823,
+    'init': 'scaled',
+}
+
+
 # name -> (spec, io_type, refusal message). Found with 40 random samples per model;
 # "before the fix" is what csim reported.
 REFUSED = {
+    'rounding_above_the_msb': (
+        ROUNDING_ABOVE_MSB,
+        'io_stream',
+        r"layer 'qact3' \(Activation\): rounding its input 'sepconv2_pointwise' of type fixed<5,-1,RND_CONV,SAT_SYM,0> "
+        r"to its result type ufixed<2,2,RND_CONV,SAT,0> reads a bit above the input's most significant bit",
+    ),
     # 7/40 samples differ by 0.03125: hls4ml keeps an average in the input's type.
     'average_pooling_1d': (
         {
@@ -371,6 +420,17 @@ def test_separable_conv_sums_are_bounded_by_float32(bits, refused):
 
 # Controls: the same shapes with what the back end supports stay accepted and exact.
 CONTROLS = {
+    'rounding_below_the_msb': (
+        {
+            **ROUNDING_ABOVE_MSB,
+            'layers': [
+                *ROUNDING_ABOVE_MSB['layers'][:3],
+                {'op': 'qact', 'act': {'q': 'relu', 'bits': 4, 'integer': 2}},
+                *ROUNDING_ABOVE_MSB['layers'][4:],
+            ],
+        },
+        'io_stream',
+    ),
     'max_pooling_instead_of_average': (
         {
             **REFUSED['average_pooling_1d'][0],

@@ -99,6 +99,38 @@ def check_hls_graph(
             check_planned_type(node, role, text)
         if node.name in (sums or {}):
             check_exact_sum(node, *sums[node.name])
+        check_rounding_casts(node)
+
+
+def check_rounding_casts(node) -> None:
+    """Refuse a rounding cast the ap_fixed headers cannot compute: rounding a value to a
+    coarser type reads the source bit just below the target's LSB, and where the source's
+    integer bits are so negative that this bit lies above its MSB (source integer bits <=
+    -(target fractional bits + 1)) the headers hls4ml 1.3.0 ships abort ("Attempting to read
+    bit beyond MSB"; without assertions the bit read is undefined). Found by make fuzz,
+    campaign 5, csim-io_stream seed 200069: a QSeparableConv1D quantized to ap_fixed<5,-1>
+    feeding quantized_relu(2, 2), ap_ufixed<2,2,AP_RND_CONV,AP_SAT>: C simulation aborted."""
+    target = _as_fixed(node.get_output_variable().type.precision)
+    if target is None or target.rounding == 'TRN':
+        return
+    # (The Input node names the model's input as its own input: no variable, nothing cast.)
+    variables = [(name, node.get_input_variable(name)) for name in node.inputs]
+    sources = [(f"input '{name}'", v.type.precision) for name, v in variables if v is not None]
+    if 'accum_t' in node.types:
+        sources.append(('accumulator', node.types['accum_t'].precision))
+    for what, precision in sources:
+        source = _as_fixed(precision)
+        if source is None or source.fractional <= target.fractional:
+            continue  # nothing to round
+        if source.integer <= -(target.fractional + 1):
+            raise UnsupportedModelError(
+                f'{node_where(node)}: rounding its {what} of type {precision} to its result type '
+                f"{node.get_output_variable().type.precision} reads a bit above the input's most significant bit, "
+                'which the ap_fixed headers of hls4ml 1.3.0 cannot compute (C simulation aborts: "Attempting to read '
+                f'bit beyond MSB"); the input type needs at least {-target.fractional} integer bits (ap_fixed\'s count, '
+                "sign included): give the quantizer before it more integer bits, or this layer's quantizer more "
+                'fractional bits'
+            )
 
 
 def check_exact_sum(node, frac: int, bound: float) -> None:
