@@ -15,12 +15,14 @@ from hls_backend.core.fixed_point import parse_fixed_type
 from hls_backend.rtl import RTL_RESULT
 
 route = importlib.import_module('hls_backend.rtl.route')
+# Streaming (the chunks of an inputs file, the harness runs side by side) lives in rtl/simulate.py.
+simulate = importlib.import_module('hls_backend.rtl.simulate')
 
 pytestmark = pytest.mark.slow
 
 
 def test_streamed_samples_are_exact_and_a_changed_model_is_reported(tmp_path, monkeypatch):
-    monkeypatch.setattr(route, 'STREAM_CHUNK', 700)  # several runs, two at a time
+    monkeypatch.setattr(simulate, 'STREAM_CHUNK', 700)  # several runs, two at a time
     model = small_mlp()
     path = save(model, tmp_path)
     x = np.random.default_rng(4).normal(0, 3, size=(2500, 16)).astype(np.float32)
