@@ -129,3 +129,25 @@ def test_residual_add_channels_share_one_mask():
     for name in ('stem', 'b1_conv2'):
         assert reduced.get_layer(name).output.shape[-1] == 3
     assert reduced.get_layer('b1_conv1').get_weights()[0].shape[2] == 3
+
+
+@pytest.mark.parametrize('target', [(16, 4), (64,)], ids=['channels-last', 'flat'])
+def test_a_reshape_after_a_cut_layer_shrinks_with_it(target):
+    """make fuzz, campaign 6, pruned seed 400019: a Reshape that keeps the channels on its
+    last axis (or flattens) kept its old target shape after the conv before it was cut,
+    and the reduced model could not be built."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((4, 4, 1))
+    h = keras.layers.Conv2D(4, 3, padding='same', activation='relu', name='conv')(inp)
+    h = keras.layers.Reshape(target, name='reshape')(h)
+    h = keras.layers.Flatten(name='flat')(h) if len(target) > 1 else h
+    out = keras.layers.Dense(3, name='logits')(h)
+    masked = MaskedModel(keras.Model(inp, out))
+    (group,) = [g for g in masked.table.prunable if 'conv' in g.producers]
+    masked.set_mask(group.index, np.array([0, 2]))
+    reduced = reduce(masked)
+    assert tuple(reduced.get_layer('reshape').output.shape[1:]) == (*target[:-1], target[-1] // 2)
+    x = np.random.default_rng(0).normal(size=(8, 4, 4, 1)).astype('float32')
+    np.testing.assert_allclose(reduced.predict(x, verbose=0), masked.model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)

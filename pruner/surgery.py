@@ -137,6 +137,14 @@ def reduce(masked: MaskedModel, keep: dict[int, np.ndarray] | None = None) -> ke
             changes[kind.width_key] = int(len(out_keep))
         if weights:
             weights = kind.cut_inputs(call.layer, weights, table.keep_positions(table.input_maps[call.name][0], keep))
+        target = call.layer.get_config().get('target_shape')
+        if target is not None:
+            # A Reshape the analysis let channels through (it keeps them on the last axis, or
+            # flattens): its last axis holds what is kept of them, so its target shrinks too
+            # (found by make fuzz, campaign 6, pruned seed 400019: (1, 1, 2) -> (1, 2) after a
+            # conv cut to one filter still asked for (1, 2)).
+            kept_last = table.keep_positions(table.maps[call.name], keep)
+            changes['target_shape'] = (*tuple(target)[:-1], int(len(kept_last)))
         layer = clone_layer(call.layer, **changes)
         out = layer(*args, **kwargs)
         if weights:
