@@ -14,8 +14,9 @@ pruner itself knows nothing of hardware); ``max_footprint_kbit`` uses the pruner
 footprint. Pricing every candidate with da4ml would trace the model a dozen times per
 step, so candidates are ranked by a proxy of the logic they need (``adder_bits``: the
 nonzero signed digits of each quantized weight times the width of what it multiplies,
-times how often it is applied), and ``cost`` itself is asked once per step, for the
-step taken: the budget is always checked with the real figure.
+times how often it is applied); ``cost`` itself is asked for the step taken when the
+proxy predicts a figure near the budget, and at least every MEASURE_EVERY steps, so the
+search stops on the real figure, never on the proxy's.
 """
 
 from __future__ import annotations
