@@ -98,16 +98,20 @@ def _worker_init() -> None:
     tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
-def crashed_record(prop: str, seed: int, spec: dict | None = None) -> dict:
-    """The record of an example whose worker process died running it (a native crash)."""
+def _drawn(prop: str, seed: int, spec: dict | None) -> tuple[dict, dict]:
+    """The example's spec (drawn from its seed unless given) and the start of its record."""
     from fpga_tests.fuzz_checks import spec_for
     from fpga_tests.fuzz_models import spec_classes
 
     spec = spec_for(prop, seed) if spec is None else spec
+    return spec, {'property': prop, 'seed': seed, 'layers': sorted(spec_classes(spec, prop != 'pruned'))}
+
+
+def crashed_record(prop: str, seed: int, spec: dict | None = None) -> dict:
+    """The record of an example whose worker process died running it (a native crash)."""
+    spec, record = _drawn(prop, seed, spec)
     return {
-        'property': prop,
-        'seed': seed,
-        'layers': sorted(spec_classes(spec, prop != 'pruned')),
+        **record,
         'outcome': 'error',
         'message': 'the worker process died running it (a native crash, e.g. an assertion in C++ code loaded into '
         f'Python); its output is lost: python -m fpga_tests.fuzz_campaign --replay {prop}:{seed} shows it',
@@ -119,11 +123,9 @@ def crashed_record(prop: str, seed: int, spec: dict | None = None) -> dict:
 def run_example(prop: str, seed: int, spec: dict | None = None) -> dict:
     """One example (or a recorded ``spec``) in a fresh temporary directory; never raises
     (a mismatch or a crash is a result, recorded with the spec)."""
-    from fpga_tests.fuzz_checks import check_example, spec_for
-    from fpga_tests.fuzz_models import spec_classes
+    from fpga_tests.fuzz_checks import check_example
 
-    spec = spec_for(prop, seed) if spec is None else spec
-    record = {'property': prop, 'seed': seed, 'layers': sorted(spec_classes(spec, prop != 'pruned'))}
+    spec, record = _drawn(prop, seed, spec)
     start = time.perf_counter()
     log = io.StringIO()
     try:

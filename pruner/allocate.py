@@ -121,18 +121,7 @@ class Allocation:
         return self.cost <= self.budget
 
     def to_dict(self) -> dict:
-        return {
-            'budget': self.budget,
-            'unit': self.unit,
-            'within_budget': self.within_budget,
-            'start_cost': self.start_cost,
-            'cost': self.cost,
-            'start_loss': self.start_loss,
-            'loss': self.loss,
-            'layer_bits': self.layer_bits,
-            'cost_calls': self.cost_calls,
-            'steps': [asdict(s) for s in self.steps],
-        }
+        return {**asdict(self), 'within_budget': self.within_budget}
 
 
 # The cost model is asked after a step when the proxy predicts a figure within this factor of

@@ -221,21 +221,28 @@ class Run:
     def evaluate(self, model) -> dict:
         return _evaluate(model, *self.val, self.options.batch_size)
 
-    def quantized(self, float_model, allocated: dict | None = None) -> tuple[QuantPlan, keras.Model]:
-        """(plan, QKeras model) of a float model from calibration statistics; ``allocated``:
-        per-layer bits chosen under the budget (the user's own overrides win)."""
+    def calibrated(self, float_model) -> dict:
+        """What every layer of a float model outputs on the calibration data (``quantize.calibrate``)."""
+        return calibrate(float_model, self.calibration_x, batch_size=256, percentile=self.options.percentile)
+
+    def quantized(
+        self, float_model, allocated: dict | None = None, calibration: dict | None = None
+    ) -> tuple[QuantPlan, keras.Model]:
+        """(plan, QKeras model) of a float model from calibration statistics (``calibration``:
+        already measured on this model); ``allocated``: per-layer bits chosen under the
+        budget (the user's own overrides win)."""
         o = self.options
-        calibration = calibrate(float_model, self.calibration_x, batch_size=256, percentile=o.percentile)
+        calibration = calibration if calibration is not None else self.calibrated(float_model)
         overrides = {**(allocated or {}), **bit_overrides(float_model, o.layer_bits, o.last_layer_bits)}
         plan = plan_quantization(
             float_model, calibration, o.weight_bits, o.activation_bits, o.bias_bits, overrides, o.step_rule
         )
         return plan, to_qkeras(float_model, plan)
 
-    def allocate(self, float_model, target: float) -> Allocation:
-        """Per-layer bits of a float model that bring ``budget.cost`` within ``target``."""
+    def allocate(self, float_model, calibration: dict, target: float) -> Allocation:
+        """Per-layer bits of a float model (``calibration``: measured on it) that bring
+        ``budget.cost`` within ``target``."""
         o = self.options
-        calibration = calibrate(float_model, self.calibration_x, batch_size=256, percentile=o.percentile)
         x, y = self.val[0][:BUDGET_SAMPLES], self.val[1][:BUDGET_SAMPLES]
         allocator = BitAllocator(
             float_model,
@@ -454,9 +461,10 @@ def quantize_phase(run: Run, pruned: Pruned) -> Quantized:
         compile_model(qmodel, run.loss, o.metrics, run.recovery.qat_learning_rate)
         return _qat(run, pruned, plan, qmodel, reduced_result, run.evaluate(qmodel))
     budget, target, attempts = run.budget, run.budget.limit, []
+    calibration = run.calibrated(reduced)  # the same float model every attempt: measured once
     for attempt in range(1, BUDGET_ATTEMPTS + 1):
-        allocation = run.allocate(reduced, target)
-        plan, qmodel = run.quantized(reduced, allocation.layer_bits)
+        allocation = run.allocate(reduced, calibration, target)
+        plan, qmodel = run.quantized(reduced, allocation.layer_bits, calibration)
         compile_model(qmodel, run.loss, o.metrics, run.recovery.qat_learning_rate)
         quantized = _qat(run, pruned, plan, qmodel, reduced_result, run.evaluate(qmodel))
         trained = float(budget.cost(quantized.qmodel))

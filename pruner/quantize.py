@@ -187,8 +187,9 @@ class Observed:
             values = np.maximum(values, 0.0)
         if values.size == 0:
             return
-        self.magnitude = max(self.magnitude, magnitude(values, self.percentile))
-        self.maximum = max(self.maximum, magnitude(values))
+        maximum = magnitude(values)
+        self.maximum = max(self.maximum, maximum)
+        self.magnitude = max(self.magnitude, maximum if self.percentile is None else magnitude(values, self.percentile))
         stride = -(-values.size // self.per_batch)
         self._parts.append(values[::stride].copy())
 
