@@ -676,3 +676,54 @@ def test_constant_zero_outputs_are_refused_by_the_rtl_route(tmp_path):
     ):
         hls_backend.write_rtl(tmp_path / 'm.keras', tmp_path / 'rtl', inputs=input_samples(CONSTANT_ZERO_RTL, 30))
     assert not (tmp_path / 'rtl').exists()
+
+
+# make fuzz, campaign 6, rtl seed 300082: a stride-2 kernel-1 QConv1D reads inputs 0, 2
+# and 4 only, so da4ml's pipeline gives inputs 1 and 3 the interval 0 (kif (0, 0, 0));
+# padded to the widest element, every input element becomes 4 bits (f = 0), not the 3 of
+# the ap_fixed<3,4> input quantizer (f = -1) that the traced logic has. The clock-by-clock
+# harness took its port widths from the traced logic, packed 3 bits per element into
+# da4ml's 4-bit slots and mismatched (10/30) while da4ml's own predict() was exact. The
+# ports are now read from the solution that is written (rtl.replay.io_widths).
+UNUSED_INPUTS_RTL = {
+    'kind': 'conv1d',
+    'input_shape': [5, 1],
+    'input_q': {'q': 'bits', 'bits': 3, 'integer': 3, 'keep_negative': True, 'symmetric': False},
+    'layers': [
+        {
+            'op': 'conv',
+            'filters': 2,
+            'kernel': 1,
+            'strides': 2,
+            'padding': 'same',
+            'wq': q(2, -2),
+            'bq': {'bits': 4, 'integer': 0, 'symmetric': True},
+            'act': {'q': 'relu', 'bits': 3, 'integer': 1},
+        },
+        {'op': 'upsample', 'size': [2]},
+        {'op': 'flatten'},
+        {
+            'op': 'dense',
+            'units': 1,
+            'wq': q(8, 8),
+            'bq': q(8, 3),
+            'act': {'q': 'relu', 'bits': 4, 'integer': 0},
+            'bn': True,
+        },
+    ],
+    'seed': 16950,
+    'init': 'scaled',
+}
+
+
+def test_unused_inputs_widen_the_rtl_input_port(tmp_path):
+    build_qkeras(UNUSED_INPUTS_RTL).save(tmp_path / 'm.keras')
+    info = hls_backend.write_rtl(tmp_path / 'm.keras', tmp_path / 'rtl', inputs=input_samples(UNUSED_INPUTS_RTL, 30))
+    port = info.design['io']['input']
+    assert (port['k'], port['i'], port['f'], port['width']) == (1, 3, 0, 4)
+    binder = next((tmp_path / 'rtl' / 'sim').glob('*_binder.cc')).read_text()
+    assert 'max_inp_bw = 4;' in binder  # da4ml's own emulator packs the same way
+    result = hls_backend.simulate_rtl(tmp_path / 'rtl', second_check=True)
+    assert result.exact_matches == result.samples == 30
+    assert result.max_abs_diff == 0.0
+    assert all(check['exact'] for check in result.checks.values())

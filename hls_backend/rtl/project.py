@@ -151,9 +151,7 @@ def write_rtl(
         start = time.perf_counter()
         comb, _, _ = replay_model(model, plan, HWConfig(1, -1, -1), TraceProgress(size, tracing.update))
         trace_seconds = time.perf_counter() - start
-    io = io_widths(comb)
-    io['n_in'], io['n_out'] = comb.shape
-    _check_ports(io)
+    _check_ports(io_widths(comb))
     check_float32_reference(model, plan, RTL_LAYERS)
 
     reference = reference_outputs(model, plan, x).reshape(x.shape[0], -1)
@@ -172,6 +170,11 @@ def write_rtl(
             clock_period=o.clock_period,
         )
         pipe = rtl_model._pipe
+        # The ports as written: pipelining gives an input no stage reads the interval 0,
+        # which widens the padded element of every input (f < 0 becomes f = 0).
+        io = io_widths(pipe if pipe is not None else comb)
+        io['n_in'], io['n_out'] = comb.shape
+        _check_ports(io)
         stages = len(pipe.solutions) if pipe is not None else 0
         reg_bits = int(pipe.reg_bits) if pipe is not None else 0
         rtl_model.write(metadata={'lpsubnet': {'model': str(model_path.resolve()), 'input_type': plan.input_type.ap()}})

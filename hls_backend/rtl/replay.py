@@ -89,9 +89,13 @@ def _all_constant(value) -> bool:
     return all(not hasattr(v, 'low') or is_const(v) for v in variables)
 
 
-def io_widths(comb) -> dict:
+def io_widths(solution) -> dict:
     """Bits per I/O element as the simulation passes them (da4ml pads each port's elements
-    to the widest: max sign + max integer + max fractional bits), and the raw kifs."""
+    to the widest: max sign + max integer + max fractional bits), and the raw kifs.
+
+    ``solution``: the CombLogic or Pipeline that is written; they can differ (a pipeline
+    gives an unused input the interval 0, kif (0, 0, 0)), and da4ml's binder pads by
+    the one it writes."""
     from da4ml.types import minimal_kif
 
     def port(qints):
@@ -107,7 +111,7 @@ def io_widths(comb) -> dict:
             'widest_element_bits': int(kifs[widest].sum()),
         }
 
-    return {'input': port(comb.inp_qint), 'output': port(comb.out_qint)}
+    return {'input': port(solution.inp_qint), 'output': port(solution.out_qint)}
 
 
 __all__ = ['Trace', 'replay_model', 'io_widths']
