@@ -22,7 +22,6 @@ messages and the README table are derived from the registries
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -405,24 +404,6 @@ class Separable(Weighted):
     then the pointwise one over the depthwise outputs (no quantizer in between)."""
 
     roles = ('depthwise', 'pointwise', 'bias')
-
-    def plan(self, layer, ctx) -> None:
-        # TensorFlow 2.21's oneDNN kernels abort in predict() ("could not create a primitive
-        # descriptor for the reorder primitive") on a separable convolution with a kernel of
-        # 1, stride 1, one input channel and one filter, so the QKeras reference cannot be
-        # computed (found by make fuzz: csim-io_parallel seed 100019; pinned in
-        # test_fuzz_regressions.py as separable_1x1_one_channel).
-        config = layer.get_config()
-        ones = all(int(v) == 1 for key in ('kernel_size', 'strides') for v in np.atleast_1d(config.get(key, 1)))
-        single = int(layer.input.shape[-1]) == 1 and int(config.get('filters', 0)) == 1
-        onednn = os.environ.get('TF_ENABLE_ONEDNN_OPTS', '1').strip() != '0'
-        if ones and single and int(config.get('depth_multiplier', 1)) == 1 and onednn:
-            raise UnsupportedModelError(
-                f'{where(layer)}: TensorFlow cannot run a separable convolution with a 1x1 kernel, stride 1, one input '
-                "channel and one filter (its oneDNN kernels abort in predict()), so the QKeras model's outputs cannot "
-                'be computed; use QConv with a kernel of 1 (the same product), or set TF_ENABLE_ONEDNN_OPTS=0'
-            )
-        super().plan(layer, ctx)
 
     def sum_bound(self, layer, source, ctx):
         frac, bound = source

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import BuildError
 from .input_range import InputRange
 from .model_io import check_inputs
 from .plan import ModelPlan
@@ -47,6 +48,35 @@ def reference_outputs(model, plan: ModelPlan, x: np.ndarray) -> np.ndarray:
 
 
 def model_outputs(model, x: np.ndarray) -> np.ndarray:
-    """``model``'s outputs on ``x`` as float64 (computed in float32, as QKeras computes)."""
-    y = model.predict(np.asarray(x, dtype=np.float32), verbose=0, batch_size=1024)
+    """``model``'s outputs on ``x`` as float64 (computed in float32, as QKeras computes).
+
+    TensorFlow's graph optimizer rewrites chains of additions into one AddN, and its
+    oneDNN kernel has been seen to abort on that node ("could not create a primitive
+    descriptor for the reorder primitive"; make fuzz, campaign 6, csim-io_parallel seed
+    100199, a QSeparableConv1D) in a process that had run many models, and not on a
+    fresh one. The outputs are then computed by calling the model eagerly, batch by
+    batch (no graph rewrite); the values are the same because every route refuses a
+    model whose float32 sums are not exact (plan.check_float32_reference), so the order
+    of the additions cannot change a bit.
+    """
+    import tensorflow as tf
+
+    x = np.asarray(x, dtype=np.float32)
+    try:
+        y = model.predict(x, verbose=0, batch_size=1024)
+    except (tf.errors.AbortedError, tf.errors.InternalError) as exc:
+        try:
+            y = np.concatenate([np.asarray(model(x[i : i + 1024], training=False)) for i in range(0, len(x), 1024)])
+        except Exception as eager_exc:
+            raise BuildError(
+                f"TensorFlow could not compute the outputs of model '{model.name}' (predict(): "
+                f'{type(exc).__name__}: {_first_line(exc)}; called eagerly: {type(eager_exc).__name__}: '
+                f'{_first_line(eager_exc)}); try again with TF_ENABLE_ONEDNN_OPTS=0 in the environment'
+            ) from eager_exc
     return np.asarray(y, dtype=np.float64)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    picked = next((line for line in lines if 'message' in line or 'error' in line.lower()), lines[0] if lines else '')
+    return picked.strip()[:300]
