@@ -47,6 +47,7 @@ from .recovery import (
 )
 from .schedule import Schedule, make_schedule, to_steps
 from .surgery import fold_batchnorm, reduce, to_qkeras
+from .weight_masks import LayerWeightMask, WeightMaskCallback, prune_weights
 
 
 def _xy(data, what: str, model=None):
@@ -440,6 +441,8 @@ class Quantized:
     result: dict
     range_refreshes: list[dict]
     budget: dict | None = None
+    weight_masks: dict[str, LayerWeightMask] = field(default_factory=dict)
+    weight_pruned_result: dict | None = None  # the float model once its weight masks are applied
 
 
 def quantize_phase(run: Run, pruned: Pruned) -> Quantized:
@@ -456,17 +459,22 @@ def quantize_phase(run: Run, pruned: Pruned) -> Quantized:
     reduced = fold_batchnorm(reduce(pruned.masked))
     compile_model(reduced, run.loss, o.metrics, run.recovery.learning_rate)
     reduced_result = run.evaluate(reduced)
+    masks, weight_pruned_result = {}, None
+    if o.granularity != 'channel':
+        # Ranked on the reduced float model, before calibration: the types and the budget see the zeros.
+        masks = prune_weights(reduced, run.calibration_x, o.weight_sparsity, o.granularity, o.exclude)
+        weight_pruned_result = run.evaluate(reduced)
     if run.budget is None:
         plan, qmodel = run.quantized(reduced)
         compile_model(qmodel, run.loss, o.metrics, run.recovery.qat_learning_rate)
-        return _qat(run, pruned, plan, qmodel, reduced_result, run.evaluate(qmodel))
+        return _qat(run, pruned, plan, qmodel, reduced_result, run.evaluate(qmodel), masks, weight_pruned_result)
     budget, target, attempts = run.budget, run.budget.limit, []
     calibration = run.calibrated(reduced)  # the same float model every attempt: measured once
     for attempt in range(1, BUDGET_ATTEMPTS + 1):
         allocation = run.allocate(reduced, calibration, target)
         plan, qmodel = run.quantized(reduced, allocation.layer_bits, calibration)
         compile_model(qmodel, run.loss, o.metrics, run.recovery.qat_learning_rate)
-        quantized = _qat(run, pruned, plan, qmodel, reduced_result, run.evaluate(qmodel))
+        quantized = _qat(run, pruned, plan, qmodel, reduced_result, run.evaluate(qmodel), masks, weight_pruned_result)
         trained = float(budget.cost(quantized.qmodel))
         attempts.append({'attempt': attempt, 'target': target, 'trained_cost': trained, **allocation.to_dict()})
         if trained <= budget.limit:
@@ -482,8 +490,18 @@ def quantize_phase(run: Run, pruned: Pruned) -> Quantized:
     )
 
 
-def _qat(run: Run, pruned: Pruned, plan: QuantPlan, qmodel, reduced_result: dict, before_qat: dict) -> Quantized:
-    """Quantization-aware training of ``qmodel``, its ranges refreshed and then frozen."""
+def _qat(
+    run: Run,
+    pruned: Pruned,
+    plan: QuantPlan,
+    qmodel,
+    reduced_result: dict,
+    before_qat: dict,
+    masks: dict[str, LayerWeightMask] | None = None,
+    weight_pruned_result: dict | None = None,
+) -> Quantized:
+    """Quantization-aware training of ``qmodel``, its ranges refreshed and then frozen;
+    weights set to 0 by ``masks`` stay 0."""
     o = run.options
     steps_per_epoch = run.steps_per_epoch
     qat_epochs = run.qat_epochs
@@ -498,6 +516,9 @@ def _qat(run: Run, pruned: Pruned, plan: QuantPlan, qmodel, reduced_result: dict
     refresh_steps = _steps(o.range_refresh, o.unit, steps_per_epoch)
     ranges = RangeRefreshCallback(qmodel, plan, run.calibration_x, refresh_steps, min(freeze, qat_steps), o.step_rule)
     qat_callbacks = [ranges]
+    keep_zeros = WeightMaskCallback(qmodel, masks) if masks else None
+    if keep_zeros is not None:
+        qat_callbacks.append(keep_zeros)
     if o.joint:  # the fused layers count their steps on: the masked fit's, then these
         step = pruned.epochs * steps_per_epoch + min(freeze, qat_steps)
         qat_callbacks.append(_freeze_batchnorm_after(qmodel, step))
@@ -506,8 +527,13 @@ def _qat(run: Run, pruned: Pruned, plan: QuantPlan, qmodel, reduced_result: dict
     rate = run.recovery.qat_learning_rate
     pruned.phases.append(run.fit('qat', qmodel, int(qat_epochs), rate, qat_callbacks, types_final_epoch))
     pruned.phases[-1]['how'] = run.qat_how
+    if keep_zeros is not None:
+        keep_zeros.check()
     refreshes = [*pruned.range_refreshes, {'phase': 'qat', **ranges.to_dict()}]
-    return Quantized(qmodel, plan, reduced_result, before_qat, run.evaluate(qmodel), refreshes)
+    result = run.evaluate(qmodel)
+    return Quantized(
+        qmodel, plan, reduced_result, before_qat, result, refreshes, None, dict(masks or {}), weight_pruned_result
+    )
 
 
 def manifest_phase(run: Run, pruned: Pruned, quantized: Quantized, seconds: float) -> dict:
@@ -576,12 +602,18 @@ def manifest_phase(run: Run, pruned: Pruned, quantized: Quantized, seconds: floa
         'quantization': plan.to_dict(),  # the final (frozen) types
         'range_refreshes': quantized.range_refreshes,
         'budget': quantized.budget,  # the budget, each allocation's steps and the trained design's cost
+        'weight_pruning': {
+            'granularity': o.granularity,
+            'weight_sparsity': o.weight_sparsity,
+            'layers': {name: mask.to_dict() for name, mask in quantized.weight_masks.items()},
+        },
         'recovery': {**run.recovery.to_dict(), 'phases': pruned.phases},
         'metrics': {
             'metric': key,
             'baseline': pruned.baseline,
             'masked': pruned.masked_result,
             'reduced_float': quantized.reduced_result,
+            'weight_pruned_float': quantized.weight_pruned_result,
             'quantized_before_qat': quantized.before_qat,
             'quantized': result,
             'before': before,

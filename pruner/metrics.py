@@ -6,7 +6,10 @@
   feature maps (Zhang et al. 2022). Feature maps are the tensors that weight layers
   read plus the model's outputs; b is the bit width of the quantizer that produced the
   tensor (``float_bits`` for float tensors). For a physically reduced model the
-  sparsity terms (1 - s) are already in N.
+  sparsity terms (1 - s) are already in N. ``weights_nonzero`` counts only the weights
+  that are not 0: what a fully unrolled design (hls4ml Latency, the RTL route) holds as
+  constants, where a zero weight is no logic at all (weight-level sparsity,
+  pruner.weight_masks); ``weights`` is what a design that stores its weights holds.
 - ``bops``: sum over weight layers of MACs * b_w * b_a (b_a of the layer's input).
 - ``performance_density``: task metric / footprint.
 - ``kendall_tau`` and ``levenshtein``: agreement of two channel rankings.
@@ -90,17 +93,18 @@ def tensor_bits(model, float_bits: int = 32) -> dict[int, int]:
 def footprint(model, float_bits: int = 32) -> dict:
     """Memory footprint in bits: {'weights', 'activations', 'total'} (and counts)."""
     tbits = tensor_bits(model, float_bits)
-    w_bits = 0
-    n_w = 0
+    w_bits = nz_bits = 0
+    n_w = n_nz = 0
     feature_maps = {}
     for call in calls(model):
         layer = call.layer
         if call.kind == 'ChannelMask':
             continue
         for w in layer.weights:
-            size = int(np.prod(w.shape))
-            n_w += size
-            w_bits += size * _weight_bits(layer, weight_name(w), float_bits)
+            size, nonzero = int(np.prod(w.shape)), int(np.count_nonzero(w.numpy()))
+            bits = _weight_bits(layer, weight_name(w), float_bits)
+            n_w, n_nz = n_w + size, n_nz + nonzero
+            w_bits, nz_bits = w_bits + size * bits, nz_bits + nonzero * bits
         if _weighted(layer):
             for t in call.inputs:
                 feature_maps[id(t)] = t
@@ -114,9 +118,11 @@ def footprint(model, float_bits: int = 32) -> dict:
         a_bits += size * tbits.get(key, float_bits)
     return {
         'weights': int(w_bits),
+        'weights_nonzero': int(nz_bits),
         'activations': int(a_bits),
         'total': int(w_bits + a_bits),
         'n_weights': int(n_w),
+        'n_nonzero_weights': int(n_nz),
         'n_activations': int(n_a),
     }
 
@@ -148,6 +154,8 @@ def summary(model, float_bits: int = 32) -> dict:
         'bops': bops(model, float_bits),
         'footprint_bits': fp['total'],
         'footprint_weight_bits': fp['weights'],
+        'footprint_nonzero_weight_bits': fp['weights_nonzero'],
+        'nonzero_weights': fp['n_nonzero_weights'],
         'footprint_activation_bits': fp['activations'],
     }
 

@@ -42,6 +42,9 @@ def schedule_names() -> tuple[str, ...]:
 # later is a choice too).
 CHOICES = {'importance': importance_names, 'schedule': schedule_names}
 
+# What is pruned besides whole channels (pruner.weight_masks implements the last two).
+GRANULARITIES = ('channel', 'weight', 'kofn')
+
 Auto = Literal['auto']
 # A whole number >= 0, in a union with 'auto' or None (bounds inside a union go on its member).
 Count = Annotated[int, Field(ge=0)]
@@ -80,6 +83,23 @@ class CompressOptions:
     round_to: Annotated[int, setting('Kept channel counts are multiples of this.', ge=1)] = 1
     exclude_first: Annotated[bool, setting('Do not prune the first layer.')] = False
     exclude: Annotated[tuple[str, ...], setting('Layers not to prune, by name (on the command line: repeated).')] = ()
+    granularity: Annotated[
+        Literal[GRANULARITIES],
+        setting(
+            "What is pruned besides whole channels: 'channel' nothing more; 'weight' the weight_sparsity fraction "
+            "of each remaining kernel's weights, lowest |w| times mean |input| first, ranked layer by layer on the "
+            "already-pruned network (pruner.weight_masks); 'kofn' as 'weight' but the same number per output "
+            'neuron. Zero weights cost no logic in fully unrolled designs (hls4ml Latency, the RTL route).'
+        ),
+    ] = 'channel'
+    weight_sparsity: Annotated[
+        float,
+        setting(
+            "Fraction of the weights of each kept layer set to 0 (granularity 'weight' or 'kofn'), in [0, 1).",
+            ge=0,
+            lt=1,
+        ),
+    ] = 0.0
     # Quantization
     weight_bits: Annotated[int, setting('Weight bits.', flag='--wbits', ge=2, le=16)] = 8
     activation_bits: Annotated[int, setting('Activation bits.', flag='--abits', ge=2, le=16)] = 8
@@ -236,6 +256,16 @@ class CompressOptions:
             raise PrunerError(
                 'compress setting joint=True: a budget (max_lut, max_footprint_kbit) chooses the bits after pruning; '
                 'joint mode quantizes before it'
+            )
+        if (checked.granularity == 'channel') != (checked.weight_sparsity == 0):
+            raise PrunerError(
+                f'compress settings granularity={checked.granularity!r}, weight_sparsity={checked.weight_sparsity}: '
+                "weight_sparsity > 0 needs granularity 'weight' or 'kofn', and those need weight_sparsity > 0"
+            )
+        if checked.joint and checked.granularity != 'channel':
+            raise PrunerError(
+                f'compress setting joint=True: weight sparsity (granularity={checked.granularity!r}) is ranked on '
+                'the channel-reduced model after pruning; joint mode has no such step'
             )
         if checked.percentile is not None and checked.step_criterion != 'max':
             raise PrunerError(

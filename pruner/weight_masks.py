@@ -1,0 +1,166 @@
+"""Weight-level sparsity after channel pruning, for fully unrolled designs.
+
+In a fully unrolled core (hls4ml's Latency strategy, da4ml's RTL) every weight is a
+constant of the circuit, so a weight of 0 costs no multiplier and no adder input: the
+zeros inside the kept channels are hardware saved too. This module ranks single
+weights with the method's own idea, on data and greedily layer by layer:
+
+    score(w_ij) = |w_ij| * mean |x_j|
+
+where x_j is input channel j of the layer, measured on the network whose earlier
+layers already carry their weight masks (the activation-driven ranking of the paper,
+moved from channels to weights). Two structures:
+
+- ``weight``: the lowest-scoring ``floor(s * N)`` of the layer's N weights become 0;
+- ``kofn``: every output neuron (filter) keeps the ``k = n - floor(s * n)`` of its n
+  inputs with the highest scores (a regular k-out-of-n structure, as in Dynamic
+  Probabilistic Pruning): every neuron has the same fan-in, so every adder tree has
+  the same depth.
+
+``WeightMaskCallback`` keeps the zeros at 0 through quantization-aware training (the
+kernel is multiplied by its mask after every step); 0 is on every quantizer's grid, so
+the exported QKeras model, its HLS weights and its RTL constants hold the same zeros.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from .errors import PrunerError
+from .layers import KERNEL_NAMES, lookup, weight_name
+from .options import GRANULARITIES
+
+
+@dataclass
+class LayerWeightMask:
+    layer: str
+    keep: np.ndarray  # bool, the kernel's shape
+    out_axis: int
+    input_l1: np.ndarray  # mean |x_j| per input channel, measured before this layer was masked
+
+    def to_dict(self) -> dict:
+        fan_in = self.keep.size // self.keep.shape[self.out_axis]
+        per_neuron = np.moveaxis(self.keep, self.out_axis, -1).reshape(-1, self.keep.shape[self.out_axis]).sum(axis=0)
+        return {
+            'weights': int(self.keep.size),
+            'nonzero': int(self.keep.sum()),
+            'sparsity': round(1.0 - float(self.keep.mean()), 6),
+            'fan_in': int(fan_in),
+            'kept_per_neuron_min': int(per_neuron.min()),
+            'kept_per_neuron_max': int(per_neuron.max()),
+        }
+
+
+def _kernel_variable(layer):
+    return next((w for w in layer.weights if weight_name(w) in KERNEL_NAMES), None)
+
+
+def weight_prunable(model, exclude: tuple[str, ...] = ()) -> list:
+    """Layers whose kernel is a matrix of single weights across input and output
+    channels (Dense, Conv, transposed Conv and their QKeras forms), in graph order;
+    depthwise kernels (one input channel per filter) and ``exclude`` are left out."""
+    layers = []
+    for layer in model.layers:
+        kind = lookup(layer)
+        if kind is None or kind.family != 'producer' or layer.name in exclude:
+            continue
+        if _kernel_variable(layer) is None:
+            continue
+        layers.append(layer)
+    return layers
+
+
+def _input_l1(model, layer, x, batch_size: int) -> np.ndarray:
+    probe = keras.Model(model.inputs[0], layer.input)  # the pruner's models have one input
+    total, count = None, 0
+    for start in range(0, len(x), batch_size):
+        a = np.abs(np.asarray(probe(x[start : start + batch_size], training=False), dtype=np.float64))
+        a = a.reshape(-1, a.shape[-1])
+        total = a.sum(axis=0) if total is None else total + a.sum(axis=0)
+        count += a.shape[0]
+    return total / max(count, 1)
+
+
+def _keep(scores: np.ndarray, sparsity: float, granularity: str, out_axis: int) -> np.ndarray:
+    """The kept weights: the highest scores (ties: the earlier index is kept, so the
+    result is deterministic)."""
+    if granularity == 'weight':
+        flat = scores.ravel()
+        drop = int(np.floor(sparsity * flat.size))
+        keep = np.ones(flat.size, dtype=bool)
+        keep[np.argsort(flat, kind='stable')[:drop]] = False
+        return keep.reshape(scores.shape)
+    moved = np.moveaxis(scores, out_axis, -1)
+    columns = moved.reshape(-1, moved.shape[-1])  # one column per output neuron
+    drop = int(np.floor(sparsity * columns.shape[0]))
+    keep = np.ones(columns.shape, dtype=bool)
+    order = np.argsort(columns, axis=0, kind='stable')[:drop]
+    np.put_along_axis(keep, order, False, axis=0)
+    return np.moveaxis(keep.reshape(moved.shape), -1, out_axis)
+
+
+def prune_weights(
+    model,
+    x: np.ndarray,
+    sparsity: float,
+    granularity: str,
+    exclude: tuple[str, ...] = (),
+    batch_size: int = 256,
+) -> dict[str, LayerWeightMask]:
+    """Zero the least important weights of every weight-prunable layer of ``model`` (in
+    place), layer by layer from the input: each layer is ranked on the activations of
+    the network whose earlier layers are already masked. Returns the masks by layer."""
+    if granularity not in GRANULARITIES[1:]:
+        raise PrunerError(f'weight granularity {granularity!r}: expected one of {GRANULARITIES[1:]}')
+    if not 0 <= sparsity < 1:
+        raise PrunerError(f'weight sparsity {sparsity}: expected a fraction in [0, 1)')
+    masks = {}
+    for layer in weight_prunable(model, exclude) if sparsity > 0 else []:
+        kind = lookup(layer)
+        variable = _kernel_variable(layer)
+        kernel = np.asarray(variable.numpy())
+        input_l1 = _input_l1(model, layer, x, batch_size)
+        shape = [1] * kernel.ndim
+        shape[kind.in_axis] = kernel.shape[kind.in_axis]
+        scores = np.abs(kernel.astype(np.float64)) * input_l1.reshape(shape)
+        keep = _keep(scores, sparsity, granularity, kind.out_axis)
+        variable.assign(np.where(keep, kernel, 0).astype(kernel.dtype))
+        masks[layer.name] = LayerWeightMask(layer.name, keep, kind.out_axis, input_l1)
+    return masks
+
+
+class WeightMaskCallback(keras.callbacks.Callback):
+    """Keeps masked weights at 0 while ``model`` trains: each kernel is multiplied by its
+    mask before training and after every step (so every evaluation, every best epoch
+    restored by early stopping and the saved model see the zeros)."""
+
+    def __init__(self, model, masks: dict[str, LayerWeightMask]):
+        super().__init__()
+        self._pairs = []
+        for name, mask in masks.items():
+            variable = _kernel_variable(model.get_layer(name))
+            if variable is None or tuple(variable.shape) != mask.keep.shape:
+                raise PrunerError(f"weight mask of layer '{name}' does not fit its kernel in the trained model")
+            self._pairs.append((variable, mask.keep.astype(variable.dtype)))
+
+    def apply(self) -> None:
+        for variable, keep in self._pairs:
+            variable.assign(variable * keep)
+
+    def on_train_begin(self, logs=None):
+        self.apply()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.apply()
+
+    def check(self) -> None:
+        """Every masked weight is 0 (raises otherwise)."""
+        for variable, keep in self._pairs:
+            if np.any(np.asarray(variable.numpy())[keep == 0] != 0):
+                raise PrunerError(f'a masked weight of {variable.path} is not 0 after training')
+
+
+__all__ = ['LayerWeightMask', 'WeightMaskCallback', 'prune_weights', 'weight_prunable']
