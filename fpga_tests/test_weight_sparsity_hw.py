@@ -76,3 +76,22 @@ def test_a_weight_sparse_model_is_exact_in_c_simulation_and_rtl(sparse_model, tm
     hls_backend.write_rtl(path, tmp_path / 'rtl', inputs=x)
     result = hls_backend.simulate_rtl(tmp_path / 'rtl', second_check=True)
     assert result.exact_matches == result.samples == 200 and result.max_abs_diff == 0.0
+
+
+def test_the_priced_logic_is_checked_bit_for_bit(sparse_model, monkeypatch):
+    import hls_backend.core.reference as reference
+
+    _, qmodel, _ = sparse_model
+    x = digits()[2][:64]
+    estimate = hls_backend.estimate_cost(qmodel, inputs=x)
+    assert estimate.samples == estimate.exact_samples == 64
+    # The control: a reference one LSB off on one sample is one sample not exact.
+    original = reference.reference_outputs
+
+    def off_by_one_lsb(*args, **kwargs):
+        y = original(*args, **kwargs).copy()
+        y[5, 0] += 2.0**-20
+        return y
+
+    monkeypatch.setattr(reference, 'reference_outputs', off_by_one_lsb)
+    assert hls_backend.estimate_cost(qmodel, inputs=x).exact_samples == 63

@@ -6,6 +6,11 @@ budgeted precision allocation, ``lpsubnet prune --max-lut``).
 
 The figure is the combinational logic's cost; ``write_rtl``'s ``lut_estimate`` is that of
 the pipelined design, which adds registers (FF) but prices the same operations.
+
+Given test inputs, the priced logic is also run by da4ml's interpreter and compared bit
+for bit with the QKeras model (a check in seconds, without Verilator: a benchmark
+that prices many designs checks each one it reports; the cycle-accurate simulation of
+``lpsubnet rtl`` is the full check of one design).
 """
 
 from __future__ import annotations
@@ -25,15 +30,21 @@ class CostEstimate:
     lut_estimate: float
     macs: int
     trace_seconds: float
+    samples: int = 0  # test inputs run through the traced logic (0: none given)
+    exact_samples: int = 0  # of those, the samples whose every output equals the QKeras model's
 
 
-def estimate_cost(model, input_precision: str | None = None) -> CostEstimate:
+def estimate_cost(model, input_precision: str | None = None, inputs=None) -> CostEstimate:
     """da4ml's LUT estimate of the RTL design of ``model`` (a QKeras model in memory, or the
     path of a saved one). Raises UnsupportedModelError where ``write_rtl`` would refuse
-    the model. ``input_precision``: the input type when the model has no input quantizer."""
+    the model. ``input_precision``: the input type when the model has no input quantizer.
+    ``inputs``: test inputs (put on the input type's grid) on which the traced logic is
+    compared with the QKeras model (``samples``, ``exact_samples``)."""
+    import numpy as np
     from da4ml.trace import HWConfig
 
-    from ..core.plan import plan_model
+    from ..core.plan import check_float32_reference, plan_model
+    from ..core.reference import prepare_inputs, reference_outputs
     from .layers import RTL_LAYERS
     from .options import RTLOptions
     from .replay import replay_model
@@ -45,4 +56,12 @@ def estimate_cost(model, input_precision: str | None = None) -> CostEstimate:
     size = design_size(model, RTL_LAYERS)
     start = time.perf_counter()
     comb, _, _ = replay_model(model, plan, HWConfig(1, -1, -1), None)
-    return CostEstimate(float(comb.cost), int(size.macs), time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    if inputs is None:
+        return CostEstimate(float(comb.cost), int(size.macs), seconds)
+    check_float32_reference(model, plan, RTL_LAYERS)
+    x, _ = prepare_inputs(model, plan, np.asarray(inputs), 'inputs')
+    reference = reference_outputs(model, plan, x).reshape(x.shape[0], -1)
+    traced = np.asarray(comb.predict(x.reshape(x.shape[0], -1)), dtype=np.float64)
+    exact = int(np.all(traced == reference, axis=1).sum())
+    return CostEstimate(float(comb.cost), int(size.macs), seconds, int(x.shape[0]), exact)
