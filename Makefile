@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: install test test-slow test-all test-tools fuzz demo sweep-demo bench bench-full bench-quick bench-data bench-report lint clean
+.PHONY: install test test-slow test-all test-tools fuzz demo sweep-demo bench bench-full bench-quick bench-data bench-report bench-peer lint clean
 
 install: $(STAMP)
 
@@ -101,6 +101,23 @@ bench-quick: $(STAMP)
 	@set -e; pids=; i=0; while [ $$i -lt $(BENCH_JOBS) ]; do \
 	  $(BIN)/python -m bench.run --quick --shard $$i/$(BENCH_JOBS) & pids="$$pids $$!"; i=$$((i+1)); \
 	done; for p in $$pids; do wait $$p; done
+	$(BIN)/python -m bench.report
+
+# lpsubnet against HGQ2 (bench/peer.py): HGQ2 in a venv of its own, .venv-peer (hgq2 ships
+# a top-level qkeras module that must never enter .venv); both sides priced by da4ml and
+# checked exact; the two sides run side by side, then docs/benchmarks.md is regenerated.
+# PEER_TASK=letter|digits|all; PEER_FLAGS=--quick for a smoke run.
+PEER_VENV := .venv-peer
+PEER_TASK ?= all
+$(PEER_VENV)/.installed: bench/peer_requirements.txt
+	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEER_VENV)/bin/python -m pip install --quiet -r bench/peer_requirements.txt
+	touch $@
+bench-peer: $(STAMP) bench-data $(PEER_VENV)/.installed
+	$(BIN)/python -m bench.peer --task $(PEER_TASK) --side hgq2 $(PEER_FLAGS) & hgq=$$!; \
+	  $(BIN)/python -m bench.peer --task $(PEER_TASK) --side lpsubnet $(PEER_FLAGS); lps=$$?; \
+	  wait $$hgq; test $$? -eq 0 -a $$lps -eq 0
 	$(BIN)/python -m bench.report
 
 bench-report: $(STAMP)

@@ -1,0 +1,116 @@
+"""The peer benchmark's scripts (bench/peer.py): the fronts and the section computed from
+known points, the HGQ2 side called through its venv's interpreter (a stub here: hgq2
+never enters this venv), and one lpsubnet point end to end on tiny data, priced and
+checked exact. No figures are asserted: the real ones are in docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import json
+import stat
+import sys
+import textwrap
+
+import pytest
+
+from bench import peer
+
+
+def _point(side, seed, lut, acc, exact=True, name=None):
+    return {'side': side, 'seed': seed, 'lut_estimate': lut, 'test_accuracy': acc, 'exact': exact, 'status': 'ok',
+            'name': name or f'{side}_{seed}_{lut}', 'footprint_nonzero_bits': lut * 2}  # fmt: skip
+
+
+POINTS = [
+    _point('hgq2', 0, 1000, 50.0), _point('hgq2', 0, 5000, 70.0), _point('hgq2', 1, 1200, 54.0),
+    _point('hgq2', 1, 4000, 74.0),
+    _point('lpsubnet', 0, 3000, 60.0), _point('lpsubnet', 0, 6000, 80.0), _point('lpsubnet', 0, 2000, 90.0, exact=False),
+    _point('lpsubnet', 1, 2500, 58.0), _point('lpsubnet', 1, 5500, 78.0),
+]  # fmt: skip
+
+
+def test_the_front_keeps_exact_points_that_improve():
+    seed0 = [p for p in POINTS if p['side'] == 'lpsubnet' and p['seed'] == 0]
+    assert peer.front(seed0) == [(3000.0, 60.0), (6000.0, 80.0)]  # the inexact 90 % point is left out
+
+
+def test_mean_fronts_need_every_seed_to_fit():
+    at = peer.mean_fronts(POINTS, 'hgq2', (1000, 1500, 5000))['at']
+    assert at == {1000: None, 1500: 52.0, 5000: 72.0}
+    lps = peer.mean_fronts(POINTS, 'lpsubnet', (3000, 6000))
+    assert lps['seeds'] == 2 and lps['at'] == {3000: 59.0, 6000: 79.0}
+    assert peer.cost_for(POINTS, 'hgq2', 72.0) == 5000
+    assert peer.cost_for(POINTS, 'lpsubnet', 79.0) == 6000
+
+
+def test_the_section_lists_fronts_and_the_points_left_out(tmp_path):
+    for p in POINTS:
+        (tmp_path / 'peer' / 'letter').mkdir(parents=True, exist_ok=True)
+        (tmp_path / 'peer' / 'letter' / f'{p["name"]}.json').write_text(json.dumps(p))
+    lines = '\n'.join(peer.section(tmp_path, tmp_path / 'plots'))
+    # At 4,000 LUT: HGQ2 seed 0 has 50 (its 1,000 point), seed 1 74; lpsubnet 60 and 58.
+    assert '| 4,000 | 62.0 | 59.0 | -3.0 |' in lines
+    assert '| 2,000 | 52.0 | - | - |' in lines  # lpsubnet's only point under 2,000 LUT is not exact
+    assert 'Not exact (left out): lpsubnet_0_2000' in lines
+    assert (tmp_path / 'plots' / 'peer_letter.png').stat().st_size > 0
+
+
+def test_the_section_says_when_nothing_ran(tmp_path):
+    assert 'Not run yet: `make bench-peer`' in '\n'.join(peer.section(tmp_path, tmp_path))
+
+
+def _stub(tmp_path, body: str):
+    script = tmp_path / 'peer-python'
+    script.write_text(f'#!{sys.executable}\n' + textwrap.dedent(body))
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return script
+
+
+def test_the_hgq2_side_runs_in_its_own_interpreter(tmp_path, monkeypatch):
+    seen = tmp_path / 'argv.json'
+    stub = _stub(
+        tmp_path,
+        f"""
+        import json, sys
+        args = sys.argv[1:]
+        json.dump(args, open({str(seen)!r}, 'w'))
+        out = args[args.index('--out') + 1]
+        json.dump({{'test_accuracy': 71.0, 'lut_estimate': 6100.0, 'exact': True, 'exact_samples': 4000,
+                   'samples': 4000, 'footprint_weight_bits': 900, 'footprint_activation_bits': 300}}, open(out, 'w'))
+    """,
+    )
+    monkeypatch.setattr(peer, 'PEER_PYTHON', stub)
+    point = peer.hgq2_points('letter', 1, quick=False)[0]
+    record = peer.run_hgq2('letter', point, tmp_path / 'p.json', tiny=False)
+    args = json.loads(seen.read_text())
+    assert args[:2] == ['-m', 'bench.peer_hgq2'] and args[args.index('--beta') + 1] == repr(point['beta'])
+    assert record['side'] == 'hgq2' and record['footprint_nonzero_bits'] == 1200
+    assert json.loads((tmp_path / 'p.json').read_text()) == record
+
+
+def test_a_failing_hgq2_run_says_what_it_printed(tmp_path, monkeypatch):
+    stub = _stub(tmp_path, 'import sys\nprint("hgq2: no such layer QFoo", file=sys.stderr)\nsys.exit(2)\n')
+    monkeypatch.setattr(peer, 'PEER_PYTHON', stub)
+    with pytest.raises(RuntimeError, match=r'exited with 2: hgq2: no such layer QFoo'):
+        peer.run_hgq2('letter', peer.hgq2_points('letter', 1, quick=True)[0], tmp_path / 'p.json', tiny=True)
+    assert not (tmp_path / 'p.json').exists()
+
+
+def test_a_missing_peer_venv_names_the_make_target(tmp_path, monkeypatch):
+    monkeypatch.setattr(peer, 'PEER_PYTHON', tmp_path / 'nothing' / 'python')
+    with pytest.raises(SystemExit, match='make bench-peer'):
+        peer.run_hgq2('letter', peer.hgq2_points('letter', 1, quick=True)[0], tmp_path / 'p.json', tiny=True)
+
+
+@pytest.mark.slow
+def test_one_lpsubnet_point_is_priced_and_checked_exact(tmp_path):
+    from bench import data
+
+    task = data.load('digits', tiny=True)
+    point = {'side': 'lpsubnet', 'name': 'lps_weight50_lut50000_seed0', 'seed': 0,
+             'settings': {'sparsity': 0.0, 'granularity': 'weight', 'weight_sparsity': 0.5, 'max_lut': 50000}}  # fmt: skip
+    record = peer.run_lpsubnet(task, point, tmp_path / 'p.json', tiny=True, baselines=tmp_path)
+    assert record['status'] == 'ok', record
+    assert record['exact'] and record['exact_samples'] == record['samples'] == len(task.x_test)
+    assert record['lut_estimate'] <= 50000
+    assert all(v['sparsity'] >= 0.49 for v in record['weight_pruning']['layers'].values())
+    assert json.loads((tmp_path / 'p.json').read_text())['name'] == point['name']
