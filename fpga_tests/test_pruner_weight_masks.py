@@ -19,7 +19,7 @@ from fpga_tests.pruner_models import digits, flatten_mlp, sequential_cnn, small_
 from pruner import metrics
 from pruner.errors import PrunerError
 from pruner.options import CompressOptions
-from pruner.weight_masks import _keep, prune_weights, weight_prunable
+from pruner.weight_masks import _keep, prune_weights, ramp_sparsity, weight_prunable
 
 SCORES = arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(1, 4)), elements=st.floats(0, 4, width=16))
 
@@ -123,22 +123,39 @@ def test_zeros_survive_qat_and_saving_and_are_counted(granularity, tmp_path):
     assert manifest['metrics']['weight_pruned_float'] is not None
 
 
-def test_zeros_are_exactly_where_the_masks_are_after_qat(monkeypatch):
-    import pruner.compress
+@pytest.mark.parametrize('ramp', [0.0, 0.5])
+def test_zeros_are_exactly_where_the_last_masks_are_after_qat(ramp, monkeypatch):
+    import pruner.weight_masks
 
-    seen = {}
+    rankings = []
 
     def recording(*args, **kwargs):
-        seen.update(prune_weights(*args, **kwargs))
-        return seen
+        rankings.append((args[2], prune_weights(*args, **kwargs)))
+        return rankings[-1][1]
 
-    monkeypatch.setattr(pruner.compress, 'prune_weights', recording)
-    qmodel, _ = small_compress(model_fn=sequential_cnn, granularity='weight', weight_sparsity=0.5, qat_epochs=2)
-    assert seen
-    for name, mask in seen.items():
+    monkeypatch.setattr(pruner.weight_masks, 'prune_weights', recording)
+    qmodel, manifest = small_compress(
+        model_fn=sequential_cnn, granularity='weight', weight_sparsity=0.5, qat_epochs=2, weight_ramp=ramp
+    )
+    history = manifest['weight_pruning']['rankings']
+    # The QAT rankings are the last ones (before them, compress's ranking of the float model may be recorded).
+    sparsities = [s for s, _ in rankings][-len(history) :]
+    assert [h['sparsity'] for h in history] == pytest.approx(sparsities, abs=1e-6)  # the manifest rounds to 6 digits
+    if ramp:  # cubic: growing to the target, ranked anew at evenly spaced steps of the ramp
+        assert len(sparsities) > 2 and sparsities == sorted(sparsities) and sparsities[-1] == 0.5
+        assert manifest['weight_pruning']['ramp_steps'] == 8  # half of 2 epochs of 8 steps
+    else:
+        assert sparsities == [0.5] and history[0]['step'] == 0
+    for name, mask in rankings[-1][1].items():
         kernel = np.asarray(qmodel.get_layer(name).kernel.numpy())
         assert np.all(kernel[~mask.keep] == 0), name
         assert np.count_nonzero(kernel[mask.keep]) > 0.8 * mask.keep.sum(), name  # the kept ones trained on
+
+
+def test_the_cubic_ramp():
+    assert ramp_sparsity(0, 100, 0.8) == 0.0
+    assert ramp_sparsity(50, 100, 0.8) == pytest.approx(0.8 * (1 - 0.5**3))
+    assert ramp_sparsity(100, 100, 0.8) == ramp_sparsity(500, 100, 0.8) == ramp_sparsity(3, 0, 0.8) == 0.8
 
 
 def test_same_seed_same_weight_masks():

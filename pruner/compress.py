@@ -47,7 +47,7 @@ from .recovery import (
 )
 from .schedule import Schedule, make_schedule, to_steps
 from .surgery import fold_batchnorm, reduce, to_qkeras
-from .weight_masks import LayerWeightMask, WeightMaskCallback, prune_weights
+from .weight_masks import WeightPruningCallback, prune_weights, weight_prunable
 
 
 def _xy(data, what: str, model=None):
@@ -441,7 +441,7 @@ class Quantized:
     result: dict
     range_refreshes: list[dict]
     budget: dict | None = None
-    weight_masks: dict[str, LayerWeightMask] = field(default_factory=dict)
+    weight_pruning: WeightPruningCallback | None = None
     weight_pruned_result: dict | None = None  # the float model once its weight masks are applied
 
 
@@ -459,22 +459,32 @@ def quantize_phase(run: Run, pruned: Pruned) -> Quantized:
     reduced = fold_batchnorm(reduce(pruned.masked))
     compile_model(reduced, run.loss, o.metrics, run.recovery.learning_rate)
     reduced_result = run.evaluate(reduced)
-    masks, weight_pruned_result = {}, None
+    dense_kernels, weight_pruned_result = {}, None
     if o.granularity != 'channel':
-        # Ranked on the reduced float model, before calibration: the types and the budget see the zeros.
-        masks = prune_weights(reduced, run.calibration_x, o.weight_sparsity, o.granularity, o.exclude)
+        # The weight masks at the target sparsity, ranked on the reduced float model: what the calibration and
+        # the budget's allocation see. With a ramp, QAT starts from the dense weights again and brings the
+        # sparsity in gradually (ranked anew on the quantized network); the cost is checked after training.
+        dense_kernels = {
+            layer.name: [w.numpy() for w in layer.weights] for layer in weight_prunable(reduced, o.exclude)
+        }
+        prune_weights(reduced, run.calibration_x, o.weight_sparsity, o.granularity, o.exclude)
         weight_pruned_result = run.evaluate(reduced)
-    if run.budget is None:
-        plan, qmodel = run.quantized(reduced)
+        if o.weight_ramp == 0 or run.qat_epochs == 0:
+            dense_kernels = {}
+
+    def trained(plan, qmodel):
+        for name, weights in dense_kernels.items():
+            qmodel.get_layer(name).set_weights(weights)
         compile_model(qmodel, run.loss, o.metrics, run.recovery.qat_learning_rate)
-        return _qat(run, pruned, plan, qmodel, reduced_result, run.evaluate(qmodel), masks, weight_pruned_result)
+        return _qat(run, pruned, plan, qmodel, reduced_result, run.evaluate(qmodel), weight_pruned_result)
+
+    if run.budget is None:
+        return trained(*run.quantized(reduced))
     budget, target, attempts = run.budget, run.budget.limit, []
     calibration = run.calibrated(reduced)  # the same float model every attempt: measured once
     for attempt in range(1, BUDGET_ATTEMPTS + 1):
         allocation = run.allocate(reduced, calibration, target)
-        plan, qmodel = run.quantized(reduced, allocation.layer_bits, calibration)
-        compile_model(qmodel, run.loss, o.metrics, run.recovery.qat_learning_rate)
-        quantized = _qat(run, pruned, plan, qmodel, reduced_result, run.evaluate(qmodel), masks, weight_pruned_result)
+        quantized = trained(*run.quantized(reduced, allocation.layer_bits, calibration))
         trained = float(budget.cost(quantized.qmodel))
         attempts.append({'attempt': attempt, 'target': target, 'trained_cost': trained, **allocation.to_dict()})
         if trained <= budget.limit:
@@ -497,11 +507,10 @@ def _qat(
     qmodel,
     reduced_result: dict,
     before_qat: dict,
-    masks: dict[str, LayerWeightMask] | None = None,
     weight_pruned_result: dict | None = None,
 ) -> Quantized:
-    """Quantization-aware training of ``qmodel``, its ranges refreshed and then frozen;
-    weights set to 0 by ``masks`` stay 0."""
+    """Quantization-aware training of ``qmodel``, its ranges refreshed and then frozen, and
+    its weight sparsity brought in (``granularity`` 'weight' or 'kofn')."""
     o = run.options
     steps_per_epoch = run.steps_per_epoch
     qat_epochs = run.qat_epochs
@@ -516,24 +525,26 @@ def _qat(
     refresh_steps = _steps(o.range_refresh, o.unit, steps_per_epoch)
     ranges = RangeRefreshCallback(qmodel, plan, run.calibration_x, refresh_steps, min(freeze, qat_steps), o.step_rule)
     qat_callbacks = [ranges]
-    keep_zeros = WeightMaskCallback(qmodel, masks) if masks else None
-    if keep_zeros is not None:
-        qat_callbacks.append(keep_zeros)
+    weights = None
+    if o.granularity != 'channel':
+        ramp = round(o.weight_ramp * qat_steps)  # 0 without QAT: the masks of the reduced model, kept
+        weights = WeightPruningCallback(qmodel, run.calibration_x, o.weight_sparsity, o.granularity, o.exclude, ramp)
+        qat_callbacks.append(weights)
     if o.joint:  # the fused layers count their steps on: the masked fit's, then these
         step = pruned.epochs * steps_per_epoch + min(freeze, qat_steps)
         qat_callbacks.append(_freeze_batchnorm_after(qmodel, step))
     # Best weights are restored only from epochs after the last possible range change.
     types_final_epoch = math.ceil(min(freeze, qat_steps) / steps_per_epoch) if ranges.active else 0
+    if weights is not None:  # nor from epochs before the last weight masks
+        types_final_epoch = max(types_final_epoch, math.ceil(weights.final_step / steps_per_epoch))
     rate = run.recovery.qat_learning_rate
     pruned.phases.append(run.fit('qat', qmodel, int(qat_epochs), rate, qat_callbacks, types_final_epoch))
     pruned.phases[-1]['how'] = run.qat_how
-    if keep_zeros is not None:
-        keep_zeros.check()
+    if weights is not None:
+        weights.check()
     refreshes = [*pruned.range_refreshes, {'phase': 'qat', **ranges.to_dict()}]
     result = run.evaluate(qmodel)
-    return Quantized(
-        qmodel, plan, reduced_result, before_qat, result, refreshes, None, dict(masks or {}), weight_pruned_result
-    )
+    return Quantized(qmodel, plan, reduced_result, before_qat, result, refreshes, None, weights, weight_pruned_result)
 
 
 def manifest_phase(run: Run, pruned: Pruned, quantized: Quantized, seconds: float) -> dict:
@@ -605,7 +616,11 @@ def manifest_phase(run: Run, pruned: Pruned, quantized: Quantized, seconds: floa
         'weight_pruning': {
             'granularity': o.granularity,
             'weight_sparsity': o.weight_sparsity,
-            'layers': {name: mask.to_dict() for name, mask in quantized.weight_masks.items()},
+            **(quantized.weight_pruning.to_dict() if quantized.weight_pruning else {}),
+            'layers': {
+                name: mask.to_dict()
+                for name, mask in (quantized.weight_pruning.masks if quantized.weight_pruning else {}).items()
+            },
         },
         'recovery': {**run.recovery.to_dict(), 'phases': pruned.phases},
         'metrics': {

@@ -100,6 +100,15 @@ class CompressOptions:
             lt=1,
         ),
     ] = 0.0
+    weight_ramp: Annotated[
+        float,
+        setting(
+            'Fraction of QAT over which the weight sparsity grows from 0 to weight_sparsity (cubic schedule, '
+            'ranked anew 8 times on the quantized network); 0: all at once before QAT.',
+            ge=0,
+            le=1,
+        ),
+    ] = 0.5
     # Quantization
     weight_bits: Annotated[int, setting('Weight bits.', flag='--wbits', ge=2, le=16)] = 8
     activation_bits: Annotated[int, setting('Activation bits.', flag='--abits', ge=2, le=16)] = 8

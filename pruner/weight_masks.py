@@ -17,9 +17,12 @@ moved from channels to weights). Two structures:
   Probabilistic Pruning): every neuron has the same fan-in, so every adder tree has
   the same depth.
 
-``WeightMaskCallback`` keeps the zeros at 0 through quantization-aware training (the
-kernel is multiplied by its mask after every step); 0 is on every quantizer's grid, so
-the exported QKeras model, its HLS weights and its RTL constants hold the same zeros.
+``WeightPruningCallback`` brings the sparsity in during quantization-aware training:
+from 0 to the target over a ramp with the cubic schedule of Zhu and Gupta (2017), the
+ranking done anew at each update, or all at once before training; masked weights stay
+0 (the kernel is multiplied by its mask after every step). 0 is on every quantizer's
+grid, so the exported QKeras model, its HLS weights and its RTL constants hold the same
+zeros.
 """
 
 from __future__ import annotations
@@ -132,35 +135,74 @@ def prune_weights(
     return masks
 
 
-class WeightMaskCallback(keras.callbacks.Callback):
-    """Keeps masked weights at 0 while ``model`` trains: each kernel is multiplied by its
-    mask before training and after every step (so every evaluation, every best epoch
-    restored by early stopping and the saved model see the zeros)."""
+def ramp_sparsity(step: int, ramp_steps: int, target: float) -> float:
+    """The cubic schedule: ``target * (1 - (1 - step / ramp_steps)^3)``, ``target`` after the ramp."""
+    if ramp_steps <= 0 or step >= ramp_steps:
+        return target
+    return target * (1.0 - (1.0 - step / ramp_steps) ** 3)
 
-    def __init__(self, model, masks: dict[str, LayerWeightMask]):
+
+class WeightPruningCallback(keras.callbacks.Callback):
+    """Weight sparsity while ``model`` trains. With ``ramp_steps`` 0, every layer is
+    ranked once before training at the target sparsity; otherwise the sparsity follows
+    :func:`ramp_sparsity`, ranked anew at ``updates`` evenly spaced steps of the ramp (a
+    weight once 0 scores 0 and stays out, so the masks only grow). After every step each
+    kernel is multiplied by its mask: every evaluation, every best epoch restored by
+    early stopping (from ``final_step`` on) and the saved model see the zeros. Without a
+    ramp the ranking is done here, so the masks hold even if nothing trains."""
+
+    def __init__(self, model, x, sparsity: float, granularity: str, exclude=(), ramp_steps: int = 0, updates: int = 8):
         super().__init__()
-        self._pairs = []
-        for name, mask in masks.items():
-            variable = _kernel_variable(model.get_layer(name))
-            if variable is None or tuple(variable.shape) != mask.keep.shape:
-                raise PrunerError(f"weight mask of layer '{name}' does not fit its kernel in the trained model")
-            self._pairs.append((variable, mask.keep.astype(variable.dtype)))
+        self._target, self._x = model, x
+        self._sparsity, self._granularity, self._exclude = sparsity, granularity, tuple(exclude)
+        self.ramp_steps = int(ramp_steps)
+        count = max(1, min(int(updates), self.ramp_steps))
+        self._update_at = (
+            sorted({round(self.ramp_steps * (i + 1) / count) for i in range(count)}) if self.ramp_steps else []
+        )
+        self.masks: dict[str, LayerWeightMask] = {}
+        self.history: list[dict] = []  # (step, sparsity) of every ranking
+        self._pairs: list = []
+        self._step = 0
+        if not self.ramp_steps:
+            self._rank(sparsity)
+
+    @property
+    def final_step(self) -> int:
+        """The step from which the masks no longer change."""
+        return self._update_at[-1] if self._update_at else 0
+
+    def _rank(self, sparsity: float) -> None:
+        self.masks = prune_weights(self._target, self._x, sparsity, self._granularity, self._exclude)
+        self._pairs = [
+            (_kernel_variable(self._target.get_layer(name)), mask.keep.astype(np.float32))
+            for name, mask in self.masks.items()
+        ]
+        self.history.append({'step': self._step, 'sparsity': round(sparsity, 6)})
 
     def apply(self) -> None:
         for variable, keep in self._pairs:
-            variable.assign(variable * keep)
+            variable.assign(variable * keep.astype(variable.dtype))
 
     def on_train_begin(self, logs=None):
         self.apply()
 
     def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        if self._update_at and self._step in self._update_at:
+            self._rank(ramp_sparsity(self._step, self.ramp_steps, self._sparsity))
         self.apply()
 
     def check(self) -> None:
-        """Every masked weight is 0 (raises otherwise)."""
+        """Every masked weight is 0 and the target sparsity was reached (raises otherwise)."""
+        if self._sparsity > 0 and not self.masks:
+            raise PrunerError('weight pruning never ranked the weights: training ended before the ramp ended')
         for variable, keep in self._pairs:
             if np.any(np.asarray(variable.numpy())[keep == 0] != 0):
                 raise PrunerError(f'a masked weight of {variable.path} is not 0 after training')
 
+    def to_dict(self) -> dict:
+        return {'ramp_steps': self.ramp_steps, 'rankings': self.history}
 
-__all__ = ['LayerWeightMask', 'WeightMaskCallback', 'prune_weights', 'weight_prunable']
+
+__all__ = ['LayerWeightMask', 'WeightPruningCallback', 'prune_weights', 'ramp_sparsity', 'weight_prunable']
