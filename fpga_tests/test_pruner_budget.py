@@ -185,3 +185,39 @@ def test_lpsubnet_prune_says_what_the_budget_gave(lut_budgeted):
     line = budget_line(manifest['budget'])
     assert line.startswith('budget 3,000 LUT: ') and f'-> {manifest["budget"]["cost"]:,.0f} LUT after training' in line
     assert 'one-bit steps' in line and 'bits: ' in line
+
+
+def test_an_over_budget_trained_design_is_allocated_again(monkeypatch):
+    """The first trained design is priced 20% over its estimate: the bits are allocated again
+    against a target lowered by that overshoot, and the second design is exported."""
+    import sys
+
+    from fpga_tests.pruner_models import flatten_mlp
+    from pruner import compress  # noqa: F401  (the function; `import pruner.compress` would shadow it)
+
+    module = sys.modules['pruner.compress']
+
+    state = {'next_is_trained': False, 'overshoots': 0}
+    real_qat = module._qat
+
+    def qat(*args, **kwargs):
+        quantized = real_qat(*args, **kwargs)
+        state['next_is_trained'] = True  # compress prices the trained design next
+        return quantized
+
+    def cost(model):
+        lut = _lut(model)
+        if state['next_is_trained']:
+            state['next_is_trained'] = False
+            if state['overshoots'] == 0:
+                state['overshoots'] += 1
+                return lut * 1.2
+        return lut
+
+    monkeypatch.setattr(module, '_qat', qat)
+    _, manifest = small_compress(model_fn=flatten_mlp, max_lut=3000, cost=cost, epochs=3, qat_epochs=1)
+    attempts = manifest['budget']['attempts']
+    assert len(attempts) == 2 and attempts[0]['trained_cost'] > 3000
+    assert attempts[1]['target'] == pytest.approx(3000 * 3000 / attempts[0]['trained_cost'])
+    assert manifest['budget']['cost'] == attempts[1]['trained_cost'] <= 3000
+    assert [p['phase'] for p in manifest['recovery']['phases']].count('qat') == 1  # the exported model's QAT only

@@ -472,19 +472,19 @@ def quantize_phase(run: Run, pruned: Pruned) -> Quantized:
         if o.weight_ramp == 0 or run.qat_epochs == 0:
             dense_kernels = {}
 
-    def trained(plan, qmodel):
+    def train_quantized(plan, qmodel):
         for name, weights in dense_kernels.items():
             qmodel.get_layer(name).set_weights(weights)
         compile_model(qmodel, run.loss, o.metrics, run.recovery.qat_learning_rate)
         return _qat(run, pruned, plan, qmodel, reduced_result, run.evaluate(qmodel), weight_pruned_result)
 
     if run.budget is None:
-        return trained(*run.quantized(reduced))
+        return train_quantized(*run.quantized(reduced))
     budget, target, attempts = run.budget, run.budget.limit, []
     calibration = run.calibrated(reduced)  # the same float model every attempt: measured once
     for attempt in range(1, BUDGET_ATTEMPTS + 1):
         allocation = run.allocate(reduced, calibration, target)
-        quantized = trained(*run.quantized(reduced, allocation.layer_bits, calibration))
+        quantized = train_quantized(*run.quantized(reduced, allocation.layer_bits, calibration))
         trained = float(budget.cost(quantized.qmodel))
         attempts.append({'attempt': attempt, 'target': target, 'trained_cost': trained, **allocation.to_dict()})
         if trained <= budget.limit:
