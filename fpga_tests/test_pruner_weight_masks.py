@@ -121,6 +121,13 @@ def test_zeros_survive_qat_and_saving_and_are_counted(granularity, tmp_path):
     assert footprint['n_nonzero_weights'] < footprint['n_weights']
     assert manifest['metrics']['after']['footprint_nonzero_weight_bits'] == footprint['weights_nonzero']
     assert manifest['metrics']['weight_pruned_float'] is not None
+    from lpsubnet.describe import weight_pruning_line
+
+    line = weight_pruning_line(manifest['weight_pruning'])
+    total = sum(entry['weights'] for entry in layers.values())
+    nonzero = sum(entry['nonzero'] for entry in layers.values())
+    assert line.startswith(f'weight sparsity ({granularity}, ramped in over ')
+    assert f'{nonzero:,} of {total:,} weights in {len(layers)} layers are not 0' in line
 
 
 @pytest.mark.parametrize('ramp', [0.0, 0.5])

@@ -443,11 +443,13 @@ def prune(model, data_path, layout, input_shape, out_dir, force, **given):
     reduced, manifest = compress_model(keras_model, train, val, settings, learning_rate, rate_source)
     with atomic_directory(out_dir, force=force) as tmp:
         write_compressed(tmp, reduced, manifest, torch_record)
-    from .describe import budget_line, recovery_line
+    from .describe import budget_line, recovery_line, weight_pruning_line
 
     click.echo(recovery_line(manifest['recovery']))
     if manifest.get('budget'):
         click.echo(budget_line(manifest['budget']))
+    if line := weight_pruning_line(manifest.get('weight_pruning') or {}):
+        click.echo(line)
     m = manifest['metrics']
     key = m['metric']
     click.echo(

@@ -41,3 +41,18 @@ def budget_line(budget: dict) -> str:
         + (f', {tries} allocations: training moved the earlier ones over the budget' if tries > 1 else '')
         + f'); bits: {bits or "as given"}'
     )
+
+
+def weight_pruning_line(weight_pruning: dict) -> str | None:
+    """One line on weight-level sparsity (manifest['weight_pruning']), None without it."""
+    layers = weight_pruning.get('layers') or {}
+    if not layers:
+        return None
+    total = sum(entry['weights'] for entry in layers.values())
+    nonzero = sum(entry['nonzero'] for entry in layers.values())
+    ramp = weight_pruning.get('ramp_steps') or 0
+    how = f'ramped in over {ramp:,} QAT steps' if ramp else 'all at once before QAT'
+    return (
+        f'weight sparsity ({weight_pruning["granularity"]}, {how}): {nonzero:,} of {total:,} weights in '
+        f'{len(layers)} layers are not 0 ({1 - nonzero / total:.1%} zero)'
+    )
