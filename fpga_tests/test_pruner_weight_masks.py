@@ -90,7 +90,8 @@ def test_each_layer_is_ranked_on_the_already_masked_network(trained_mlp):
         assert np.array_equal(kernel[mask.keep], np.asarray(model.get_layer(name).kernel.numpy())[mask.keep])
 
 
-@pytest.mark.parametrize('granularity', ['weight', 'kofn'])
+# kofn runs in make test-slow (the default suite's time budget); its structure is also tested above.
+@pytest.mark.parametrize('granularity', ['weight', pytest.param('kofn', marks=pytest.mark.slow)])
 def test_zeros_survive_qat_and_saving_and_are_counted(granularity, tmp_path):
     qmodel, manifest = small_compress(
         model_fn=sequential_cnn, granularity=granularity, weight_sparsity=0.6, qat_epochs=2
@@ -130,7 +131,7 @@ def test_zeros_survive_qat_and_saving_and_are_counted(granularity, tmp_path):
     assert f'{nonzero:,} of {total:,} weights in {len(layers)} layers are not 0' in line
 
 
-@pytest.mark.parametrize('ramp', [0.0, 0.5])
+@pytest.mark.parametrize('ramp', [pytest.param(0.0, marks=pytest.mark.slow), 0.5])
 def test_zeros_are_exactly_where_the_last_masks_are_after_qat(ramp, monkeypatch):
     import pruner.weight_masks
 
@@ -165,6 +166,7 @@ def test_the_cubic_ramp():
     assert ramp_sparsity(100, 100, 0.8) == ramp_sparsity(500, 100, 0.8) == ramp_sparsity(3, 0, 0.8) == 0.8
 
 
+@pytest.mark.slow
 def test_same_seed_same_weight_masks():
     a, ma = small_compress(seed=3, granularity='kofn', weight_sparsity=0.5)
     b, mb = small_compress(seed=3, granularity='kofn', weight_sparsity=0.5)
