@@ -178,8 +178,7 @@ def test_same_seed_same_weight_masks():
 @pytest.mark.parametrize(
     'settings, message',
     [
-        ({'granularity': 'weight'}, r"granularity='weight', weight_sparsity=0.0: weight_sparsity > 0 needs"),
-        ({'weight_sparsity': 0.5}, r"granularity='channel', weight_sparsity=0.5"),
+        ({'weight_sparsity': 0.5}, r"granularity='channel', weight_sparsity=0.5: weight_sparsity > 0 needs"),
         ({'granularity': 'weight', 'weight_sparsity': 1.0}, r'weight_sparsity=1.0'),
         (
             {'granularity': 'rows', 'weight_sparsity': 0.5},
@@ -191,3 +190,13 @@ def test_same_seed_same_weight_masks():
 def test_bad_weight_sparsity_settings_name_the_setting(settings, message):
     with pytest.raises(PrunerError, match=message):
         CompressOptions.build(**settings)
+
+
+def test_a_weight_granularity_at_sparsity_0_is_a_no_op_a_sweep_can_try(trained_mlp):
+    assert CompressOptions.build(granularity='weight').weight_sparsity == 0.0
+    model, x = trained_mlp
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    assert prune_weights(clone, x, 0.0, 'weight') == {}
+    for a, b in zip(clone.get_weights(), model.get_weights(), strict=True):
+        assert np.array_equal(a, b)

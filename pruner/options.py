@@ -266,10 +266,11 @@ class CompressOptions:
                 'compress setting joint=True: a budget (max_lut, max_footprint_kbit) chooses the bits after pruning; '
                 'joint mode quantizes before it'
             )
-        if (checked.granularity == 'channel') != (checked.weight_sparsity == 0):
+        if checked.granularity == 'channel' and checked.weight_sparsity > 0:
+            # (the other way round is allowed: a sweep may try weight_sparsity 0 beside the others)
             raise PrunerError(
-                f'compress settings granularity={checked.granularity!r}, weight_sparsity={checked.weight_sparsity}: '
-                "weight_sparsity > 0 needs granularity 'weight' or 'kofn', and those need weight_sparsity > 0"
+                f"compress settings granularity='channel', weight_sparsity={checked.weight_sparsity}: "
+                "weight_sparsity > 0 needs granularity 'weight' or 'kofn'"
             )
         if checked.joint and checked.granularity != 'channel':
             raise PrunerError(
