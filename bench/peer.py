@@ -111,7 +111,9 @@ def run_hgq2(task: str, point: dict, out: Path, tiny: bool) -> dict:
         raise RuntimeError(f'HGQ2 point {point["name"]} exited with {proc.returncode}: {tail}')
     record = json.loads(out.read_text())
     # HGQ2 counts a weight at 0 bits as 0 bits: its weight footprint is of nonzero weights already.
+    # Accuracies come as fractions; the bench's are percent.
     record.update(side='hgq2', name=point['name'], status='ok',
+                  test_accuracy=100.0 * record['test_accuracy'], val_accuracy=100.0 * record['val_accuracy'],
                   footprint_nonzero_bits=record['footprint_weight_bits'] + record['footprint_activation_bits'])  # fmt: skip
     _write(out, record)
     return record

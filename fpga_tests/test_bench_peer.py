@@ -74,7 +74,7 @@ def test_the_hgq2_side_runs_in_its_own_interpreter(tmp_path, monkeypatch):
         args = sys.argv[1:]
         json.dump(args, open({str(seen)!r}, 'w'))
         out = args[args.index('--out') + 1]
-        json.dump({{'test_accuracy': 71.0, 'lut_estimate': 6100.0, 'exact': True, 'exact_samples': 4000,
+        json.dump({{'test_accuracy': 0.71, 'val_accuracy': 0.7, 'lut_estimate': 6100.0, 'exact': True, 'exact_samples': 4000,
                    'samples': 4000, 'footprint_weight_bits': 900, 'footprint_activation_bits': 300}}, open(out, 'w'))
     """,
     )
@@ -84,6 +84,7 @@ def test_the_hgq2_side_runs_in_its_own_interpreter(tmp_path, monkeypatch):
     args = json.loads(seen.read_text())
     assert args[:2] == ['-m', 'bench.peer_hgq2'] and args[args.index('--beta') + 1] == repr(point['beta'])
     assert record['side'] == 'hgq2' and record['footprint_nonzero_bits'] == 1200
+    assert record['test_accuracy'] == pytest.approx(71.0) and record['val_accuracy'] == pytest.approx(70.0)
     assert json.loads((tmp_path / 'p.json').read_text()) == record
 
 
