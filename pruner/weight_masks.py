@@ -174,15 +174,13 @@ class WeightPruningCallback(keras.callbacks.Callback):
 
     def _rank(self, sparsity: float) -> None:
         self.masks = prune_weights(self._target, self._x, sparsity, self._granularity, self._exclude)
-        self._pairs = [
-            (_kernel_variable(self._target.get_layer(name)), mask.keep.astype(np.float32))
-            for name, mask in self.masks.items()
-        ]
+        variables = {name: _kernel_variable(self._target.get_layer(name)) for name in self.masks}
+        self._pairs = [(variables[name], mask.keep.astype(variables[name].dtype)) for name, mask in self.masks.items()]
         self.history.append({'step': self._step, 'sparsity': round(sparsity, 6)})
 
     def apply(self) -> None:
         for variable, keep in self._pairs:
-            variable.assign(variable * keep.astype(variable.dtype))
+            variable.assign(variable * keep)
 
     def on_train_begin(self, logs=None):
         self.apply()

@@ -45,6 +45,7 @@ def estimate_cost(model, input_precision: str | None = None, inputs=None) -> Cos
 
     from ..core.plan import check_float32_reference, plan_model
     from ..core.reference import prepare_inputs, reference_outputs
+    from ..core.results import RouteResult, compare_exact
     from .layers import RTL_LAYERS
     from .options import RTLOptions
     from .replay import replay_model
@@ -63,5 +64,7 @@ def estimate_cost(model, input_precision: str | None = None, inputs=None) -> Cos
     x, _ = prepare_inputs(model, plan, np.asarray(inputs), 'inputs')
     reference = reference_outputs(model, plan, x).reshape(x.shape[0], -1)
     traced = np.asarray(comb.predict(x.reshape(x.shape[0], -1)), dtype=np.float64)
-    exact = int(np.all(traced == reference, axis=1).sum())
-    return CostEstimate(float(comb.cost), int(size.macs), seconds, int(x.shape[0]), exact)
+    check = compare_exact(
+        reference, traced, RouteResult(route='rtl_trace', tool='da4ml CombLogic.predict', project_dir='')
+    )
+    return CostEstimate(float(comb.cost), int(size.macs), seconds, check.samples, check.exact_matches)
