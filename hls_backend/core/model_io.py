@@ -15,24 +15,25 @@ import numpy as np
 from ..errors import BadInputError
 
 
+MODEL_FORMATS = 'Keras 3 .keras file, a Keras 2 model.json (weights beside it) or a whole-model .h5'
+
+
 def load_qkeras_model(path: str | Path):
-    """Load a Keras 3 ``.keras`` file that may contain qkeras-v3 layers, or a Keras-2-era
-    ``model.json`` with its weights beside it (:func:`load_keras2_json`)."""
+    """Load a Keras 3 ``.keras`` file that may contain qkeras-v3 layers, a Keras-2-era
+    ``model.json`` with its weights beside it (:func:`load_keras2_json`), or a whole model in
+    a legacy HDF5 file (:func:`load_legacy_h5`)."""
     path = Path(path)
     if not path.exists():
         raise BadInputError(f'model file {path} does not exist')
     if path.is_dir():
-        raise BadInputError(f'model file {path} is a directory; expected a Keras 3 .keras file')
+        raise BadInputError(f'model file {path} is a directory; expected a {MODEL_FORMATS}')
     if path.suffix == '.json':
         return load_keras2_json(path)
-    if path.suffix == '.h5':
-        raise BadInputError(
-            f'model file {path} is an HDF5 (.h5) file; save the model as .keras with Keras 3 '
-            '(a Keras 2 model.json whose weights are in this .h5 file is read: give the .json)'
-        )
+    if path.suffix in ('.h5', '.hdf5'):
+        return load_legacy_h5(path)
     if not zipfile.is_zipfile(path):
         raise BadInputError(
-            f'model file {path} is not a Keras model (.keras files are zip archives); expected a Keras 3 .keras file'
+            f'model file {path} is not a Keras model (.keras files are zip archives); expected a {MODEL_FORMATS}'
         )
     with zipfile.ZipFile(path) as archive:
         names = set(archive.namelist())
@@ -80,13 +81,10 @@ def load_keras2_json(path: str | Path, weights: str | Path | None = None):
         f"`model.load_weights('{weights}'); model.save('{path.with_suffix('.keras')}')` and give the .keras file"
     )
 
-    import qkeras  # noqa: F401  registers the QKeras layers and quantizers with Keras
     from keras.src.legacy.saving import saving_utils
-    from qkeras.utils import _add_supported_quantized_objects
 
-    custom_objects: dict = {}
-    _add_supported_quantized_objects(custom_objects)
-    custom_objects.update(_fused_batchnorm_loaders())
+    custom_objects = _qkeras_objects()
+    config = keras3_config(config)
     version = config.get('keras_version', 'unknown')
     try:
         model = saving_utils.model_from_config(config, custom_objects=custom_objects)
@@ -101,6 +99,89 @@ def load_keras2_json(path: str | Path, weights: str | Path | None = None):
             f'weights file {weights} does not fit the model of {path} ({type(exc).__name__}: {exc}); {convert}'
         ) from exc
     return model
+
+
+def load_legacy_h5(path: Path):
+    """A whole model in a legacy HDF5 file (Keras 2's ``model.save('m.h5')``, or Keras 3's
+    with the .h5 suffix), read by Keras 3's own legacy loader; a weights-only file (what
+    ``save_weights`` writes beside a model.json) is refused with the file to give instead."""
+    import h5py
+
+    try:
+        with h5py.File(path, 'r') as h5:
+            config = h5.attrs.get('model_config')
+            version = h5.attrs.get('keras_version', 'unknown')
+    except OSError as exc:
+        raise BadInputError(f'model file {path} is not an HDF5 file ({exc}); expected a Keras .h5 or .keras model') from None
+    if config is None:
+        json_files = sorted(p.name for p in path.parent.glob('*.json'))
+        hint = f' (beside it: {", ".join(json_files[:3])})' if json_files else ''
+        raise BadInputError(
+            f'model file {path} holds weights only (no model_config): give the Keras 2 model.json whose weights '
+            f'these are{hint}; lpsubnet finds {path.name} beside it'
+        )
+    if isinstance(version, bytes):
+        version = version.decode()
+    if isinstance(config, bytes):
+        config = config.decode()
+    # Keras 3's own HDF5 reader passes the stored config to its legacy converter as it is;
+    # the config is normalised first (keras3_config), then the weights are read by name.
+    from keras.src.legacy.saving import legacy_h5_format, saving_utils
+
+    custom_objects = _qkeras_objects()
+    try:
+        model = saving_utils.model_from_config(keras3_config(json.loads(config)), custom_objects=custom_objects)
+        with h5py.File(path, 'r') as h5:
+            legacy_h5_format.load_weights_from_hdf5_group(h5['model_weights'], model)
+    except Exception as exc:  # Keras raises many types for configs and weights it cannot map
+        raise BadInputError(
+            f'model file {path} (Keras {version}) could not be loaded by Keras 3 ({type(exc).__name__}: {exc}); '
+            'load it with the Keras that wrote it and save it as .keras, or give its model.json and weights'
+        ) from None
+    return model
+
+
+def keras3_config(config: dict) -> dict:
+    """A Keras-2-era model config in the form Keras 3's legacy loader reads.
+
+    - Keras 2.0-2.1 stored a Sequential model's config as the bare list of its layers;
+      Keras 3 expects ``{'name': ..., 'layers': [...]}``.
+    - Such a Sequential's first layer carries ``batch_input_shape``; Keras 3's legacy
+      converter turns it into ``input_shape`` batch axis included (a 4-D Conv2D input
+      becomes 5-D), so it is moved into an explicit InputLayer.
+    """
+    config = json.loads(json.dumps(config))  # never edit the caller's dict
+    if config.get('class_name') != 'Sequential':
+        return config
+    body = config['config']
+    if isinstance(body, list):
+        body = {'name': 'sequential', 'layers': body}
+        config['config'] = body
+    layers = body.get('layers') or []
+    if layers and layers[0].get('class_name') != 'InputLayer':
+        first = layers[0].get('config', {})
+        shape = first.pop('batch_input_shape', None)
+        if shape is not None:
+            name = f'{first.get("name", "input")}_input'
+            layers.insert(
+                0,
+                {
+                    'class_name': 'InputLayer',
+                    'config': {'batch_shape': shape, 'dtype': first.get('dtype', 'float32'), 'name': name},
+                },
+            )
+    return config
+
+
+def _qkeras_objects() -> dict:
+    """Every QKeras layer and quantizer by name, with the fused batch-norm loaders."""
+    import qkeras  # noqa: F401  registers the QKeras layers and quantizers with Keras
+    from qkeras.utils import _add_supported_quantized_objects
+
+    custom_objects: dict = {}
+    _add_supported_quantized_objects(custom_objects)
+    custom_objects.update(_fused_batchnorm_loaders())
+    return custom_objects
 
 
 class _FusedBatchnormLoader:

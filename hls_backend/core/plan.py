@@ -64,7 +64,9 @@ class PlanBuilder:
                 message + '; or pass default_precision (CLI: --default-precision) to accept an inexact design'
             )
         self.exact = False
-        self.notes.append(f'{message}: given {self.default_precision}, C simulation will not be bit-exact')
+        self.notes.append(
+            f'{message}: given {self.default_precision}, the design is not proven exact; the C simulation decides'
+        )
 
 
 def inbound(layer) -> list:

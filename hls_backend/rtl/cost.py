@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.exact_pairs import fold_exact_pairs
 from ..core.model_io import load_qkeras_model
 
 
@@ -53,6 +54,7 @@ def estimate_cost(model, input_precision: str | None = None, inputs=None) -> Cos
 
     if isinstance(model, (str, Path)):
         model = load_qkeras_model(model)
+    model, _ = fold_exact_pairs(model)
     plan = plan_model(model, RTL_LAYERS, input_precision=input_precision or RTLOptions().input_precision)
     size = design_size(model, RTL_LAYERS)
     start = time.perf_counter()

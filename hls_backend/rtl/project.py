@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.files import atomic_directory, write_text_atomic
+from ..core.exact_pairs import fold_exact_pairs
 from ..core.model_io import load_array, load_qkeras_model
 from ..core.progress import step
 from ..core.project import ProjectInfo, read_project_info
@@ -123,8 +124,9 @@ def write_rtl(
     from .size import TraceProgress, check_design_size, design_size
 
     model_path = Path(model_path)
-    model = load_qkeras_model(model_path)
+    model, folded = fold_exact_pairs(load_qkeras_model(model_path))
     plan = plan_model(model, RTL_LAYERS, input_precision=o.input_precision)
+    plan.notes[:0] = folded
     size = design_size(model, RTL_LAYERS)
     check_design_size(size, str(model_path), force_large)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core import processes
+from ..core.exact_pairs import fold_exact_pairs
 from ..core.model_io import load_qkeras_model
 from ..core.progress import step
 from ..core.project import ProjectInfo
@@ -314,7 +315,7 @@ def _reference_model(info: ProjectInfo):
     path = Path(info.model_path)
     if not path.is_file():
         raise BadInputError(f'the model {path} of this RTL project is gone: no QKeras reference for new inputs')
-    model = load_qkeras_model(path)
+    model, _ = fold_exact_pairs(load_qkeras_model(path))
     return logits_model(model, plan_model(model, RTL_LAYERS, input_precision=info.input_type))
 
 
