@@ -137,7 +137,7 @@ def test_default_precision_accepts_but_marks_inexact(tmp_path):
     options = hls_backend.HLSOptions(default_precision='ap_fixed<16,6>')
     info = hls_backend.write_project(path, tmp_path / 'out', options)
     assert info.exact_by_construction is False
-    assert any('not be bit-exact' in note for note in info.notes)
+    assert any('not proven exact; the C simulation decides' in note for note in info.notes)
 
 
 def test_float_weights_and_learned_scale_are_refused(tmp_path):

@@ -147,7 +147,17 @@ def test_unreadable_model_refused_with_the_conversion(keras2_files, tmp_path):
     broken.write_text(json.dumps(keras2_config(first_class='QActivationFromAPlugin')))
     path.with_name('qkeras_mlp_weights.h5').rename(path.with_name('broken_weights.h5'))
     with pytest.raises(
-        BadInputError, match=r"broken.json \(Keras 2.4.0\) cannot be read.*model.save\('.*broken.keras'\)"
+        BadInputError,
+        match=r"broken.json \(Keras 2.4.0\) uses the layer class 'QActivationFromAPlugin', which is neither a Keras "
+        r'nor a QKeras layer.*`lpsubnet layers`',
+    ):
+        hls_backend.load_qkeras_model(broken)
+    # A config Keras cannot map for another reason: the conversion to run once is named.
+    config = keras2_config()
+    config['config']['layers'][1]['config']['units'] = 'many'
+    broken.write_text(json.dumps(config))
+    with pytest.raises(
+        BadInputError, match=r"(?s)broken.json \(Keras 2.4.0\) cannot be read.*model.save\('.*broken.keras'\)"
     ):
         hls_backend.load_qkeras_model(broken)
     not_json = tmp_path / 'notes.json'

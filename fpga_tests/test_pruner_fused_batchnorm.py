@@ -8,8 +8,8 @@ from keras import layers
 
 from fpga_tests.pruner_models import digits, randomize_batchnorm, sequential_cnn, small_compress
 from pruner import MaskedModel, reduce
-from pruner.compress import BatchNormFreeze, _freeze_batchnorm_after
 from pruner.layers import named_weights
+from pruner.phases import BatchNormFreeze, _freeze_batchnorm_after
 from pruner.quantize import calibrate, plan_quantization, signed_integer_bits
 from pruner.surgery import fold_batchnorm, to_qkeras, unfuse_batchnorm
 

@@ -256,7 +256,8 @@ def test_unsupported_layer_is_named(tmp_path):
     out = keras.layers.Flatten()(h)
     path = save(keras.Model(inp, out, name='sep_model'), tmp_path)
     with pytest.raises(
-        UnsupportedModelError, match=r"layer 'sep' \(QSeparableConv2D\) is not supported by the RTL route.*QDense"
+        UnsupportedModelError,
+        match=r"layer 'sep' \(QSeparableConv2D\) is not supported by the RTL route.*lpsubnet layers",
     ):
         write_rtl(path, tmp_path / 'rtl')
     assert not (tmp_path / 'rtl').exists()

@@ -11,6 +11,7 @@ Public entry points:
 - :func:`synth` - vendor tool steps (csim, csynth, cosim, export) where the tool exists
 - :func:`rtl` - da4ml Verilog/VHDL + Verilator cycle-accurate simulation, compared bit for bit
 - :func:`estimate_cost` - da4ml's LUT estimate of the RTL design of a QKeras model, nothing written
+- :func:`check_supported` - a route's refusals of a QKeras model in memory, before anything is built
 - :func:`register`, :func:`exact_config` - for an hls4ml user's own script: lpsubnet's QKeras
   handlers and corrections registered with hls4ml (:func:`registered` lists them,
   :func:`unregister` takes them out), and the hls4ml config that makes its conversion exact
@@ -25,6 +26,7 @@ from .hls.hls4ml_script import exact_config, register, registered, unregister
 from .rtl.cost import CostEstimate, estimate_cost
 from .rtl.options import RTLOptions
 from .rtl.route import rtl, simulate_rtl, write_rtl
+from .supported import check_supported
 from .version import __version__
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     'write_rtl',
     'simulate_rtl',
     'estimate_cost',
+    'check_supported',
     'CostEstimate',
     'register',
     'registered',

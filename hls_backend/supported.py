@@ -22,8 +22,9 @@ def _cell(registry: Registry, name: str) -> str:
     return f'yes: {kind.limits}' if kind.limits else 'yes'
 
 
-def supported_layers_markdown() -> str:
-    """One row per layer family (Keras class names with the same kinds and cells)."""
+def supported_rows() -> list[tuple[list[str], list[str]]]:
+    """(layer class names, one cell per route) per layer family: classes with the same
+    kinds and cells on every route share a row."""
     names: list[str] = []
     for _, registry in ROUTES:
         names += [n for n in registry.kinds if n not in names]
@@ -36,8 +37,34 @@ def supported_layers_markdown() -> str:
             rows[-1][0].append(name)
         else:
             rows.append(([name], cells, key))
+    return [(group, cells) for group, cells, _ in rows]
+
+
+def supported_layers_markdown() -> str:
+    """The README's table: one row per layer family."""
     header = '| Keras / QKeras layer | ' + ' | '.join(title for title, _ in ROUTES) + ' |'
     lines = [header, '|' + '---|' * (len(ROUTES) + 1)]
-    for group, cells, _ in rows:
+    for group, cells in supported_rows():
         lines.append(f'| {", ".join(group)} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
+
+
+def route_registry(route: str) -> Registry:
+    """The layer kinds of ``route``: 'hls' or 'rtl'."""
+    registries = {'hls': HLS_LAYERS, 'rtl': RTL_LAYERS}
+    if route not in registries:
+        raise ValueError(f'route {route!r} is not one of {", ".join(registries)}')
+    return registries[route]
+
+
+def check_supported(model, route: str, default_precision: str | None = None) -> list[str]:
+    """Plan ``model`` (a QKeras model in memory) for ``route`` ('hls' or 'rtl') as writing
+    its project would, so that what the route refuses (a layer it does not map, a float
+    activation, an unfolded batch norm) is raised as the same UnsupportedModelError, in
+    seconds and before anything is trained or written. Returns the plan's notes."""
+    from .core.exact_pairs import fold_exact_pairs
+    from .core.plan import plan_model
+
+    model, folded = fold_exact_pairs(model)
+    plan = plan_model(model, route_registry(route), None, default_precision if route == 'hls' else None)
+    return folded + plan.notes

@@ -38,6 +38,29 @@ def accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(predictions.reshape(len(x), -1), axis=1) == y))
 
 
+# How far above the most frequent class's share an accuracy must be not to count as chance.
+CHANCE_MARGIN = 0.01
+
+
+def chance_warning(accuracy_value: float, labels: np.ndarray, split: str) -> str | None:
+    """A warning when a float model is no better than always answering the most frequent
+    class of ``labels``: pruning and quantizing it can only measure noise (a model trained
+    on other data, or labels that do not match its outputs)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64))
+    chance = float(counts.max() / counts.sum())
+    if accuracy_value > chance + CHANCE_MARGIN:
+        return None
+    return (
+        f'the float model reaches {100 * accuracy_value:.1f} % on the {split} split, no better than chance '
+        f'({100 * chance:.1f} %: always the most frequent of {len(counts)} classes); was it trained on this data, '
+        'with these labels?'
+    )
+
+
+# Keras-2-era files, read by hls_backend's loader (the one `lpsubnet hls` and `prune` use).
+LEGACY_SUFFIXES = ('.json', '.h5', '.hdf5')
+
+
 def train_baseline(config: ModelConfig, splits: Splits, seed: int, say=print):
     """Train the default CNN (or load the user's model) and return (model, history dict).
 
@@ -62,10 +85,15 @@ def train_baseline(config: ModelConfig, splits: Splits, seed: int, say=print):
         path = Path(config.path)
         if not path.exists():
             raise ConfigError(f"model file {path} (config key 'model.path') does not exist")
-        try:
-            model = keras.models.load_model(path)
-        except Exception as exc:
-            raise ConfigError(f'model file {path} could not be loaded as a Keras model: {exc}') from None
+        if path.suffix in LEGACY_SUFFIXES:  # Keras 2 model.json + weights, or a whole-model .h5
+            from hls_backend import load_qkeras_model
+
+            model = load_qkeras_model(path)
+        else:
+            try:  # with its optimizer: compress reads the learning rate it was trained with
+                model = keras.models.load_model(path)
+            except Exception as exc:
+                raise ConfigError(f'model file {path} could not be loaded as a Keras model: {exc}') from None
         expected = tuple(model.inputs[0].shape[1:])
         if expected != tuple(splits.x_train.shape[1:]):
             raise ConfigError(f'model {path} expects inputs {expected}, the data has {tuple(splits.x_train.shape[1:])}')

@@ -310,6 +310,24 @@ def synth(project_dir, steps):
 
 
 @main.command()
+@handle_errors(tensorflow=False)
+def layers():
+    """List the Keras/QKeras layer classes each hardware route maps, and the channel pruner's."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from hls_backend.supported import ROUTES, supported_rows
+    from pruner.layers import supported_kinds
+
+    table = Table('Keras / QKeras layer', *(title for title, _ in ROUTES), show_lines=False)
+    for group, cells in supported_rows():
+        table.add_row(', '.join(group), *cells)
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(table)
+    console.print(f'channel pruner (lpsubnet prune): {supported_kinds()}', markup=False)
+
+
+@main.command()
 @click.argument('model', type=click.Path(dir_okay=False))
 @click.option(
     '--out', 'out_dir', required=True, type=click.Path(file_okay=False), help='RTL project directory to write.'
@@ -386,7 +404,8 @@ def rtl(model, out_dir, inputs, max_samples, jobs, allow_wrap, force_large, layo
     'data_path',
     required=True,
     type=click.Path(dir_okay=False),
-    help='npz with x_train, y_train (and x_val, y_val or x_test, y_test).',
+    help='npz with x_train, y_train and optionally x_val, y_val (validation: early stopping, best epochs; '
+    'without them 15%% of x_train is drawn). x_test/y_test are never used here.',
 )
 @torch_options('--data', "the data's, channels first")
 @click.option(
@@ -426,7 +445,8 @@ def prune(model, data_path, layout, input_shape, out_dir, force, **given):
         raise ConfigError(f'--input-shape is for PyTorch models; {model} is a Keras model, which knows its input shape')
     if not from_torch:
         keras_model = load_qkeras_model(model)
-    train, val = load_train_val(data_path, settings['seed'], layout=layout)
+    train, val, val_source = load_train_val(data_path, settings['seed'], layout=layout)
+    click.echo(f'validation: {len(val[1])} samples, {val_source}')
     torch_record = None
     if from_torch:
         keras_model, torch_record = convert(
@@ -439,8 +459,19 @@ def prune(model, data_path, layout, input_shape, out_dir, force, **given):
 
         learning_rate = saved_learning_rate(model)
         rate_source = f'the optimizer saved in {model}' if learning_rate is not None else None
+    from .baseline import accuracy, chance_warning
+    from .preflight import check_before_training
+
+    if warning := chance_warning(accuracy(keras_model, *val), val[1], 'validation'):
+        click.echo(f'warning: {warning}')
+
+    # Refused now, not after training: the pruner's and both hardware routes' checks on the
+    # model compress would write (one route accepting it is enough).
+    for note in check_before_training(keras_model, train, settings, ('hls', 'rtl'), require_all=False):
+        click.echo(f'note: {note}')
     settings['verbose'] = 1 if sys.stdout.isatty() else 2  # Keras progress bars; one line per epoch in logs
     reduced, manifest = compress_model(keras_model, train, val, settings, learning_rate, rate_source)
+    manifest['data'].update(file=str(data_path), val_source=val_source)
     with atomic_directory(out_dir, force=force) as tmp:
         write_compressed(tmp, reduced, manifest, torch_record)
     from .describe import budget_line, recovery_line, weight_pruning_line

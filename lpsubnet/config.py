@@ -30,9 +30,15 @@ class Section(BaseModel):
 
 class DataConfig(Section):
     dataset: Literal['digits', 'npz'] = 'digits'
-    path: str | None = Field(None, description='npz file with x_train, y_train and optionally x_test, y_test')
-    test_fraction: float = Field(0.2, gt=0, lt=1)
-    val_fraction: float = Field(0.15, gt=0, lt=1)
+    path: str | None = Field(
+        None,
+        description='npz file with x_train, y_train and optionally x_val, y_val (the validation split) and '
+        'x_test, y_test (the test split); what it lacks is drawn from its training data',
+    )
+    test_fraction: float = Field(0.2, gt=0, lt=1, description='share of the data drawn as test split (no x_test)')
+    val_fraction: float = Field(
+        0.15, gt=0, lt=1, description='share of the training data drawn as validation split (no x_val)'
+    )
     layout: Literal['NHWC', 'NCHW'] = Field(
         'NHWC',
         description='layout of the .npz arrays with channels: NHWC/NLC (channels last) or NCHW/NCL (channels first, '
@@ -51,7 +57,8 @@ class DataConfig(Section):
 class ModelConfig(Section):
     path: str | None = Field(
         None,
-        description='a float Keras .keras model, or a PyTorch model: a torch.export program (.pt2), a TorchScript '
+        description='a float Keras model (.keras, a Keras 2 model.json with its weights beside it, or a '
+        'whole-model .h5), or a PyTorch model: a torch.export program (.pt2), a TorchScript '
         "file or 'file.py:callable' / 'package.module:callable' returning an nn.Module; none: lpsubnet's small CNN",
     )
     input_shape: list[int] | None = Field(

@@ -15,6 +15,7 @@ from hls_backend.hls.vendor import BACKENDS
 
 from .config import RTL_SHARED_WITH_HLS
 from .pipeline import RunContext, Stage
+from .preflight import check_before_training, run_routes
 
 
 def _json(path: Path, data) -> None:
@@ -31,7 +32,9 @@ def _say(ctx: RunContext, line: str) -> None:
 def _splits(ctx: RunContext):
     from .datasets import Splits
 
-    return Splits.load(ctx.stage_dir('data') / 'dataset.npz', ctx.summary('data')['dataset'])
+    summary = ctx.summary('data')
+    sources = {split: summary[f'{split}_source'] for split in ('val', 'test') if f'{split}_source' in summary}
+    return Splits.load(ctx.stage_dir('data') / 'dataset.npz', summary['dataset'], sources)
 
 
 def stage_data(ctx: RunContext, out: Path) -> dict:
@@ -45,13 +48,16 @@ def stage_data(ctx: RunContext, out: Path) -> dict:
 def stage_baseline(ctx: RunContext, out: Path) -> dict:
     from pruner import metrics
 
-    from .baseline import accuracy, train_baseline
+    from .baseline import accuracy, chance_warning, train_baseline
 
     splits = _splits(ctx)
     model, history = train_baseline(ctx.config.model, splits, ctx.config.seed, say=lambda line: _say(ctx, line))
     model.save(out / 'model.keras')
     test_accuracy = accuracy(model, splits.x_test, splits.y_test)
     summary = {'test_accuracy': test_accuracy, 'cost': metrics.summary(model), **history}
+    if warning := chance_warning(test_accuracy, splits.y_test, 'test'):
+        _say(ctx, f'warning: {warning}')
+        summary['warning'] = warning
     _json(out / 'metrics.json', summary)
     return summary
 
@@ -88,6 +94,27 @@ def write_compressed(out: Path, reduced, manifest: dict, torch_record: dict | No
     _json(out / 'manifest.json', manifest)
 
 
+def compress_settings(config) -> dict:
+    """The compress settings of a run configuration, keyed by ``CompressOptions`` field."""
+    return {**config.compress.model_dump(), 'seed': config.seed, 'batch_size': config.model.batch_size}
+
+
+def preflight(ctx: RunContext, model=None) -> list[str]:
+    """Raise what compress or a hardware stage of this run would refuse of the baseline
+    model (``model``: already loaded), before any training (lpsubnet.preflight)."""
+    import keras
+
+    if model is None:
+        model = keras.models.load_model(ctx.stage_dir('baseline') / 'model.keras')
+    splits = _splits(ctx)
+    return check_before_training(
+        model,
+        (splits.x_train, splits.y_train),
+        compress_settings(ctx.config),
+        run_routes(ctx.config),
+    )
+
+
 def stage_compress(ctx: RunContext, out: Path) -> dict:
     import keras
 
@@ -100,9 +127,12 @@ def stage_compress(ctx: RunContext, out: Path) -> dict:
     rate, rate_source = c.learning_rate, 'compress.learning_rate'
     if rate is None and ctx.config.model.path is None:
         rate, rate_source = ctx.config.model.learning_rate, "the baseline's model.learning_rate"
-    settings = {**c.model_dump(), 'seed': ctx.config.seed, 'batch_size': ctx.config.model.batch_size}
+    settings = compress_settings(ctx.config)
+    for note in preflight(ctx, model):
+        _say(ctx, f'note: {note}')
     train, val = (splits.x_train, splits.y_train), (splits.x_val, splits.y_val)
     reduced, manifest = compress_model(model, train, val, settings, rate, rate_source)
+    manifest['data'].update({f'{split}_source': source for split, source in splits.sources.items()})
     manifest['test_accuracy_quantized'] = accuracy(reduced, splits.x_test, splits.y_test)
     torch_record = ctx.summary('baseline').get('torch')
     write_compressed(out, reduced, manifest, torch_record)
@@ -300,7 +330,14 @@ RTL_READS = ('rtl', *(f'hls.{name}' for name in RTL_SHARED_WITH_HLS))
 
 STAGES = [
     Stage('data', 'data: load and split', ('data',), (), stage_data, TOOLS['data']),
-    Stage('baseline', 'baseline: train the float model', ('model',), ('data',), stage_baseline, TOOLS['baseline']),
+    Stage(
+        'baseline',
+        'baseline: the float model (trained, or model.path)',
+        ('model',),
+        ('data',),
+        stage_baseline,
+        TOOLS['baseline'],
+    ),
     Stage(
         'compress',
         'compress: prune channels and quantize',

@@ -22,7 +22,8 @@ import importlib
 
 # Public name -> (module, attribute in it).
 _EXPORTS = {
-    'compress': ('compress', 'compress'),
+    'compress': ('phases', 'compress'),
+    'quantized_preview': ('phases', 'quantized_preview'),
     'CompressOptions': ('options', 'CompressOptions'),
     'PrunerError': ('errors', 'PrunerError'),
     'ChannelPruningCallback': ('callback', 'ChannelPruningCallback'),

@@ -201,9 +201,13 @@ def kind_for(layer) -> LayerKind:
     kind = lookup(layer)
     cls = layer.__class__.__name__
     if kind is None:
+        import difflib
+
+        near = difflib.get_close_matches(cls, sorted(_REGISTRY), n=3, cutoff=0.0)
         raise UnsupportedLayerError(
-            f"layer '{layer.name}' ({cls}) is not supported by the channel pruner; supported layer kinds: "
-            f'{supported_kinds()}; pruner.register_layer adds your own'
+            f"layer '{layer.name}' ({cls}) is not supported by the channel pruner; it knows {len(_REGISTRY)} layer "
+            f'classes (`lpsubnet layers` or pruner.layers.supported_kinds() lists them), among them {", ".join(near)}; '
+            'pruner.register_layer adds your own'
         )
     config = layer.get_config()
     if config.get('data_format', 'channels_last') != 'channels_last':

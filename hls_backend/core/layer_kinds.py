@@ -93,9 +93,19 @@ class Registry:
         kind = self.get(layer.__class__.__name__)
         if kind is None:
             raise UnsupportedModelError(
-                f'{where(layer)} is not supported by the {self.route}; supported layers: {", ".join(self.supported())}'
+                f'{where(layer)} is not supported by the {self.route}; it maps {len(self.supported())} layer classes '
+                f'(`lpsubnet layers` lists them), among them {", ".join(self.closest(layer.__class__.__name__))}'
             )
         return kind
+
+    def closest(self, class_name: str, n: int = 3) -> list[str]:
+        """The supported layer classes whose names are most like ``class_name`` (what a user
+        may have meant), so a refusal names alternatives without printing the whole table."""
+        import difflib
+
+        supported = self.supported()
+        near = difflib.get_close_matches(class_name, supported, n=n, cutoff=0.0)
+        return near or supported[:n]
 
     def unique_kinds(self) -> list[LayerKind]:
         seen: dict[int, LayerKind] = {}

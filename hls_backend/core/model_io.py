@@ -7,13 +7,13 @@ a wrong file type never surfaces as a stack trace from deep inside Keras.
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import BadInputError
-
 
 MODEL_FORMATS = 'Keras 3 .keras file, a Keras 2 model.json (weights beside it) or a whole-model .h5'
 
@@ -89,6 +89,13 @@ def load_keras2_json(path: str | Path, weights: str | Path | None = None):
     try:
         model = saving_utils.model_from_config(config, custom_objects=custom_objects)
     except Exception as exc:  # Keras raises many types for configs it cannot map
+        unknown = re.search(r"Unknown layer: '([^']+)'", str(exc))
+        if unknown:
+            raise BadInputError(
+                f"model file {path} (Keras {version}) uses the layer class '{unknown.group(1)}', which is neither "
+                'a Keras nor a QKeras layer (a custom layer of the code that wrote it); `lpsubnet layers` lists the '
+                'layers lpsubnet reads'
+            ) from None
         raise BadInputError(
             f'model file {path} (Keras {version}) cannot be read by Keras 3 ({type(exc).__name__}: {exc}); {convert}'
         ) from exc
@@ -112,13 +119,16 @@ def load_legacy_h5(path: Path):
             config = h5.attrs.get('model_config')
             version = h5.attrs.get('keras_version', 'unknown')
     except OSError as exc:
-        raise BadInputError(f'model file {path} is not an HDF5 file ({exc}); expected a Keras .h5 or .keras model') from None
-    if config is None:
-        json_files = sorted(p.name for p in path.parent.glob('*.json'))
-        hint = f' (beside it: {", ".join(json_files[:3])})' if json_files else ''
         raise BadInputError(
-            f'model file {path} holds weights only (no model_config): give the Keras 2 model.json whose weights '
-            f'these are{hint}; lpsubnet finds {path.name} beside it'
+            f'model file {path} is not an HDF5 file ({exc}); expected a Keras .h5 or .keras model'
+        ) from None
+    if config is None:
+        stem = path.stem.removesuffix('_weights')
+        twin = path.with_name(f'{stem}.json')
+        which = f'{twin}' if twin.is_file() else 'the Keras 2 model.json whose weights these are'
+        raise BadInputError(
+            f'model file {path} holds weights only (no model_config): give {which}; its weights are read from '
+            f'{stem}_weights.h5 beside it'
         )
     if isinstance(version, bytes):
         version = version.decode()
@@ -148,28 +158,30 @@ def keras3_config(config: dict) -> dict:
       Keras 3 expects ``{'name': ..., 'layers': [...]}``.
     - Such a Sequential's first layer carries ``batch_input_shape``; Keras 3's legacy
       converter turns it into ``input_shape`` batch axis included (a 4-D Conv2D input
-      becomes 5-D), so it is moved into an explicit InputLayer.
+      becomes 5-D), so it is moved into an explicit InputLayer (and dropped from the
+      other layers of a model that has one).
     """
     config = json.loads(json.dumps(config))  # never edit the caller's dict
-    if config.get('class_name') != 'Sequential':
-        return config
-    body = config['config']
-    if isinstance(body, list):
+    body = config.get('config')
+    if config.get('class_name') == 'Sequential' and isinstance(body, list):
         body = {'name': 'sequential', 'layers': body}
         config['config'] = body
-    layers = body.get('layers') or []
-    if layers and layers[0].get('class_name') != 'InputLayer':
+    layers = body.get('layers') if isinstance(body, dict) else None
+    if not layers:
+        return config
+    if config.get('class_name') == 'Sequential' and layers[0].get('class_name') != 'InputLayer':
         first = layers[0].get('config', {})
         shape = first.pop('batch_input_shape', None)
         if shape is not None:
             name = f'{first.get("name", "input")}_input'
-            layers.insert(
-                0,
-                {
-                    'class_name': 'InputLayer',
-                    'config': {'batch_shape': shape, 'dtype': first.get('dtype', 'float32'), 'name': name},
-                },
-            )
+            input_config = {'batch_shape': shape, 'dtype': first.get('dtype', 'float32'), 'name': name}
+            layers.insert(0, {'class_name': 'InputLayer', 'config': input_config})
+    # A functional model's InputLayer holds the shape; a copy on another layer would become
+    # a (wrong) input_shape argument.
+    if any(layer.get('class_name') == 'InputLayer' for layer in layers):
+        for layer in layers:
+            if layer.get('class_name') != 'InputLayer':
+                layer.get('config', {}).pop('batch_input_shape', None)
     return config
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.exact_pairs import fold_exact_pairs
 from ..core.files import atomic_directory, check_output_dir, write_text_atomic
 from ..core.layer_kinds import WEIGHT_ROLES
-from ..core.exact_pairs import fold_exact_pairs
 from ..core.model_io import load_array, load_qkeras_model
 from ..core.plan import ModelPlan, check_float32_reference, plan_model
 from ..core.project import ProjectInfo, read_project_info, relink_records

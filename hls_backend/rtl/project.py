@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.files import atomic_directory, write_text_atomic
 from ..core.exact_pairs import fold_exact_pairs
+from ..core.files import atomic_directory, write_text_atomic
 from ..core.model_io import load_array, load_qkeras_model
 from ..core.progress import step
 from ..core.project import ProjectInfo, read_project_info

@@ -115,7 +115,7 @@ def run_sweep(
 ) -> dict:
     """Run the sweep into ``out``; returns {'trials': [...], 'pareto': [...], 'stopped': bool}."""
     from ..pipeline import run_pipeline
-    from ..stages import STAGES
+    from ..stages import STAGES, preflight
 
     out = Path(out).absolute()
     if address:  # before anything is written or trained
@@ -130,12 +130,15 @@ def run_sweep(
     if points or optuna_left:
         base_dir = out / 'base'
         say(console, '[bold]float baseline[/bold] (trained once, shared by every trial) ...')
-        run_pipeline(
+        base = run_pipeline(
             config.run_config,
             base_dir,
             STAGES[:2],
             resume=(base_dir / 'stages').is_dir(),
         )
+        # A model every trial would fail on after its training is refused now.
+        for note in preflight(base):
+            say(console, f'note: {note}')
         outcome = _tune(config, out, address, max_concurrent, console)
     trials = read_trials(out)
     from ..sweep_report import pareto_front, write_sweep_report

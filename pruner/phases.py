@@ -605,6 +605,12 @@ def manifest_phase(run: Run, pruned: Pruned, quantized: Quantized, seconds: floa
             'quantized_relu(b, i) == ap_ufixed<b, i>; integer bits by step_criterion (max: cover the '
             'calibration maxima; mse: least quantization error)',
         },
+        # What trained and what decided (early stopping, best epochs, the budget): the caller's splits.
+        'data': {
+            'train_samples': len(run.train[0]),
+            'val_samples': len(run.val[0]),
+            'calibration_samples': len(run.calibration_x),
+        },
         'schedule': pruned.schedule.to_dict(),
         'schedule_complete': callback.complete,
         'mask_updates': [{'step': s, 'group': g, 'kept': k} for s, g, k in callback.history],
@@ -688,3 +694,30 @@ def compress(model, train_data, val_data, options: CompressOptions | None = None
     pruned = prune_phase(run)
     quantized = quantize_phase(run, pruned)
     return quantized.qmodel, manifest_phase(run, pruned, quantized, round(time.time() - t0, 2))
+
+
+def quantized_preview(model, train_data, options: CompressOptions | None = None, **settings) -> keras.Model:
+    """The QKeras model ``compress`` would write for ``model`` if it cut no channel, in
+    seconds and without training: the same checks of the graph (the layers the pruner
+    knows, the channel groups), the same surgery (BatchNorm folded, every layer in its
+    QKeras form, the input quantizer) and fixed-point types calibrated on the first
+    ``calibration_samples`` of the training inputs (``train_data``: (x, y), checked as
+    ``compress`` checks it).
+
+    What ``compress`` would refuse only after its pruning epochs (a BatchNormalization
+    with no layer to fold into, an activation with no quantized form) is raised here, so
+    a caller can also hold the result against its own needs (lpsubnet: what its hardware
+    routes accept) before any training. ``options`` / ``settings`` as for ``compress``.
+    """
+    o = CompressOptions.build(options, **settings)
+    x, _ = _xy(train_data, 'train_data', model)
+    MaskedModel(model, exclude_first=o.exclude_first, exclude=o.exclude)  # the pruner's own refusals
+    float_model = fold_batchnorm(model, fuse=o.joint)
+    calibration = calibrate(
+        float_model, np.asarray(x[: o.calibration_samples]), batch_size=256, percentile=o.percentile
+    )
+    overrides = bit_overrides(float_model, o.layer_bits, o.last_layer_bits)
+    plan = plan_quantization(
+        float_model, calibration, o.weight_bits, o.activation_bits, o.bias_bits, overrides, o.step_rule
+    )
+    return to_qkeras(float_model, plan)
