@@ -33,7 +33,11 @@ def print_summary(ctx: RunContext) -> None:
         'memory footprint', f'{f["footprint_bits"] / 1e3:,.1f} kbit', f'{c["footprint_bits"] / 1e3:,.1f} kbit'
     )
     table.add_row('BOPs', f'{f["bops"]:,}', f'{c["bops"]:,}')
-    table.add_row('accuracy per Mbit', f'{f["performance_density"]:.2f}', f'{c["performance_density"]:.2f}')
+    table.add_row(
+        'accuracy per Mbit of footprint',
+        f'{f["performance_density"]:.2f} /Mbit',
+        f'{c["performance_density"]:.2f} /Mbit',
+    )
     csim = m['csim']
     table.add_row('C simulation', '', f'{csim["exact_matches"]}/{csim["samples"]} bit-exact')
     rtl = m['rtl']

@@ -236,6 +236,15 @@ def _row(t: dict) -> dict:
     }
 
 
+def _reference_row(t: dict, config) -> dict:
+    """A reference row whose params also say the bits it was quantized with: the base
+    configuration's, which may differ from the bits the trials search."""
+    row = _row(t)
+    c = config.run_config.compress
+    row['params'] += f", at the base configuration's weight_bits={c.weight_bits}, activation_bits={c.activation_bits}"
+    return row
+
+
 def report_context(out: Path, config, trials: list[dict], front: list[dict], constraints: list[Constraint]) -> dict:
     ok = [t for t in trials if t['status'] == 'ok']
     errors = [t for t in trials if t['status'] != 'ok']
@@ -267,7 +276,7 @@ def report_context(out: Path, config, trials: list[dict], front: list[dict], con
         'trial_seconds': round(sum(seconds), 1),
         'nodes': nodes,
         'baseline': _baseline(out),
-        'reference': [_row(t) for t in reference],
+        'reference': [_reference_row(t, config) for t in reference],
         'front': [_row(t) for t in front],
         'all_rows': [_row(t) for t in sorted(ok, key=lambda t: -t['metrics']['accuracy'])],
         'errors': [

@@ -29,7 +29,7 @@ class Progress:
         if self.best:
             m = self.best['metrics']
             best = (
-                f' | best {100 * m["accuracy"]:.2f} % val ({100 * m["test_accuracy"]:.2f} % test), '
+                f' | best trial {100 * m["accuracy"]:.2f} % val ({100 * m["test_accuracy"]:.2f} % test), '
                 f'{m["footprint_bits"] / 1e3:.1f} kbit, ~{m["lut_estimate"]:,} LUT'
             )
         return (
@@ -133,7 +133,11 @@ class SweepCallback(Callback):
         progress.running.discard(trial.trial_id)
         if record['status'] == 'ok':
             progress.done += 1
-            if progress.best is None or record['metrics']['accuracy'] > progress.best['metrics']['accuracy']:
+            # The unpruned reference is a yardstick, not an answer: the live best is a searched trial's.
+            searched = record.get('role') != 'reference'
+            if searched and (
+                progress.best is None or record['metrics']['accuracy'] > progress.best['metrics']['accuracy']
+            ):
                 progress.best = record
         else:
             progress.failed += 1
