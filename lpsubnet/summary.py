@@ -33,11 +33,8 @@ def print_summary(ctx: RunContext) -> None:
         'memory footprint', f'{f["footprint_bits"] / 1e3:,.1f} kbit', f'{c["footprint_bits"] / 1e3:,.1f} kbit'
     )
     table.add_row('BOPs', f'{f["bops"]:,}', f'{c["bops"]:,}')
-    table.add_row(
-        'accuracy per Mbit of footprint',
-        f'{f["performance_density"]:.2f} /Mbit',
-        f'{c["performance_density"]:.2f} /Mbit',
-    )
+    # The accuracy as a fraction over the footprint in Mbit: the unit says it is not a percentage.
+    table.add_row('accuracy (0-1) per Mbit', f'{f["performance_density"]:.2f}', f'{c["performance_density"]:.2f}')
     csim = m['csim']
     table.add_row('C simulation', '', f'{csim["exact_matches"]}/{csim["samples"]} bit-exact')
     rtl = m['rtl']
