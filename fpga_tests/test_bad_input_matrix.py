@@ -181,7 +181,7 @@ ROWS = {
     'prune-data-too-few-for-validation': (
         ['prune', '{d}/float_ln.keras', '--data', '{d}/d_img_few.npz', '--out', '{out}'],
         2,
-        ['cannot split off a stratified validation set'],
+        ['cannot draw a stratified validation split'],
     ),
     'prune-data-nan': (
         ['prune', '{d}/mlp.keras', '--data', '{d}/d_nan.npz', '--out', '{out}'],
@@ -201,7 +201,7 @@ ROWS = {
     'prune-data-missing-keys': (
         ['prune', '{d}/mlp.keras', '--data', '{d}/d_nokeys.npz', '--out', '{out}'],
         2,
-        ["lacks arrays ['x_train', 'y_train']"],
+        ["and lacks ['x_train', 'y_train']"],
     ),
     'prune-data-length-mismatch': (
         ['prune', '{d}/mlp.keras', '--data', '{d}/d_ylen.npz', '--out', '{out}'],

@@ -196,6 +196,7 @@ def test_an_over_budget_trained_design_is_allocated_again(monkeypatch):
     from pruner import compress  # noqa: F401  (loads pruner.phases)
 
     module = sys.modules['pruner.phases']
+    BUDGET_MARGIN = module.BUDGET_MARGIN  # noqa: N806  (the module's constant)
 
     state = {'next_is_trained': False, 'overshoots': 0}
     real_qat = module._qat
@@ -218,6 +219,52 @@ def test_an_over_budget_trained_design_is_allocated_again(monkeypatch):
     _, manifest = small_compress(model_fn=flatten_mlp, max_lut=3000, cost=cost, epochs=3, qat_epochs=1)
     attempts = manifest['budget']['attempts']
     assert len(attempts) == 2 and attempts[0]['trained_cost'] > 3000
-    assert attempts[1]['target'] == pytest.approx(3000 * 3000 / attempts[0]['trained_cost'])
+    assert attempts[1]['target'] == pytest.approx(3000 * 3000 / attempts[0]['trained_cost'] * (1 - BUDGET_MARGIN))
     assert manifest['budget']['cost'] == attempts[1]['trained_cost'] <= 3000
     assert [p['phase'] for p in manifest['recovery']['phases']].count('qat') == 1  # the exported model's QAT only
+
+
+def test_weight_sparsity_competes_with_bits_for_the_budget(float_mlp):
+    """With the layers' weight scores, a step may raise one layer's weight sparsity to the
+    next level instead of taking a bit: the budget is met on the cost model's figure,
+    every step is recorded, and replaying them gives the final bits and sparsities."""
+    import keras
+
+    from pruner.allocate import SPARSITY_LEVELS
+    from pruner.weight_masks import keep_mask, weight_scores
+
+    model, (x, y, xt, yt) = float_mlp
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    scores = weight_scores(model, x[:256])
+
+    def nonzero_digits(qmodel):  # a cost that, like a fully unrolled design's, drops zero products
+        return adder_bits(qmodel) / 1000.0
+
+    def allocator():
+        return BitAllocator(model, calibrate(model, x[:256]), xt, yt, loss, nonzero_digits, 'LUT', 8, 8,
+                            rule=StepRule('mse'), weight_scores=scores, sparsity=0.0)  # fmt: skip
+
+    start = allocator().allocate(1e9).cost
+    budget = 0.2 * start
+    allocation = allocator().allocate(budget)
+    assert allocation.within_budget and allocation.cost <= budget
+    sparsity_steps = [s for s in allocation.steps if s.setting == 'weight_sparsity']
+    assert sparsity_steps, 'zeroing weights saves digits at little loss: some layer takes sparsity steps'
+    replayed_bits, replayed_sparsity = {}, {}
+    for s in allocation.steps:
+        if s.setting == 'weight_sparsity':
+            before = replayed_sparsity.get(s.layer, 0.0)
+            assert s.bits is None and s.sparsity == min(v for v in SPARSITY_LEVELS if v > before)
+            replayed_sparsity[s.layer] = s.sparsity
+        else:
+            replayed_bits.setdefault(s.layer, {})[s.setting] = s.bits
+    assert replayed_bits == allocation.layer_bits and replayed_sparsity == allocation.layer_sparsity
+    # The figure recorded is the one the chosen bits and masks give.
+    plan = plan_quantization(model, calibrate(model, x[:256]), 8, 8, None, allocation.layer_bits, StepRule('mse'))
+    qmodel = to_qkeras(model, plan)
+    for name, level in allocation.layer_sparsity.items():
+        layer = qmodel.get_layer(name)
+        kernel, *rest = layer.get_weights()
+        layer.set_weights([np.where(keep_mask(scores[name][0], level, 'weight', scores[name][1]), kernel, 0), *rest])
+    assert nonzero_digits(qmodel) == pytest.approx(allocation.cost)
+    assert allocator().allocate(budget).to_dict() == allocation.to_dict()  # same data, same choices

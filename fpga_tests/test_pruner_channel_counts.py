@@ -18,6 +18,7 @@ from pruner import (
     compress,
     kept_count,
     make_schedule,
+    registered,
     validate_sparsity,
 )
 
@@ -133,4 +134,6 @@ def test_unsupported_layer_is_named_with_supported_kinds():
         analyze(keras.Model(x_in, out))
     message = str(info.value)
     assert "'mystery_op'" in message and 'Mystery' in message
-    assert 'Conv2D' in message and 'Dense' in message and 'Concatenate' in message
+    # The whole list is a command away (`lpsubnet layers`); the message names how many and the nearest.
+    assert f'it knows {len(registered())} layer classes' in message and '`lpsubnet layers`' in message
+    assert 'among them' in message and 'pruner.register_layer' in message

@@ -462,13 +462,13 @@ def prune(model, data_path, layout, input_shape, out_dir, force, **given):
     from .baseline import accuracy, chance_warning
     from .preflight import check_before_training
 
-    if warning := chance_warning(accuracy(keras_model, *val), val[1], 'validation'):
-        click.echo(f'warning: {warning}')
-
     # Refused now, not after training: the pruner's and both hardware routes' checks on the
     # model compress would write (one route accepting it is enough).
     for note in check_before_training(keras_model, train, settings, ('hls', 'rtl'), require_all=False):
         click.echo(f'note: {note}')
+    # After the checks (which read the data against the model): one prediction on the validation split.
+    if warning := chance_warning(accuracy(keras_model, *val), val[1], 'validation'):
+        click.echo(f'warning: {warning}')
     settings['verbose'] = 1 if sys.stdout.isatty() else 2  # Keras progress bars; one line per epoch in logs
     reduced, manifest = compress_model(keras_model, train, val, settings, learning_rate, rate_source)
     manifest['data'].update(file=str(data_path), val_source=val_source)

@@ -17,6 +17,12 @@ nonzero signed digits of each quantized weight times the width of what it multip
 times how often it is applied); ``cost`` itself is asked for the step taken when the
 proxy predicts a figure near the budget, and at least every MEASURE_EVERY steps, so the
 search stops on the real figure, never on the proxy's.
+
+With weight-level sparsity (granularity 'weight' or 'kofn'), a layer's sparsity is a
+knob too: a step raises it to the next of SPARSITY_LEVELS (the weights dropped are the
+lowest |w_ij| * mean |x_j|, ``weight_masks``), competing with the bit steps on the same
+criterion, so the search zeroes weights where that costs less loss per unit saved than a
+bit does, and takes bits where it does not.
 """
 
 from __future__ import annotations
@@ -34,9 +40,13 @@ from .layers import KERNEL_NAMES, WEIGHT_ROLES, lookup, weight_name
 from .metrics import tensor_bits
 from .quantize import StepRule, plan_quantization
 from .surgery import to_qkeras
+from .weight_masks import keep_mask
 
 INPUT = '__input__'  # the input quantizer's key in bit overrides (as in plan_quantization)
 MIN_BITS = 2  # a signed 1-bit quantized_bits holds only the sign: no exact hardware route takes it
+# The weight sparsities a layer's sparsity knob steps through (a step: to the next level above).
+SPARSITY_LEVELS = (0.25, 0.5, 0.625, 0.75, 0.8125, 0.875, 0.9375)
+SPARSITY = 'weight_sparsity'  # the knob's setting name, as in CompressOptions
 
 
 def signed_digits(integers: np.ndarray) -> np.ndarray:
@@ -92,13 +102,14 @@ class AllocationStep:
     predicted from the proxy, ``predicted_cost``)."""
 
     layer: str
-    setting: str  # 'weight_bits' or 'activation_bits'
-    bits: int  # after the step
+    setting: str  # 'weight_bits', 'activation_bits' or 'weight_sparsity'
+    bits: int | None  # after the step (None for a sparsity step)
     loss: float  # validation loss after the step
     loss_increase: float
     proxy_saved: float
     predicted_cost: float
     cost: float | None
+    sparsity: float | None = None  # after a sparsity step
 
 
 @dataclass
@@ -115,6 +126,7 @@ class Allocation:
     loss: float
     steps: list[AllocationStep] = field(default_factory=list)
     cost_calls: int = 0
+    layer_sparsity: dict[str, float] = field(default_factory=dict)  # layers whose weight sparsity was raised
 
     @property
     def within_budget(self) -> bool:
@@ -138,7 +150,9 @@ class BitAllocator:
     the loss is measured on; ``loss``: a Keras loss; ``cost``: QKeras model -> figure in
     ``unit``; ``weight_bits``, ``activation_bits``, ``bias_bits``, ``overrides``, ``rule``:
     the starting point, as for ``plan_quantization`` (layers the overrides name keep
-    their bits: the user fixed them).
+    their bits: the user fixed them). ``weight_scores`` (``weight_masks.weight_scores`` of
+    the model), ``sparsity`` (where every layer starts) and ``granularity``: the sparsity
+    knobs, one per layer scored; without scores the search changes bits only.
 
     One QKeras model is built; a candidate changes the bits (and, by ``rule``, the integer
     bits) of its quantizers in place, is measured eagerly, and is changed back: the same
@@ -159,8 +173,12 @@ class BitAllocator:
         bias_bits: int | None = None,
         overrides: dict | None = None,
         rule: StepRule | None = None,
+        weight_scores: dict | None = None,
+        sparsity: float = 0.0,
+        granularity: str = 'weight',
     ):
         from .qat import quantizer_slots
+        from .weight_masks import _kernel_variable
 
         self.calibration = calibration
         self.x, self.y = x, y
@@ -183,6 +201,41 @@ class BitAllocator:
                 self.knobs[layer, 'activation_bits'] = [slot]
             elif WEIGHT_ROLES[slot.role].role != 'bias':
                 self.knobs.setdefault((layer, 'weight_bits'), []).append(slot)
+        # Weight sparsity per layer: the kernel as it starts (the starting sparsity's zeros in it),
+        # its scores and the level it is at.
+        self.sparsity, self.granularity = float(sparsity), granularity
+        self.sparse: dict[str, tuple] = {}
+        for name, (scores, out_axis) in (weight_scores or {}).items():
+            if name in fixed:
+                continue
+            variable = _kernel_variable(self.qmodel.get_layer(name))
+            self.sparse[name] = (variable, np.asarray(variable.numpy()), scores, out_axis)
+            self.knobs[name, SPARSITY] = []
+
+    def _set_sparsity(self, layer: str, level: float) -> list[tuple]:
+        """Zero the lowest-scoring ``level`` of the layer's weights; returns what undoes it."""
+        variable, start, scores, out_axis = self.sparse[layer]
+        undo = [(variable, np.asarray(variable.numpy()))]
+        keep = keep_mask(scores, level, self.granularity, out_axis)
+        variable.assign(np.where(keep, start, 0).astype(start.dtype))
+        return undo
+
+    def _level(self, chosen_sparsity: dict, layer: str) -> float:
+        return float(chosen_sparsity.get(layer, self.sparsity))
+
+    @staticmethod
+    def _next_level(level: float) -> float | None:
+        return next((s for s in SPARSITY_LEVELS if s > level + 1e-9), None)
+
+    def _set(self, knob: tuple[str, str], value) -> list[tuple]:
+        return self._set_sparsity(knob[0], value) if knob[1] == SPARSITY else self._set_bits(knob, value)
+
+    def _candidate(self, chosen: dict, chosen_sparsity: dict, knob: tuple[str, str]):
+        """The knob's next value (one bit less, the next sparsity level), None at its end."""
+        if knob[1] == SPARSITY:
+            return self._next_level(self._level(chosen_sparsity, knob[0]))
+        bits = self._bits(chosen, knob)
+        return bits - 1 if bits > MIN_BITS else None
 
     def _set_bits(self, knob: tuple[str, str], bits: int) -> list[tuple]:
         """Give the knob's quantizers ``bits`` (their integer bits by the rule); returns what undoes it."""
@@ -199,8 +252,12 @@ class BitAllocator:
 
     @staticmethod
     def _restore(undo: list[tuple]) -> None:
-        for slot, bits, integer in undo:
-            slot.quantizer.bits, slot.quantizer.integer = bits, integer
+        for entry in undo:
+            if len(entry) == 2:  # a kernel and its values
+                entry[0].assign(entry[1])
+            else:
+                slot, bits, integer = entry
+                slot.quantizer.bits, slot.quantizer.integer = bits, integer
 
     def _loss(self) -> float:
         outputs = [
@@ -219,8 +276,13 @@ class BitAllocator:
         is at MIN_BITS and the design is still over it. The model is left with the bits
         chosen; the search starts from the bits given at construction."""
         chosen: dict[str, dict[str, int]] = {}
+        chosen_sparsity: dict[str, float] = {}
         for knob in self.knobs:  # from the starting point, whatever an earlier search left
-            self._set_bits(knob, self._bits(chosen, knob))
+            if knob[1] == SPARSITY:
+                variable, start, _, _ = self.sparse[knob[0]]
+                variable.assign(start)
+            else:
+                self._set_bits(knob, self._bits(chosen, knob))
         loss, proxy = self._loss(), adder_bits(self.qmodel)
         cost = float(self.cost(self.qmodel))
         allocation = Allocation(float(budget), self.unit, {}, cost, cost, loss, loss, cost_calls=1)
@@ -228,10 +290,10 @@ class BitAllocator:
         while cost > budget and len(allocation.steps) < max_steps:
             best = None
             for knob in self.knobs:
-                bits = self._bits(chosen, knob)
-                if bits <= MIN_BITS:
+                value = self._candidate(chosen, chosen_sparsity, knob)
+                if value is None:
                     continue
-                undo = self._set_bits(knob, bits - 1)
+                undo = self._set(knob, value)
                 candidate_loss, candidate_proxy = self._loss(), adder_bits(self.qmodel)
                 self._restore(undo)
                 saved = proxy - candidate_proxy
@@ -242,15 +304,22 @@ class BitAllocator:
                 if best is None or key < best[0]:
                     best = (key, knob, candidate_loss, candidate_proxy)
             if best is None:
+                by = 'precision and weight sparsity' if self.sparse else 'precision alone'
+                at = f' and every layer at {SPARSITY_LEVELS[-1]:g} weight sparsity' if self.sparse else ''
                 raise PrunerError(
-                    f'the budget of {budget:g} {self.unit} is out of reach by precision alone: with every '
-                    f'quantizer at {MIN_BITS} bits the design still costs {cost:g} {self.unit}; prune more channels '
-                    '(sparsity) or raise the budget'
+                    f'the budget of {budget:g} {self.unit} is out of reach by {by}: with every '
+                    f'quantizer at {MIN_BITS} bits{at} the design still costs {cost:g} {self.unit}; prune more '
+                    'channels (sparsity) or raise the budget'
                 )
             _, knob, new_loss, new_proxy = best
-            bits = self._bits(chosen, knob) - 1
-            self._set_bits(knob, bits)
-            chosen.setdefault(knob[0], {})[knob[1]] = bits
+            value = self._candidate(chosen, chosen_sparsity, knob)
+            self._set(knob, value)
+            if knob[1] == SPARSITY:
+                chosen_sparsity[knob[0]] = value
+                bits, level = None, value
+            else:
+                chosen.setdefault(knob[0], {})[knob[1]] = value
+                bits, level = value, None
             predicted = cost * new_proxy / measured_proxy if measured_proxy > 0 else cost
             since += 1
             measured = None
@@ -262,10 +331,11 @@ class BitAllocator:
                 cost = predicted
             allocation.steps.append(
                 AllocationStep(
-                    knob[0], knob[1], bits, new_loss, new_loss - loss, proxy - new_proxy, predicted, measured
+                    knob[0], knob[1], bits, new_loss, new_loss - loss, proxy - new_proxy, predicted, measured, level
                 )
             )
             loss, proxy = new_loss, new_proxy
         allocation.layer_bits = {k: dict(v) for k, v in chosen.items()}
+        allocation.layer_sparsity = dict(chosen_sparsity)
         allocation.cost, allocation.loss = cost, loss
         return allocation

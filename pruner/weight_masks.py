@@ -27,6 +27,7 @@ zeros.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import keras
@@ -105,31 +106,76 @@ def _keep(scores: np.ndarray, sparsity: float, granularity: str, out_axis: int) 
     return np.moveaxis(keep.reshape(moved.shape), -1, out_axis)
 
 
+Sparsity = float | Mapping[str, float]  # one fraction for every layer, or one per layer (others 0)
+
+
+def sparsity_of(sparsity: Sparsity, layer: str) -> float:
+    """The fraction ``sparsity`` gives ``layer``."""
+    return float(sparsity.get(layer, 0.0)) if isinstance(sparsity, Mapping) else float(sparsity)
+
+
+def scaled(sparsity: Sparsity, fraction: float) -> Sparsity:
+    """``fraction`` of every layer's target (the ramp's share of it)."""
+    if isinstance(sparsity, Mapping):
+        return {name: value * fraction for name, value in sparsity.items()}
+    return sparsity * fraction
+
+
+def _scores(model, layer, x: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(|w_ij| * mean |x_j| for every weight of ``layer``'s kernel, mean |x_j|) on ``model`` as it is."""
+    kind = lookup(layer)
+    kernel = np.asarray(_kernel_variable(layer).numpy())
+    input_l1 = _input_l1(model, layer, x, batch_size)
+    shape = [1] * kernel.ndim
+    shape[kind.in_axis] = kernel.shape[kind.in_axis]
+    return np.abs(kernel.astype(np.float64)) * input_l1.reshape(shape), input_l1
+
+
+def weight_scores(model, x: np.ndarray, exclude: tuple[str, ...] = (), batch_size: int = 256) -> dict:
+    """Layer name -> (scores, out_axis) of every weight-prunable layer of ``model``, each on
+    the activations of ``model`` as it is (nothing is masked here): what a search over
+    per-layer sparsities ranks a layer's weights by (``keep_mask`` turns a score and a
+    sparsity into the weights kept)."""
+    return {
+        layer.name: (_scores(model, layer, x, batch_size)[0], lookup(layer).out_axis)
+        for layer in weight_prunable(model, exclude)
+    }
+
+
+def keep_mask(scores: np.ndarray, sparsity: float, granularity: str, out_axis: int) -> np.ndarray:
+    """The weights kept at ``sparsity`` (bool, the kernel's shape): the highest scores."""
+    return _keep(scores, sparsity, granularity, out_axis)
+
+
 def prune_weights(
     model,
     x: np.ndarray,
-    sparsity: float,
+    sparsity: Sparsity,
     granularity: str,
     exclude: tuple[str, ...] = (),
     batch_size: int = 256,
 ) -> dict[str, LayerWeightMask]:
     """Zero the least important weights of every weight-prunable layer of ``model`` (in
     place), layer by layer from the input: each layer is ranked on the activations of
-    the network whose earlier layers are already masked. Returns the masks by layer."""
+    the network whose earlier layers are already masked. ``sparsity``: one fraction for
+    every layer, or a fraction per layer name (a budget's allocation; layers it does not
+    name keep all their weights). Returns the masks by layer."""
     if granularity not in GRANULARITIES[1:]:
         raise PrunerError(f'weight granularity {granularity!r}: expected one of {GRANULARITIES[1:]}')
-    if not 0 <= sparsity < 1:
-        raise PrunerError(f'weight sparsity {sparsity}: expected a fraction in [0, 1)')
+    fractions = sparsity.values() if isinstance(sparsity, Mapping) else [sparsity]
+    bad = [s for s in fractions if not 0 <= s < 1]
+    if bad:
+        raise PrunerError(f'weight sparsity {bad[0]}: expected a fraction in [0, 1)')
     masks = {}
-    for layer in weight_prunable(model, exclude) if sparsity > 0 else []:
+    for layer in weight_prunable(model, exclude):
+        layer_sparsity = sparsity_of(sparsity, layer.name)
+        if layer_sparsity <= 0:
+            continue
         kind = lookup(layer)
         variable = _kernel_variable(layer)
         kernel = np.asarray(variable.numpy())
-        input_l1 = _input_l1(model, layer, x, batch_size)
-        shape = [1] * kernel.ndim
-        shape[kind.in_axis] = kernel.shape[kind.in_axis]
-        scores = np.abs(kernel.astype(np.float64)) * input_l1.reshape(shape)
-        keep = _keep(scores, sparsity, granularity, kind.out_axis)
+        scores, input_l1 = _scores(model, layer, x, batch_size)
+        keep = _keep(scores, layer_sparsity, granularity, kind.out_axis)
         variable.assign(np.where(keep, kernel, 0).astype(kernel.dtype))
         masks[layer.name] = LayerWeightMask(layer.name, keep, kind.out_axis, input_l1)
     return masks
@@ -151,7 +197,9 @@ class WeightPruningCallback(keras.callbacks.Callback):
     early stopping (from ``final_step`` on) and the saved model see the zeros. Without a
     ramp the ranking is done here, so the masks hold even if nothing trains."""
 
-    def __init__(self, model, x, sparsity: float, granularity: str, exclude=(), ramp_steps: int = 0, updates: int = 8):
+    def __init__(
+        self, model, x, sparsity: Sparsity, granularity: str, exclude=(), ramp_steps: int = 0, updates: int = 8
+    ):
         super().__init__()
         self._target, self._x = model, x
         self._sparsity, self._granularity, self._exclude = sparsity, granularity, tuple(exclude)
@@ -165,18 +213,21 @@ class WeightPruningCallback(keras.callbacks.Callback):
         self._pairs: list = []
         self._step = 0
         if not self.ramp_steps:
-            self._rank(sparsity)
+            self._rank(1.0)
 
     @property
     def final_step(self) -> int:
         """The step from which the masks no longer change."""
         return self._update_at[-1] if self._update_at else 0
 
-    def _rank(self, sparsity: float) -> None:
+    def _rank(self, fraction: float) -> None:
+        """Rank at ``fraction`` of every layer's target sparsity."""
+        sparsity = scaled(self._sparsity, fraction)
         self.masks = prune_weights(self._target, self._x, sparsity, self._granularity, self._exclude)
         variables = {name: _kernel_variable(self._target.get_layer(name)) for name in self.masks}
         self._pairs = [(variables[name], mask.keep.astype(variables[name].dtype)) for name, mask in self.masks.items()]
-        self.history.append({'step': self._step, 'sparsity': round(sparsity, 6)})
+        shown = {k: round(v, 6) for k, v in sparsity.items()} if isinstance(sparsity, Mapping) else round(sparsity, 6)
+        self.history.append({'step': self._step, 'fraction_of_target': round(fraction, 6), 'sparsity': shown})
 
     def apply(self) -> None:
         for variable, keep in self._pairs:
@@ -188,12 +239,13 @@ class WeightPruningCallback(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self._step += 1
         if self._update_at and self._step in self._update_at:
-            self._rank(ramp_sparsity(self._step, self.ramp_steps, self._sparsity))
+            self._rank(ramp_sparsity(self._step, self.ramp_steps, 1.0))
         self.apply()
 
     def check(self) -> None:
         """Every masked weight is 0 and the target sparsity was reached (raises otherwise)."""
-        if self._sparsity > 0 and not self.masks:
+        targets = self._sparsity.values() if isinstance(self._sparsity, Mapping) else [self._sparsity]
+        if any(s > 0 for s in targets) and not self.masks:
             raise PrunerError('weight pruning never ranked the weights: training ended before the ramp ended')
         for variable, keep in self._pairs:
             if np.any(np.asarray(variable.numpy())[keep == 0] != 0):
