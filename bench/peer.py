@@ -51,11 +51,12 @@ BUDGETS = {
     'letter': (2000, 4000, 6000, 10000, 14000, 20000, 30000, 50000),
     'digits': (5000, 10000, 20000, 40000, 80000, 150000),
 }
-# Settings of the budgeted runs besides max_lut: bits only, and with weight sparsity.
+# Settings of the budgeted runs besides max_lut: bits only; bits and weight sparsity per layer
+# chosen together by the allocation (from no zeros); the same after 50 % channel pruning.
 BUDGET_VARIANTS = {
     'bits': {'sparsity': 0.0},
-    'weight50': {'sparsity': 0.0, 'granularity': 'weight', 'weight_sparsity': 0.5},
-    'weight75': {'sparsity': 0.0, 'granularity': 'weight', 'weight_sparsity': 0.75},
+    'weight': {'sparsity': 0.0, 'granularity': 'weight', 'weight_sparsity': 0.0},
+    'channel50weight': {'sparsity': 0.5, 'granularity': 'weight', 'weight_sparsity': 0.0},
 }
 GRID_SPARSITIES = (0.0, 0.5, 0.75)
 GRID_BITS = ((8, 8), (6, 6), (4, 6), (3, 6))

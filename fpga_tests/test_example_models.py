@@ -105,7 +105,9 @@ def test_only_provably_equal_pairs_fold(quantizer, second_user, relu_layer, fold
         assert folded is model
 
 
-@pytest.mark.parametrize('io_type', ['io_parallel', pytest.param('io_stream', marks=pytest.mark.slow)])
+# A 28x28 CNN: its C simulation builds for ~45 s on a busy 2-core machine, so both io types are slow cases.
+@pytest.mark.slow
+@pytest.mark.parametrize('io_type', ['io_parallel', 'io_stream'])
 def test_hls4ml_qkeras_mnist_cnn_converts_unchanged_and_is_exact(io_type, tmp_path):
     x = np.random.default_rng(2).uniform(0, 1, (200, 28, 28, 1))  # pixels in [0, 1], as the model was trained
     np.save(tmp_path / 'x.npy', x)
