@@ -169,11 +169,10 @@ class BatchNormFreeze(keras.callbacks.Callback):
 # Validation samples the budgeted allocation measures each candidate's loss on.
 BUDGET_SAMPLES = 2048
 # Quantization-aware training moves weights (and, with the range refresh, integer bits), so the
-# trained design can cost more than the allocated one: the allocation is redone against a
-# target lowered by the overshoot and BUDGET_MARGIN more, at most this many times (with weight
-# sparsity, QAT ranks its masks anew on the quantized network, so the trained design differs
-# from the allocated one by more than its weights' moves: a target lowered by the overshoot
-# alone was missed three times by 0.4 % on a letter MLP).
+# trained design can cost more than the allocated one: the allocation is redone for a design
+# smaller by that growth and BUDGET_MARGIN more, at most this many times (with weight sparsity,
+# QAT ranks its masks anew on the quantized network, so the trained design differs from the
+# allocated one by more than its weights' moves).
 BUDGET_ATTEMPTS = 3
 BUDGET_MARGIN = 0.02
 
@@ -515,7 +514,10 @@ def quantize_phase(run: Run, pruned: Pruned) -> Quantized:
             quantized.budget = {'limit': budget.limit, 'unit': budget.unit, 'cost': trained, 'attempts': attempts}
             return quantized
         attempts[-1]['qat_phase'] = pruned.phases.pop()  # the manifest's phases are the exported model's
-        target *= budget.limit / trained * (1 - BUDGET_MARGIN)  # lower the target below the overshoot, allocate again
+        # The allocated design grew by trained / allocation.cost in training: allocate again for a design that
+        # much (and BUDGET_MARGIN) smaller. (Scaling the target instead repeats the same allocation when its
+        # last step took the cost well below the target.)
+        target = min(target, allocation.cost) * budget.limit / trained * (1 - BUDGET_MARGIN)
     raise PrunerError(
         f'the budget of {budget.limit:g} {budget.unit} was not met: after {BUDGET_ATTEMPTS} allocations the trained '
         f'design costs {trained:g} {budget.unit} (quantization-aware training moved its weights past the '
