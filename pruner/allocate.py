@@ -27,6 +27,7 @@ bit does, and takes bits where it does not.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -40,7 +41,7 @@ from .layers import KERNEL_NAMES, WEIGHT_ROLES, lookup, weight_name
 from .metrics import tensor_bits
 from .quantize import StepRule, plan_quantization
 from .surgery import to_qkeras
-from .weight_masks import keep_mask
+from .weight_masks import keep_mask, kernel_variable
 
 INPUT = '__input__'  # the input quantizer's key in bit overrides (as in plan_quantization)
 MIN_BITS = 2  # a signed 1-bit quantized_bits holds only the sign: no exact hardware route takes it
@@ -93,6 +94,10 @@ def adder_bits(qmodel) -> float:
         applied = kind.macs(call) / max(1, values.size)
         total += digits * applied * widths.get(id(call.inputs[0]), 32)
     return total
+
+
+def _set_quantizer(quantizer, bits: int, integer: int) -> None:
+    quantizer.bits, quantizer.integer = bits, integer
 
 
 @dataclass
@@ -178,7 +183,6 @@ class BitAllocator:
         granularity: str = 'weight',
     ):
         from .qat import quantizer_slots
-        from .weight_masks import _kernel_variable
 
         self.calibration = calibration
         self.x, self.y = x, y
@@ -208,17 +212,17 @@ class BitAllocator:
         for name, (scores, out_axis) in (weight_scores or {}).items():
             if name in fixed:
                 continue
-            variable = _kernel_variable(self.qmodel.get_layer(name))
+            variable = kernel_variable(self.qmodel.get_layer(name))
             self.sparse[name] = (variable, np.asarray(variable.numpy()), scores, out_axis)
             self.knobs[name, SPARSITY] = []
 
-    def _set_sparsity(self, layer: str, level: float) -> list[tuple]:
+    def _set_sparsity(self, layer: str, level: float) -> list[Callable[[], None]]:
         """Zero the lowest-scoring ``level`` of the layer's weights; returns what undoes it."""
         variable, start, scores, out_axis = self.sparse[layer]
-        undo = [(variable, np.asarray(variable.numpy()))]
+        before = np.asarray(variable.numpy())
         keep = keep_mask(scores, level, self.granularity, out_axis)
         variable.assign(np.where(keep, start, 0).astype(start.dtype))
-        return undo
+        return [lambda: variable.assign(before)]
 
     def _level(self, chosen_sparsity: dict, layer: str) -> float:
         return float(chosen_sparsity.get(layer, self.sparsity))
@@ -227,7 +231,7 @@ class BitAllocator:
     def _next_level(level: float) -> float | None:
         return next((s for s in SPARSITY_LEVELS if s > level + 1e-9), None)
 
-    def _set(self, knob: tuple[str, str], value) -> list[tuple]:
+    def _set(self, knob: tuple[str, str], value) -> list[Callable[[], None]]:
         return self._set_sparsity(knob[0], value) if knob[1] == SPARSITY else self._set_bits(knob, value)
 
     def _candidate(self, chosen: dict, chosen_sparsity: dict, knob: tuple[str, str]):
@@ -237,7 +241,7 @@ class BitAllocator:
         bits = self._bits(chosen, knob)
         return bits - 1 if bits > MIN_BITS else None
 
-    def _set_bits(self, knob: tuple[str, str], bits: int) -> list[tuple]:
+    def _set_bits(self, knob: tuple[str, str], bits: int) -> list[Callable[[], None]]:
         """Give the knob's quantizers ``bits`` (their integer bits by the rule); returns what undoes it."""
         undo = []
         for slot in self.knobs[knob]:
@@ -246,18 +250,14 @@ class BitAllocator:
                 new = self.rule.activation(observed, bits, relu=slot.fixed.kind == 'relu')
             else:
                 new = self.rule.weight(slot.values(), bits)
-            undo.append((slot, slot.quantizer.bits, slot.quantizer.integer))
-            slot.quantizer.bits, slot.quantizer.integer = int(new.bits), int(new.integer)
+            undo.append(functools.partial(_set_quantizer, slot.quantizer, slot.quantizer.bits, slot.quantizer.integer))
+            _set_quantizer(slot.quantizer, int(new.bits), int(new.integer))
         return undo
 
     @staticmethod
-    def _restore(undo: list[tuple]) -> None:
-        for entry in undo:
-            if len(entry) == 2:  # a kernel and its values
-                entry[0].assign(entry[1])
-            else:
-                slot, bits, integer = entry
-                slot.quantizer.bits, slot.quantizer.integer = bits, integer
+    def _restore(undo: list[Callable[[], None]]) -> None:
+        for step in undo:
+            step()
 
     def _loss(self) -> float:
         outputs = [

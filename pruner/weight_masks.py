@@ -58,7 +58,7 @@ class LayerWeightMask:
         }
 
 
-def _kernel_variable(layer):
+def kernel_variable(layer):
     return next((w for w in layer.weights if weight_name(w) in KERNEL_NAMES), None)
 
 
@@ -71,7 +71,7 @@ def weight_prunable(model, exclude: tuple[str, ...] = ()) -> list:
         kind = lookup(layer)
         if kind is None or kind.family != 'producer' or layer.name in exclude:
             continue
-        if _kernel_variable(layer) is None:
+        if kernel_variable(layer) is None:
             continue
         layers.append(layer)
     return layers
@@ -124,7 +124,7 @@ def scaled(sparsity: Sparsity, fraction: float) -> Sparsity:
 def _scores(model, layer, x: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(|w_ij| * mean |x_j| for every weight of ``layer``'s kernel, mean |x_j|) on ``model`` as it is."""
     kind = lookup(layer)
-    kernel = np.asarray(_kernel_variable(layer).numpy())
+    kernel = np.asarray(kernel_variable(layer).numpy())
     input_l1 = _input_l1(model, layer, x, batch_size)
     shape = [1] * kernel.ndim
     shape[kind.in_axis] = kernel.shape[kind.in_axis]
@@ -172,7 +172,7 @@ def prune_weights(
         if layer_sparsity <= 0:
             continue
         kind = lookup(layer)
-        variable = _kernel_variable(layer)
+        variable = kernel_variable(layer)
         kernel = np.asarray(variable.numpy())
         scores, input_l1 = _scores(model, layer, x, batch_size)
         keep = _keep(scores, layer_sparsity, granularity, kind.out_axis)
@@ -224,7 +224,7 @@ class WeightPruningCallback(keras.callbacks.Callback):
         """Rank at ``fraction`` of every layer's target sparsity."""
         sparsity = scaled(self._sparsity, fraction)
         self.masks = prune_weights(self._target, self._x, sparsity, self._granularity, self._exclude)
-        variables = {name: _kernel_variable(self._target.get_layer(name)) for name in self.masks}
+        variables = {name: kernel_variable(self._target.get_layer(name)) for name in self.masks}
         self._pairs = [(variables[name], mask.keep.astype(variables[name].dtype)) for name, mask in self.masks.items()]
         shown = {k: round(v, 6) for k, v in sparsity.items()} if isinstance(sparsity, Mapping) else round(sparsity, 6)
         self.history.append({'step': self._step, 'fraction_of_target': round(fraction, 6), 'sparsity': shown})
