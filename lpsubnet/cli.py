@@ -405,7 +405,7 @@ def rtl(model, out_dir, inputs, max_samples, jobs, allow_wrap, force_large, layo
     required=True,
     type=click.Path(dir_okay=False),
     help='npz with x_train, y_train and optionally x_val, y_val (validation: early stopping, best epochs; '
-    'without them 15%% of x_train is drawn). x_test/y_test are never used here.',
+    'without them 15% of x_train is drawn). x_test/y_test are never used here.',
 )
 @torch_options('--data', "the data's, channels first")
 @click.option(

@@ -22,16 +22,14 @@ def run_routes(config: RunConfig) -> tuple[str, ...]:
     return ('hls', 'rtl') if config.rtl.enabled is not False else ('hls',)
 
 
-def check_before_training(
-    model, train, settings: dict, routes: tuple[str, ...], require_all: bool = True, default_precision=None
-) -> list[str]:
+def check_before_training(model, train, settings: dict, routes: tuple[str, ...], require_all: bool = True) -> list[str]:
     """Raise what compress or a route would refuse of ``model`` after training.
 
     ``settings``: the compress settings (``CompressOptions`` fields); ``train``: the
-    training data (x, y) (the first inputs calibrate the preview). ``require_all``: every route must
-    accept the model (a run builds them all); otherwise one suffices (``lpsubnet
-    prune``, whose output may go to either) and the routes that refuse it are returned
-    as notes.
+    training data (x, y), whose first inputs calibrate the preview. ``require_all``:
+    every route must accept the model (a run builds them all); otherwise one suffices
+    (``lpsubnet prune``, whose output may go to either) and the refusals of the others
+    are returned as notes.
     """
     import hls_backend
     import pruner
@@ -42,7 +40,7 @@ def check_before_training(
     refused: dict[str, UnsupportedModelError] = {}
     for route in routes:
         try:
-            hls_backend.check_supported(preview, route, default_precision)
+            hls_backend.check_supported(preview, route)
         except UnsupportedModelError as exc:
             refused[route] = exc
     if refused and (require_all or len(refused) == len(routes)):
