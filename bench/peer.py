@@ -262,10 +262,15 @@ def section(root: Path, plots: Path) -> list[str]:
         hgq = mean_fronts(points, 'hgq2', COMPARE_AT[task])
         lps = mean_fronts(points, 'lpsubnet', COMPARE_AT[task])
         quick = any(p.get('epochs', 0) < HGQ_EPOCHS[task] for p in points if p['side'] == 'hgq2')
+        partial = min(hgq['seeds'], lps['seeds']) < SEEDS[task]
+        floats = sorted({(p['seed'], p['float_accuracy']) for p in points if 'float_accuracy' in p})
+        start = f'{np.mean([a for _, a in floats]):.1f} %' if floats else 'not measured'
         lines += [f'### {task}' + (' (quick smoke run: not evidence)' if quick else ''), '',
-                  f'Seeds: HGQ2 {hgq["seeds"]}, lpsubnet {lps["seeds"]}; points: '
-                  f'{sum(p["side"] == "hgq2" for p in points)} HGQ2, {sum(p["side"] == "lpsubnet" for p in points)} '
-                  'lpsubnet.', '',
+                  f'Seeds: HGQ2 {hgq["seeds"]}, lpsubnet {lps["seeds"]}'
+                  + (f' (a partial run: the full one has {SEEDS[task]} per side)' if partial else '')
+                  + f'; points: {sum(p["side"] == "hgq2" for p in points)} HGQ2, '
+                  f'{sum(p["side"] == "lpsubnet" for p in points)} lpsubnet. lpsubnet starts from the float model '
+                  f'trained with HGQ2\'s recipe (`peer_baseline`): {start} test accuracy.', '',
                   '| LUT budget | HGQ2 front | lpsubnet front | lpsubnet - HGQ2 |', '|---:|---:|---:|---:|']  # fmt: skip
         for budget in COMPARE_AT[task]:
             h, p = hgq['at'][budget], lps['at'][budget]
