@@ -115,3 +115,11 @@ def test_one_lpsubnet_point_is_priced_and_checked_exact(tmp_path):
     assert record['lut_estimate'] <= 50000
     assert all(v['sparsity'] >= 0.49 for v in record['weight_pruning']['layers'].values())
     assert json.loads((tmp_path / 'p.json').read_text())['name'] == point['name']
+
+
+def test_a_front_is_interpolated_in_log_lut_between_its_points():
+    front = [(1000.0, 50.0), (4000.0, 70.0)]
+    assert peer.interpolated(front, 500) is None
+    assert peer.interpolated(front, 1000) == 50.0
+    assert peer.interpolated(front, 2000) == pytest.approx(60.0)  # half way in log
+    assert peer.interpolated(front, 9000) == 70.0
