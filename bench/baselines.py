@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import contextlib
-import sys
+import importlib
 
 import numpy as np
 
@@ -23,7 +23,7 @@ def reversed_layer_order():
     """Inside this context ``pruner.compress`` builds its layerwise schedule with the
     prunable groups in output-to-input order. (compress has no schedule argument, so
     the module's ``make_schedule`` is wrapped; the manifest's schedule shows the order.)"""
-    module = sys.modules['pruner.phases']
+    module = importlib.import_module('pruner.phases')  # where compress builds its schedule
     original = module.make_schedule
 
     def make_reversed(kind, groups, *args, **kwargs):
