@@ -19,7 +19,7 @@ from fpga_tests.pruner_models import digits, flatten_mlp, sequential_cnn, small_
 from pruner import metrics
 from pruner.errors import PrunerError
 from pruner.options import CompressOptions
-from pruner.weight_masks import _keep, prune_weights, ramp_sparsity, weight_prunable
+from pruner.weight_masks import keep_mask, prune_weights, ramp_sparsity, weight_prunable
 
 SCORES = arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(1, 4)), elements=st.floats(0, 4, width=16))
 
@@ -27,7 +27,7 @@ SCORES = arrays(np.float64, st.tuples(st.integers(1, 5), st.integers(1, 4)), ele
 @settings(max_examples=150, deadline=None)
 @given(SCORES, st.floats(0, 0.99))
 def test_weight_granularity_drops_the_lowest_scores_of_the_layer(scores, sparsity):
-    keep = _keep(scores, sparsity, 'weight', out_axis=-1)
+    keep = keep_mask(scores, sparsity, 'weight', out_axis=-1)
     drop = int(np.floor(sparsity * scores.size))
     assert keep.sum() == scores.size - drop
     if 0 < drop < scores.size:  # no kept score below a dropped one
@@ -42,7 +42,7 @@ def test_weight_granularity_drops_the_lowest_scores_of_the_layer(scores, sparsit
 @settings(max_examples=150, deadline=None)
 @given(SCORES, st.floats(0, 0.99))
 def test_kofn_keeps_the_same_count_of_the_highest_scores_per_output_neuron(scores, sparsity):
-    keep = _keep(scores, sparsity, 'kofn', out_axis=-1)
+    keep = keep_mask(scores, sparsity, 'kofn', out_axis=-1)
     n = scores.shape[0]
     k = n - int(np.floor(sparsity * n))
     assert np.all(keep.sum(axis=0) == k)
@@ -54,7 +54,7 @@ def test_kofn_keeps_the_same_count_of_the_highest_scores_per_output_neuron(score
 
 def test_kofn_groups_a_conv_kernel_by_filter():
     scores = np.random.default_rng(0).random((3, 3, 4, 5))  # kh, kw, cin, filters: fan-in 36
-    keep = _keep(scores, 0.75, 'kofn', out_axis=-1)
+    keep = keep_mask(scores, 0.75, 'kofn', out_axis=-1)
     assert np.all(keep.reshape(-1, 5).sum(axis=0) == 36 - 27)
 
 

@@ -203,6 +203,21 @@ def budget_of(options: CompressOptions, cost) -> Budget | None:
     return None
 
 
+def _calibrated(float_model, x, options: CompressOptions) -> dict:
+    return calibrate(float_model, x, batch_size=256, percentile=options.percentile)
+
+
+def _quantized(float_model, calibration: dict, options: CompressOptions, allocated: dict | None = None):
+    """(plan, QKeras model) of ``float_model`` from its calibration statistics, the options'
+    bits, the user's overrides over the ``allocated`` ones."""
+    o = options
+    overrides = {**(allocated or {}), **bit_overrides(float_model, o.layer_bits, o.last_layer_bits)}
+    plan = plan_quantization(
+        float_model, calibration, o.weight_bits, o.activation_bits, o.bias_bits, overrides, o.step_rule
+    )
+    return plan, to_qkeras(float_model, plan)
+
+
 @dataclass
 class Run:
     """What every phase of one ``compress`` call shares."""
@@ -227,7 +242,7 @@ class Run:
 
     def calibrated(self, float_model) -> dict:
         """What every layer of a float model outputs on the calibration data (``quantize.calibrate``)."""
-        return calibrate(float_model, self.calibration_x, batch_size=256, percentile=self.options.percentile)
+        return _calibrated(float_model, self.calibration_x, self.options)
 
     def quantized(
         self, float_model, allocated: dict | None = None, calibration: dict | None = None
@@ -235,13 +250,8 @@ class Run:
         """(plan, QKeras model) of a float model from calibration statistics (``calibration``:
         already measured on this model); ``allocated``: per-layer bits chosen under the
         budget (the user's own overrides win)."""
-        o = self.options
         calibration = calibration if calibration is not None else self.calibrated(float_model)
-        overrides = {**(allocated or {}), **bit_overrides(float_model, o.layer_bits, o.last_layer_bits)}
-        plan = plan_quantization(
-            float_model, calibration, o.weight_bits, o.activation_bits, o.bias_bits, overrides, o.step_rule
-        )
-        return plan, to_qkeras(float_model, plan)
+        return _quantized(float_model, calibration, self.options, allocated)
 
     def allocate(self, float_model, calibration: dict, target: float) -> Allocation:
         """Per-layer bits of a float model (``calibration``: measured on it) that bring
@@ -742,11 +752,5 @@ def quantized_preview(model, train_data, options: CompressOptions | None = None,
     x, _ = _xy(train_data, 'train_data', model)
     MaskedModel(model, exclude_first=o.exclude_first, exclude=o.exclude)  # the pruner's own refusals
     float_model = fold_batchnorm(model, fuse=o.joint)
-    calibration = calibrate(
-        float_model, np.asarray(x[: o.calibration_samples]), batch_size=256, percentile=o.percentile
-    )
-    overrides = bit_overrides(float_model, o.layer_bits, o.last_layer_bits)
-    plan = plan_quantization(
-        float_model, calibration, o.weight_bits, o.activation_bits, o.bias_bits, overrides, o.step_rule
-    )
-    return to_qkeras(float_model, plan)
+    _, qmodel = _quantized(float_model, _calibrated(float_model, x[: o.calibration_samples], o), o)
+    return qmodel

@@ -88,9 +88,9 @@ def _input_l1(model, layer, x, batch_size: int) -> np.ndarray:
     return total / max(count, 1)
 
 
-def _keep(scores: np.ndarray, sparsity: float, granularity: str, out_axis: int) -> np.ndarray:
-    """The kept weights: the highest scores (ties: the earlier index is kept, so the
-    result is deterministic)."""
+def keep_mask(scores: np.ndarray, sparsity: float, granularity: str, out_axis: int) -> np.ndarray:
+    """The weights kept at ``sparsity`` (bool, the kernel's shape): the highest scores
+    (ties: the earlier index is kept, so the result is deterministic)."""
     if granularity == 'weight':
         flat = scores.ravel()
         drop = int(np.floor(sparsity * flat.size))
@@ -107,6 +107,11 @@ def _keep(scores: np.ndarray, sparsity: float, granularity: str, out_axis: int) 
 
 
 Sparsity = float | Mapping[str, float]  # one fraction for every layer, or one per layer (others 0)
+
+
+def _fractions(sparsity: Sparsity) -> list[float]:
+    """Every fraction ``sparsity`` names."""
+    return list(sparsity.values()) if isinstance(sparsity, Mapping) else [float(sparsity)]
 
 
 def sparsity_of(sparsity: Sparsity, layer: str) -> float:
@@ -142,11 +147,6 @@ def weight_scores(model, x: np.ndarray, exclude: tuple[str, ...] = (), batch_siz
     }
 
 
-def keep_mask(scores: np.ndarray, sparsity: float, granularity: str, out_axis: int) -> np.ndarray:
-    """The weights kept at ``sparsity`` (bool, the kernel's shape): the highest scores."""
-    return _keep(scores, sparsity, granularity, out_axis)
-
-
 def prune_weights(
     model,
     x: np.ndarray,
@@ -162,8 +162,7 @@ def prune_weights(
     name keep all their weights). Returns the masks by layer."""
     if granularity not in GRANULARITIES[1:]:
         raise PrunerError(f'weight granularity {granularity!r}: expected one of {GRANULARITIES[1:]}')
-    fractions = sparsity.values() if isinstance(sparsity, Mapping) else [sparsity]
-    bad = [s for s in fractions if not 0 <= s < 1]
+    bad = [s for s in _fractions(sparsity) if not 0 <= s < 1]
     if bad:
         raise PrunerError(f'weight sparsity {bad[0]}: expected a fraction in [0, 1)')
     masks = {}
@@ -175,7 +174,7 @@ def prune_weights(
         variable = kernel_variable(layer)
         kernel = np.asarray(variable.numpy())
         scores, input_l1 = _scores(model, layer, x, batch_size)
-        keep = _keep(scores, layer_sparsity, granularity, kind.out_axis)
+        keep = keep_mask(scores, layer_sparsity, granularity, kind.out_axis)
         variable.assign(np.where(keep, kernel, 0).astype(kernel.dtype))
         masks[layer.name] = LayerWeightMask(layer.name, keep, kind.out_axis, input_l1)
     return masks
@@ -244,8 +243,7 @@ class WeightPruningCallback(keras.callbacks.Callback):
 
     def check(self) -> None:
         """Every masked weight is 0 and the target sparsity was reached (raises otherwise)."""
-        targets = self._sparsity.values() if isinstance(self._sparsity, Mapping) else [self._sparsity]
-        if any(s > 0 for s in targets) and not self.masks:
+        if any(s > 0 for s in _fractions(self._sparsity)) and not self.masks:
             raise PrunerError('weight pruning never ranked the weights: training ended before the ramp ended')
         for variable, keep in self._pairs:
             if np.any(np.asarray(variable.numpy())[keep == 0] != 0):
