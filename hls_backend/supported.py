@@ -62,9 +62,7 @@ def check_supported(model, route: str, default_precision: str | None = None) -> 
     its project would, so that what the route refuses (a layer it does not map, a float
     activation, an unfolded batch norm) is raised as the same UnsupportedModelError, in
     seconds and before anything is trained or written. Returns the plan's notes."""
-    from .core.exact_pairs import fold_exact_pairs
-    from .core.plan import plan_model
+    from .core.exact_pairs import plan_folded
 
-    model, folded = fold_exact_pairs(model)
-    plan = plan_model(model, route_registry(route), None, default_precision if route == 'hls' else None)
-    return folded + plan.notes
+    _, plan = plan_folded(model, route_registry(route), None, default_precision if route == 'hls' else None)
+    return plan.notes

@@ -112,3 +112,14 @@ def _rewired(node: dict, removed: dict) -> dict:
     if history and history[0] in removed:
         node['keras_history'] = list(removed[history[0]])
     return node
+
+
+def plan_folded(model, registry, input_precision: str | None = None, default_precision: str | None = None):
+    """(model, plan) as every route plans a model: the redundant float relus folded first,
+    each fold named at the head of the plan's notes (``core.plan.plan_model`` on the result)."""
+    from .plan import plan_model
+
+    model, folded = fold_exact_pairs(model)
+    plan = plan_model(model, registry, input_precision, default_precision)
+    plan.notes[:0] = folded
+    return model, plan

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.exact_pairs import fold_exact_pairs
+from ..core.exact_pairs import plan_folded
 from ..core.files import atomic_directory, check_output_dir, write_text_atomic
 from ..core.layer_kinds import WEIGHT_ROLES
 from ..core.model_io import load_array, load_qkeras_model
-from ..core.plan import ModelPlan, check_float32_reference, plan_model
+from ..core.plan import ModelPlan, check_float32_reference
 from ..core.project import ProjectInfo, read_project_info, relink_records
 from ..core.reference import logits_model, prepare_inputs, reference_outputs
 from ..core.templates import render
@@ -92,9 +92,7 @@ def write_project(
 
         model = keras.Model(model.inputs, model.outputs, name=model.name)
     check_layer_names(model, model_path)
-    model, folded = fold_exact_pairs(model)
-    plan = plan_model(model, HLS_LAYERS, options.input_precision, options.default_precision)
-    plan.notes[:0] = folded
+    model, plan = plan_folded(model, HLS_LAYERS, options.input_precision, options.default_precision)
     if plan.exact:
         check_float32_reference(model, plan, HLS_LAYERS)
     hw_model = logits_model(model, plan)

@@ -357,7 +357,7 @@ def _write_quantized(x, n: int, input_type, path: Path, source: str, allow_wrap:
 def _reference_model(project_dir: Path, info: ProjectInfo):
     """The model the design computes (logits when the softmax was left out): hls4ml's copy
     of the converted model in the project, else the recorded model file re-planned."""
-    from ..core.exact_pairs import fold_exact_pairs
+    from ..core.exact_pairs import plan_folded
     from ..core.model_io import load_qkeras_model
     from ..core.quiet import import_tensorflow_quietly
 
@@ -365,12 +365,15 @@ def _reference_model(project_dir: Path, info: ProjectInfo):
     snapshot = project_dir / 'keras_model.keras'
     if snapshot.is_file():
         return load_qkeras_model(snapshot), snapshot
-    from ..core.plan import plan_model
     from ..core.reference import logits_model
     from .layers import HLS_LAYERS
 
-    model, _ = fold_exact_pairs(load_qkeras_model(info.model_path))
-    plan = plan_model(model, HLS_LAYERS, info.options.get('input_precision'), info.options.get('default_precision'))
+    model, plan = plan_folded(
+        load_qkeras_model(info.model_path),
+        HLS_LAYERS,
+        info.options.get('input_precision'),
+        info.options.get('default_precision'),
+    )
     return logits_model(model, plan), Path(info.model_path)
 
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.exact_pairs import fold_exact_pairs
+from ..core.exact_pairs import plan_folded
 from ..core.model_io import load_qkeras_model
 
 
@@ -44,7 +44,7 @@ def estimate_cost(model, input_precision: str | None = None, inputs=None) -> Cos
     import numpy as np
     from da4ml.trace import HWConfig
 
-    from ..core.plan import check_float32_reference, plan_model
+    from ..core.plan import check_float32_reference
     from ..core.reference import prepare_inputs, reference_outputs
     from ..core.results import RouteResult, compare_exact
     from .layers import RTL_LAYERS
@@ -54,8 +54,7 @@ def estimate_cost(model, input_precision: str | None = None, inputs=None) -> Cos
 
     if isinstance(model, (str, Path)):
         model = load_qkeras_model(model)
-    model, _ = fold_exact_pairs(model)
-    plan = plan_model(model, RTL_LAYERS, input_precision=input_precision or RTLOptions().input_precision)
+    model, plan = plan_folded(model, RTL_LAYERS, input_precision=input_precision or RTLOptions().input_precision)
     size = design_size(model, RTL_LAYERS)
     start = time.perf_counter()
     comb, _, _ = replay_model(model, plan, HWConfig(1, -1, -1), None)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.exact_pairs import fold_exact_pairs
+from ..core.exact_pairs import plan_folded
 from ..core.files import atomic_directory, write_text_atomic
 from ..core.model_io import load_array, load_qkeras_model
 from ..core.progress import step
@@ -117,16 +117,14 @@ def write_rtl(
     from da4ml.trace import HWConfig
 
     from ..core.input_range import scan
-    from ..core.plan import check_float32_reference, plan_model
+    from ..core.plan import check_float32_reference
     from ..core.reference import prepare_inputs, reference_outputs
     from .layers import RTL_LAYERS
     from .replay import io_widths, replay_model
     from .size import TraceProgress, check_design_size, design_size
 
     model_path = Path(model_path)
-    model, folded = fold_exact_pairs(load_qkeras_model(model_path))
-    plan = plan_model(model, RTL_LAYERS, input_precision=o.input_precision)
-    plan.notes[:0] = folded
+    model, plan = plan_folded(load_qkeras_model(model_path), RTL_LAYERS, input_precision=o.input_precision)
     size = design_size(model, RTL_LAYERS)
     check_design_size(size, str(model_path), force_large)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core import processes
-from ..core.exact_pairs import fold_exact_pairs
+from ..core.exact_pairs import plan_folded
 from ..core.model_io import load_qkeras_model
 from ..core.progress import step
 from ..core.project import ProjectInfo
@@ -306,7 +306,6 @@ def _stream_check(
 
 def _reference_model(info: ProjectInfo):
     """The model the design computes (logits when a final softmax was left out)."""
-    from ..core.plan import plan_model
     from ..core.quiet import import_tensorflow_quietly
     from ..core.reference import logits_model
     from .layers import RTL_LAYERS
@@ -315,8 +314,8 @@ def _reference_model(info: ProjectInfo):
     path = Path(info.model_path)
     if not path.is_file():
         raise BadInputError(f'the model {path} of this RTL project is gone: no QKeras reference for new inputs')
-    model, _ = fold_exact_pairs(load_qkeras_model(path))
-    return logits_model(model, plan_model(model, RTL_LAYERS, input_precision=info.input_type))
+    model, plan = plan_folded(load_qkeras_model(path), RTL_LAYERS, input_precision=info.input_type)
+    return logits_model(model, plan)
 
 
 def _da4ml_predict_check(rtl_model, project_dir: Path, x: np.ndarray, reference: np.ndarray) -> RouteResult:
