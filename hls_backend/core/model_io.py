@@ -81,24 +81,7 @@ def load_keras2_json(path: str | Path, weights: str | Path | None = None):
         f"`model.load_weights('{weights}'); model.save('{path.with_suffix('.keras')}')` and give the .keras file"
     )
 
-    from keras.src.legacy.saving import saving_utils
-
-    custom_objects = _qkeras_objects()
-    config = keras3_config(config)
-    version = config.get('keras_version', 'unknown')
-    try:
-        model = saving_utils.model_from_config(config, custom_objects=custom_objects)
-    except Exception as exc:  # Keras raises many types for configs it cannot map
-        unknown = re.search(r"Unknown layer: '([^']+)'", str(exc))
-        if unknown:
-            raise BadInputError(
-                f"model file {path} (Keras {version}) uses the layer class '{unknown.group(1)}', which is neither "
-                'a Keras nor a QKeras layer (a custom layer of the code that wrote it); `lpsubnet layers` lists the '
-                'layers lpsubnet reads'
-            ) from None
-        raise BadInputError(
-            f'model file {path} (Keras {version}) cannot be read by Keras 3 ({type(exc).__name__}: {exc}); {convert}'
-        ) from exc
+    model = _model_from_keras2_config(config, path, config.get('keras_version', 'unknown'), convert)
     try:
         model.load_weights(weights)
     except Exception as exc:
@@ -136,19 +119,39 @@ def load_legacy_h5(path: Path):
         config = config.decode()
     # Keras 3's own HDF5 reader passes the stored config to its legacy converter as it is;
     # the config is normalised first (keras3_config), then the weights are read by name.
-    from keras.src.legacy.saving import legacy_h5_format, saving_utils
+    from keras.src.legacy.saving import legacy_h5_format
 
-    custom_objects = _qkeras_objects()
+    fix = 'load it with the Keras that wrote it and save it as .keras, or give its model.json and weights'
+    model = _model_from_keras2_config(json.loads(config), path, version, fix)
     try:
-        model = saving_utils.model_from_config(keras3_config(json.loads(config)), custom_objects=custom_objects)
         with h5py.File(path, 'r') as h5:
             legacy_h5_format.load_weights_from_hdf5_group(h5['model_weights'], model)
-    except Exception as exc:  # Keras raises many types for configs and weights it cannot map
+    except Exception as exc:  # Keras raises many types for weights it cannot map
         raise BadInputError(
-            f'model file {path} (Keras {version}) could not be loaded by Keras 3 ({type(exc).__name__}: {exc}); '
-            'load it with the Keras that wrote it and save it as .keras, or give its model.json and weights'
+            f'model file {path} (Keras {version}): its weights could not be loaded by Keras 3 '
+            f'({type(exc).__name__}: {exc}); {fix}'
         ) from None
     return model
+
+
+def _model_from_keras2_config(config: dict, path: Path, version: str, fix: str):
+    """The model of a Keras-2-era config (``keras3_config``, every QKeras object known), or a
+    BadInputError naming ``path``: a custom layer class by name, anything else with ``fix``."""
+    from keras.src.legacy.saving import saving_utils
+
+    try:
+        return saving_utils.model_from_config(keras3_config(config), custom_objects=_qkeras_objects())
+    except Exception as exc:  # Keras raises many types for configs it cannot map
+        unknown = re.search(r"Unknown layer: '([^']+)'", str(exc))
+        if unknown:
+            raise BadInputError(
+                f"model file {path} (Keras {version}) uses the layer class '{unknown.group(1)}', which is neither "
+                'a Keras nor a QKeras layer (a custom layer of the code that wrote it); `lpsubnet layers` lists the '
+                'layers lpsubnet reads'
+            ) from None
+        raise BadInputError(
+            f'model file {path} (Keras {version}) cannot be read by Keras 3 ({type(exc).__name__}: {exc}); {fix}'
+        ) from exc
 
 
 def keras3_config(config: dict) -> dict:
