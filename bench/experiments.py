@@ -129,32 +129,40 @@ def _fit_float(model, task, epochs, batch, lr, seed, callbacks=()):
 
 
 def baseline(task, seed: int, root: Path, tiny: bool = False):
-    """The float baseline of (task, seed), trained once and cached as .keras. Shards of one
-    task start on the same seeds together: a lock file lets one of them train it while the
-    others wait for it."""
+    """The float baseline of (task, seed) and its path, trained once with the bench's
+    recipe and cached as .keras (:func:`cached_float`)."""
+    s = settings(task.name, tiny)
+    path = root / task.name / 'baselines' / f'float_seed{seed}.keras'
+
+    def fit(model):
+        _fit_float(model, task, s['base_epochs'], s['batch'], s['lr'], seed)
+
+    return cached_float(task, seed, path, fit), path
+
+
+def cached_float(task, seed: int, path: Path, fit, record: dict | None = None):
+    """The bench's float model of (task, seed) at ``path``: built, trained once by
+    ``fit(model)`` and saved as .keras, with a .json of its training seconds (and ``record``).
+    Shards of one task start on the same seeds together: a lock file lets one of them train
+    it while the others wait for it."""
     import fcntl
 
-    path = root / task.name / 'baselines' / f'float_seed{seed}.keras'
+    import keras
+
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix('.lock'), 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _cached_baseline(task, seed, path, tiny)
-
-
-def _cached_baseline(task, seed: int, path: Path, tiny: bool):
-    import keras
-
-    if path.exists():
-        return keras.models.load_model(path), path
-    s = settings(task.name, tiny)
-    keras.utils.set_random_seed(seed)
-    model = models.build(task.name, task.x_train.shape[1:], _n_out(task))
-    t0 = time.time()
-    _fit_float(model, task, s['base_epochs'], s['batch'], s['lr'], seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
-    (path.with_suffix('.json')).write_text(json.dumps({'seconds': round(time.time() - t0, 2)}) + '\n')
-    return model, path
+        if path.exists():
+            return keras.models.load_model(path)
+        keras.utils.set_random_seed(seed)
+        model = models.build(task.name, task.x_train.shape[1:], _n_out(task))
+        t0 = time.time()
+        fit(model)
+        model.save(path)
+        path.with_suffix('.json').write_text(
+            json.dumps({'seconds': round(time.time() - t0, 2), **(record or {})}) + '\n'
+        )
+        return model
 
 
 def _producers(model) -> tuple[str, ...]:

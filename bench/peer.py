@@ -131,32 +131,20 @@ def peer_baseline(task, seed: int, tiny: bool, baselines: Path = E.RESULTS):
     recipe (Adam at 3e-3 cosine-decayed to 0 over HGQ2's epochs, batch 128). The bench's own
     baseline (60 epochs at a constant rate: letter 87.4 %) is a weaker network than the one
     HGQ2 trains in its 300 epochs (92-93 % at its loosest beta); a user who compares the tools
-    starts lpsubnet from a well-trained model. Cached under ``baselines``/peer/<task>/baselines."""
-    import fcntl
-
+    starts lpsubnet from a well-trained model. Cached under ``baselines``/peer/<task>/baselines
+    (``experiments.cached_float``)."""
     import keras
 
-    from . import models
+    epochs = E.settings(task.name, tiny)['base_epochs'] if tiny else HGQ_EPOCHS[task.name]
 
-    path = baselines / 'peer' / task.name / 'baselines' / f'float_seed{seed}.keras'
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix('.lock'), 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if path.exists():
-            return keras.models.load_model(path)
-        keras.utils.set_random_seed(seed)
-        model = models.build(task.name, task.x_train.shape[1:], E._n_out(task))
-        epochs = E.settings(task.name, tiny)['base_epochs'] if tiny else HGQ_EPOCHS[task.name]
+    def fit(model):
         steps = epochs * -(-len(task.x_train) // FLOAT_BATCH)
         schedule = keras.optimizers.schedules.CosineDecay(FLOAT_LEARNING_RATE, steps)
         model.compile(keras.optimizers.Adam(schedule), 'sparse_categorical_crossentropy', metrics=['accuracy'])
-        t0 = time.time()
         model.fit(task.x_train, task.y_train, batch_size=FLOAT_BATCH, epochs=epochs, shuffle=True, verbose=0)
-        model.save(path)
-        path.with_suffix('.json').write_text(
-            json.dumps({'seconds': round(time.time() - t0, 2), 'epochs': epochs, 'batch': FLOAT_BATCH}) + '\n'
-        )
-        return model
+
+    path = baselines / 'peer' / task.name / 'baselines' / f'float_seed{seed}.keras'
+    return E.cached_float(task, seed, path, fit, {'epochs': epochs, 'batch': FLOAT_BATCH})
 
 
 def run_lpsubnet(task, point: dict, out: Path, tiny: bool, baselines: Path = E.RESULTS) -> dict:
