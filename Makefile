@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench,torch]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,torch,synth]'
 	touch $(STAMP)
 
 # One worker process per CPU (pytest-xdist), each test file on one worker so its shared

@@ -9,6 +9,7 @@ Public entry points:
 - :func:`write_project` - QKeras ``.keras`` file -> Vivado/Vitis HLS project directory
 - :func:`csim` - vendor-free C simulation of that project, compared bit for bit
 - :func:`synth` - vendor tool steps (csim, csynth, cosim, export) where the tool exists
+- :func:`synth_open` - Yosys mapping (and nextpnr placement on ECP5) of an RTL project, from PyPI
 - :func:`rtl` - da4ml Verilog/VHDL + Verilator cycle-accurate simulation, compared bit for bit
 - :func:`estimate_cost` - da4ml's LUT estimate of the RTL design of a QKeras model, nothing written
 - :func:`check_supported` - a route's refusals of a QKeras model in memory, before anything is built
@@ -24,7 +25,8 @@ from .core.project import DEFAULT_PART, ProjectInfo, read_project_info
 from .hls import HLSOptions, csim, relink_project, synth, write_project
 from .hls.hls4ml_script import exact_config, register, registered, unregister
 from .rtl.cost import CostEstimate, estimate_cost
-from .rtl.options import RTLOptions
+from .rtl.open_synth import synth_open
+from .rtl.options import OpenSynthOptions, RTLOptions
 from .rtl.route import rtl, simulate_rtl, write_rtl
 from .supported import check_supported
 from .version import __version__
@@ -33,6 +35,7 @@ __all__ = [
     'DEFAULT_PART',
     'HLSOptions',
     'RTLOptions',
+    'OpenSynthOptions',
     'ProjectInfo',
     'load_qkeras_model',
     'write_project',
@@ -40,6 +43,7 @@ __all__ = [
     'relink_project',
     'csim',
     'synth',
+    'synth_open',
     'rtl',
     'write_rtl',
     'simulate_rtl',

@@ -20,7 +20,7 @@ import sys
 import click
 
 from hls_backend.hls.options import HLSOptions
-from hls_backend.rtl.options import RTLOptions
+from hls_backend.rtl.options import OpenSynthOptions, RTLOptions
 from hls_backend.rtl.size import RTL_MAX_MACS
 from pruner.options import CHOICES, CompressOptions
 
@@ -296,17 +296,65 @@ def _mismatch_lines(result, what: str) -> list[str]:
 @main.command()
 @click.argument('project_dir', type=click.Path(file_okay=False, exists=True))
 @click.option(
-    '--steps', default='csynth', show_default=True, help='Comma-separated vendor steps: csim, csynth, cosim, export.'
+    '--tool',
+    type=click.Choice(['auto', 'vendor', 'yosys']),
+    default='auto',
+    show_default=True,
+    help='vendor: Vivado/Vitis HLS steps on an HLS project; yosys: Yosys mapping (and nextpnr with --place) of '
+    'an RTL project; auto: by the project.',
 )
-@handle_errors
-def synth(project_dir, steps):
-    """Run vendor HLS steps on PROJECT_DIR (needs vivado_hls or vitis-run on PATH)."""
-    from hls_backend import synth as run_synth
+@click.option(
+    '--steps', default='csynth', show_default=True, help='Vendor steps (csim, csynth, cosim, export), comma-separated.'
+)
+@click_options(OpenSynthOptions)
+@click.option('--force', is_flag=True, help='Replace earlier open-synthesis results of the project.')
+@handle_errors(tensorflow=False)
+def synth(project_dir, tool, steps, force, **given):
+    """Synthesize PROJECT_DIR: vendor HLS steps (needs vivado_hls or vitis-run on PATH) on an
+    HLS project, or Yosys (and nextpnr) from PyPI on an RTL project."""
+    from pathlib import Path
 
-    result = run_synth(project_dir, steps)
-    click.echo(
-        f'{result.tool}: latency {result.latency_cycles} cycles, II {result.initiation_interval}, resources {result.resources}'
-    )
+    from hls_backend.core.project import PROJECT_FILES
+
+    if tool == 'auto':
+        tool = 'yosys' if (Path(project_dir) / PROJECT_FILES['rtl']).is_file() else 'vendor'
+    if tool == 'vendor':
+        from hls_backend import synth as run_synth
+
+        result = run_synth(project_dir, steps)
+        click.echo(
+            f'{result.tool}: latency {result.latency_cycles} cycles, II {result.initiation_interval}, resources {result.resources}'
+        )
+        return
+    from hls_backend import synth_open
+
+    result = synth_open(project_dir, OpenSynthOptions(**cli_settings(OpenSynthOptions, given)), force=force)
+    for line in synth_lines(result.to_dict()):
+        click.echo(line)
+    if result.checks.get('netlist'):
+        _fail_unless_exact(result, 'the Yosys netlist')
+
+
+def synth_lines(result: dict) -> list[str]:
+    """What `lpsubnet synth --tool yosys` prints of its result record."""
+    r = result['resources']
+    sizes = ', '.join(f'{k} {v:,}' for k, v in r['LUT_by_size'].items())
+    lines = [
+        f'Yosys mapping ({r["family"]}; not vendor synthesis): LUT {r["LUT"]:,} ({sizes}), FF {r["FF"]:,}, '
+        f'carry {r["CARRY"]:,}, DSP {r["DSP"]}, BRAM {r["BRAM"]} in {result["build_seconds"]:.0f} s '
+        f'(da4ml estimated {r["lut_estimate_da4ml"]:,} LUT, {r["ff_estimate_da4ml"]:,} FF)'
+    ]
+    if r.get('nextpnr'):
+        lines.append(r['nextpnr']['summary'])
+    netlist = result['checks'].get('netlist')
+    if netlist:
+        lines.append(
+            f'the Yosys netlist, simulated clock by clock: {"EXACT" if netlist["exact"] else "MISMATCH"} '
+            f'{netlist["exact_matches"]}/{netlist["samples"]} samples bit-exact against the model '
+            f'(latency {netlist["latency_cycles"]}, II {netlist["initiation_interval"]})'
+        )
+    lines.append(f'written: {result["project_dir"]}/synth/ and lpsubnet_synth.json')
+    return lines
 
 
 @main.command()

@@ -66,10 +66,11 @@ def _build_harness(project_dir: Path, info: ProjectInfo, install, o3: bool) -> P
     return exe
 
 
-def build_rtl(project_dir: str | Path, o3: bool = False, jobs: int | None = None):
+def build_rtl(project_dir: str | Path, o3: bool = False, jobs: int | None = None, strict_lint: bool = True):
     """Verilate and compile the design (da4ml's compile step, through the wrapper) and
-    lpsubnet's cycle harness. Returns (da4ml model with the emulator loaded, harness
-    path, seconds, verilator install)."""
+    lpsubnet's cycle harness (Verilog with -Wall, its warnings fatal unless not
+    ``strict_lint``). Returns (da4ml model with the emulator loaded, harness path,
+    seconds, verilator install)."""
     from .verilator_setup import verilator_environment
 
     project_dir = Path(project_dir).resolve()
@@ -90,7 +91,9 @@ def build_rtl(project_dir: str | Path, o3: bool = False, jobs: int | None = None
             f'Verilator build of {project_dir.name} ({info.options["hdl"]}, verilator {install.version})'
         ) as building:
             try:
-                _run_da4ml_make(rtl_model, project_dir, info, jobs=jobs, o3=o3, log=log, building=building)
+                _run_da4ml_make(
+                    rtl_model, project_dir, info, jobs=jobs, o3=o3, log=log, building=building, strict_lint=strict_lint
+                )
                 building.update('compiling the cycle harness')
                 exe = _build_harness(project_dir, info, install, o3)
             finally:
@@ -99,7 +102,9 @@ def build_rtl(project_dir: str | Path, o3: bool = False, jobs: int | None = None
     return rtl_model, exe, seconds, install
 
 
-def _run_da4ml_make(rtl_model, project_dir: Path, info: ProjectInfo, jobs, o3: bool, log: Path, building) -> None:
+def _run_da4ml_make(
+    rtl_model, project_dir: Path, info: ProjectInfo, jobs, o3: bool, log: Path, building, strict_lint: bool = True
+) -> None:
     """da4ml 0.6.0's compile of the already written project (``RTLModel._compile``: the
     same make call and environment, obj_dir kept for the harness), run here rather than
     through da4ml so that make, verilator_bin and the C++ compilers are one process group
@@ -115,7 +120,7 @@ def _run_da4ml_make(rtl_model, project_dir: Path, info: ProjectInfo, jobs, o3: b
         VM_PREFIX=prefix,
         STAMP=stamp,
         EXTRA_CXXFLAGS='-fopenmp',
-        VERILATOR_FLAGS='-Wall' if info.options['hdl'] == 'verilog' else '',
+        VERILATOR_FLAGS=('-Wall' if strict_lint else '-Wno-fatal') if info.options['hdl'] == 'verilog' else '',
     )
     if jobs is not None:
         env['N_JOBS'] = str(jobs)

@@ -136,6 +136,7 @@ def simulate_rtl(
     max_samples: int | None = None,
     shards: int = 1,
     allow_wrap: bool = False,
+    strict_lint: bool = True,
 ) -> RouteResult:
     """Build the RTL with Verilator and simulate it clock by clock on the stored inputs.
 
@@ -146,7 +147,8 @@ def simulate_rtl(
     STREAM_CHUNK samples, ``shards`` harness processes at a time, and compared with the
     QKeras model: that comparison is the result, the stored inputs' one goes to
     ``checks['tb_data']`` (values outside the input type's range are reported, and
-    refused for a wrapping type unless ``allow_wrap``). Saved as ``lpsubnet_rtl.json`` in the project; the caller
+    refused for a wrapping type unless ``allow_wrap``). ``strict_lint=False`` builds with
+    Verilator's warnings not fatal (a synthesized netlist's). Saved as ``lpsubnet_rtl.json`` in the project; the caller
     decides what a mismatch means (the CLI exits with MismatchError.exit_code).
     """
     import da4ml
@@ -156,7 +158,7 @@ def simulate_rtl(
     x = np.load(project_dir / 'tb_data' / 'inputs.npy')
     reference = np.load(project_dir / 'tb_data' / 'reference.npy')
 
-    rtl_model, exe, build_seconds, install = build_rtl(project_dir, o3=o3, jobs=jobs)
+    rtl_model, exe, build_seconds, install = build_rtl(project_dir, o3=o3, jobs=jobs, strict_lint=strict_lint)
     result = RouteResult(
         route='rtl',
         tool=f'verilator {install.version} + da4ml {da4ml.__version__} ({info.options["hdl"]})',

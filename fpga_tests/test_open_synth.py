@@ -1,0 +1,162 @@
+"""Open synthesis of an RTL project: Yosys (from PyPI, WebAssembly) maps it, nextpnr places
+it on an ECP5, and the netlist Yosys wrote simulates bit for bit equal to the model.
+
+One tiny MLP (16-8-5) is written once; the Xilinx mapping with the netlist check and the
+ECP5 placement with its bitstream each run once (the first call of each tool also
+compiles its WebAssembly, ~30 s, cached afterwards). Bad input is refused before any tool
+runs and leaves the project as it was. The estimate-against-Yosys figures are benchmark
+figures (python -m bench.synth), not test expectations.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from fpga_tests.cli_helpers import cli
+from fpga_tests.test_rtl_route import save, small_mlp
+from hls_backend import OpenSynthOptions, synth_open
+from hls_backend.rtl import write_rtl
+from hls_backend.rtl.open_synth import FAILED_LOG, SYNTH_DIR, SYNTH_RESULT, design_sources
+from hls_backend.rtl.project import read_rtl_info
+from hls_backend.rtl.synth_families import FAMILIES, family_of_part
+
+
+@pytest.fixture(scope='module')
+def project(tmp_path_factory):
+    work = tmp_path_factory.mktemp('open_synth')
+    x = np.random.default_rng(3).normal(0, 2, (120, 16))
+    write_rtl(save(small_mlp(), work), work / 'rtl', inputs=x)
+    return work / 'rtl'
+
+
+def fresh_copy(project, tmp_path):
+    copy = tmp_path / 'rtl'
+    shutil.copytree(project, copy, ignore=shutil.ignore_patterns(SYNTH_DIR, SYNTH_RESULT))
+    return copy
+
+
+def test_only_the_static_modules_the_design_instantiates_are_read(project):
+    names = [p.name for p in design_sources(project, read_rtl_info(project))]
+    assert names[0] == 'myproject.v' and 'myproject_stage0.v' in names
+    assert 'shift_adder.v' in names
+    assert 'lookup_table.v' not in names  # da4ml's placeholder $readmemh would stop Yosys
+
+
+def test_yosys_maps_the_design_and_its_netlist_simulates_exact(project, tmp_path):
+    rtl = fresh_copy(project, tmp_path)
+    result = synth_open(rtl, OpenSynthOptions(check_netlist=True))
+    r = result.resources
+    assert r['family'] == 'xcup'  # the project's part, xcvu13p
+    assert r['LUT'] > 0 and r['FF'] > 0 and r['CARRY'] > 0
+    assert r['LUT'] == sum(r['LUT_by_size'].values())
+    assert set(r['LUT_by_size']) <= {f'LUT{n}' for n in range(1, 7)}
+    assert 'not vendor synthesis' in r['estimator']
+    # The netlist, with the primitives' models, against the QKeras model on every stored sample.
+    netlist = result.checks['netlist']
+    assert netlist['samples'] == 120 and netlist['exact_matches'] == 120 and netlist['exact']
+    assert result.exact and result.latency_cycles == read_rtl_info(rtl).design['pipeline_stages']
+    saved = json.loads((rtl / SYNTH_RESULT).read_text())
+    assert saved['resources']['LUT'] == r['LUT'] and saved['exact']
+    assert (rtl / SYNTH_DIR / 'netlist.v').is_file() and not (rtl / SYNTH_DIR / 'netlist_check').exists()
+    # A second run does not replace the results without --force.
+    again = cli('synth', rtl, '--tool', 'yosys')
+    assert again.returncode == 2 and '--force' in again.stderr
+
+
+def test_place_on_ecp5_reports_fmax_and_writes_a_bitstream(project, tmp_path):
+    rtl = fresh_copy(project, tmp_path)
+    run = cli('synth', rtl, '--place', '--clock-period', '10')
+    assert run.returncode == 0, run.stderr
+    assert 'Fmax' in run.stdout and 'bitstream synth/myproject.bit' in run.stdout
+    placed = json.loads((rtl / SYNTH_RESULT).read_text())['resources']
+    assert placed['family'] == 'ecp5' and placed['LUT'] > 0
+    pnr = placed['nextpnr']
+    assert pnr['device'] == 'LFE5U-25F' and pnr['in_context'] and pnr['fmax_mhz'] > 0
+    assert pnr['target_mhz'] == 100.0 and pnr['utilization']['TRELLIS_COMB']['used'] > 0
+    bitstream = rtl / pnr['bitstream']
+    assert bitstream.stat().st_size > 100_000  # an ECP5-25 configuration image
+    assert not (rtl / FAILED_LOG).exists()
+
+
+@pytest.mark.parametrize(
+    ('part', 'family'),
+    [
+        ('xc7a100t-csg324-1', 'xc7'),
+        ('xc7z020clg400-1', 'xc7'),
+        ('xcku040-ffva1156-2-e', 'xcu'),
+        ('xcvu095-ffva2104-2-e', 'xcu'),
+        ('xcku5p-ffvb676-2-e', 'xcup'),
+        ('xcvu13p-flga2577-2-e', 'xcup'),
+        ('xczu9eg-ffvb1156-2-e', 'xcup'),
+    ],
+)
+def test_a_xilinx_part_picks_its_family(part, family):
+    assert family_of_part(part) is FAMILIES[family]
+
+
+def _refused(run, *words):
+    assert run.returncode == 2, run.stderr
+    assert 'Traceback' not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    for word in words:
+        assert word in run.stderr
+
+
+def _untouched(rtl):
+    assert not (rtl / SYNTH_DIR).exists() and not (rtl / SYNTH_RESULT).exists()
+    assert not list(rtl.glob('.synth.*'))
+
+
+def test_a_part_yosys_has_no_family_for_is_refused(project, tmp_path):
+    rtl = fresh_copy(project, tmp_path)
+    _refused(cli('synth', rtl, '--tool', 'yosys', '--part', 'xcvc1902-vsva2197-2MP-e-S'), 'xcvc1902', '--family')
+    _refused(cli('synth', rtl, '--place', '--family', 'xc7'), 'ECP5', '--family')
+    _untouched(rtl)
+
+
+def test_an_hls_project_is_refused_with_the_fix(tmp_path):
+    hls = tmp_path / 'hls'
+    hls.mkdir()
+    (hls / 'lpsubnet_project.json').write_text('{}')
+    _refused(cli('synth', hls, '--tool', 'yosys'), 'HLS project', 'lpsubnet rtl')
+
+
+def test_a_design_too_large_for_any_ecp5_is_refused_before_yosys_runs(project, tmp_path):
+    rtl = fresh_copy(project, tmp_path)
+    record = rtl / 'lpsubnet_rtl_project.json'
+    info = json.loads(record.read_text())
+    info['design']['lut_estimate'] = 250_000.0
+    record.write_text(json.dumps(info))
+    _refused(cli('synth', rtl, '--place'), '250,000', 'LFE5U-85F', 'drop --place')
+    _refused(cli('synth', rtl, '--place', '--device', '25k'), 'LFE5U-25F', '--device 85k')
+    _untouched(rtl)
+
+
+def test_missing_tools_name_the_install_command(project, tmp_path, monkeypatch):
+    rtl = fresh_copy(project, tmp_path)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, 'find_spec', lambda name, *a: None if name.startswith('yowasp') else real(name, *a)
+    )
+    run = cli('synth', rtl, '--tool', 'yosys')
+    assert run.returncode == 4 and "pip install 'lpsubnet[synth]'" in run.stderr
+    _untouched(rtl)
+
+
+def test_an_interrupted_run_leaves_the_project_as_it_was(project, tmp_path, monkeypatch):
+    from hls_backend.rtl import open_synth
+
+    rtl = fresh_copy(project, tmp_path)
+
+    def interrupted(*args, **kwargs):
+        (kwargs['cwd'] / 'stat.json').write_text('{}')  # something half-written first
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(open_synth, 'run_tool', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        synth_open(rtl)
+    _untouched(rtl)
