@@ -23,6 +23,7 @@ BUDGETS = {
     'seed': 3,
     'compress': {'epochs': 3, 'qat_epochs': 1, 'weight_bits': 6, 'activation_bits': 8},
     'rtl': {'enabled': True},
+    'synth': {'check_netlist': True},  # the tiny design is under AUTO_MAX_LUT: Yosys maps it
 }
 
 
@@ -98,7 +99,12 @@ def test_run_directory_holds_the_measured_figures(interrupted_then_resumed):
     assert metrics.rtl.latency_cycles >= 1 and metrics.rtl.initiation_interval == 1
     assert metrics.accuracy.rtl == metrics.accuracy.csim
     assert metrics.rtl.resources['LUT'] > 0
+    # Yosys mapped the RTL design (the project's part: UltraScale+) and its netlist, simulated
+    # clock by clock, equals the model on the RTL's samples.
+    assert metrics.synth.family == 'xcup' and metrics.synth.lut > 0 and metrics.synth.ff > 0
+    assert metrics.synth.netlist.exact and metrics.synth.netlist.samples == metrics.rtl.samples
     report = (run / 'report.md').read_text()
+    assert 'open synthesis, Yosys xcup' in report
     assert f'{test_size}/{test_size} (bit-exact)' in report
     html = (run / 'report.html').read_text()
     assert html.count('data:image/png;base64,') == 2 and f'{test_size}/{test_size}' in html
@@ -219,6 +225,7 @@ def test_finished_stages_name_their_final_project_directories(interrupted_then_r
     for stage, result_file, project_records in (
         ('rtl', 'rtl.json', ('lpsubnet_rtl.json', 'lpsubnet_rtl_project.json')),
         ('csim', 'csim.json', ('lpsubnet_csim.json', 'lpsubnet_project.json')),
+        ('synth', 'synth.json', ('lpsubnet_synth.json', 'lpsubnet_rtl_project.json')),
     ):
         final = str((run / stage / 'project').resolve())
         for summary in (

@@ -555,7 +555,7 @@ def budget_options(command):
     return command
 
 
-STAGE_NAMES = ('data', 'baseline', 'compress', 'hls', 'csim', 'rtl', 'vendor', 'report')
+STAGE_NAMES = ('data', 'baseline', 'compress', 'hls', 'csim', 'rtl', 'synth', 'vendor', 'report')
 
 
 @main.command()

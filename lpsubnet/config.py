@@ -2,7 +2,8 @@
 
 ``data`` and ``model`` feed the baseline, ``compress`` mirrors ``lpsubnet prune``,
 ``hls`` mirrors ``lpsubnet hls`` (hls4ml's option names), ``rtl`` mirrors
-``lpsubnet rtl``, ``vendor`` mirrors ``lpsubnet synth``. Unknown keys and bad values
+``lpsubnet rtl``, ``synth`` mirrors ``lpsubnet synth --tool yosys``, ``vendor`` mirrors
+``lpsubnet synth --tool vendor``. Unknown keys and bad values
 are errors that name the key and the allowed values.
 """
 
@@ -15,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hls_backend.hls.options import HLSOptions
-from hls_backend.rtl.options import RTLOptions
+from hls_backend.rtl.options import SYNTH_TOOLS, OpenSynthOptions, RTLOptions
 from pruner.options import CHOICES, CompressOptions
 
 from .settings import config_section
@@ -94,6 +95,18 @@ class RTLConfig(config_section(RTLOptions, 'RTLOptionsConfig', Section, exclude=
     max_samples: int | None = Field(None, ge=1, description='test samples simulated clock by clock (none: all)')
 
 
+class SynthConfig(config_section(OpenSynthOptions, 'SynthOptionsConfig', Section)):
+    """Open synthesis of the run's RTL design (hls_backend.OpenSynthOptions, as `lpsubnet
+    synth --tool yosys`), and when the run does it."""
+
+    tool: Literal[SYNTH_TOOLS] = 'yosys'  # type: ignore[valid-type]
+    enabled: Literal['auto', True, False] = Field(
+        'auto',
+        description='auto: when the RTL was built and da4ml estimates at most '
+        'hls_backend.rtl.open_synth.AUTO_MAX_LUT LUTs (Yosys then takes a few minutes at most)',
+    )
+
+
 class VendorConfig(Section):
     steps: str = 'csynth'
 
@@ -115,6 +128,7 @@ class RunConfig(Section):
     compress: CompressConfig = CompressConfig()
     hls: HLSConfig = HLSConfig()
     rtl: RTLConfig = RTLConfig()
+    synth: SynthConfig = SynthConfig()
     vendor: VendorConfig = VendorConfig()
 
 
@@ -154,7 +168,7 @@ def load_config(path: str | Path | None) -> RunConfig:
         raise ConfigError(f'config file {path} is not valid YAML: {exc}') from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(
-            f'config file {path} must hold a mapping of sections (data, model, compress, hls, rtl, vendor)'
+            f'config file {path} must hold a mapping of sections (data, model, compress, hls, rtl, synth, vendor)'
         )
     return parse_config(data)
 

@@ -62,6 +62,24 @@ class Vendor(Strict):
     result: Verification | None = None
 
 
+class OpenSynthesis(Strict):
+    family: str = Field(description='the family Yosys mapped to (xc7, xcu, xcup, ecp5, nexus, ice40)')
+    lut: int = Field(description="LUTs in Yosys's mapping (lut_kind says which); not vendor synthesis")
+    lut_kind: str
+    lut_by_size: dict
+    ff: int
+    carry: int
+    dsp: int
+    bram: int
+    lut_estimate_da4ml: int
+    ff_estimate_da4ml: int
+    seconds: float = Field(description='Yosys wall time')
+    placed: dict | None = Field(description='nextpnr-ecp5: device, utilization, fmax_mhz, bitstream (synth.place)')
+    netlist: Verification | None = Field(
+        description="the Yosys netlist's clock-by-clock simulation (synth.check_netlist)"
+    )
+
+
 class StageTime(Strict):
     name: str
     seconds: float
@@ -73,7 +91,9 @@ class StageTime(Strict):
 
 
 class Verdict(Strict):
-    exact: bool = Field(description='the C simulation, its second checks and the RTL (when it ran) all bit-exact')
+    exact: bool = Field(
+        description='the C simulation, its second checks, the RTL and the Yosys netlist (when they ran) all bit-exact'
+    )
     mismatches: list[str] = Field(description='one line per path that is not, with its counts')
 
 
@@ -93,6 +113,8 @@ class Metrics(Strict):
     csim: Verification
     rtl: Verification | None
     rtl_skipped_reason: str | None
+    synth: OpenSynthesis | None = Field(None, description="Yosys's mapping of the RTL design (the synth stage)")
+    synth_skipped_reason: str | None = None
     vendor: Vendor
     stages: list[StageTime]
     torch: dict | None = Field(

@@ -100,12 +100,34 @@ def _layer_rows(manifest: dict) -> list[dict]:
     return rows
 
 
+def _open_synthesis(result: dict) -> dict:
+    """The synth stage's figures (its RouteResult of route 'yosys') for metrics.json."""
+    r = result['resources']
+    netlist = result['checks'].get('netlist')
+    return {
+        'family': r['family'],
+        'lut': r['LUT'],
+        'lut_kind': r['lut_kind'],
+        'lut_by_size': r['LUT_by_size'],
+        'ff': r['FF'],
+        'carry': r['CARRY'],
+        'dsp': r['DSP'],
+        'bram': r['BRAM'],
+        'lut_estimate_da4ml': r['lut_estimate_da4ml'],
+        'ff_estimate_da4ml': r['ff_estimate_da4ml'],
+        'seconds': result['build_seconds'],
+        'placed': {k: v for k, v in r['nextpnr'].items() if k != 'summary'} if r.get('nextpnr') else None,
+        'netlist': _verification(netlist) if netlist else None,
+    }
+
+
 def collect_metrics(ctx: RunContext) -> dict:
     run = ctx.run_dir
     baseline = _read(run / 'baseline' / 'metrics.json')
     manifest = _read(run / 'compress' / 'manifest.json')
     csim = _read(run / 'csim' / 'csim.json')
     rtl = ctx.summary('rtl')
+    synth = ctx.summary('synth') if 'synth' in ctx.records else {}
     vendor = _read(run / 'vendor' / 'vendor.json')
     m = manifest['metrics']
     key = m['metric']
@@ -131,6 +153,8 @@ def collect_metrics(ctx: RunContext) -> dict:
         'csim': _verification(csim),
         'rtl': _verification(rtl) if 'route' in rtl else None,
         'rtl_skipped_reason': rtl.get('skipped'),
+        'synth': _open_synthesis(synth) if 'route' in synth else None,
+        'synth_skipped_reason': synth.get('skipped'),
         'vendor': {
             'status': vendor['status'],
             'message': vendor['message'],

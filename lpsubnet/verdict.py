@@ -49,11 +49,15 @@ def mismatches(results: dict[str, dict | None]) -> list[str]:
 
 def design_mismatches(records: dict[str, dict]) -> list[str]:
     """The inexact paths of a run's (or a sweep trial's) stage records: the csim stage's
-    result and the rtl stage's when it ran (``{'skipped': ...}`` otherwise)."""
+    result, the rtl stage's when it ran (``{'skipped': ...}`` otherwise) and the Yosys
+    netlist's simulation when the synth stage checked it."""
     results = {}
     if 'csim' in records:
         results['C simulation'] = records['csim']['summary']
     rtl = records.get('rtl', {}).get('summary', {})
     if 'route' in rtl:
         results['RTL simulation'] = rtl
+    netlist = records.get('synth', {}).get('summary', {}).get('checks', {}).get('netlist')
+    if netlist:
+        results['Yosys netlist simulation'] = netlist
     return mismatches(results)
