@@ -75,8 +75,10 @@ def write_sim_netlist(
             f'read_verilog {netlist}',
             f'read_verilog -D NO_SPECIFY {MODELS}',
             f'hierarchy -top {top}',
-            'flatten',
+            # proc before flatten: each primitive's processes are converted once, in its
+            # module, not once per instance (a netlist has thousands of flip-flops).
             'proc',
+            'flatten',
             'opt_clean',
             f'write_verilog -noattr {SIM_NETLIST}',
         ]
