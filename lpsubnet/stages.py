@@ -194,14 +194,18 @@ def stage_csim(ctx: RunContext, out: Path) -> dict:
     return summary
 
 
+def options_from_section(cls, section, **given):
+    """An options dataclass from a configuration section: the keys ``cls`` declares (the
+    section also holds the run's own, such as ``enabled``), and ``given``."""
+    declared = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in section.model_dump().items() if k in declared}, **given)
+
+
 def rtl_options(config):
     """The RTL route's options of a run: its rtl section, on the hls section's target."""
     from hls_backend import RTLOptions
 
-    r, h = config.rtl, config.hls
-    declared = {f.name for f in dataclasses.fields(RTLOptions)}
-    settings = {k: v for k, v in r.model_dump().items() if k in declared}
-    return RTLOptions(**settings, **{k: getattr(h, k) for k in RTL_SHARED_WITH_HLS})
+    return options_from_section(RTLOptions, config.rtl, **{k: getattr(config.hls, k) for k in RTL_SHARED_WITH_HLS})
 
 
 def stage_rtl(ctx: RunContext, out: Path) -> dict:
@@ -293,10 +297,8 @@ def stage_synth(ctx: RunContext, out: Path) -> dict:
         }
     project = out / 'project'
     shutil.copytree(source, project, symlinks=True, ignore=shutil.ignore_patterns('obj_dir'))
-    declared = {f.name for f in dataclasses.fields(hls_backend.OpenSynthOptions)}
-    options = hls_backend.OpenSynthOptions(**{k: v for k, v in s.model_dump().items() if k in declared})
     try:
-        result = hls_backend.synth_open(project, options)
+        result = hls_backend.synth_open(project, options_from_section(hls_backend.OpenSynthOptions, s))
     except ToolMissingError as exc:
         if s.enabled is True:
             raise

@@ -75,21 +75,17 @@ def _xilinx(name: str, title: str, dsp: str, bram: str) -> Family:
     )
 
 
-def _lattice(name: str, title: str, command: str, sim_models: str, **cells) -> Family:
-    return Family(name=name, title=title, command=command, sim_models=sim_models, **cells)
-
-
 FAMILIES: dict[str, Family] = {
     family.name: family
     for family in (
         _xilinx('xc7', 'Xilinx 7-series', 'DSP48E1', 'RAMB(18|36)E1'),
         _xilinx('xcu', 'Xilinx UltraScale', 'DSP48E2', 'RAMB(18|36)E2'),
         _xilinx('xcup', 'Xilinx UltraScale+', 'DSP48E2', 'RAMB(18|36)E2|URAM288'),
-        _lattice(
-            'ecp5',
-            'Lattice ECP5',
-            'synth_lattice -family ecp5',
-            '+/lattice/cells_sim_ecp5.v',
+        Family(
+            name='ecp5',
+            title='Lattice ECP5',
+            command='synth_lattice -family ecp5',
+            sim_models='+/lattice/cells_sim_ecp5.v',
             lut_cells=r'LUT4()',
             ff_cells=r'TRELLIS_FF',
             carry_cells=r'CCU2C',  # two LUT4s each, in the same slice
@@ -97,11 +93,11 @@ FAMILIES: dict[str, Family] = {
             bram_cells=r'DP16KD',
             lut_kind='4-input LUT (LUT4; each CCU2C carry cell holds two more)',
         ),
-        _lattice(
-            'nexus',
-            'Lattice Nexus (CrossLink-NX, Certus-NX)',
-            'synth_lattice -family lifcl',
-            '+/lattice/cells_sim_nexus.v',
+        Family(
+            name='nexus',
+            title='Lattice Nexus (CrossLink-NX, Certus-NX)',
+            command='synth_lattice -family lifcl',
+            sim_models='+/lattice/cells_sim_nexus.v',
             lut_cells=r'LUT4()',
             ff_cells=r'FD1P3[A-Z]{2}',
             carry_cells=r'CCU2',
@@ -109,11 +105,11 @@ FAMILIES: dict[str, Family] = {
             bram_cells=r'DP16K|PDP16K|SP16K|LRAM|EBR\w*',
             lut_kind='4-input LUT (LUT4; each CCU2 carry cell holds two more)',
         ),
-        _lattice(
-            'ice40',
-            'Lattice iCE40',
-            'synth_ice40 -dsp',
-            '+/ice40/cells_sim.v',
+        Family(
+            name='ice40',
+            title='Lattice iCE40',
+            command='synth_ice40 -dsp',
+            sim_models='+/ice40/cells_sim.v',
             lut_cells=r'SB_LUT4()',
             ff_cells=r'SB_DFF\w*',
             carry_cells=r'SB_CARRY',
