@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 
 import numpy as np
@@ -160,3 +161,34 @@ def test_an_interrupted_run_leaves_the_project_as_it_was(project, tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         synth_open(rtl)
     _untouched(rtl)
+
+
+def _complement_first_lut(text: str) -> str:
+    """The netlist with its first LUT's truth table complemented (.INIT(W'hX) -> ~X)."""
+    found = re.search(r"\.INIT\((\d+)'h([0-9a-fA-F]+)\)", text)
+    width, value = int(found.group(1)), int(found.group(2), 16)
+    flipped = f".INIT({width}'h{(~value) & ((1 << width) - 1):0{(width + 3) // 4}x})"
+    return text[: found.start()] + flipped + text[found.end() :]
+
+
+@pytest.mark.slow
+def test_a_wrong_netlist_fails_the_check_in_one_line(project, tmp_path, monkeypatch):
+    """Negative control: one LUT of the netlist complemented before it is simulated; the
+    check sees it, the record says so and the command exits 3 naming the netlist once."""
+    from hls_backend.rtl import netlist_check
+
+    rtl = fresh_copy(project, tmp_path)
+    original = netlist_check.write_sim_netlist
+
+    def tampered(work, family, cells, top, netlist, kept_log):
+        path = work / netlist
+        path.write_text(_complement_first_lut(path.read_text()))
+        return original(work, family, cells, top, netlist, kept_log)
+
+    monkeypatch.setattr(netlist_check, 'write_sim_netlist', tampered)
+    run = cli('synth', rtl, '--check-netlist')
+    assert run.returncode == 3, run.stderr
+    assert run.stderr.count('the Yosys netlist') == 1 and 'Traceback' not in run.stderr
+    saved = json.loads((rtl / SYNTH_RESULT).read_text())
+    assert not saved['exact'] and not saved['checks']['netlist']['exact']
+    assert saved['mismatched_samples'] > 0
