@@ -13,7 +13,6 @@ These are Yosys's technology mapping and nextpnr's placement, not vendor synthes
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from .open_tools import NEXTPNR_PHASE, YOSYS_PHASE, run_tool, tool_command, tool
 from .options import OpenSynthOptions
 from .project import read_rtl_info
 from .synth_families import FAMILIES, Family, choose_family
+from .verilog_text import instantiates
 
 SYNTH_RESULT = 'lpsubnet_synth.json'
 SYNTH_DIR = 'synth'
@@ -66,11 +66,7 @@ def design_sources(project_dir: Path, info: ProjectInfo) -> list[Path]:
     name = info.project_name
     generated = [src / f'{name}.v', *sorted(src.glob(f'{name}_stage*.v'))]
     text = '\n'.join(path.read_text() for path in generated if path.is_file())
-    used = [
-        path
-        for path in sorted((src / 'static').glob('*.v'))
-        if re.search(rf'\b{re.escape(path.stem)}\s*(?:#\s*\(|\w+\s*\()', text)
-    ]
+    used = [path for path in sorted((src / 'static').glob('*.v')) if instantiates(text, path.stem)]
     return [path.relative_to(project_dir) for path in [*generated, *used] if path.is_file()]
 
 
