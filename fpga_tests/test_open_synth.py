@@ -192,3 +192,17 @@ def test_a_wrong_netlist_fails_the_check_in_one_line(project, tmp_path, monkeypa
     saved = json.loads((rtl / SYNTH_RESULT).read_text())
     assert not saved['exact'] and not saved['checks']['netlist']['exact']
     assert saved['mismatched_samples'] > 0
+
+
+def test_long_concatenations_reach_verilator_one_item_a_line():
+    """Verilator reads at most 40,000 tokens a line; Yosys writes a pipeline register's bus
+    (the demo CNN's: ~20,000 bits) as one concatenation. It is broken after each item, and
+    only whitespace changes (an escaped identifier ends at a space: nothing is split)."""
+    from hls_backend.rtl.netlist_check import _one_item_per_line
+
+    bits = ' , '.join(f'\\stage4.model_inp_FF_Q_{k}.Q' for k in range(20_000))
+    text = f'module m;\n  assign \\stage4.model_inp  = {{ {bits} }};\n  assign y = {{ a , b }};\nendmodule\n'
+    broken = _one_item_per_line(text)
+    assert broken.split() == text.split()
+    assert max(len(line) for line in broken.splitlines()) < 100
+    assert '  assign y = { a , b };' in broken.splitlines()  # short lines stay as they were

@@ -19,11 +19,23 @@ from ..core.results import RouteResult
 from ..errors import BuildError
 from .open_tools import YOSYS_PHASE, run_tool
 from .synth_families import Family
+from .verilog_text import instantiates
 
 SIM_NETLIST = 'netlist_sim.v'
 MODELS = 'primitive_models.v'
 # The netlist takes the design's top module's place; the timescale matches the wrapper's.
 _NETLIST_HEADER = '`timescale 1 ns / 1 ps\n'
+# Verilator's preprocessor takes at most 40,000 tokens a line; Yosys writes a pipeline
+# register's bus as one concatenation on one line (the demo CNN's: 140,000 characters).
+_LONG_LINE = 10_000
+
+
+def _one_item_per_line(text: str) -> str:
+    """Long concatenations of the netlist broken after each item: ' , ' only ever separates
+    items (an escaped identifier ends at a space and -noattr leaves no strings)."""
+    return '\n'.join(line.replace(' , ', ' ,\n    ') if len(line) > _LONG_LINE else line for line in text.split('\n'))
+
+
 _MODULE = re.compile(r'^module\s+(\w+)(.*?)\bendmodule\b', re.MULTILINE | re.DOTALL)
 # An attribute, (* abc9_box, lib_whitebox *), over lines or not; never `@(*)`, and never
 # across a statement (attributes hold no semicolon).
@@ -61,7 +73,7 @@ def primitive_models(family: Family, cells: dict[str, int]) -> str:
         if name in kept:
             continue
         kept.append(name)
-        wanted += [m for m in modules if m not in kept and re.search(rf'\b{m}\s*(?:#\s*\(|\w+\s*\()', modules[name])]
+        wanted += [m for m in modules if m not in kept and instantiates(modules[name], m)]
     return outside + '\n' + '\n\n'.join(modules[name] for name in sorted(kept)) + '\n'
 
 
@@ -122,7 +134,7 @@ def check_netlist(
             project_dir / 'src', copy / 'src', ignore=shutil.ignore_patterns(f'{name}.v', f'{name}_stage*', 'static')
         )
         (copy / 'src' / 'static').mkdir()
-        (copy / 'src' / f'{name}.v').write_text(_NETLIST_HEADER + sim_netlist.read_text())
+        (copy / 'src' / f'{name}.v').write_text(_NETLIST_HEADER + _one_item_per_line(sim_netlist.read_text()))
         for record in ('metadata.json', PROJECT_FILES['rtl']):
             if (project_dir / record).is_file():
                 shutil.copy2(project_dir / record, copy / record)
