@@ -302,7 +302,7 @@ def stage_synth(ctx: RunContext, out: Path) -> dict:
     except ToolMissingError as exc:
         if s.enabled is True:
             raise
-        return {'skipped': f'synth.enabled is auto and {exc.hint or exc}'}
+        return {'skipped': f'synth.enabled is auto and {exc.tool} is not installed: {exc.hint}'}
     # Built under the stage's temporary name: its records name the final directory.
     final = ctx.stage_dir('synth') / 'project'
     hls_backend.relink_project(project, final)
