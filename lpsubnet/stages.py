@@ -293,7 +293,7 @@ def stage_synth(ctx: RunContext, out: Path) -> dict:
     if s.enabled == 'auto' and estimate > AUTO_MAX_LUT:
         return {
             'skipped': f'synth.enabled is auto and da4ml estimates {estimate:,.0f} LUTs (> {AUTO_MAX_LUT:,}; Yosys would '
-            'take tens of minutes): set synth.enabled: true to synthesize it anyway'
+            'take ten minutes or more): set synth.enabled: true to synthesize it anyway'
         }
     project = out / 'project'
     shutil.copytree(source, project, symlinks=True, ignore=shutil.ignore_patterns('obj_dir'))

@@ -30,7 +30,7 @@ SYNTH_RESULT = 'lpsubnet_synth.json'
 SYNTH_DIR = 'synth'
 NETLIST = 'netlist.v'  # the mapped netlist, in the family's primitives
 # The design size (da4ml's LUT estimate) up to which `lpsubnet run` synthesizes by default:
-# Yosys maps a 1.4k-LUT MLP in 9 s and the 111k-LUT demo CNN in 20 min here.
+# Yosys maps a 1.4k-LUT MLP in 9 s and the 111k-LUT demo CNN in 10-13 min here.
 AUTO_MAX_LUT = 20_000
 # The log of a tool that failed, kept in the project (the run's directory is removed).
 FAILED_LOG = 'lpsubnet_synth_failed.log'
