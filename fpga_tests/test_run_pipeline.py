@@ -23,7 +23,6 @@ BUDGETS = {
     'seed': 3,
     'compress': {'epochs': 3, 'qat_epochs': 1, 'weight_bits': 6, 'activation_bits': 8},
     'rtl': {'enabled': True},
-    'synth': {'check_netlist': True},  # the tiny design is under AUTO_MAX_LUT: Yosys maps it
 }
 
 
@@ -99,10 +98,10 @@ def test_run_directory_holds_the_measured_figures(interrupted_then_resumed):
     assert metrics.rtl.latency_cycles >= 1 and metrics.rtl.initiation_interval == 1
     assert metrics.accuracy.rtl == metrics.accuracy.csim
     assert metrics.rtl.resources['LUT'] > 0
-    # Yosys mapped the RTL design (the project's part: UltraScale+) and its netlist, simulated
-    # clock by clock, equals the model on the RTL's samples.
+    # The tiny design is under AUTO_MAX_LUT: Yosys mapped it (the project's part: UltraScale+);
+    # its netlist is not simulated unless synth.check_netlist (test_open_synth.py does).
     assert metrics.synth.family == 'xcup' and metrics.synth.lut > 0 and metrics.synth.ff > 0
-    assert metrics.synth.netlist.exact and metrics.synth.netlist.samples == metrics.rtl.samples
+    assert metrics.synth.netlist is None and metrics.synth_skipped_reason is None
     report = (run / 'report.md').read_text()
     assert 'open synthesis, Yosys xcup' in report
     assert f'{test_size}/{test_size} (bit-exact)' in report
@@ -233,7 +232,9 @@ def test_finished_stages_name_their_final_project_directories(interrupted_then_r
             json.loads((run / 'stages' / f'{stage}.json').read_text())['summary'],
         ):
             assert summary['project_dir'] == final, (stage, summary['project_dir'])
-            assert summary['checks'] and all(c['project_dir'] == final for c in summary['checks'].values())
+            # csim and rtl carry second checks; the synth stage none without synth.check_netlist.
+            assert bool(summary['checks']) == (stage != 'synth')
+            assert all(c['project_dir'] == final for c in summary['checks'].values())
         for name in project_records:
             assert json.loads((run / stage / 'project' / name).read_text())['project_dir'] == final, name
     records = [*run.glob('*/*.json'), *run.glob('*/project/lpsubnet_*.json')]
