@@ -670,7 +670,9 @@ def sweep(config, out_dir, address, max_concurrent, resume, force, **budgets):
     from .sweep_space import load_sweep
 
     sweep_config = load_sweep(config)
-    constraints = constraints_from_options(**budgets)
+    constraints = constraints_from_options(
+        synth=sweep_config.sweep.synth is not None, place=sweep_config.run_config.synth.place, **budgets
+    )
     console = Console(stderr=True, highlight=False)
     result = run_sweep(
         sweep_config,

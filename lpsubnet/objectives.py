@@ -19,18 +19,26 @@ from pathlib import Path
 @dataclass
 class TrialOutputs:
     """What a finished trial's stages wrote, read once: the compress manifest, the C
-    simulation's record and the RTL cost estimate."""
+    simulation's record, the RTL cost estimate and, in a sweep with ``sweep.synth``, the
+    open-synthesis result (Yosys's mapping, nextpnr's placement with ``synth.place``)."""
 
     manifest: dict
     csim: dict
     estimate: dict
+    synth: dict | None = None
 
     @classmethod
     def read(cls, trial_dir: Path) -> TrialOutputs:
         def load(*parts):
             return json.loads(trial_dir.joinpath(*parts).read_text())
 
-        return cls(load('compress', 'manifest.json'), load('csim', 'csim.json'), load('estimate', 'estimate.json'))
+        synth = trial_dir / 'synth' / 'synth.json'
+        return cls(
+            load('compress', 'manifest.json'),
+            load('csim', 'csim.json'),
+            load('estimate', 'estimate.json'),
+            json.loads(synth.read_text()) if synth.exists() else None,
+        )
 
     @property
     def quantized(self) -> dict:
@@ -50,11 +58,28 @@ class Objective:
     integer: bool = False  # a budget is a whole number
     budget_max: float | None = None  # the largest budget that makes sense (accuracy: 1)
     plot: str | None = None  # the sweep report's plot of test accuracy against it, by file name
+    # What a trial must have run for it: None (every trial), 'synth' (sweep.synth: Yosys's
+    # mapping) or 'place' (also synth.place: nextpnr). Its read gives None on other trials.
+    needs: str | None = None
+    # The objective that measures the same after synthesis: in a sweep that synthesizes its
+    # trials this one's budget option bounds that one (--max-lut: the LUTs Yosys mapped).
+    synthesized: str | None = None
 
     @property
     def worst(self) -> float:
         """What a failed trial reports to the searcher for it."""
         return 0.0 if self.direction == 'max' else 1e18
+
+
+def _synthesized(key: str) -> Callable[[TrialOutputs], int | None]:
+    """A count of Yosys's mapping (``resources[key]``), None for a trial not synthesized."""
+    return lambda o: None if o.synth is None else int(o.synth['resources'][key])
+
+
+def _fmax(o: TrialOutputs) -> float | None:
+    """nextpnr's Fmax; 0 when it timed no clocked path (the worst value, never a budget answer)."""
+    placed = None if o.synth is None else o.synth['resources'].get('nextpnr')
+    return None if placed is None else float(placed['fmax_mhz'] or 0.0)
 
 
 def _validation_accuracy(o: TrialOutputs) -> float:
@@ -75,6 +100,7 @@ OBJECTIVES: dict[str, Objective] = {
             ' LUT (estimate)',
             integer=True,
             plot='accuracy_vs_lut',
+            synthesized='lut_synth',
         ),
         Objective(
             'footprint_bits',
@@ -105,10 +131,51 @@ OBJECTIVES: dict[str, Objective] = {
             ' (validation)',
             budget_max=1.0,
         ),
-        Objective('ff_estimate', 'min', "FF estimate (da4ml's cost model)", lambda o: int(o.estimate['ff_estimate'])),
+        Objective(
+            'ff_estimate',
+            'min',
+            "FF estimate (da4ml's cost model)",
+            lambda o: int(o.estimate['ff_estimate']),
+            synthesized='ff_synth',
+        ),
         Objective('bops', 'min', 'bit operations (BOPs)', lambda o: int(o.quantized['bops'])),
+        Objective(
+            'lut_synth',
+            'min',
+            'LUTs (Yosys technology mapping)',
+            _synthesized('LUT'),
+            unit=' LUT (Yosys)',
+            integer=True,
+            plot='accuracy_vs_lut_synth',
+            needs='synth',
+        ),
+        Objective('ff_synth', 'min', 'FFs (Yosys technology mapping)', _synthesized('FF'), needs='synth'),
+        Objective(
+            'fmax_mhz',
+            'max',
+            'Fmax (nextpnr on ECP5, MHz)',
+            _fmax,
+            '--min-fmax',
+            ' MHz (nextpnr)',
+            needs='place',
+        ),
     )
 }
+
+
+def measured(synth: bool, place: bool) -> set[str]:
+    """The objectives a sweep's trials report: every one without ``needs``, the synthesized
+    ones when the trials are mapped by Yosys, Fmax when they are also placed."""
+    have = {None, *(['synth'] if synth else []), *(['place'] if synth and place else [])}
+    return {name for name, o in OBJECTIVES.items() if o.needs in have}
+
+
+def requirement(objective: Objective) -> str:
+    """What a sweep configuration needs for ``objective`` to be measured, for messages."""
+    return {
+        'synth': 'sweep.synth: yosys (each trial\'s RTL mapped by Yosys)',
+        'place': 'sweep.synth: yosys and synth.place: true (each trial placed and routed by nextpnr)',
+    }[objective.needs]
 
 
 def directions() -> dict[str, str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from hls_backend.core.files import write_text_atomic
 
-from .objectives import OBJECTIVES, budget_param
+from .objectives import OBJECTIVES, budget_param, measured, requirement
 
 
 @dataclass(frozen=True)
@@ -42,15 +42,24 @@ class Constraint:
         return f'{self.option} {self.limit / OBJECTIVES[self.metric].scale:g}{self.unit}'
 
 
-def constraints_from_options(**budgets) -> list[Constraint]:
+def constraints_from_options(*, synth: bool = False, place: bool = False, **budgets) -> list[Constraint]:
     """The budget query from ``lpsubnet sweep``'s budget options (``max_lut=...``; one per
-    objective with a budget, lpsubnet.objectives); unset ones left out."""
+    objective with a budget, lpsubnet.objectives); unset ones left out. In a sweep whose
+    trials are synthesized (``synth``; ``place``: also placed) an option bounds the
+    synthesized figure where there is one: ``--max-lut`` the LUTs Yosys mapped."""
+    from .config import ConfigError
+
     found = []
+    available = measured(synth, place)
     for objective in OBJECTIVES.values():
         value = budgets.pop(budget_param(objective), None) if objective.budget else None
-        if value is not None:
-            bound = 'max' if objective.direction == 'min' else 'min'
-            found.append(Constraint(objective.budget, objective.name, bound, value * objective.scale, objective.unit))
+        if value is None:
+            continue
+        if objective.name not in available:
+            raise ConfigError(f'{objective.budget} bounds the {objective.label}, which needs {requirement(objective)}')
+        metric = OBJECTIVES[objective.synthesized] if objective.synthesized in available else objective
+        bound = 'max' if objective.direction == 'min' else 'min'
+        found.append(Constraint(objective.budget, metric.name, bound, value * objective.scale, metric.unit))
     if budgets:
         raise TypeError(f'no budget option for {sorted(budgets)}')
     return found
@@ -104,8 +113,18 @@ def describe_trial(trial: dict) -> str:
         f'{trial["trial_id"]} ({_params(trial)}): {100 * m["accuracy"]:.2f} % validation, '
         f'{100 * m["test_accuracy"]:.2f} % test (C simulation, {m["csim_exact_matches"]}/{m["csim_samples"]} bit-exact), '
         f'{m["footprint_bits"] / 1e3:.1f} kbit, ~{m["lut_estimate"]:,} LUT, ~{m["ff_estimate"]:,} FF, '
-        f'~{m["latency_cycles"]} cycles (da4ml estimates)'
+        f'~{m["latency_cycles"]} cycles (da4ml estimates){_synthesized(m)}'
     )
+
+
+def _synthesized(m: dict) -> str:
+    """The trial's open-synthesis figures, when the sweep synthesized it."""
+    if 'lut_synth' not in m:
+        return ''
+    text = f'; Yosys ({m["synth_family"]}): {m["lut_synth"]:,} LUT, {m["ff_synth"]:,} FF'
+    if 'fmax_mhz' in m:
+        text += f'; nextpnr ({m["synth_device"]}): Fmax {m["fmax_mhz"]:.1f} MHz'
+    return text
 
 
 def answer_lines(answer: dict, constraints: list[Constraint]) -> list[str]:
@@ -118,7 +137,7 @@ def answer_lines(answer: dict, constraints: list[Constraint]) -> list[str]:
     if answer['trial'] is None:
         return [f'no trial meets {wanted}: no trial finished ok and bit-exact']
     misses = '; '.join(
-        f'{c.option} (has {answer["trial"]["metrics"][c.metric] / (1e3 if c.metric == "footprint_bits" else 1):g}'
+        f'{c.option} (has {answer["trial"]["metrics"][c.metric] / OBJECTIVES[c.metric].scale:g}'
         f' against {c.describe().split(" ", 1)[1]})'
         for c in answer['missed']
     )
@@ -153,6 +172,8 @@ def _plots(out: Path, trials: list[dict], front: list[dict], baseline: dict | No
     plots = {}
     for objective in (o for o in OBJECTIVES.values() if o.plot):
         name, metric, scale = objective.plot, objective.name, objective.scale
+        if any(metric not in t['metrics'] for t in pool):  # e.g. lut_synth in a sweep that synthesizes nothing
+            continue
         label = (
             f'{objective.label[:-1]}, log scale)' if objective.label.endswith(')') else f'{objective.label} (log scale)'
         )
@@ -232,6 +253,9 @@ def _row(t: dict) -> dict:
         'ff': f'{m["ff_estimate"]:,}',
         'latency': m['latency_cycles'],
         'exact': f'{m["csim_exact_matches"]}/{m["csim_samples"]}',
+        'lut_synth': f'{m["lut_synth"]:,}' if 'lut_synth' in m else '',
+        'ff_synth': f'{m["ff_synth"]:,}' if 'ff_synth' in m else '',
+        'fmax': f'{m["fmax_mhz"]:.1f}' if 'fmax_mhz' in m else '',
         'run_dir': t['run_dir'],
     }
 
@@ -289,6 +313,9 @@ def report_context(out: Path, config, trials: list[dict], front: list[dict], con
             for t in errors
         ],
         'budget': budget,
+        'synthesized': bool(ok) and all('lut_synth' in t['metrics'] for t in ok),
+        'placed': bool(ok) and all('fmax_mhz' in t['metrics'] for t in ok),
+        'synth_tool': next((t['metrics']['synth_tool'] for t in ok if 'synth_tool' in t['metrics']), ''),
         'out': str(out),
     }
 

@@ -11,6 +11,7 @@ A sweep configuration is a run configuration (:mod:`lpsubnet.config`) plus::
       trials: 24                      # random / optuna: how many points
       seed: 0
       objectives: [accuracy, footprint_bits, lut_estimate]
+      synth: yosys                    # optional: also map each trial with Yosys (lut_synth, ...)
 
 Every key and value is checked against the run configuration before anything runs:
 an unknown key is named with the keys known there, a bad value with the key's own
@@ -34,7 +35,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from .config import ConfigError, RunConfig, Section, parse_config
-from .objectives import OBJECTIVES
+from .objectives import OBJECTIVES, measured, requirement
 
 # The float baseline is trained once and shared by every trial, so what it is made
 # from cannot vary between trials.
@@ -68,6 +69,12 @@ class SweepSection(Section):
     )
     estimate_samples: int = Field(
         20, ge=1, description='test samples the RTL estimate project stores (no simulation runs on them)'
+    )
+    synth: Literal['yosys'] | None = Field(
+        None,
+        description="yosys: also build each trial's RTL and map it with Yosys as the run configuration's synth: "
+        'section says (family, place, ...): objectives lut_synth and ff_synth (fmax_mhz with synth.place: true), '
+        'and --max-lut bounds the LUTs Yosys mapped',
     )
     vendor: bool = Field(
         False,
@@ -316,6 +323,14 @@ def parse_sweep(data: dict | None, source: str = 'the sweep configuration') -> S
             else:
                 problems.append(f'config key {key!r}: {error["msg"]} (got {error.get("input")!r})')
         raise ConfigError('; '.join(problems)) from None
+    if sweep.synth is not None:
+        # Asked for by name: every trial is built and mapped, whatever its size ('auto' would skip large ones).
+        base['rtl']['enabled'] = True
+        base['synth'].update(enabled=True, tool=sweep.synth)
+    available = measured(sweep.synth is not None, base['synth']['place'])
+    for name in sweep.objectives:
+        if name not in available:
+            raise ConfigError(f'sweep.objectives lists {name}, which needs {requirement(OBJECTIVES[name])}')
     if not sweep.space:
         raise ConfigError('sweep.space is empty: give at least one run-config key with a list of values or a range')
     dimensions = [_dimension(base, str(key), spec) for key, spec in sweep.space.items()]

@@ -300,6 +300,7 @@ def _tune_on_ray(config, out, points, reference, optuna_left, max_concurrent, co
         estimate_samples=sweep.estimate_samples,
         second_check=sweep.second_check,
         vendor=sweep.vendor,
+        synth=sweep.synth is not None,
         objectives=tuple(sweep.objectives),
         reference=reference,
         points=tuple(points),

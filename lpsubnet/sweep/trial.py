@@ -1,5 +1,5 @@
-"""One trial: a run configuration's compress, hls, csim and estimate stages (rtl and vendor
-when asked) in its own run directory, inside a Ray worker; never raises for a problem of
+"""One trial: a run configuration's compress, hls, csim and estimate stages (rtl, synth and
+vendor when asked) in its own run directory, inside a Ray worker; never raises for a problem of
 the trial itself, which becomes its record's ``error``."""
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _link_shared_stages(trial_dir: Path, base_dir: Path) -> None:
         shutil.copyfile(base_dir / 'stages' / f'{name}.json', trial_dir / 'stages' / f'{name}.json')
 
 
-def trial_stages(rtl: bool, vendor: bool = False):
+def trial_stages(rtl: bool, vendor: bool = False, synth: bool = False):
     from ..pipeline import Stage
     from ..stages import RTL_READS, STAGES, TOOLS, stage_estimate
 
@@ -72,8 +72,10 @@ def trial_stages(rtl: bool, vendor: bool = False):
             ('estimate_samples',),
         )
     )
-    if rtl:
+    if rtl or synth:  # Yosys maps the rtl stage's project
         stages.append(by_name['rtl'])
+    if synth:
+        stages.append(by_name['synth'])
     if vendor:
         stages.append(by_name['vendor'])
     return stages
@@ -101,7 +103,9 @@ def trial_metrics(trial_dir: Path) -> dict:
     (lpsubnet.objectives), the test accuracy of the C-simulated core, the checks' verdicts."""
     outputs = TrialOutputs.read(trial_dir)
     csim = outputs.csim
-    metrics = {name: objective.read(outputs) for name, objective in OBJECTIVES.items()}
+    # An objective the trial did not measure (lut_synth without sweep.synth) is left out.
+    values = {name: objective.read(outputs) for name, objective in OBJECTIVES.items()}
+    metrics = {name: value for name, value in values.items() if value is not None}
     metrics.update(
         {
             'test_accuracy': float(csim['accuracy']),  # the C-simulated core on the test split
@@ -120,6 +124,15 @@ def trial_metrics(trial_dir: Path) -> dict:
         if vendor['status'] == 'ran':  # the vendor's own reports: synthesis, not an estimate
             result = vendor['result']
             metrics.update(synth_resources=result['resources'], synth_latency_cycles=result['latency_cycles'])
+    if outputs.synth is not None:
+        synth = outputs.synth
+        placed = synth['resources'].get('nextpnr')
+        metrics.update(
+            synth_tool=synth['tool'],
+            synth_family=synth['resources']['family'],
+            synth_seconds=synth['build_seconds'],
+            **({'synth_device': placed['device']} if placed else {}),
+        )
     rtl_file = trial_dir / 'rtl' / 'rtl.json'
     if rtl_file.exists():
         rtl = json.loads(rtl_file.read_text())
@@ -140,8 +153,10 @@ def run_trial(
     estimate_samples: int = 20,
     second_check: bool = False,
     vendor: bool = False,
+    synth: bool = False,
 ) -> dict:
-    """Compress, write the HLS project, C-simulate it, estimate its RTL cost: one record.
+    """Compress, write the HLS project, C-simulate it, estimate its RTL cost (with ``synth``
+    also build the RTL and map it with Yosys): one record.
     Never raises for a problem of the trial itself: it is the record's ``error``; a design
     that is not bit-exact is status ``not_exact``, its ``error`` the mismatch counts."""
     from ..sweep_space import apply_params
@@ -169,8 +184,10 @@ def run_trial(
         trial_dir = out / 'trials' / tid
         _link_shared_stages(trial_dir, out / 'base')
         options = StageOptions(second_check=second_check, estimate_samples=estimate_samples)
-        ctx = run_pipeline(config, trial_dir, trial_stages(rtl, vendor), resume=True, options=options)
+        ctx = run_pipeline(config, trial_dir, trial_stages(rtl, vendor, synth), resume=True, options=options)
         mismatches = design_mismatches(ctx.records)
+        if synth and 'skipped' in ctx.summary('synth'):
+            raise RuntimeError(f'sweep.synth is {config.synth.tool} but the synth stage did not run: {ctx.summary("synth")["skipped"]}')
         del ctx
         record['metrics'] = trial_metrics(trial_dir)
         record['status'] = 'not_exact' if mismatches else 'ok'
@@ -206,6 +223,7 @@ class TrialPlan:
     estimate_samples: int
     second_check: bool  # hls4ml's predict() beside the C simulation
     vendor: bool  # also run the vendor steps
+    synth: bool  # also build the RTL and map it with Yosys (the run config's synth: section)
     objectives: tuple[str, ...]
     reference: dict | None  # the unpruned reference point's parameters
     points: tuple[dict, ...]  # the grid or random points, by index
@@ -232,7 +250,14 @@ def tune_trainable(tune_config: dict, plan: TrialPlan) -> None:
         record = json.loads(done.read_text())
     else:
         record = run_trial(
-            plan.sweep_dir, plan.base, params, plan.rtl, plan.estimate_samples, plan.second_check, plan.vendor
+            plan.sweep_dir,
+            plan.base,
+            params,
+            plan.rtl,
+            plan.estimate_samples,
+            plan.second_check,
+            plan.vendor,
+            plan.synth,
         )
         if record['status'] in FINAL:
             write_text_atomic(done, json.dumps(record, indent=2, default=float) + '\n')

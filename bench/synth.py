@@ -1,0 +1,200 @@
+"""How good is da4ml's cost estimate: its LUT/FF figures against Yosys's technology mapping
+(``lpsubnet synth --tool yosys``) and, where the design fits an ECP5, nextpnr's placement.
+
+``python -m bench.synth [--tasks letter,digits] [--sparsities 0,0.5,0.75] [--weight-bits 4,6,8]
+[--activation-bits 8] [--max-lut N] [--place-max-lut N] [--shard I/N] [--results DIR] [--tiny]``
+writes one JSON per design into ``<results>/synth/`` (an existing one is not recomputed);
+``python -m bench.report`` puts the table and the plots into docs/benchmarks.md.
+
+The designs: the benchmark's letter MLP and digits CNN, pruned by the method (layerwise
+activation-L1) from the committed seed-0 float baselines at each sparsity and weight width.
+They are trained with a shortened recovery (``RECIPE``: a few hundred optimizer steps per
+phase instead of about 3,000) because what is measured is the hardware of a design, not its
+accuracy; the accuracy is recorded all the same. Each design's RTL is written by da4ml
+(``hls_backend.write_rtl``) and mapped by Yosys to the project's part (Xilinx UltraScale+:
+``synth_xilinx -family xcup``); designs da4ml estimates at most ``--place-max-lut`` LUTs are
+also mapped to ECP5 and placed and routed by nextpnr (utilization, Fmax). Yosys runs on one
+core; ``--shard I/N`` splits the designs between processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+
+HERE = Path(__file__).resolve().parent
+TASKS = ('letter', 'digits')
+SPARSITIES = (0.0, 0.5, 0.75)
+WEIGHT_BITS = (4, 6, 8)
+ACTIVATION_BITS = 8
+# A shortened recovery: the optimizer steps per pruning/fine-tuning/QAT phase (the library's
+# 'auto' is about 3,000). The hardware of a trained design is measured, not its accuracy.
+RECIPE = {'auto_steps': 600}
+MAX_LUT = 150_000  # above this da4ml estimate Yosys takes half an hour or more here: skipped
+PLACE_MAX_LUT = 30_000  # nextpnr on ECP5 for the designs up to this estimate
+CHECK_SAMPLES = 50  # test samples the RTL project stores (the bench simulates nothing)
+
+
+def design_name(task: str, sparsity: float, weight_bits: int, activation_bits: int) -> str:
+    return f'{task}_s{round(sparsity * 100)}_w{weight_bits}a{activation_bits}'
+
+
+def design_model(task, sparsity: float, wb: int, ab: int, root: Path, tiny: bool) -> tuple[Path, dict]:
+    """The design's QKeras model (cached in ``<root>/synth/models``) and its training record."""
+    import keras
+
+    from . import experiments
+
+    name = design_name(task.name, sparsity, wb, ab)
+    path = root / 'synth' / 'models' / f'{name}.keras'
+    record_path = path.with_suffix('.json')
+    if path.exists() and record_path.exists():
+        return path, json.loads(record_path.read_text())
+    t0 = time.time()
+    method = 'lw_act_l1' if sparsity > 0 else 'quant'
+    model, record = experiments.run_method(task, method, sparsity, wb, ab, 0, root, tiny, overrides=RECIPE)
+    summary = record.pop('summary')
+    record = {
+        'method': method,
+        'test_metric': experiments.evaluate(model, task),
+        'metric_name': experiments.metric_name(task),
+        'parameters': int(summary['parameters']),
+        'footprint_bits': int(summary['footprint_bits']),
+        'train_seconds': round(time.time() - t0, 1),
+        'recipe': RECIPE,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    record_path.write_text(json.dumps(record, indent=1, default=float) + '\n')
+    keras.backend.clear_session()
+    return path, record
+
+
+def _yosys_figures(result) -> dict:
+    r = result.resources
+    return {
+        'family': r['family'],
+        'LUT': r['LUT'],
+        'LUT_by_size': r['LUT_by_size'],
+        'FF': r['FF'],
+        'CARRY': r['CARRY'],
+        'DSP': r['DSP'],
+        'BRAM': r['BRAM'],
+        'yosys_seconds': result.build_seconds,
+        'tool': result.tool,
+    }
+
+
+def measure(model_path: Path, task, place_max_lut: int, max_lut: int) -> dict:
+    """da4ml's estimate, Yosys's UltraScale+ mapping and (small designs) ECP5 placement."""
+    import shutil
+
+    import hls_backend
+    from hls_backend.rtl.project import read_rtl_info
+
+    with tempfile.TemporaryDirectory(prefix='bench_synth_') as tmp:
+        project = Path(tmp) / 'rtl'
+        t0 = time.time()
+        hls_backend.write_rtl(model_path, project, inputs=task.x_test[:CHECK_SAMPLES], force_large=True)
+        info = read_rtl_info(project)
+        out = {
+            'da4ml_seconds': round(time.time() - t0, 1),
+            'part': info.part,
+            'lut_da4ml': round(info.design['lut_estimate']),
+            'ff_da4ml': int(info.design['ff_estimate']),
+            'pipeline_stages': info.design.get('pipeline_stages'),
+        }
+        if out['lut_da4ml'] > max_lut:
+            out['skipped'] = f'da4ml estimates {out["lut_da4ml"]:,} LUT > --max-lut {max_lut:,}'
+            return out
+        ecp5 = None
+        if out['lut_da4ml'] <= place_max_lut:
+            shutil.copytree(project, Path(tmp) / 'rtl_ecp5')
+        xilinx = hls_backend.synth_open(project, hls_backend.OpenSynthOptions())
+        out['yosys'] = _yosys_figures(xilinx)
+        if out['lut_da4ml'] <= place_max_lut:
+            ecp5 = hls_backend.synth_open(Path(tmp) / 'rtl_ecp5', hls_backend.OpenSynthOptions(place=True))
+            placed = ecp5.resources['nextpnr']
+            out['ecp5'] = {
+                **_yosys_figures(ecp5),
+                'device': placed['device'],
+                'placed_lut4': placed['utilization']['TRELLIS_COMB']['used'],
+                'placed_ff': placed['utilization'].get('TRELLIS_FF', {}).get('used'),
+                'fmax_mhz': placed['fmax_mhz'],
+                'target_mhz': placed['target_mhz'],
+                'in_context': placed['in_context'],
+                'nextpnr_seconds': placed['seconds'],
+            }
+    return out
+
+
+def designs(tasks, sparsities, weight_bits) -> list[tuple[str, float, int]]:
+    """Smallest first (fewest bits, most pruned), so a stopped run has the quick ones."""
+    grid = [(t, s, b) for t in tasks for s in sparsities for b in weight_bits]
+    return sorted(grid, key=lambda d: (TASKS.index(d[0]) if d[0] in TASKS else 9, -d[1], d[2]))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog='python -m bench.synth', description=__doc__.split('\n\n')[0])
+    p.add_argument('--tasks', default=','.join(TASKS))
+    p.add_argument('--sparsities', default=','.join(f'{s:g}' for s in SPARSITIES))
+    p.add_argument('--weight-bits', default=','.join(map(str, WEIGHT_BITS)))
+    p.add_argument('--activation-bits', type=int, default=ACTIVATION_BITS)
+    p.add_argument('--max-lut', type=int, default=MAX_LUT, help='skip designs da4ml estimates above this')
+    p.add_argument('--place-max-lut', type=int, default=PLACE_MAX_LUT, help='ECP5 placement up to this estimate')
+    p.add_argument('--shard', default='0/1', help='I/N: this process takes every N-th design from the I-th')
+    p.add_argument('--results', default=str(HERE / 'results'))
+    p.add_argument('--tiny', action='store_true')
+    args = p.parse_args(argv)
+
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from . import data as data_lib
+
+    root = Path(args.results)
+    index, count = (int(x) for x in args.shard.split('/'))
+    grid = designs(args.tasks.split(','), [float(s) for s in args.sparsities.split(',')],
+                   [int(b) for b in args.weight_bits.split(',')])[index::count]  # fmt: skip
+    loaded = {}
+    for task_name, sparsity, wb in grid:
+        name = design_name(task_name, sparsity, wb, args.activation_bits)
+        out = root / 'synth' / f'{name}.json'
+        if out.exists():
+            continue
+        task = loaded.get(task_name) or loaded.setdefault(task_name, data_lib.load(task_name, tiny=args.tiny))
+        print(f'[bench.synth] {name}: training', file=sys.stderr, flush=True)
+        model_path, trained = design_model(task, sparsity, wb, args.activation_bits, root, args.tiny)
+        print(f'[bench.synth] {name}: da4ml + Yosys', file=sys.stderr, flush=True)
+        record = {
+            'design': name,
+            'task': task_name,
+            'sparsity': sparsity,
+            'weight_bits': wb,
+            'activation_bits': args.activation_bits,
+            **trained,
+            **measure(model_path, task, args.place_max_lut, args.max_lut),
+            'tiny': bool(args.tiny),
+            'finished': time.strftime('%Y-%m-%d %H:%M:%S'),
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix('.json.tmp')
+        tmp.write_text(json.dumps(record, indent=1, default=float) + '\n')
+        tmp.rename(out)
+        if 'yosys' in record:
+            y = record['yosys']
+            print(f'[bench.synth] {name}: da4ml {record["lut_da4ml"]:,} LUT, Yosys {y["LUT"]:,} LUT '
+                  f'({y["yosys_seconds"]:.0f} s)', file=sys.stderr, flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
