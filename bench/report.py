@@ -749,6 +749,7 @@ def main(argv=None) -> int:
     from .experiments import SETTINGS
     from .models import TITLES
     from .peer import section as peer_section
+    from .synth import section as synth_section
 
     p = argparse.ArgumentParser(prog='python -m bench.report')
     p.add_argument('--results', default=str(HERE / 'results'))
@@ -922,6 +923,7 @@ def main(argv=None) -> int:
           '0), so at p = 0 it is below 1 where channels tie, e.g. ReLU channels that never fire (score 0); the '
           'Levenshtein distance of 0 there shows the rankings are the same.', '', *motivation_section(root, plots)]  # fmt: skip
     L += peer_section(root, plots)
+    L += synth_section(root, plots)
     L += ['## The tool itself', '', *tool_section(root, plots)]
     doc.write_text('\n'.join(L) + '\n')
     print(f'wrote {doc} and {plots}/')

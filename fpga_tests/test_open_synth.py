@@ -15,6 +15,7 @@ import json
 import re
 import shutil
 
+import keras
 import numpy as np
 import pytest
 
@@ -221,3 +222,39 @@ def test_a_netlist_that_is_not_exact_is_in_the_run_verdict():
     synth['checks']['netlist'] = wrong
     [line] = design_mismatches({'csim': {'summary': exact}, 'synth': {'summary': synth}})
     assert line.startswith('Yosys netlist simulation: 2/4 samples bit-exact')
+
+
+def jet_shaped_mlp() -> keras.Model:
+    """16-64-32-32-5 with 4-bit weights and 6-bit ReLUs (the shape of hls4ml's jet tagger),
+    seeded: about 4,300 multiplications by constants, some ten thousand LUTs."""
+    from qkeras import QActivation, QDense, quantized_bits, quantized_relu
+
+    from fpga_tests.test_rtl_route import q4
+
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((16,), name='features')
+    h = QActivation(quantized_bits(8, 3, alpha=1), name='q_in')(inp)
+    for i, units in enumerate((64, 32, 32)):
+        h = QDense(units, activation=quantized_relu(6, 2), name=f'dense{i}', **q4())(h)
+    out = QDense(5, name='logits', **q4())(h)
+    return keras.Model(inp, out, name='jet_shaped_mlp')
+
+
+@pytest.mark.slow
+def test_a_larger_design_maps_and_its_netlist_simulates_exact(tmp_path):
+    """A design a few times the tiny one's size through the command a user types: every
+    stored sample exact on the netlist, the counts in the result JSON."""
+    x = np.random.default_rng(5).normal(0, 2, (200, 16))
+    rtl = tmp_path / 'rtl'
+    write_rtl(save(jet_shaped_mlp(), tmp_path), rtl, inputs=x)
+    write_rtl(save(small_mlp(), tmp_path), tmp_path / 'tiny_rtl', inputs=x[:1])
+    tiny_estimate = read_rtl_info(tmp_path / 'tiny_rtl').design['lut_estimate']
+    assert read_rtl_info(rtl).design['lut_estimate'] > 5 * tiny_estimate
+    run = cli('synth', rtl, '--tool', 'yosys', '--check-netlist')
+    assert run.returncode == 0, run.stderr
+    saved = json.loads((rtl / SYNTH_RESULT).read_text())
+    assert saved['route'] == 'yosys' and saved['exact']
+    assert saved['checks']['netlist']['exact_matches'] == saved['checks']['netlist']['samples'] == 200
+    r = saved['resources']
+    assert r['LUT'] == sum(r['LUT_by_size'].values()) > 0 and r['FF'] > 0 and r['CARRY'] > 0
+    assert f'{r["LUT"]:,} LUT' in run.stdout

@@ -29,8 +29,11 @@ def tiny_model(tmp_path_factory):
     'sweep, base, message',
     [
         (dict(SWEEP, objectives=['accuracy', 'lut_synth']), {}, 'lut_synth, which needs sweep.synth: yosys'),
-        (dict(SYNTH_SWEEP, objectives=['accuracy', 'fmax_mhz']), {}, 'fmax_mhz, which needs sweep.synth: yosys and '
-         'synth.place: true'),  # fmt: skip
+        (
+            dict(SYNTH_SWEEP, objectives=['accuracy', 'fmax_mhz']),
+            {},
+            'fmax_mhz, which needs sweep.synth: yosys and synth.place: true',
+        ),  # fmt: skip
         (dict(SWEEP, synth='vivado'), {}, "config key 'sweep.synth'"),
     ],
 )
@@ -100,7 +103,9 @@ def test_a_synthesized_trial_reports_yosys_figures_and_a_lut_budget_is_answered_
 def test_a_placed_sweep_answers_lut_and_fmax_budgets_from_yosys_and_nextpnr(tmp_path, tiny_model):
     """Two trials on Ray, each mapped and placed on an ECP5: the budget answer names the
     LUTs Yosys mapped and nextpnr's Fmax; the report has the synthesized columns."""
-    sweep = dict(SYNTH_SWEEP, space={'compress.sparsity': [0.25, 0.5]}, objectives=['accuracy', 'lut_synth', 'fmax_mhz'])
+    sweep = dict(
+        SYNTH_SWEEP, space={'compress.sparsity': [0.25, 0.5]}, objectives=['accuracy', 'lut_synth', 'fmax_mhz']
+    )
     config = write_config(tmp_path, tiny_model, sweep=sweep, synth={'place': True}, **SMALL)
     out = tmp_path / 'out'
     result = cli('sweep', config, '--out', out, '--max-lut', '100000', '--min-fmax', '1')

@@ -655,9 +655,12 @@ def sweep(config, out_dir, address, max_concurrent, resume, force, **budgets):
 
     Each trial compresses, writes the HLS project, C-simulates it on the test split (bit-exact
     verdict) and estimates its RTL cost with da4ml (LUT, FF, pipeline depth: estimates, not
-    synthesis). Writes trials.jsonl, pareto.json, report.md, report.html and trials/<id>/.
-    With a budget (--max-lut, --max-footprint, --max-latency, --min-accuracy) prints the
-    most accurate bit-exact trial within it, or the closest one and what it misses.
+    synthesis; with sweep.synth: yosys each trial's RTL is also mapped by Yosys, and placed
+    by nextpnr with synth.place). Writes trials.jsonl, pareto.json, report.md, report.html
+    and trials/<id>/. With a budget (--max-lut, --max-footprint, --max-latency,
+    --min-accuracy, --min-fmax) prints the most accurate bit-exact trial within it, or the
+    closest one and what it misses; --max-lut bounds the LUTs Yosys mapped where the trials
+    were synthesized.
     Exit codes as for every command: 3 when a trial's design is not bit-exact; 6 when
     --address cannot be reached, or Ray's node was lost more often than the sweep restarts it.
     """

@@ -173,7 +173,7 @@ def measured(synth: bool, place: bool) -> set[str]:
 def requirement(objective: Objective) -> str:
     """What a sweep configuration needs for ``objective`` to be measured, for messages."""
     return {
-        'synth': 'sweep.synth: yosys (each trial\'s RTL mapped by Yosys)',
+        'synth': "sweep.synth: yosys (each trial's RTL mapped by Yosys)",
         'place': 'sweep.synth: yosys and synth.place: true (each trial placed and routed by nextpnr)',
     }[objective.needs]
 

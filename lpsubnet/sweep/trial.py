@@ -187,7 +187,9 @@ def run_trial(
         ctx = run_pipeline(config, trial_dir, trial_stages(rtl, vendor, synth), resume=True, options=options)
         mismatches = design_mismatches(ctx.records)
         if synth and 'skipped' in ctx.summary('synth'):
-            raise RuntimeError(f'sweep.synth is {config.synth.tool} but the synth stage did not run: {ctx.summary("synth")["skipped"]}')
+            raise RuntimeError(
+                f'sweep.synth is {config.synth.tool} but the synth stage did not run: {ctx.summary("synth")["skipped"]}'
+            )
         del ctx
         record['metrics'] = trial_metrics(trial_dir)
         record['status'] = 'not_exact' if mismatches else 'ok'
