@@ -131,13 +131,7 @@ OBJECTIVES: dict[str, Objective] = {
             ' (validation)',
             budget_max=1.0,
         ),
-        Objective(
-            'ff_estimate',
-            'min',
-            "FF estimate (da4ml's cost model)",
-            lambda o: int(o.estimate['ff_estimate']),
-            synthesized='ff_synth',
-        ),
+        Objective('ff_estimate', 'min', "FF estimate (da4ml's cost model)", lambda o: int(o.estimate['ff_estimate'])),
         Objective('bops', 'min', 'bit operations (BOPs)', lambda o: int(o.quantized['bops'])),
         Objective(
             'lut_synth',

@@ -5,7 +5,9 @@ what its QKeras model computes is not a result; such trials (``not_exact``) are 
 with the failed ones, their mismatch counts as the reason. ``accuracy``
 (what the search optimises and constraints test) is the validation accuracy of the
 quantized model; the test accuracy shown beside it is the C-simulated core's on the
-test split. LUT, FF and latency are da4ml's estimates for the RTL route, not synthesis.
+test split. LUT, FF and latency are da4ml's estimates for the RTL route, not synthesis;
+a sweep with ``sweep.synth`` adds Yosys's mapped counts (and nextpnr's Fmax), which its
+LUT budget then bounds.
 """
 
 from __future__ import annotations
