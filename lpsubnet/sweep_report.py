@@ -318,6 +318,7 @@ def report_context(out: Path, config, trials: list[dict], front: list[dict], con
         'synthesized': bool(ok) and all('lut_synth' in t['metrics'] for t in ok),
         'placed': bool(ok) and all('fmax_mhz' in t['metrics'] for t in ok),
         'synth_tool': next((t['metrics']['synth_tool'] for t in ok if 'synth_tool' in t['metrics']), ''),
+        'synth_family': next((t['metrics']['synth_family'] for t in ok if 'synth_family' in t['metrics']), ''),
         'out': str(out),
     }
 
