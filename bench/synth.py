@@ -171,12 +171,13 @@ def _plot(rows: list[dict], plots: Path) -> str:
         left.scatter([r['lut_da4ml'] for r in mine], [r['yosys']['LUT'] / r['lut_da4ml'] for r in mine],
                      color=colour, label=f'{task}: Yosys xcup LUT / da4ml')  # fmt: skip
         placed = [r for r in mine if 'ecp5' in r]
-        left.scatter([r['lut_da4ml'] for r in placed], [r['ecp5']['placed_lut4'] / r['lut_da4ml'] for r in placed],
-                     color=colour, marker='x', label=f'{task}: nextpnr ECP5 LUT4 sites / da4ml')  # fmt: skip
         right.scatter([r['yosys']['LUT'] for r in mine], [r['yosys']['yosys_seconds'] for r in mine], color=colour,
                       label=f'{task}: Yosys synth_xilinx')  # fmt: skip
-        right.scatter([r['ecp5']['placed_lut4'] for r in placed], [r['ecp5']['nextpnr_seconds'] for r in placed],
-                      color=colour, marker='x', label=f'{task}: nextpnr-ecp5 (LUT4 sites)')  # fmt: skip
+        if placed:
+            left.scatter([r['lut_da4ml'] for r in placed], [r['ecp5']['placed_lut4'] / r['lut_da4ml'] for r in placed],
+                         color=colour, marker='x', label=f'{task}: nextpnr ECP5 LUT4 sites / da4ml')  # fmt: skip
+            right.scatter([r['ecp5']['placed_lut4'] for r in placed], [r['ecp5']['nextpnr_seconds'] for r in placed],
+                          color=colour, marker='x', label=f'{task}: nextpnr-ecp5 (LUT4 sites)')  # fmt: skip
     left.axhline(1.0, color='black', lw=1, ls='--')
     left.set_xscale('log')
     left.set_xlabel("LUTs, da4ml's estimate (log scale)")
@@ -187,7 +188,13 @@ def _plot(rows: list[dict], plots: Path) -> str:
     right.set_xlabel('mapped LUTs (log scale)')
     right.set_ylabel('wall seconds (log scale)')
     right.set_title('tool time against design size')
+    thousands = matplotlib.ticker.FuncFormatter(lambda x, _: f'{x:,.0f}')
+    at_2_and_5 = matplotlib.ticker.FuncFormatter(lambda x, _: f'{x:,.0f}' if f'{x:.0e}'[0] in '25' else '')
+    for axis in (left.xaxis, right.xaxis, right.yaxis):
+        axis.set_major_formatter(thousands)
+        axis.set_minor_formatter(at_2_and_5)
     for ax in (left, right):
+        ax.tick_params(axis='both', which='both', labelsize=8)
         ax.grid(True, which='both', alpha=0.3)
         ax.legend(fontsize=7)
     plots.mkdir(parents=True, exist_ok=True)
@@ -220,7 +227,12 @@ def section(root: Path, plots: Path) -> list[str]:
         f'a shortened recovery ({RECIPE["auto_steps"]} optimizer steps per phase instead of about 3,000): the '
         "accuracy column is theirs, not the matrix's. Yosys counts are technology mapping, not vendor synthesis.",
         '',
-        f'- **LUTs, Yosys / da4ml: {_spread(lut)}**',
+        f'- **LUTs, Yosys / da4ml: {_spread(lut)}**; '
+        + '; '.join(
+            f'{task} {_spread([r["yosys"]["LUT"] / r["lut_da4ml"] for r in rows if r["task"] == task])}'
+            for task in TASKS
+            if any(r['task'] == task for r in rows)
+        ),
         f'- FFs, Yosys / da4ml: {_spread(ff)}',
     ]
     if placed:
