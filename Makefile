@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: install test test-slow test-all test-tools fuzz demo sweep-demo bench bench-full bench-quick bench-data bench-report bench-peer lint clean
+.PHONY: install test test-slow test-all test-tools fuzz demo sweep-demo bench bench-full bench-quick bench-data bench-report bench-peer bench-synth lint clean
 
 install: $(STAMP)
 
@@ -118,6 +118,14 @@ bench-peer: $(STAMP) bench-data $(PEER_VENV)/.installed
 	$(BIN)/python -m bench.peer --task $(PEER_TASK) --side hgq2 $(PEER_FLAGS) & hgq=$$!; \
 	  $(BIN)/python -m bench.peer --task $(PEER_TASK) --side lpsubnet $(PEER_FLAGS); lps=$$?; \
 	  wait $$hgq; test $$? -eq 0 -a $$lps -eq 0
+	$(BIN)/python -m bench.report
+
+# da4ml's estimate against Yosys and nextpnr (bench/synth.py): Yosys runs on one core, so
+# the designs are split between two processes; then docs/benchmarks.md.
+bench-synth: $(STAMP) bench-data
+	@set -e; pids=; i=0; while [ $$i -lt $(BENCH_JOBS) ]; do \
+	  $(BIN)/python -m bench.synth --shard $$i/$(BENCH_JOBS) & pids="$$pids $$!"; i=$$((i+1)); \
+	done; for p in $$pids; do wait $$p; done
 	$(BIN)/python -m bench.report
 
 bench-report: $(STAMP)

@@ -776,6 +776,7 @@ def main(argv=None) -> int:
           'make bench-full            # the whole matrix',
           'make bench TASK=fmnist     # one task: digits|letter|fmnist|sr|motivation|tool',
           'make bench-quick           # digits, 1 seed, the method and the width-reduced network at 75% W8A8',
+          "make bench-synth           # da4ml's estimate against Yosys and nextpnr (bench/synth.py)",
           '',
           '# the same by hand, after `make install` (which installs the bench extra: scipy, scikit-image):',
           'apt-get install -y opencv-doc dataset-fashion-mnist   # letter-recognition data; Fashion-MNIST (idx .gz)',

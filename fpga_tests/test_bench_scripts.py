@@ -117,3 +117,30 @@ def test_verify_scale_writes_rows_and_the_report_table(tmp_path):
     assert row['rtl_samples_per_second'] > 0 and row['rtl_initiation_interval'] == 1  # streamed, bit-exact
     table = verify_scale_section(tmp_path / 'tool' / 'verify_scale.json')
     assert '| jet_mlp [16] -> [5] | 200 | 200/200 |' in '\n'.join(table)
+
+
+@pytest.mark.slow
+def test_synth_bench_writes_a_design_record_and_its_section(tmp_path):
+    """bench/synth.py on one tiny digits design (75 % of the channels pruned, 4-bit weights):
+    trained, written by da4ml, mapped by Yosys (about two minutes); the record holds both
+    counts and the report section its row. No placement: the design is above --place-max-lut."""
+    from bench.synth import load_results, section
+
+    proc = bench('-m', 'bench.synth', '--tasks', 'digits', '--sparsities', '0.75', '--weight-bits', '4',
+                 '--place-max-lut', '0', '--tiny', '--results', str(tmp_path))  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    record = json.loads((tmp_path / 'synth' / 'digits_s75_w4a8.json').read_text())
+    assert record['tiny'] and record['yosys']['family'] == 'xcup' and 'ecp5' not in record
+    assert record['yosys']['LUT'] == sum(record['yosys']['LUT_by_size'].values()) > 0
+    assert record['lut_da4ml'] > 0 and record['ff_da4ml'] > 0 and record['yosys']['yosys_seconds'] > 0
+    assert load_results(tmp_path) == []  # tiny runs never reach docs/benchmarks.md
+    assert 'Not run yet' in '\n'.join(section(tmp_path, tmp_path / 'plots'))
+    # The same record as a real run's: its row, the ratio and the plot.
+    real = tmp_path / 'real'
+    (real / 'synth').mkdir(parents=True)
+    (real / 'synth' / 'digits_s75_w4a8.json').write_text(json.dumps({**record, 'tiny': False}))
+    text = '\n'.join(section(real, tmp_path / 'plots'))
+    ratio = record['yosys']['LUT'] / record['lut_da4ml']
+    assert f'| digits_s75_w4a8 | {record["test_metric"]:.1f} | {record["lut_da4ml"]:,} |' in text
+    assert f'LUTs, Yosys / da4ml: {ratio:.3f} ± 0.000' in text
+    assert (tmp_path / 'plots' / 'synth_estimate_vs_yosys.png').is_file()
