@@ -195,6 +195,28 @@ def test_a_wrong_netlist_fails_the_check_in_one_line(project, tmp_path, monkeypa
     assert saved['mismatched_samples'] > 0
 
 
+def test_a_netlist_check_that_cannot_run_keeps_the_mapping(project, tmp_path, monkeypatch):
+    """The netlist's simulation fails to build (a Verilator error, say): exit 5 naming the
+    cause, and the minutes of mapping are kept (synth/, the result without a netlist check)."""
+    from hls_backend.errors import BuildError
+    from hls_backend.rtl import simulate
+
+    rtl = fresh_copy(project, tmp_path)
+
+    def broken_build(*args, **kwargs):
+        raise BuildError('Verilator build of netlist_check failed; see build.log')
+
+    monkeypatch.setattr(simulate, 'simulate_rtl', broken_build)
+    run = cli('synth', rtl, '--check-netlist')
+    assert run.returncode == 5, run.stderr
+    assert 'the netlist check: Verilator build of netlist_check failed' in run.stderr
+    assert 'the mapping is kept' in run.stderr and 'Traceback' not in run.stderr
+    saved = json.loads((rtl / SYNTH_RESULT).read_text())
+    assert saved['resources']['LUT'] > 0 and 'netlist' not in saved['checks']
+    assert any(note.startswith('the netlist check did not run') for note in saved['notes'])
+    assert (rtl / SYNTH_DIR / 'netlist.v').is_file() and not (rtl / SYNTH_DIR / 'netlist_check').exists()
+
+
 def test_long_concatenations_reach_verilator_one_item_a_line():
     """Verilator reads at most 40,000 tokens a line; Yosys writes a pipeline register's bus
     (the demo CNN's: ~20,000 bits) as one concatenation. It is broken after each item, and

@@ -168,12 +168,21 @@ def synth_open(project_dir: str | Path, options: OpenSynthOptions | None = None,
             placed = place_ecp5(project_dir, tmp, info, result.resources, stat.get('num_port_bits', 0), o)
             result.resources['nextpnr'] = placed
             result.notes.append(placed['summary'])
+        unchecked = None
         if o.check_netlist:
             from .netlist_check import check_netlist
 
-            netlist = check_netlist(
-                project_dir, tmp, NETLIST, family, stat.get('num_cells_by_type', {}), info, project_dir / FAILED_LOG
-            )
+            try:
+                netlist = check_netlist(
+                    project_dir, tmp, NETLIST, family, stat.get('num_cells_by_type', {}), info, project_dir / FAILED_LOG
+                )
+            except BuildError as exc:
+                # The check could not be built or run: the mapping (minutes of Yosys) is kept
+                # and the error names what failed; a netlist that runs and differs is not this.
+                unchecked = exc
+        if unchecked is not None:
+            result.notes.append(f'the netlist check did not run: {unchecked}')
+        elif o.check_netlist:
             result.checks['netlist'] = netlist.to_dict()
             for key in (
                 'samples',
@@ -186,6 +195,11 @@ def synth_open(project_dir: str | Path, options: OpenSynthOptions | None = None,
                 setattr(result, key, getattr(netlist, key))
             result.latency_cycles, result.initiation_interval = netlist.latency_cycles, netlist.initiation_interval
     result.save(result_path)
+    if unchecked is not None:
+        raise BuildError(
+            f'{unchecked}; the mapping is kept in {project_dir / SYNTH_DIR} and {SYNTH_RESULT} (the netlist unchecked: '
+            'run again with --force --check-netlist once the cause is fixed)'
+        )
     (project_dir / FAILED_LOG).unlink(missing_ok=True)
     return result
 
