@@ -557,7 +557,10 @@ def budget_options(command):
         else:
             kind = click.FloatRange(min=0, max=objective.budget_max, min_open=objective.budget_max is None)
         bound = 'at most' if objective.direction == 'min' else 'at least'
-        command = click.option(objective.budget, type=kind, help=f'Budget: {objective.label} {bound} this.')(command)
+        text = f'Budget: {objective.label} {bound} this'
+        if objective.synthesized:
+            text += f'; the {OBJECTIVES[objective.synthesized].label} in a sweep with sweep.synth'
+        command = click.option(objective.budget, type=kind, help=f'{text}.')(command)
     return command
 
 
