@@ -49,6 +49,18 @@ def install() -> None:
     signal.signal(signal.SIGALRM, _redeliver)
 
 
+def stop_redelivery() -> None:
+    """The stop is being handled: a redelivery still pending (the signal landed in a
+    finalizer, and the pipeline raised before the timer fired) must not raise again while
+    the process exits; uncaught there, Python would end itself with SIGINT instead of the
+    exit code it was given (seen as -2 after a SIGTERM)."""
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    try:
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    except ValueError:  # not the main thread: install() was not called from here either
+        pass
+
+
 def signal_received() -> int | None:
     """The signal that asked for the stop (SIGINT or SIGTERM), or None."""
     return _requested
