@@ -180,20 +180,19 @@ def synth_open(project_dir: str | Path, options: OpenSynthOptions | None = None,
                 # The check could not be built or run: the mapping (minutes of Yosys) is kept
                 # and the error names what failed; a netlist that runs and differs is not this.
                 unchecked = exc
-        if unchecked is not None:
-            result.notes.append(f'the netlist check did not run: {unchecked}')
-        elif o.check_netlist:
-            result.checks['netlist'] = netlist.to_dict()
-            for key in (
-                'samples',
-                'exact_matches',
-                'mismatched_samples',
-                'first_mismatch',
-                'max_abs_diff',
-                'mismatches',
-            ):
-                setattr(result, key, getattr(netlist, key))
-            result.latency_cycles, result.initiation_interval = netlist.latency_cycles, netlist.initiation_interval
+                result.notes.append(f'the netlist check did not run: {unchecked}')
+            else:
+                result.checks['netlist'] = netlist.to_dict()
+                for key in (
+                    'samples',
+                    'exact_matches',
+                    'mismatched_samples',
+                    'first_mismatch',
+                    'max_abs_diff',
+                    'mismatches',
+                ):
+                    setattr(result, key, getattr(netlist, key))
+                result.latency_cycles, result.initiation_interval = netlist.latency_cycles, netlist.initiation_interval
     result.save(result_path)
     if unchecked is not None:
         raise BuildError(
