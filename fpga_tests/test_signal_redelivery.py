@@ -1,8 +1,9 @@
 """A stop signal that lands in a finalizer is redelivered by a one-shot timer
-(lpsubnet.interrupts). Once the command handles the stop and exits with 128 + the
-signal, a redelivery still pending must not raise again: uncaught during the exit,
-Python would end the process with SIGINT instead (exit status -2 after a SIGTERM, seen
-once in test_no_lost_work's SIGTERM case)."""
+(lpsubnet.interrupts). Once the stop has been raised where it is not swallowed (the
+pipeline's check between stages), a redelivery still pending must not raise again while
+the command handles the stop and exits: uncaught there, Python would end the process
+with SIGINT instead (exit status -2 after a SIGTERM, seen once in test_no_lost_work's
+SIGTERM case)."""
 
 import signal
 import sys
@@ -36,8 +37,12 @@ def test_a_signal_in_a_finalizer_is_redelivered(installed):
         time.sleep(10 * interrupts.REDELIVER_SECONDS)
 
 
-def test_a_pending_redelivery_is_dropped_once_the_stop_is_handled(installed):
+def test_a_pending_redelivery_is_dropped_once_the_stop_is_raised(installed):
     _Finalized()
-    interrupts.stop_redelivery()  # what the command does before it exits with 128 + the signal
-    time.sleep(10 * interrupts.REDELIVER_SECONDS)  # no KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.raise_if_requested()  # the pipeline's check, before the timer fires
+    try:
+        time.sleep(10 * interrupts.REDELIVER_SECONDS)
+    except KeyboardInterrupt:  # caught here: uncaught, it would stop the whole test session
+        pytest.fail('the pending redelivery raised a second KeyboardInterrupt after the stop was raised')
     assert interrupts.signal_received() == signal.SIGTERM

@@ -44,7 +44,6 @@ def _interrupted() -> None:
 
     from hls_backend.core import processes
 
-    interrupts.stop_redelivery()
     processes.stop_all()
     signum = interrupts.signal_received() or signal.SIGINT
     click.echo(
@@ -719,7 +718,6 @@ def sweep(config, out_dir, address, max_concurrent, resume, force, **budgets):
         _fail(ClusterError(f'{result["lost"]}; the finished trials are kept: continue with `{resume}`'))
     if result['stopped']:
         click.echo(f'stopped early; continue with: {resume}')
-        interrupts.stop_redelivery()
         sys.exit(128 + (interrupts.signal_received() or 2))  # 130 after Ctrl-C (SIGINT), 143 after SIGTERM
     if inexact:
         from hls_backend.errors import MismatchError

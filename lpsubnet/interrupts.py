@@ -28,13 +28,21 @@ def _in_finalizer(frame) -> bool:
     return False
 
 
+def _raise(signum: int):
+    # Raised where it is not swallowed: a redelivery still pending would raise again later,
+    # while the command handles the stop or exits (uncaught there, Python ends the process
+    # with SIGINT instead of the exit code it was given: seen as -2 after a SIGTERM).
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    raise KeyboardInterrupt(f'signal {signal.Signals(signum).name}')
+
+
 def _handler(signum, frame):
     global _requested
     _requested = signum
     if _in_finalizer(frame):
         signal.setitimer(signal.ITIMER_REAL, REDELIVER_SECONDS)
         return
-    raise KeyboardInterrupt(f'signal {signal.Signals(signum).name}')
+    _raise(signum)
 
 
 def _redeliver(signum, frame):
@@ -49,18 +57,6 @@ def install() -> None:
     signal.signal(signal.SIGALRM, _redeliver)
 
 
-def stop_redelivery() -> None:
-    """The stop is being handled: a redelivery still pending (the signal landed in a
-    finalizer, and the pipeline raised before the timer fired) must not raise again while
-    the process exits; uncaught there, Python would end itself with SIGINT instead of the
-    exit code it was given (seen as -2 after a SIGTERM)."""
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    try:
-        signal.signal(signal.SIGALRM, signal.SIG_IGN)
-    except ValueError:  # not the main thread: install() was not called from here either
-        pass
-
-
 def signal_received() -> int | None:
     """The signal that asked for the stop (SIGINT or SIGTERM), or None."""
     return _requested
@@ -68,4 +64,4 @@ def signal_received() -> int | None:
 
 def raise_if_requested() -> None:
     if _requested is not None:
-        raise KeyboardInterrupt(f'signal {signal.Signals(_requested).name}')
+        _raise(_requested)
