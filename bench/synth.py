@@ -94,8 +94,6 @@ def _yosys_figures(result) -> dict:
 
 def measure(model_path: Path, task, place_max_lut: int, max_lut: int) -> dict:
     """da4ml's estimate, Yosys's UltraScale+ mapping and (small designs) ECP5 placement."""
-    import shutil
-
     import hls_backend
     from hls_backend.rtl.project import read_rtl_info
 
@@ -114,12 +112,10 @@ def measure(model_path: Path, task, place_max_lut: int, max_lut: int) -> dict:
         if out['lut_da4ml'] > max_lut:
             out['skipped'] = f'da4ml estimates {out["lut_da4ml"]:,} LUT > --max-lut {max_lut:,}'
             return out
-        if out['lut_da4ml'] <= place_max_lut:
-            shutil.copytree(project, Path(tmp) / 'rtl_ecp5')
         xilinx = hls_backend.synth_open(project, hls_backend.OpenSynthOptions())
         out['yosys'] = _yosys_figures(xilinx)
-        if out['lut_da4ml'] <= place_max_lut:
-            ecp5 = hls_backend.synth_open(Path(tmp) / 'rtl_ecp5', hls_backend.OpenSynthOptions(place=True))
+        if out['lut_da4ml'] <= place_max_lut:  # the Xilinx figures are read: its synth/ may be replaced
+            ecp5 = hls_backend.synth_open(project, hls_backend.OpenSynthOptions(place=True), force=True)
             placed = ecp5.resources['nextpnr']
             out['ecp5'] = {
                 **_yosys_figures(ecp5),
@@ -134,10 +130,19 @@ def measure(model_path: Path, task, place_max_lut: int, max_lut: int) -> dict:
     return out
 
 
+def _records(root: Path) -> list[dict]:
+    """Every design's record but the tiny test runs'."""
+    found = (json.loads(f.read_text()) for f in sorted((root / 'synth').glob('*.json')))
+    return [r for r in found if not r.get('tiny')]
+
+
+def _measured(records: list[dict]) -> list[dict]:
+    return sorted((r for r in records if 'yosys' in r), key=lambda r: r['lut_da4ml'])
+
+
 def load_results(root: Path) -> list[dict]:
     """The measured designs (not the tiny test runs, not the skipped ones), smallest first."""
-    found = [json.loads(f.read_text()) for f in sorted((root / 'synth').glob('*.json'))]
-    return sorted((r for r in found if 'yosys' in r and not r.get('tiny')), key=lambda r: r['lut_da4ml'])
+    return _measured(_records(root))
 
 
 def _spread(values: list[float]) -> str:
@@ -205,12 +210,12 @@ def _plot(rows: list[dict], plots: Path) -> str:
 
 def section(root: Path, plots: Path) -> list[str]:
     """docs/benchmarks.md's part on da4ml's estimate against Yosys and nextpnr."""
-    rows = load_results(root)
+    records = _records(root)
+    rows = _measured(records)
     head = ["## da4ml's cost estimate against open synthesis (Yosys, nextpnr)", '']
     if not rows:
         return [*head, 'Not run yet: `python -m bench.synth` (one JSON per design in `bench/results/synth/`).', '']
-    skipped = [json.loads(f.read_text()) for f in sorted((root / 'synth').glob('*.json'))]
-    skipped = [r for r in skipped if 'skipped' in r and not r.get('tiny')]
+    skipped = [r for r in records if 'skipped' in r]
     lut = [r['yosys']['LUT'] / r['lut_da4ml'] for r in rows]
     ff = [r['yosys']['FF'] / r['ff_da4ml'] for r in rows]
     placed = [r for r in rows if 'ecp5' in r]
