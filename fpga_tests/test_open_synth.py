@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from fpga_tests.cli_helpers import cli
-from fpga_tests.test_rtl_route import save, small_mlp
+from fpga_tests.test_rtl_route import q4, save, small_mlp
 from hls_backend import OpenSynthOptions, synth_open
 from hls_backend.rtl import write_rtl
 from hls_backend.rtl.open_synth import FAILED_LOG, SYNTH_DIR, SYNTH_RESULT, design_sources
@@ -250,8 +250,6 @@ def jet_shaped_mlp() -> keras.Model:
     """16-64-32-32-5 with 4-bit weights and 6-bit ReLUs (the shape of hls4ml's jet tagger),
     seeded: 4,256 multiplications by constants, about 24,000 LUTs (the tiny one: 1,500)."""
     from qkeras import QActivation, QDense, quantized_bits, quantized_relu
-
-    from fpga_tests.test_rtl_route import q4
 
     keras.utils.set_random_seed(5)
     inp = keras.Input((16,), name='features')
