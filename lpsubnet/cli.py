@@ -86,7 +86,8 @@ def handle_errors(command=None, *, tensorflow: bool = True):
             one_line += (ConfigError,)
             pruner_errors = (PrunerError,)
         try:
-            return command(*args, **kwargs)
+            with interrupts.stop_prevails():
+                return command(*args, **kwargs)
         except one_line as exc:
             _fail(exc)
         except pruner_errors as exc:  # bad model, data or option for the pruner

@@ -7,11 +7,19 @@ prints "Exception ignored"; the run would then carry on. So a signal that arrive
 a finalizer is redelivered a moment later (a one-shot timer), once the finalizer
 has returned, and the pipeline also checks :func:`raise_if_requested` before it
 keeps a finished stage.
+
+A library may also turn the KeyboardInterrupt into an error of its own: TensorFlow's
+``DType.max`` catches it in a bare ``except:`` and raises "TypeError: Cannot find
+maximum value of <dtype: 'int32'>" (seen when a SIGTERM landed in Keras's seed
+handling). :func:`stop_prevails` makes any error that unwinds after a stop was asked
+for that stop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
+from collections.abc import Iterator
 
 _requested: int | None = None
 REDELIVER_SECONDS = 0.05
@@ -65,3 +73,16 @@ def signal_received() -> int | None:
 def raise_if_requested() -> None:
     if _requested is not None:
         _raise(_requested)
+
+
+@contextlib.contextmanager
+def stop_prevails() -> Iterator[None]:
+    """An exception leaving the block after SIGINT/SIGTERM arrived is the stop, whatever a
+    library made of the KeyboardInterrupt on the way (the error is kept as its cause)."""
+    try:
+        yield
+    except Exception as exc:
+        if _requested is None:
+            raise
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        raise KeyboardInterrupt(f'signal {signal.Signals(_requested).name}') from exc
