@@ -50,6 +50,7 @@ def _interrupted() -> None:
         f'interrupted by {signal.Signals(signum).name}: stopped; child processes ended, partial outputs removed',
         err=True,
     )
+    interrupts.exiting()
     sys.exit(128 + signum)
 
 
@@ -719,6 +720,7 @@ def sweep(config, out_dir, address, max_concurrent, resume, force, **budgets):
         _fail(ClusterError(f'{result["lost"]}; the finished trials are kept: continue with `{resume}`'))
     if result['stopped']:
         click.echo(f'stopped early; continue with: {resume}')
+        interrupts.exiting()
         sys.exit(128 + (interrupts.signal_received() or 2))  # 130 after Ctrl-C (SIGINT), 143 after SIGTERM
     if inexact:
         from hls_backend.errors import MismatchError
