@@ -5,8 +5,9 @@
   KeyboardInterrupt in a bare ``except:`` and raises TypeError; a SIGTERM that landed
   there made `lpsubnet run` print that traceback and exit 1 instead of 143 (seen while
   reproducing test_no_lost_work's SIGTERM case).
-- Once the stop is handled, a further SIGINT cannot turn the exit status into -2
-  (interrupts.exiting; test_no_lost_work's SIGTERM case exited -2 now and then).
+- A stop raised inside code run from a string (exec/eval of source text) does not turn
+  the exit status into -2 under ``python -m`` (interrupts.exiting; test_no_lost_work's
+  SIGTERM case exited -2 now and then: CPython sent itself SIGINT at exit).
 """
 
 import os
@@ -53,25 +54,26 @@ def test_an_error_without_a_stop_is_left_as_it_is(installed):
     assert interrupts.signal_received() is None
 
 
-EXIT_AFTER_A_LATE_SIGINT = """
-import os, signal, sys
+# Run as `python -m`: a KeyboardInterrupt that left code run from a string, caught further
+# out, then a normal exit with 143.
+INTERRUPTED_IN_EXEC = """
+import signal, sys
 from lpsubnet import interrupts
 interrupts.install()
-{prepare}
-os.kill(os.getpid(), signal.SIGINT)  # arrives as it would while Python finalizes
+try:
+    exec("import os; os.kill(os.getpid(), signal.SIGTERM); import time; time.sleep(5)")
+except KeyboardInterrupt:
+    pass
+{exiting}
 sys.exit(143)
 """
 
 
-@pytest.mark.parametrize(
-    'prepare, status',
-    [
-        ('interrupts.exiting()', 143),
-        # What Python's finalization does to the handlers: the default action ends the process.
-        ('signal.signal(signal.SIGINT, signal.SIG_DFL)', -signal.SIGINT),
-    ],
-)
-def test_a_stop_signal_after_the_stop_is_handled_keeps_the_exit_status(prepare, status):
-    code = EXIT_AFTER_A_LATE_SIGINT.format(prepare=prepare)
-    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == status, proc.stderr
+@pytest.mark.parametrize('exiting, status', [('interrupts.exiting()', 143), ('', -signal.SIGINT)])
+def test_a_stop_raised_in_exec_keeps_the_exit_status(tmp_path, exiting, status):
+    (tmp_path / 'stop_in_exec.py').write_text(INTERRUPTED_IN_EXEC.format(exiting=exiting))
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(tmp_path), *sys.path])}
+    proc = subprocess.run(
+        [sys.executable, '-m', 'stop_in_exec'], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path
+    )
+    assert proc.returncode == status, proc.stderr  # without exiting(): CPython's own SIGINT

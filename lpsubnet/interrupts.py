@@ -66,16 +66,18 @@ def install() -> None:
 
 
 def exiting() -> None:
-    """The stop is handled and the process is about to exit: further SIGINT/SIGTERM are
-    ignored, so the exit status stays the one the command gives (128 + the signal).
+    """The stop is handled and the process is about to exit with 128 + the signal.
 
-    Python restores the default action of the signals it handled while it finalizes; a
-    SIGINT arriving in that window ended `lpsubnet run` with -2 instead of 143 (3 times in
-    about 40 SIGTERMs in test_no_lost_work and its loop; the sender was not identified).
-    Ignored signals stay ignored through finalization."""
+    Run as ``python -m`` (how the tests and some users start the CLI), CPython ends the
+    process by SIGINT (exit status -2 instead of 143) when a KeyboardInterrupt once left
+    code run from a string (``exec``/``eval`` of source text: dataclasses, namedtuples,
+    code that Keras generates), even if it was caught further out: that sets a flag of the
+    interpreter (``_Py_UnhandledKeyboardInterrupt``) which only the next such run clears.
+    A SIGTERM landing in one did this (strace: the process sent itself SIGINT after
+    printing the stop). Running an empty string clears it; the installed ``lpsubnet``
+    script exits through another path and never read it."""
     signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    exec('')  # clears the flag described above
 
 
 def signal_received() -> int | None:
