@@ -60,12 +60,14 @@ def float_mlp():
     return fold_batchnorm(model), (x, y, xt, yt)
 
 
-def _allocator(float_mlp, cost, unit='kbit'):
+def _allocator(float_mlp, cost, unit='kbit', **kwargs):
     import keras
 
     model, (x, y, xt, yt) = float_mlp
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    return BitAllocator(model, calibrate(model, x[:256]), xt, yt, loss, cost, unit, 8, 8, rule=StepRule('mse'))
+    return BitAllocator(
+        model, calibrate(model, x[:256]), xt, yt, loss, cost, unit, 8, 8, rule=StepRule('mse'), **kwargs
+    )
 
 
 def test_the_allocation_meets_the_budget_one_recorded_bit_at_a_time(float_mlp):
@@ -100,6 +102,20 @@ def test_the_allocation_meets_the_budget_one_recorded_bit_at_a_time(float_mlp):
 def test_an_unreachable_budget_is_refused_with_the_lowest_cost_reached(float_mlp):
     allocator = _allocator(float_mlp, _footprint_kbit)
     with pytest.raises(PrunerError, match=r'out of reach by precision alone: with every quantizer at 2 bits'):
+        allocator.allocate(0.001)
+
+
+def test_activations_stay_at_or_above_their_floor(float_mlp):
+    allocator = _allocator(float_mlp, _footprint_kbit, min_activation_bits=5)
+    start = allocator.allocate(1e9).cost
+    allocation = allocator.allocate(0.4 * start)
+    assert allocation.within_budget
+    lowered = {s.setting for s in allocation.steps}
+    assert lowered == {'weight_bits', 'activation_bits'}  # both kinds were lowered, activations to 5 at most
+    assert all(s.bits >= 5 for s in allocation.steps if s.setting == 'activation_bits')
+    assert all(s.bits >= MIN_BITS for s in allocation.steps if s.setting == 'weight_bits')
+    assert min(s.bits for s in allocation.steps if s.setting == 'weight_bits') < 5
+    with pytest.raises(PrunerError, match=r'with every quantizer at 2 \(activations 5\) bits the design still costs'):
         allocator.allocate(0.001)
 
 
@@ -217,6 +233,7 @@ def test_an_over_budget_trained_design_is_allocated_again(monkeypatch):
         return lut
 
     monkeypatch.setattr(module, '_qat', qat)
+    monkeypatch.setattr(module, 'BUDGET_FILL', 0.0)  # whatever the second design costs under 3000, it is kept
     _, manifest = small_compress(model_fn=flatten_mlp, max_lut=3000, cost=cost, epochs=3, qat_epochs=1)
     attempts = manifest['budget']['attempts']
     assert len(attempts) == 2 and attempts[0]['trained_cost'] > 3000
@@ -224,6 +241,50 @@ def test_an_over_budget_trained_design_is_allocated_again(monkeypatch):
     assert attempts[1]['target'] == pytest.approx(allocated * 3000 / attempts[0]['trained_cost'] * (1 - BUDGET_MARGIN))
     assert manifest['budget']['cost'] == attempts[1]['trained_cost'] <= 3000
     assert [p['phase'] for p in manifest['recovery']['phases']].count('qat') == 1  # the exported model's QAT only
+
+
+def test_a_design_well_under_the_budget_is_allocated_again_and_the_better_kept(monkeypatch):
+    """The first trained design is priced at half its estimate: the bits are allocated again for
+    a design larger by that shrinkage; of the attempts within the budget, the one with the better
+    validation accuracy is exported, and its figures are the manifest's."""
+    import sys
+
+    from fpga_tests.pruner_models import flatten_mlp
+    from pruner import compress  # noqa: F401  (loads pruner.phases)
+
+    module = sys.modules['pruner.phases']
+    state = {'next_is_trained': False, 'trained': 0, 'results': []}
+    real_qat = module._qat
+
+    def qat(*args, **kwargs):
+        quantized = real_qat(*args, **kwargs)
+        state['results'].append(quantized.result['accuracy'])
+        state['next_is_trained'] = True  # compress prices the trained design next
+        return quantized
+
+    def cost(model):
+        lut = _lut(model)
+        if state['next_is_trained']:
+            state['next_is_trained'] = False
+            state['trained'] += 1
+            if state['trained'] == 1:
+                return lut / 2  # trained far under the budget
+            return min(lut, 2999.0)  # the larger design fits (the test is about what is kept)
+        return lut
+
+    monkeypatch.setattr(module, '_qat', qat)
+    _, manifest = small_compress(model_fn=flatten_mlp, max_lut=3000, cost=cost, epochs=3, qat_epochs=1)
+    budget = manifest['budget']
+    attempts = budget['attempts']
+    assert len(attempts) == 2 and attempts[0]['trained_cost'] < module.BUDGET_FILL * 3000
+    grown = attempts[0]['cost'] * 3000 / attempts[0]['trained_cost'] * (1 - module.BUDGET_MARGIN)
+    assert attempts[1]['target'] == pytest.approx(grown) and attempts[1]['target'] > 3000
+    best = int(np.argmax(state['results']))  # the first of equals
+    assert budget['kept_attempt'] == best + 1
+    assert budget['cost'] == attempts[best]['trained_cost'] <= 3000
+    assert 'qat_phase' not in attempts[best] and 'qat_phase' in attempts[1 - best]
+    assert [p['phase'] for p in manifest['recovery']['phases']].count('qat') == 1  # the exported model's QAT only
+    assert manifest['metrics']['quantized']['accuracy'] == pytest.approx(state['results'][best])
 
 
 def test_weight_sparsity_competes_with_bits_for_the_budget(float_mlp):

@@ -181,6 +181,7 @@ class BitAllocator:
         weight_scores: dict | None = None,
         sparsity: float = 0.0,
         granularity: str = 'weight',
+        min_activation_bits: int = MIN_BITS,
     ):
         from .qat import quantizer_slots
 
@@ -191,6 +192,7 @@ class BitAllocator:
         self.unit = unit
         self.weight_bits, self.activation_bits = int(weight_bits), int(activation_bits)
         self.rule = rule or StepRule()
+        self.min_bits = {'weight_bits': MIN_BITS, 'activation_bits': max(MIN_BITS, int(min_activation_bits))}
         fixed = {name: dict(bits) for name, bits in (overrides or {}).items()}
         plan = plan_quantization(model, calibration, weight_bits, activation_bits, bias_bits, fixed, self.rule)
         self.qmodel = to_qkeras(model, plan)
@@ -239,7 +241,7 @@ class BitAllocator:
         if knob[1] == SPARSITY:
             return self._next_level(self._level(chosen_sparsity, knob[0]))
         bits = self._bits(chosen, knob)
-        return bits - 1 if bits > MIN_BITS else None
+        return bits - 1 if bits > self.min_bits[knob[1]] else None
 
     def _set_bits(self, knob: tuple[str, str], bits: int) -> list[Callable[[], None]]:
         """Give the knob's quantizers ``bits`` (their integer bits by the rule); returns what undoes it."""
@@ -306,10 +308,12 @@ class BitAllocator:
             if best is None:
                 by = 'precision and weight sparsity' if self.sparse else 'precision alone'
                 at = f' and every layer at {SPARSITY_LEVELS[-1]:g} weight sparsity' if self.sparse else ''
+                floor = self.min_bits['activation_bits']
+                lowest = f'{MIN_BITS} bits' if floor == MIN_BITS else f'{MIN_BITS} (activations {floor}) bits'
                 raise PrunerError(
                     f'the budget of {budget:g} {self.unit} is out of reach by {by}: with every '
-                    f'quantizer at {MIN_BITS} bits{at} the design still costs {cost:g} {self.unit}; prune more '
-                    'channels (sparsity) or raise the budget'
+                    f'quantizer at {lowest}{at} the design still costs {cost:g} {self.unit}; prune more '
+                    'channels (sparsity), lower min_activation_bits or raise the budget'
                 )
             _, knob, new_loss, new_proxy = best
             value = self._candidate(chosen, chosen_sparsity, knob)

@@ -149,6 +149,16 @@ class CompressOptions:
             'model; from Python give compress(cost=...)).'
         ),
     ] = None
+    min_activation_bits: Annotated[
+        int,
+        setting(
+            'Under a budget (max_lut, max_footprint_kbit): the fewest bits the allocation gives an activation '
+            'or the input (weights go down to 2). Judged before retraining, a lower activation width looks '
+            'cheap and saves much logic, yet QAT does not recover it.',
+            ge=2,
+            le=16,
+        ),
+    ] = 2
     max_footprint_kbit: Annotated[
         Annotated[float, Field(gt=0)] | None,
         setting('Footprint budget in kbit (weights and activations), met the same way as max_lut.'),

@@ -44,6 +44,7 @@ from .recovery import (
     is_classification_loss,
     resolve_epochs,
     trained_learning_rate,
+    validation_monitor,
 )
 from .schedule import Schedule, make_schedule, to_steps
 from .surgery import fold_batchnorm, reduce, to_qkeras
@@ -175,6 +176,10 @@ BUDGET_SAMPLES = 2048
 # allocated one by more than its weights' moves).
 BUDGET_ATTEMPTS = 3
 BUDGET_MARGIN = 0.02
+# Training also shrinks designs (weights settle on zero, ranges tighten): a trained design under
+# this fraction of the budget is allocated again for a design larger by that shrinkage, and the
+# attempt with the better validation metric within the budget is kept (same attempt limit).
+BUDGET_FILL = 0.9
 
 
 @dataclass(frozen=True)
@@ -279,6 +284,7 @@ class Run:
             weight_scores=scores,
             sparsity=o.weight_sparsity,
             granularity=o.granularity,
+            min_activation_bits=o.min_activation_bits,
         )
         return allocator.allocate(target)
 
@@ -469,7 +475,8 @@ class Quantized:
 def quantize_phase(run: Run, pruned: Pruned) -> Quantized:
     """Cut the channels out, build the QKeras model (joint mode: it is one already), train it
     quantized. Under a budget, the bits of each layer are allocated first, and the trained
-    design's cost is checked: over it, the allocation is redone against a lower target."""
+    design's cost is checked: over it, the allocation is redone against a lower target; well
+    under it (BUDGET_FILL), against a higher one, keeping the better attempt within it."""
     o = run.options
     if o.joint:
         plan = pruned.plan
@@ -505,10 +512,16 @@ def quantize_phase(run: Run, pruned: Pruned) -> Quantized:
     calibration = run.calibrated(reduced)  # the same float model every attempt: measured once
     # Every attempt's allocation starts from the same zeros (those of weight_sparsity).
     start_kernels = {layer.name: layer.get_weights() for layer in weight_prunable(reduced, o.exclude)}
+    kept = None  # (validation figure, attempt, Quantized): the best one within the budget
     for attempt in range(1, BUDGET_ATTEMPTS + 1):
         for name, weights in start_kernels.items():
             reduced.get_layer(name).set_weights(weights)
-        allocation = run.allocate(reduced, calibration, target)
+        try:
+            allocation = run.allocate(reduced, calibration, target)
+        except PrunerError:
+            if kept is None:
+                raise
+            break  # a smaller target out of reach: an earlier design within the budget stands
         sparsity = o.weight_sparsity
         if allocation.layer_sparsity:
             # The allocated sparsity per layer, ranked layer by layer on the already-masked network.
@@ -520,20 +533,41 @@ def quantize_phase(run: Run, pruned: Pruned) -> Quantized:
         quantized = train_quantized(*run.quantized(reduced, allocation.layer_bits, calibration), sparsity)
         trained = float(budget.cost(quantized.qmodel))
         attempts.append({'attempt': attempt, 'target': target, 'trained_cost': trained, **allocation.to_dict()})
+        # The manifest's phases are the exported model's; each attempt's QAT is kept with the attempt.
+        attempts[-1]['qat_phase'] = pruned.phases.pop()
         if trained <= budget.limit:
-            quantized.budget = {'limit': budget.limit, 'unit': budget.unit, 'cost': trained, 'attempts': attempts}
-            return quantized
-        attempts[-1]['qat_phase'] = pruned.phases.pop()  # the manifest's phases are the exported model's
-        # The allocated design grew by trained / allocation.cost in training: allocate again for a design that
-        # much (and BUDGET_MARGIN) smaller. (Scaling the target instead repeats the same allocation when its
-        # last step took the cost well below the target.)
-        target = min(target, allocation.cost) * budget.limit / trained * (1 - BUDGET_MARGIN)
+            figure = _validation_figure(quantized.result, o.metrics)
+            if kept is None or figure > kept[0]:
+                kept = (figure, attempt, quantized)
+            if trained >= BUDGET_FILL * budget.limit:
+                break
+        # The allocated design changed by trained / allocation.cost in training: allocate again for a design
+        # that much smaller (over the budget; BUDGET_MARGIN more) or larger (well under it). (Scaling the
+        # target instead repeats the same allocation when its last step took the cost well below the target.)
+        grow = trained <= budget.limit
+        target = (allocation.cost if grow else min(target, allocation.cost)) * budget.limit / trained
+        target *= 1 - BUDGET_MARGIN
+    if kept is not None:
+        _, attempt, quantized = kept
+        pruned.phases.append(attempts[attempt - 1].pop('qat_phase'))
+        cost = attempts[attempt - 1]['trained_cost']
+        quantized.budget = {
+            'limit': budget.limit, 'unit': budget.unit, 'cost': cost, 'attempts': attempts, 'kept_attempt': attempt
+        }  # fmt: skip
+        return quantized
     raise PrunerError(
         f'the budget of {budget.limit:g} {budget.unit} was not met: after {BUDGET_ATTEMPTS} allocations the trained '
         f'design costs {trained:g} {budget.unit} (quantization-aware training moved its weights past the '
         'allocated cost); raise the budget, prune more channels (sparsity), or keep the types fixed '
         '(range_refresh none)'
     )
+
+
+def _validation_figure(result: dict, metrics) -> float:
+    """The validation quantity early stopping watches, signed so that larger is better."""
+    name, mode = validation_monitor(metrics)
+    value = float(result.get(name.removeprefix('val_'), result['loss']))
+    return value if mode == 'max' else -value
 
 
 def _qat(

@@ -266,7 +266,7 @@ def resolve_epochs(value, steps_per_epoch: int, what: str) -> tuple[int, str]:
     return int(value), 'given'
 
 
-def _monitor(metrics) -> tuple[str, str]:
+def validation_monitor(metrics) -> tuple[str, str]:
     """The validation quantity early stopping watches: the first compiled metric, else the loss."""
     for m in metrics or ():
         name = m if isinstance(m, str) else getattr(m, 'name', None)
@@ -329,7 +329,7 @@ def fit_phase(
     stopper = None
     patience = recovery.patience_for(epochs)
     if total_steps and val is not None and patience is not None and monitor_from_epoch is not None:
-        monitor, mode = _monitor(metrics)
+        monitor, mode = validation_monitor(metrics)
         stopper = keras.callbacks.EarlyStopping(
             monitor=monitor,
             mode=mode,
