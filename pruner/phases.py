@@ -522,6 +522,9 @@ def quantize_phase(run: Run, pruned: Pruned) -> Quantized:
             if kept is None:
                 raise
             break  # a smaller target out of reach: an earlier design within the budget stands
+        chosen = (allocation.layer_bits, allocation.layer_sparsity)
+        if kept is not None and any((a['layer_bits'], a['layer_sparsity']) == chosen for a in attempts):
+            break  # the greedy's steps are coarse: a new target can give an allocation already trained
         sparsity = o.weight_sparsity
         if allocation.layer_sparsity:
             # The allocated sparsity per layer, ranked layer by layer on the already-masked network.
