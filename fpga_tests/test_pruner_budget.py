@@ -168,8 +168,10 @@ def test_the_exported_design_is_within_the_lut_budget_by_its_own_estimate(lut_bu
     qmodel, manifest, path = lut_budgeted
     budget = manifest['budget']
     assert budget['limit'] == 3000 and budget['unit'] == 'LUT'
-    assert budget['cost'] <= 3000 and budget['attempts'][-1]['trained_cost'] == budget['cost']
-    allocation = budget['attempts'][-1]
+    # The exported design is the kept attempt's (with the fill, not always the last one tried).
+    allocation = budget['attempts'][budget['kept_attempt'] - 1]
+    assert budget['cost'] <= 3000 and allocation['trained_cost'] == budget['cost']
+    assert 'qat_phase' not in allocation
     assert allocation['steps'] and allocation['start_cost'] > 3000
     # The saved model, priced again from its file, and the RTL project's own estimate agree.
     assert _lut(path) == budget['cost']
@@ -201,6 +203,12 @@ def test_lpsubnet_prune_says_what_the_budget_gave(lut_budgeted):
     line = budget_line(manifest['budget'])
     assert line.startswith('budget 3,000 LUT: ') and f'-> {manifest["budget"]["cost"]:,.0f} LUT after training' in line
     assert 'one-bit steps' in line and 'bits: ' in line
+    budget = manifest['budget']
+    if len(budget['attempts']) > 1:  # the line names the exported attempt, whose bits it gives
+        kept = budget['attempts'][budget['kept_attempt'] - 1]
+        assert f'{len(budget["attempts"])} allocations' in line
+        assert ('first', 'second', 'third')[budget['kept_attempt'] - 1] + ' kept' in line
+        assert f'{len(kept["steps"])} one-bit steps' in line
 
 
 def test_an_over_budget_trained_design_is_allocated_again(monkeypatch):

@@ -25,7 +25,8 @@ def recovery_line(recovery: dict) -> str:
 def budget_line(budget: dict) -> str:
     """One line on a budgeted compression: the budget, the trained design's figure, the
     bits chosen per quantizer and what the search took (manifest['budget'])."""
-    last = budget['attempts'][-1]
+    # The exported design's allocation (manifests before the fill kept the last one).
+    last = budget['attempts'][budget.get('kept_attempt', len(budget['attempts'])) - 1]
     bits = ', '.join(
         f'{layer} '
         + '/'.join(
@@ -38,9 +39,18 @@ def budget_line(budget: dict) -> str:
     return (
         f'budget {budget["limit"]:,.0f} {unit}: {last["start_cost"]:,.0f} -> {budget["cost"]:,.0f} {unit} after training '
         f'({len(last["steps"])} one-bit steps, {last["cost_calls"]} cost-model calls'
-        + (f', {tries} allocations: training moved the earlier ones over the budget' if tries > 1 else '')
+        + (
+            f', {tries} allocations (training moves a design over or well under the budget), '
+            f'the {_ordinal(last["attempt"])} kept'
+            if tries > 1
+            else ''
+        )
         + f'); bits: {bits or "as given"}'
     )
+
+
+def _ordinal(n: int) -> str:
+    return {1: 'first', 2: 'second', 3: 'third'}.get(n, f'{n}th')
 
 
 def weight_pruning_line(weight_pruning: dict) -> str | None:
