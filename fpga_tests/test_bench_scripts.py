@@ -27,6 +27,7 @@ def results(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # the tiny bench run takes ~80 s of the default suite's budget
 def test_run_writes_one_valid_json_per_config(results):
     files = sorted((results / 'digits').glob('*.json'))
     names = {p.stem for p in files}
@@ -44,6 +45,7 @@ def test_run_writes_one_valid_json_per_config(results):
     assert (results / 'digits' / 'baselines' / 'float_seed0.keras').exists()
 
 
+@pytest.mark.slow  # the tiny bench run takes ~80 s of the default suite's budget
 def test_existing_json_is_not_recomputed(results):
     path = results / 'digits' / 'lw_act_l1_s50_w8a8_seed0.json'
     before = path.read_text()
@@ -53,6 +55,7 @@ def test_existing_json_is_not_recomputed(results):
     assert '0 configurations run' in proc.stdout
 
 
+@pytest.mark.slow  # the tiny bench run takes ~80 s of the default suite's budget
 def test_report_writes_markdown_and_plots(results, tmp_path):
     from bench.report import README_BEGIN, README_END
 
