@@ -2,8 +2,8 @@
 (lpsubnet.interrupts). Once the stop has been raised where it is not swallowed (the
 pipeline's check between stages), a redelivery still pending must not raise again while
 the command handles the stop and exits: uncaught there, Python would end the process
-with SIGINT instead (exit status -2 after a SIGTERM, seen once in test_no_lost_work's
-SIGTERM case)."""
+with SIGINT instead. (The -2 after a SIGTERM seen in test_no_lost_work had another cause:
+see test_stop_prevails.py.)"""
 
 import signal
 import sys

@@ -39,7 +39,7 @@ def _in_finalizer(frame) -> bool:
 def _raise(signum: int):
     # Raised where it is not swallowed: a redelivery still pending would raise again later,
     # while the command handles the stop or exits (uncaught there, Python ends the process
-    # with SIGINT instead of the exit code it was given: seen as -2 after a SIGTERM).
+    # with SIGINT instead of the exit code it was given).
     signal.setitimer(signal.ITIMER_REAL, 0)
     raise KeyboardInterrupt(f'signal {signal.Signals(signum).name}')
 
