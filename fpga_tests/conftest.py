@@ -1,5 +1,6 @@
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,18 @@ def stub_vitis_run(tmp_path, monkeypatch):
         shutil.copy(Path(__file__).parent / 'fixtures' / 'vendor' / name, bin_dir / name)
     monkeypatch.setenv('PATH', f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
     return bin_dir
+
+
+@pytest.fixture
+def interrupts_installed():
+    """lpsubnet's SIGINT/SIGTERM handlers installed in this process (as the CLI does), and
+    the handlers, the pending redelivery and the recorded stop put back afterwards."""
+    from lpsubnet import interrupts
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
+    interrupts.install()
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    interrupts._requested = None
+    for sig, handler in before.items():
+        signal.signal(sig, handler)

@@ -14,30 +14,19 @@ import pytest
 from lpsubnet import interrupts
 
 
-@pytest.fixture
-def installed():
-    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
-    interrupts.install()
-    yield
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    interrupts._requested = None
-    for sig, handler in before.items():
-        signal.signal(sig, handler)
-
-
 class _Finalized:
     def __del__(self):
         interrupts._handler(signal.SIGTERM, sys._getframe())
 
 
-def test_a_signal_in_a_finalizer_is_redelivered(installed):
+def test_a_signal_in_a_finalizer_is_redelivered(interrupts_installed):
     _Finalized()  # the handler sees a __del__ frame: it arms the timer instead of raising
     assert interrupts.signal_received() == signal.SIGTERM
     with pytest.raises(KeyboardInterrupt):
         time.sleep(10 * interrupts.REDELIVER_SECONDS)
 
 
-def test_a_pending_redelivery_is_dropped_once_the_stop_is_raised(installed):
+def test_a_pending_redelivery_is_dropped_once_the_stop_is_raised(interrupts_installed):
     _Finalized()
     with pytest.raises(KeyboardInterrupt):
         interrupts.raise_if_requested()  # the pipeline's check, before the timer fires

@@ -21,17 +21,6 @@ import pytest
 from lpsubnet import interrupts
 
 
-@pytest.fixture
-def installed():
-    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
-    interrupts.install()
-    yield
-    signal.setitimer(signal.ITIMER_REAL, 0)
-    interrupts._requested = None
-    for sig, handler in before.items():
-        signal.signal(sig, handler)
-
-
 def library_that_swallows_the_interrupt():
     try:
         os.kill(os.getpid(), signal.SIGTERM)
@@ -41,14 +30,14 @@ def library_that_swallows_the_interrupt():
     pytest.fail('the SIGTERM did not interrupt the call')
 
 
-def test_an_error_after_a_stop_is_the_stop(installed):
+def test_an_error_after_a_stop_is_the_stop(interrupts_installed):
     with pytest.raises(KeyboardInterrupt, match='SIGTERM') as info, interrupts.stop_prevails():
         library_that_swallows_the_interrupt()
     assert isinstance(info.value.__cause__, TypeError)
     assert interrupts.signal_received() == signal.SIGTERM
 
 
-def test_an_error_without_a_stop_is_left_as_it_is(installed):
+def test_an_error_without_a_stop_is_left_as_it_is(interrupts_installed):
     with pytest.raises(TypeError, match='no stop'), interrupts.stop_prevails():
         raise TypeError('no stop')
     assert interrupts.signal_received() is None
