@@ -211,36 +211,46 @@ def test_lpsubnet_prune_says_what_the_budget_gave(lut_budgeted):
         assert f'{len(kept["steps"])} one-bit steps' in line
 
 
-def test_an_over_budget_trained_design_is_allocated_again(monkeypatch):
-    """The first trained design is priced over the budget (5 % over its estimate, at least
-    3050): the bits are allocated again for a design smaller by that growth, and the second
-    design is exported."""
+def _price_trained_designs(monkeypatch, price):
+    """Route compress's pricing of each trained design through ``price(n, lut)`` (n = 1 for
+    the first one trained); every other pricing is da4ml's estimate. Returns (the cost
+    function, the validation accuracy of each trained design, the pruner.phases module)."""
     import sys
 
-    from fpga_tests.pruner_models import flatten_mlp
     from pruner import compress  # noqa: F401  (loads pruner.phases)
 
     module = sys.modules['pruner.phases']
-    BUDGET_MARGIN = module.BUDGET_MARGIN  # noqa: N806  (the module's constant)
-
-    state = {'next_is_trained': False, 'overshoots': 0}
     real_qat = module._qat
+    results, trained_next = [], [False]
 
     def qat(*args, **kwargs):
         quantized = real_qat(*args, **kwargs)
-        state['next_is_trained'] = True  # compress prices the trained design next
+        results.append(quantized.result['accuracy'])
+        trained_next[0] = True  # compress prices the trained design next
         return quantized
 
     def cost(model):
         lut = _lut(model)
-        if state['next_is_trained']:
-            state['next_is_trained'] = False
-            if state['overshoots'] == 0:
-                state['overshoots'] += 1
-                return max(lut * 1.05, 3050.0)  # over the budget of 3000, by little
+        if trained_next[0]:
+            trained_next[0] = False
+            return price(len(results), lut)
         return lut
 
     monkeypatch.setattr(module, '_qat', qat)
+    return cost, results, module
+
+
+def test_an_over_budget_trained_design_is_allocated_again(monkeypatch):
+    """The first trained design is priced over the budget (5 % over its estimate, at least
+    3050): the bits are allocated again for a design smaller by that growth, and the second
+    design is exported."""
+    from fpga_tests.pruner_models import flatten_mlp
+
+    def price(n, lut):
+        return max(lut * 1.05, 3050.0) if n == 1 else lut  # the first over the budget of 3000, by little
+
+    cost, _, module = _price_trained_designs(monkeypatch, price)
+    BUDGET_MARGIN = module.BUDGET_MARGIN  # noqa: N806  (the module's constant)
     monkeypatch.setattr(module, 'BUDGET_FILL', 0.0)  # whatever the second design costs under 3000, it is kept
     _, manifest = small_compress(model_fn=flatten_mlp, max_lut=3000, cost=cost, epochs=3, qat_epochs=1)
     attempts = manifest['budget']['attempts']
@@ -255,44 +265,25 @@ def test_a_design_well_under_the_budget_is_allocated_again_and_the_better_kept(m
     """The first trained design is priced at half its estimate: the bits are allocated again for
     a design larger by that shrinkage; of the attempts within the budget, the one with the better
     validation accuracy is exported, and its figures are the manifest's."""
-    import sys
-
     from fpga_tests.pruner_models import flatten_mlp
-    from pruner import compress  # noqa: F401  (loads pruner.phases)
 
-    module = sys.modules['pruner.phases']
-    state = {'next_is_trained': False, 'trained': 0, 'results': []}
-    real_qat = module._qat
+    def price(n, lut):
+        # The first trained far under the budget; the larger design fits (the test is about what is kept).
+        return lut / 2 if n == 1 else min(lut, 2999.0)
 
-    def qat(*args, **kwargs):
-        quantized = real_qat(*args, **kwargs)
-        state['results'].append(quantized.result['accuracy'])
-        state['next_is_trained'] = True  # compress prices the trained design next
-        return quantized
-
-    def cost(model):
-        lut = _lut(model)
-        if state['next_is_trained']:
-            state['next_is_trained'] = False
-            state['trained'] += 1
-            if state['trained'] == 1:
-                return lut / 2  # trained far under the budget
-            return min(lut, 2999.0)  # the larger design fits (the test is about what is kept)
-        return lut
-
-    monkeypatch.setattr(module, '_qat', qat)
+    cost, results, module = _price_trained_designs(monkeypatch, price)
     _, manifest = small_compress(model_fn=flatten_mlp, max_lut=3000, cost=cost, epochs=3, qat_epochs=1)
     budget = manifest['budget']
     attempts = budget['attempts']
     assert len(attempts) == 2 and attempts[0]['trained_cost'] < module.BUDGET_FILL * 3000
     grown = attempts[0]['cost'] * 3000 / attempts[0]['trained_cost'] * (1 - module.BUDGET_MARGIN)
     assert attempts[1]['target'] == pytest.approx(grown) and attempts[1]['target'] > 3000
-    best = int(np.argmax(state['results']))  # the first of equals
+    best = int(np.argmax(results))  # the first of equals
     assert budget['kept_attempt'] == best + 1
     assert budget['cost'] == attempts[best]['trained_cost'] <= 3000
     assert 'qat_phase' not in attempts[best] and 'qat_phase' in attempts[1 - best]
     assert [p['phase'] for p in manifest['recovery']['phases']].count('qat') == 1  # the exported model's QAT only
-    assert manifest['metrics']['quantized']['accuracy'] == pytest.approx(state['results'][best])
+    assert manifest['metrics']['quantized']['accuracy'] == pytest.approx(results[best])
 
 
 def test_weight_sparsity_competes_with_bits_for_the_budget(float_mlp):
