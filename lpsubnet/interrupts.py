@@ -36,12 +36,16 @@ def _in_finalizer(frame) -> bool:
     return False
 
 
-def _raise(signum: int):
+def _stop(signum: int) -> KeyboardInterrupt:
     # Raised where it is not swallowed: a redelivery still pending would raise again later,
     # while the command handles the stop or exits (uncaught there, Python ends the process
     # with SIGINT instead of the exit code it was given).
     signal.setitimer(signal.ITIMER_REAL, 0)
-    raise KeyboardInterrupt(f'signal {signal.Signals(signum).name}')
+    return KeyboardInterrupt(f'signal {signal.Signals(signum).name}')
+
+
+def _raise(signum: int):
+    raise _stop(signum)
 
 
 def _handler(signum, frame):
@@ -99,5 +103,4 @@ def stop_prevails() -> Iterator[None]:
     except Exception as exc:
         if _requested is None:
             raise
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        raise KeyboardInterrupt(f'signal {signal.Signals(_requested).name}') from exc
+        raise _stop(_requested) from exc
