@@ -53,19 +53,28 @@ ABLATION_DISTILL = ((0.5, 2.0), (0.25, 1.0), (0.9, 4.0))
 # different run: on digits (20 steps per epoch) and fmnist (47) the 60-epoch cap binds at either budget.
 BUDGET_ABLATION_TASKS = ('letter', 'sr')
 # Low-bit quantization (issue 26): each quantizer's power-of-two step by covering the maximum
-# or by least quantization error, unpruned, at these (weight, activation) bits.
+# or by least quantization error, unpruned, at these (weight, activation) bits; both without
+# oscillation dampening (as first measured), and the least-error step with it.
 STEP_CRITERION_BITS = ((8, 8), (4, 6), (3, 6))
+DAMPENING = 10.0
 
 
 def step_criteria(seed: int) -> list[dict]:
-    """Unpruned quantized models under each step criterion at STEP_CRITERION_BITS."""
+    """Unpruned quantized models under each step criterion at STEP_CRITERION_BITS, and
+    the least-error step with QAT's oscillation dampening."""
     from pruner.quantize import STEP_CRITERIA
 
-    return [
-        dict(method='quant', sparsity=None, wb=wb, ab=ab, seed=seed,
-             name=f'quant-{criterion}_w{wb}a{ab}_seed{seed}', overrides={'step_criterion': criterion})
+    configs = [
+        dict(method='quant', sparsity=None, wb=wb, ab=ab, seed=seed, name=f'quant-{criterion}_w{wb}a{ab}_seed{seed}',
+             overrides={'step_criterion': criterion, 'oscillation_dampening': 0.0})
         for criterion in STEP_CRITERIA for wb, ab in STEP_CRITERION_BITS
     ]  # fmt: skip
+    configs += [
+        dict(method='quant', sparsity=None, wb=wb, ab=ab, seed=seed, name=f'quant-mse-damp_w{wb}a{ab}_seed{seed}',
+             overrides={'step_criterion': 'mse', 'oscillation_dampening': DAMPENING})
+        for wb, ab in STEP_CRITERION_BITS
+    ]  # fmt: skip
+    return configs
 
 
 def plan(task: str, tier: str = 'core', seeds: int | None = None, tiny: bool = False) -> list[dict]:

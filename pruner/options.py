@@ -180,6 +180,15 @@ class CompressOptions:
             'quarter of QAT, at least all but its last epoch).'
         ),
     ] = None
+    oscillation_dampening: Annotated[
+        float,
+        setting(
+            'Strength of the pull of every quantized kernel weight toward the centre of its quantization bin '
+            'during QAT, ramped from 0 on a half cosine (pruner.oscillation; Nagel et al. 2022): at 2-4 bits '
+            'weights otherwise flip across a rounding threshold to the last step; 0: off.',
+            ge=0,
+        ),
+    ] = 0.0
     joint: Annotated[bool, setting('Quantize first and prune the QKeras model: pruning and QAT in one fit.')] = False
     # Training and recovery
     epochs: Annotated[

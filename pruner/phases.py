@@ -34,6 +34,7 @@ from .errors import PrunerError
 from .layers import lookup
 from .masking import MaskedModel
 from .options import CompressOptions
+from .oscillation import OscillationDampening
 from .qat import RangeRefreshCallback
 from .quantize import QuantPlan, calibrate, plan_quantization
 from .recovery import (
@@ -613,9 +614,13 @@ def _qat(
     types_final_epoch = math.ceil(min(freeze, qat_steps) / steps_per_epoch) if ranges.active else 0
     if weights is not None:  # nor from epochs before the last weight masks
         types_final_epoch = max(types_final_epoch, math.ceil(weights.final_step / steps_per_epoch))
+    # Weights settle in their bins once the types and masks they are trained for are final.
+    dampening = OscillationDampening(qmodel, o.oscillation_dampening, qat_steps, types_final_epoch * steps_per_epoch)
+    qat_callbacks.append(dampening)
     rate = run.recovery.qat_learning_rate
     pruned.phases.append(run.fit('qat', qmodel, int(qat_epochs), rate, qat_callbacks, types_final_epoch))
     pruned.phases[-1]['how'] = run.qat_how
+    pruned.phases[-1]['oscillation'] = dampening.to_dict()
     if weights is not None:
         weights.check()
     refreshes = [*pruned.range_refreshes, {'phase': 'qat', **ranges.to_dict()}]
