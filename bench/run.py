@@ -56,7 +56,7 @@ BUDGET_ABLATION_TASKS = ('letter', 'sr')
 # or by least quantization error, unpruned, at these (weight, activation) bits; both without
 # oscillation dampening (as first measured), and the least-error step with it.
 STEP_CRITERION_BITS = ((8, 8), (4, 6), (3, 6))
-DAMPENING = 10.0
+DAMPENING = 0.3
 
 
 def step_criteria(seed: int) -> list[dict]:

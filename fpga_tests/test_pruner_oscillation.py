@@ -37,7 +37,7 @@ def _ramped(model, strength: float, steps: int = 4) -> OscillationDampening:
     return callback
 
 
-def test_the_penalty_is_the_mean_squared_distance_to_the_bin_in_lsbs():
+def test_the_penalty_is_the_squared_distance_of_every_weight_to_its_bin():
     model = _qdense()
     kernel = model.get_layer('dense').kernel
     values = np.array(
@@ -48,7 +48,7 @@ def test_the_penalty_is_the_mean_squared_distance_to_the_bin_in_lsbs():
     # By hand: round to the LSB 0.25 within [-1, 0.75]; beyond the range only the range counts.
     clipped = np.clip(values.astype(np.float64), -1.0, 0.75)
     quantized = np.clip(np.round(values / 0.25) * 0.25, -1.0, 0.75)
-    expected = 2.0 * np.mean(((clipped - quantized) / 0.25) ** 2)
+    expected = 2.0 * np.sum((clipped - quantized) ** 2)
     assert kernel.regularizer is not None
     assert np.isclose(float(kernel.regularizer(kernel)), expected, rtol=1e-6)
     # Its gradient points from the bin's centre outwards: a descent step moves each weight toward it.
