@@ -204,7 +204,7 @@ def compress_options(task, s, seed, **kw):
         distill=s.get('distill', False),
         distill_alpha=s.get('distill_alpha', 0.5),
         distill_temperature=s.get('distill_temperature', 2.0),
-        **{key: s[key] for key in ('step_criterion',) if key in s},  # else the library's default
+        **{key: s[key] for key in ('step_criterion', 'oscillation_dampening') if key in s},  # else the library's
         **_loss_kwargs(task),
     )
     return pruner.CompressOptions.from_settings(settings, **kw)

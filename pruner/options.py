@@ -183,12 +183,13 @@ class CompressOptions:
     oscillation_dampening: Annotated[
         float,
         setting(
-            'Strength of the pull of every quantized kernel weight toward the centre of its quantization bin '
-            'during QAT, ramped from 0 on a half cosine (pruner.oscillation; Nagel et al. 2022): at 2-4 bits '
-            'weights otherwise flip across a rounding threshold to the last step; 0: off.',
+            'QAT oscillation dampening: the loss term S x sum((w - q(w))^2) over the quantized kernel weights, '
+            'S rising from 0 on a half cosine once the masks and integer bits are final (pruner.oscillation; '
+            'Nagel et al. 2022): at 2-4 bits weights otherwise flip across rounding thresholds to the last '
+            'step; 0: off.',
             ge=0,
         ),
-    ] = 0.0
+    ] = 0.3
     joint: Annotated[bool, setting('Quantize first and prune the QKeras model: pruning and QAT in one fit.')] = False
     # Training and recovery
     epochs: Annotated[

@@ -14,14 +14,13 @@ every quantized kernel weight, with ``q(w)`` held constant so its gradient pulls
 latent weight toward the centre of the bin it is in (``clip``: the quantizer's range, so
 weights beyond it are left to the range). In weight units, as theirs: the pull on a
 weight at a threshold is ``strength * LSB``, strong at 2-4 bits where a flip moves the
-weight by a large step, and negligible at 8 where a flip hardly matters and the weights
-should keep training. (A first form measured each weight's distance in LSBs and averaged
-per layer, the same pull at every width: it froze 8-bit kernels, and unpruned letter at
-W8A8 and W3A6 lost up to 2 and 8 points on some seeds.) ``strength`` rises from 0 on a half cosine from
-``start_step`` to the end of QAT: until the last weight masks and integer bits are set
-weights move freely between bins (the network is still adapting to them; measured on
-letter at a 2k-LUT budget, dampening from the first step locked the weights in place
-while the weight-sparsity ramp was still taking weights away), then each one settles.
+weight by a large step, and small at 8 where a flip hardly matters and the weights
+should keep training. ``strength`` rises from 0 on a half cosine from ``start_step`` to
+the end of QAT: until the last weight masks and integer bits are set weights move freely
+between bins, the network still adapting to them (tried on letter at a 2k-LUT budget with
+a penalty ramped from the first step: no kernel weight changed value after mid-QAT, just
+as the weight-sparsity ramp took its last weights away, and accuracy stayed where that
+left it), then each one settles.
 
 Only kernels whose quantizer receives the variable itself are dampened (a BatchNorm
 fused into its layer, joint mode, quantizes a folded kernel) and only ``quantized_bits``
