@@ -42,7 +42,8 @@ RESULTS = E.RESULTS / 'peer'
 TASKS = ('letter', 'digits')
 SEEDS = {'letter': 5, 'digits': 3}
 BETAS = {
-    'letter': (1e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4),
+    # 2e-4: seed 1 at 3e-4 collapsed to a constant (0 LUT), leaving nothing between 0 and 5k LUT.
+    'letter': (1e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 2e-4, 3e-4),
     'digits': (1e-7, 1e-6, 1e-5, 3e-5, 1e-4, 3e-4),
 }
 HGQ_EPOCHS = {'letter': 300, 'digits': 200}
@@ -221,7 +222,9 @@ def best_within(front_points: list[tuple[float, float]], budget: float) -> float
 def interpolated(front_points: list[tuple[float, float]], budget: float) -> float | None:
     """The front at ``budget`` interpolated linearly in log LUT between its two neighbouring
     points (what a setting between two measured ones would reach if the front is smooth;
-    the step front ``best_within`` is what was measured). None below its first point."""
+    the step front ``best_within`` is what was measured). None below its first point. A design
+    of 0 LUT (a constant output) has no place on a log axis: the interpolation starts after it."""
+    front_points = [(cost, accuracy) for cost, accuracy in front_points if cost > 0]
     if not front_points or budget < front_points[0][0]:
         return None
     for (c0, a0), (c1, a1) in zip(front_points, front_points[1:]):
