@@ -266,7 +266,13 @@ def section(root: Path, plots: Path) -> list[str]:
               'points costing at most B; the tables give its mean over seeds ("-": some seed has no point that '
               'small).', '']  # fmt: skip
     for task in tasks:
-        points = load_points(task, root / 'peer')
+        everything = load_points(task, root / 'peer')
+        # The fronts are compared over the seeds both sides ran (a side's extra seeds are in the plot).
+        common = {p['seed'] for p in everything if p['side'] == 'hgq2'} & {
+            p['seed'] for p in everything if p['side'] == 'lpsubnet'
+        }
+        points = [p for p in everything if p['seed'] in common]
+        extra = sorted({(p['side'], p['seed']) for p in everything if p['seed'] not in common})
         hgq = mean_fronts(points, 'hgq2', COMPARE_AT[task])
         lps = mean_fronts(points, 'lpsubnet', COMPARE_AT[task])
         quick = any(p.get('epochs', 0) < HGQ_EPOCHS[task] for p in points if p['side'] == 'hgq2')
@@ -274,8 +280,10 @@ def section(root: Path, plots: Path) -> list[str]:
         floats = sorted({(p['seed'], p['float_accuracy']) for p in points if 'float_accuracy' in p})
         start = f'{np.mean([a for _, a in floats]):.1f} %' if floats else 'not measured'
         lines += [f'### {task}' + (' (quick smoke run: not evidence)' if quick else ''), '',
-                  f'Seeds: HGQ2 {hgq["seeds"]}, lpsubnet {lps["seeds"]}'
+                  f'Seeds compared: HGQ2 {hgq["seeds"]}, lpsubnet {lps["seeds"]}'
                   + (f' (a partial run: the full one has {SEEDS[task]} per side)' if partial else '')
+                  + (f'; run by one side only, in the plot, not in the table: '
+                     f'{", ".join(f"{side} seed {seed}" for side, seed in extra)}' if extra else '')
                   + f'; points: {sum(p["side"] == "hgq2" for p in points)} HGQ2, '
                   f'{sum(p["side"] == "lpsubnet" for p in points)} lpsubnet. lpsubnet starts from the float model '
                   f'trained with HGQ2\'s recipe (`peer_baseline`): {start} test accuracy.', '',
@@ -302,11 +310,11 @@ def section(root: Path, plots: Path) -> list[str]:
             lines += ['', f'At 1 point below lpsubnet\'s unpruned W8A8 ({target + 1:.1f} %): HGQ2 needs '
                       f'{h or float("nan"):,.0f} LUT, lpsubnet {p or float("nan"):,.0f} LUT ({ratio}; the issue\'s '
                       'target is at most 0.8x).']  # fmt: skip
-        inexact = [p['name'] for p in points if p.get('status', 'ok') == 'ok' and not p.get('exact')]
-        failed = [f'{p["name"]} ({p.get("message", "")[:120]})' for p in points if p.get('status') == 'failed']
+        inexact = [p['name'] for p in everything if p.get('status', 'ok') == 'ok' and not p.get('exact')]
+        failed = [f'{p["name"]} ({p.get("message", "")[:120]})' for p in everything if p.get('status') == 'failed']
         lines += ['', f'Not exact (left out): {", ".join(inexact) or "none"}. Budgets not met: '
                   f'{"; ".join(failed) or "none"}.', '']  # fmt: skip
-        image = _plot(task, points, plots)
+        image = _plot(task, everything, plots)
         if image:
             lines += [f'![{task}: HGQ2 and lpsubnet, test accuracy against LUTs]({image})', '']
     return lines

@@ -54,6 +54,18 @@ def test_the_section_lists_fronts_and_the_points_left_out(tmp_path):
     assert (tmp_path / 'plots' / 'peer_letter.png').stat().st_size > 0
 
 
+def test_the_section_compares_the_seeds_both_sides_ran(tmp_path):
+    # HGQ2 alone has a seed 2 (a collapsed design): in the plot, not in the means of the table.
+    extra = [_point('hgq2', 2, 500, 5.0), _point('hgq2', 2, 9000, 30.0)]
+    for p in [*POINTS, *extra]:
+        (tmp_path / 'peer' / 'letter').mkdir(parents=True, exist_ok=True)
+        (tmp_path / 'peer' / 'letter' / f'{p["name"]}.json').write_text(json.dumps(p))
+    lines = '\n'.join(peer.section(tmp_path, tmp_path / 'plots'))
+    assert '| 4,000 | 62.0 | 59.0 | -3.0 |' in lines
+    assert 'Seeds compared: HGQ2 2, lpsubnet 2' in lines
+    assert 'run by one side only, in the plot, not in the table: hgq2 seed 2' in lines
+
+
 def test_the_section_says_when_nothing_ran(tmp_path):
     assert 'Not run yet: `make bench-peer`' in '\n'.join(peer.section(tmp_path, tmp_path))
 
@@ -123,3 +135,7 @@ def test_a_front_is_interpolated_in_log_lut_between_its_points():
     assert peer.interpolated(front, 1000) == 50.0
     assert peer.interpolated(front, 2000) == pytest.approx(60.0)  # half way in log
     assert peer.interpolated(front, 9000) == 70.0
+    # A design of 0 LUT (a constant output) has no log: the interpolation starts at the next point.
+    with_constant = [(0.0, 3.4), *front]
+    assert peer.interpolated(with_constant, 500) is None
+    assert peer.interpolated(with_constant, 2000) == pytest.approx(60.0)
