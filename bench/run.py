@@ -64,17 +64,12 @@ def step_criteria(seed: int) -> list[dict]:
     the least-error step with QAT's oscillation dampening."""
     from pruner.quantize import STEP_CRITERIA
 
-    configs = [
-        dict(method='quant', sparsity=None, wb=wb, ab=ab, seed=seed, name=f'quant-{criterion}_w{wb}a{ab}_seed{seed}',
-             overrides={'step_criterion': criterion, 'oscillation_dampening': 0.0})
-        for criterion in STEP_CRITERIA for wb, ab in STEP_CRITERION_BITS
+    variants = [(criterion, criterion, 0.0) for criterion in STEP_CRITERIA] + [('mse-damp', 'mse', DAMPENING)]
+    return [
+        dict(method='quant', sparsity=None, wb=wb, ab=ab, seed=seed, name=f'quant-{label}_w{wb}a{ab}_seed{seed}',
+             overrides={'step_criterion': criterion, 'oscillation_dampening': dampening})
+        for label, criterion, dampening in variants for wb, ab in STEP_CRITERION_BITS
     ]  # fmt: skip
-    configs += [
-        dict(method='quant', sparsity=None, wb=wb, ab=ab, seed=seed, name=f'quant-mse-damp_w{wb}a{ab}_seed{seed}',
-             overrides={'step_criterion': 'mse', 'oscillation_dampening': DAMPENING})
-        for wb, ab in STEP_CRITERION_BITS
-    ]  # fmt: skip
-    return configs
 
 
 def plan(task: str, tier: str = 'core', seeds: int | None = None, tiny: bool = False) -> list[dict]:

@@ -39,7 +39,7 @@ from .errors import PrunerError
 from .graph import calls
 from .layers import KERNEL_NAMES, WEIGHT_ROLES, lookup, weight_name
 from .metrics import tensor_bits
-from .quantize import StepRule, plan_quantization
+from .quantize import Fixed, StepRule, plan_quantization
 from .surgery import to_qkeras
 from .weight_masks import keep_mask, kernel_variable
 
@@ -88,8 +88,7 @@ def adder_bits(qmodel) -> float:
         quantizer = getattr(layer, role.quantizer_attr, None)
         values = np.asarray(kernel)
         if quantizer is not None and hasattr(quantizer, 'integer'):
-            step = 2.0 ** (int(quantizer.integer) - int(quantizer.bits) + 1)
-            values = np.round(np.asarray(quantizer(values), dtype=np.float64) / step)
+            values = np.round(np.asarray(quantizer(values), dtype=np.float64) / Fixed.of(quantizer).step)
         digits = float(np.sum(signed_digits(values)))
         applied = kind.macs(call) / max(1, values.size)
         total += digits * applied * widths.get(id(call.inputs[0]), 32)

@@ -38,11 +38,7 @@ import numpy as np
 from keras import ops
 
 from .layers import WEIGHT_ROLES, FusedBatchNorm, lookup, weight_name
-
-
-def _step(quantizer) -> float:
-    """The LSB of a QKeras ``quantized_bits`` (alpha 1): 2**(integer - bits + sign bit)."""
-    return 2.0 ** (int(quantizer.integer) - int(quantizer.bits) + int(quantizer.keep_negative))
+from .quantize import Fixed
 
 
 def dampened_kernels(qmodel) -> list[tuple[str, object, object]]:
@@ -79,10 +75,8 @@ class OscillationDampening(keras.callbacks.Callback):
         self._previous = []
 
     def _penalty(self, quantizer, w):
-        step = _step(quantizer)
-        top = 2.0 ** int(quantizer.integer)
-        low = -top if int(quantizer.keep_negative) else 0.0
-        off = ops.clip(w, low, top - step) - ops.stop_gradient(quantizer(w))
+        fixed = Fixed.of(quantizer)
+        off = ops.clip(w, fixed.min_value, fixed.max_value) - ops.stop_gradient(quantizer(w))
         return self._strength * ops.sum(off * off)
 
     def _quantized(self) -> list[np.ndarray]:

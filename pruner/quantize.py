@@ -86,6 +86,13 @@ class Fixed:
     bits: int
     integer: int
 
+    @classmethod
+    def of(cls, quantizer) -> Fixed:
+        """The type a QKeras ``quantized_bits`` (alpha 1) or ``quantized_relu`` stands for, as set now
+        (an unsigned ``quantized_bits`` has the unsigned type of a ReLU quantizer)."""
+        kind = 'bits' if getattr(quantizer, 'keep_negative', False) else 'relu'
+        return cls(kind, int(quantizer.bits), int(quantizer.integer))
+
     def quantizer(self):
         from qkeras import quantized_bits, quantized_relu
 
@@ -105,6 +112,10 @@ class Fixed:
         if self.kind == 'bits':
             return 2.0**self.integer - 2.0 ** (self.integer - self.bits + 1)
         return 2.0**self.integer - 2.0 ** (self.integer - self.bits)
+
+    @property
+    def min_value(self) -> float:
+        return -(2.0**self.integer) if self.kind == 'bits' else 0.0
 
     @property
     def step(self) -> float:
