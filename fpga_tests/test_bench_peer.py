@@ -66,6 +66,24 @@ def test_the_section_compares_the_seeds_both_sides_ran(tmp_path):
     assert 'run by one side only, in the plot, not in the table: hgq2 seed 2' in lines
 
 
+def test_what_a_side_never_reaches_and_a_refused_budget_are_said_in_words(tmp_path):
+    reference = _point('lpsubnet', 0, 9000, 90.0, name='lps_grid_s0_w8a8_seed0')
+    refused = {'side': 'lpsubnet', 'seed': 0, 'name': 'lps_bits_lut2000_seed0', 'status': 'failed',
+               'message': 'the budget of 2000 LUT is out of reach by precision alone: it still costs 6130 LUT; '
+                          'prune more channels (sparsity) or raise the budget'}  # fmt: skip
+    for p in [*POINTS, reference, refused]:
+        (tmp_path / 'peer' / 'letter').mkdir(parents=True, exist_ok=True)
+        (tmp_path / 'peer' / 'letter' / f'{p["name"]}.json').write_text(json.dumps(p))
+    lines = '\n'.join(peer.section(tmp_path, tmp_path / 'plots'))
+    # 89 %: neither HGQ2's seeds nor lpsubnet's seed 1 (78 % at most) get there.
+    assert "(90.0 %): HGQ2's mean front does not reach it, lpsubnet's mean front does not reach it" in lines
+    assert 'nan' not in lines
+    assert (
+        'lps_bits_lut2000_seed0 (the budget of 2000 LUT is out of reach by precision alone: it still costs 6130 LUT)'
+        in lines
+    )
+
+
 def test_the_section_says_when_nothing_ran(tmp_path):
     assert 'Not run yet: `make bench-peer`' in '\n'.join(peer.section(tmp_path, tmp_path))
 

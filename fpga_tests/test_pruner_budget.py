@@ -115,8 +115,30 @@ def test_activations_stay_at_or_above_their_floor(float_mlp):
     assert all(s.bits >= 5 for s in allocation.steps if s.setting == 'activation_bits')
     assert all(s.bits >= MIN_BITS for s in allocation.steps if s.setting == 'weight_bits')
     assert min(s.bits for s in allocation.steps if s.setting == 'weight_bits') < 5
-    with pytest.raises(PrunerError, match=r'with every quantizer at 2 \(activations 5\) bits the design still costs'):
-        allocator.allocate(0.001)
+    assert allocation.activation_floor_relaxed_after is None
+
+
+def test_activations_go_below_their_floor_only_when_nothing_else_is_left(float_mlp):
+    """A budget between the floor's cheapest design (weights at 2 bits, activations at 5)
+    and the cheapest of all (everything at 2) is met, not refused: once every weight is at 2
+    bits the search goes on with the activations, and the allocation says after which step."""
+    model, (x, *_) = float_mlp
+    calibration = calibrate(model, x[:256])
+    # Biases keep the starting 8 bits: the search lowers a layer's other weights only.
+    rule = StepRule('mse')
+    floor_lowest = _footprint_kbit(to_qkeras(model, plan_quantization(model, calibration, MIN_BITS, 5, 8, rule=rule)))
+    lowest = _footprint_kbit(to_qkeras(model, plan_quantization(model, calibration, MIN_BITS, MIN_BITS, 8, rule=rule)))
+    assert lowest < floor_lowest
+    allocation = _allocator(float_mlp, _footprint_kbit, min_activation_bits=5).allocate((lowest + floor_lowest) / 2)
+    assert allocation.within_budget
+    relaxed = allocation.activation_floor_relaxed_after
+    assert relaxed is not None
+    before, after = allocation.steps[:relaxed], allocation.steps[relaxed:]
+    assert all(s.bits >= 5 for s in before if s.setting == 'activation_bits')
+    assert {s.bits for s in after} and all(s.setting == 'activation_bits' for s in after)
+    assert min(s.bits for s in after) < 5
+    with pytest.raises(PrunerError, match=r'with every quantizer at 2 bits the design still costs'):
+        _allocator(float_mlp, _footprint_kbit, min_activation_bits=5).allocate(0.001)
 
 
 def test_the_logic_proxy_falls_with_the_bits(float_mlp):
@@ -204,6 +226,9 @@ def test_lpsubnet_prune_says_what_the_budget_gave(lut_budgeted):
     assert line.startswith('budget 3,000 LUT: ') and f'-> {manifest["budget"]["cost"]:,.0f} LUT after training' in line
     assert 'one-bit steps' in line and 'bits: ' in line
     budget = manifest['budget']
+    exported = budget['attempts'][budget['kept_attempt'] - 1]
+    relaxed = exported['activation_floor_relaxed_after']
+    assert ('went below the floor (min_activation_bits) after step' in line) == (relaxed is not None)
     if len(budget['attempts']) > 1:  # the line names the exported attempt, whose bits it gives
         kept = budget['attempts'][budget['kept_attempt'] - 1]
         assert f'{len(budget["attempts"])} allocations' in line

@@ -46,6 +46,12 @@ def budget_line(budget: dict) -> str:
             else ''
         )
         + f'); bits: {bits or "as given"}'
+        + (
+            f'; activations went below the floor (min_activation_bits) after step {relaxed}: nothing else '
+            'was left to lower'
+            if (relaxed := last.get('activation_floor_relaxed_after')) is not None
+            else ''
+        )
     )
 
 

@@ -131,6 +131,9 @@ class Allocation:
     steps: list[AllocationStep] = field(default_factory=list)
     cost_calls: int = 0
     layer_sparsity: dict[str, float] = field(default_factory=dict)  # layers whose weight sparsity was raised
+    # The number of steps taken when nothing above the activation floor was left to lower and
+    # the search went on below it (None: the floor held).
+    activation_floor_relaxed_after: int | None = None
 
     @property
     def within_budget(self) -> bool:
@@ -235,12 +238,12 @@ class BitAllocator:
     def _set(self, knob: tuple[str, str], value) -> list[Callable[[], None]]:
         return self._set_sparsity(knob[0], value) if knob[1] == SPARSITY else self._set_bits(knob, value)
 
-    def _candidate(self, chosen: dict, chosen_sparsity: dict, knob: tuple[str, str]):
+    def _candidate(self, chosen: dict, chosen_sparsity: dict, knob: tuple[str, str], min_bits: dict):
         """The knob's next value (one bit less, the next sparsity level), None at its end."""
         if knob[1] == SPARSITY:
             return self._next_level(self._level(chosen_sparsity, knob[0]))
         bits = self._bits(chosen, knob)
-        return bits - 1 if bits > self.min_bits[knob[1]] else None
+        return bits - 1 if bits > min_bits[knob[1]] else None
 
     def _set_bits(self, knob: tuple[str, str], bits: int) -> list[Callable[[], None]]:
         """Give the knob's quantizers ``bits`` (their integer bits by the rule); returns what undoes it."""
@@ -275,7 +278,13 @@ class BitAllocator:
     def allocate(self, budget: float, max_steps: int = 1000) -> Allocation:
         """Lower bits until ``cost`` is within ``budget``; PrunerError if every quantizer
         is at MIN_BITS and the design is still over it. The model is left with the bits
-        chosen; the search starts from the bits given at construction."""
+        chosen; the search starts from the bits given at construction.
+
+        The activation floor (``min_activation_bits``) is the last resort, not a wall: when
+        nothing above it is left to lower, the search goes on with activations down to
+        MIN_BITS (``Allocation.activation_floor_relaxed_after``), so a budget the bits can
+        reach is never refused because of the floor."""
+        min_bits = dict(self.min_bits)
         chosen: dict[str, dict[str, int]] = {}
         chosen_sparsity: dict[str, float] = {}
         for knob in self.knobs:  # from the starting point, whatever an earlier search left
@@ -291,7 +300,7 @@ class BitAllocator:
         while cost > budget and len(allocation.steps) < max_steps:
             best = None
             for knob in self.knobs:
-                value = self._candidate(chosen, chosen_sparsity, knob)
+                value = self._candidate(chosen, chosen_sparsity, knob, min_bits)
                 if value is None:
                     continue
                 undo = self._set(knob, value)
@@ -304,18 +313,20 @@ class BitAllocator:
                 key = (score, candidate_loss, knob)
                 if best is None or key < best[0]:
                     best = (key, knob, candidate_loss, candidate_proxy)
+            if best is None and min_bits['activation_bits'] > MIN_BITS:
+                min_bits['activation_bits'] = MIN_BITS
+                allocation.activation_floor_relaxed_after = len(allocation.steps)
+                continue
             if best is None:
                 by = 'precision and weight sparsity' if self.sparse else 'precision alone'
                 at = f' and every layer at {SPARSITY_LEVELS[-1]:g} weight sparsity' if self.sparse else ''
-                floor = self.min_bits['activation_bits']
-                lowest = f'{MIN_BITS} bits' if floor == MIN_BITS else f'{MIN_BITS} (activations {floor}) bits'
                 raise PrunerError(
                     f'the budget of {budget:g} {self.unit} is out of reach by {by}: with every '
-                    f'quantizer at {lowest}{at} the design still costs {cost:g} {self.unit}; prune more '
-                    'channels (sparsity), lower min_activation_bits or raise the budget'
+                    f'quantizer at {MIN_BITS} bits{at} the design still costs {cost:g} {self.unit}; prune more '
+                    'channels (sparsity) or raise the budget'
                 )
             _, knob, new_loss, new_proxy = best
-            value = self._candidate(chosen, chosen_sparsity, knob)
+            value = self._candidate(chosen, chosen_sparsity, knob, min_bits)
             self._set(knob, value)
             if knob[1] == SPARSITY:
                 chosen_sparsity[knob[0]] = value
