@@ -10,9 +10,11 @@ QKeras model (``hls_backend.estimate_cost(..., inputs=...)``), on the whole test
 - HGQ2 runs in a venv of its own (``.venv-peer``, from bench/peer_requirements.txt):
   hgq2 installs a top-level ``qkeras`` module that would shadow qkeras-v3, so each
   (seed, beta) is a subprocess there (bench/peer_hgq2.py) that writes one JSON.
-- lpsubnet's side is its own best use, from the bench's float baseline of each seed:
-  ``compress(max_lut=B)`` at a range of budgets, bits only and with weight sparsity,
-  plus the uniform grid (channel sparsity x weight bits x activation bits).
+- lpsubnet's side is its own best use, from the float model each seed trains with
+  HGQ2's recipe (:func:`peer_baseline`): ``compress(max_lut=B)`` at a range of budgets
+  (BUDGET_VARIANTS: bits only, with weight sparsity, after 50 % channel pruning, with the
+  activation floor at 2 or 4), plus the uniform grid (channel sparsity x weight bits x
+  activation bits).
 
 One JSON per point in ``bench/results/peer/<task>/`` (rerunning computes only what is
 missing); :func:`section` turns them into the peer section of docs/benchmarks.md
