@@ -46,7 +46,9 @@ SEEDS = {'letter': 5, 'digits': 3}
 BETAS = {
     # 2e-4: seed 1 at 3e-4 collapsed to a constant (0 LUT), leaving nothing between 0 and 5k LUT.
     'letter': (1e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 2e-4, 3e-4),
-    'digits': (1e-7, 1e-6, 3e-6, 1e-5, 3e-5, 6e-5),
+    # 6e-6 and 4.5e-5: seed 0 had nothing between 14.5k and 44.5k LUT, nor between 0 (6e-5
+    # pruned everything) and 13k.
+    'digits': (1e-7, 1e-6, 3e-6, 6e-6, 1e-5, 3e-5, 4.5e-5, 6e-5),
 }
 # HGQ2's training (Adam 3e-3 cosine-decayed to 0) per task. HGQ2's examples use batches of
 # thousands for data sets of 10^5-10^6 samples; here such batches leave too few steps, and
@@ -343,6 +345,7 @@ def _plot(task: str, points: list[dict], plots: Path) -> str | None:
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, key, label in ((axes[0], 'lut_estimate', 'LUT (da4ml estimate)'),
@@ -359,6 +362,10 @@ def _plot(task: str, points: list[dict], plots: Path) -> str | None:
                 ax.step([c / scale for c, _ in f], [a for _, a in f], where='post', color=color, alpha=0.7,
                         label=side if seed == 0 else None)  # fmt: skip
         ax.set_xscale('log')
+        # Plain numbers on the log axis; matplotlib's minor labels (3x10^0, 4x10^0) run into each other.
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f'{v:,.0f}'))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(label)
         ax.set_ylabel('test accuracy (%)')
         ax.grid(True, alpha=0.3)
