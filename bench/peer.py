@@ -46,9 +46,9 @@ SEEDS = {'letter': 5, 'digits': 3}
 BETAS = {
     # 2e-4: seed 1 at 3e-4 collapsed to a constant (0 LUT), leaving nothing between 0 and 5k LUT.
     'letter': (1e-7, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 2e-4, 3e-4),
-    # 6e-6 and 4.5e-5: seed 0 had nothing between 14.5k and 44.5k LUT, nor between 0 (6e-5
-    # pruned everything) and 13k.
-    'digits': (1e-7, 1e-6, 3e-6, 6e-6, 1e-5, 3e-5, 4.5e-5, 6e-5),
+    # 6e-6, 3.8e-5 and 4.5e-5: seed 0 had nothing between 14.5k and 44.5k LUT, nor between 0
+    # (6e-5 pruned everything) and 13k.
+    'digits': (1e-7, 1e-6, 3e-6, 6e-6, 1e-5, 3e-5, 3.8e-5, 4.5e-5, 6e-5),
 }
 # HGQ2's training (Adam 3e-3 cosine-decayed to 0) per task. HGQ2's examples use batches of
 # thousands for data sets of 10^5-10^6 samples; here such batches leave too few steps, and
