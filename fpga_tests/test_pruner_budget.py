@@ -226,11 +226,10 @@ def test_lpsubnet_prune_says_what_the_budget_gave(lut_budgeted):
     assert line.startswith('budget 3,000 LUT: ') and f'-> {manifest["budget"]["cost"]:,.0f} LUT after training' in line
     assert 'one-bit steps' in line and 'bits: ' in line
     budget = manifest['budget']
-    exported = budget['attempts'][budget['kept_attempt'] - 1]
-    relaxed = exported['activation_floor_relaxed_after']
+    kept = budget['attempts'][budget['kept_attempt'] - 1]
+    relaxed = kept['activation_floor_relaxed_after']
     assert ('went below the floor (min_activation_bits) after step' in line) == (relaxed is not None)
     if len(budget['attempts']) > 1:  # the line names the exported attempt, whose bits it gives
-        kept = budget['attempts'][budget['kept_attempt'] - 1]
         assert f'{len(budget["attempts"])} allocations' in line
         assert ('first', 'second', 'third')[budget['kept_attempt'] - 1] + ' kept' in line
         assert f'{len(kept["steps"])} one-bit steps' in line

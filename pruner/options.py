@@ -156,7 +156,7 @@ class CompressOptions:
             'or the input while anything else can still be lowered (weights go down to 2; then, if the budget '
             'needs it, activations too, and the manifest says after which step). Judged before retraining, a '
             'lower activation width looks cheap and saves much logic, yet QAT does not recover it (letter, '
-            '50 % channels: 4 beat 2 by 12-16 points at 2k-6k LUT, lost 5 at 10k, tied above).',
+            '50 % channels: 4 beat 2 by 11.7-16.5 points at 2k-6k LUT, lost 5.4 at 10k, tied at 14k and 20k).',
             ge=2,
             le=16,
         ),
