@@ -157,3 +157,28 @@ def test_a_front_is_interpolated_in_log_lut_between_its_points():
     with_constant = [(0.0, 3.4), *front]
     assert peer.interpolated(with_constant, 500) is None
     assert peer.interpolated(with_constant, 2000) == pytest.approx(60.0)
+
+
+def test_the_long_qat_points_name_their_epochs_and_train_as_long_as_hgq2():
+    points = {p['name']: p['settings'] for p in peer.lpsubnet_points('digits', 1, quick=False)}
+    epochs = peer.HGQ_RECIPE['digits']['epochs']
+    for variant in peer.LONG_QAT_VARIANTS:
+        settings = points[f'lps_{variant}_qat{epochs}_lut10000_seed0']
+        assert settings == {**peer.BUDGET_VARIANTS[variant], 'qat_epochs': epochs, 'max_lut': 10000}
+        assert 'qat_epochs' not in points[f'lps_{variant}_lut10000_seed0']  # the library's 'auto'
+    assert points[f'lps_grid_s0_w8a8_qat{epochs}_seed0']['qat_epochs'] == epochs
+    assert not any('_qat' in name for name in (p['name'] for p in peer.lpsubnet_points('digits', 1, quick=True)))
+
+
+def test_the_lut_ratio_is_taken_below_each_seeds_better_w8a8(tmp_path):
+    # Seed 0 has W8A8 at both QAT lengths (90 and 92): the better counts; seed 1 has 88. Target (92 + 88) / 2 - 1.
+    references = [
+        _point('lpsubnet', 0, 9000, 90.0, name='lps_grid_s0_w8a8_seed0'),
+        _point('lpsubnet', 0, 9000, 92.0, name='lps_grid_s0_w8a8_qat300_seed0'),
+        _point('lpsubnet', 1, 9000, 88.0, name='lps_grid_s0_w8a8_seed1'),
+    ]
+    for p in [*POINTS, *references]:
+        (tmp_path / 'peer' / 'letter').mkdir(parents=True, exist_ok=True)
+        (tmp_path / 'peer' / 'letter' / f'{p["name"]}.json').write_text(json.dumps(p))
+    lines = '\n'.join(peer.section(tmp_path, tmp_path / 'plots'))
+    assert "At 1 point below lpsubnet's unpruned W8A8 (90.0 %)" in lines
