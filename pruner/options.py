@@ -206,7 +206,12 @@ class CompressOptions:
         ),
     ] = 'auto'
     qat_epochs: Annotated[
-        Count | Auto, setting("Quantization-aware fine-tuning epochs; 'auto' as for finetune_epochs.")
+        Count | Auto,
+        setting(
+            "Quantization-aware fine-tuning epochs; 'auto' as for finetune_epochs. Under a LUT budget, low-bit "
+            "designs keep improving long after 'auto' ends (letter at 20k LUT: 300 epochs instead of auto's 55 "
+            'gave 3.8-4.6 points more; docs/benchmarks.md, the peer section).'
+        ),
     ] = 'auto'
     batch_size: Annotated[
         int, setting('Batch size of every phase (the run uses its baseline model.batch_size).', ge=1, config=False)
