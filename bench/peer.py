@@ -104,24 +104,30 @@ def hgq2_points(task: str, seeds: int, quick: bool) -> list[dict]:
 
 def lpsubnet_points(task: str, seeds: int, quick: bool) -> list[dict]:
     budgets = BUDGETS[task][2:4] if quick else BUDGETS[task]
-    variants = dict(list(BUDGET_VARIANTS.items())[:2]) if quick else BUDGET_VARIANTS
+    variants = dict(list(BUDGET_VARIANTS.items())[:2]) if quick else dict(BUDGET_VARIANTS)
     grid = [(0.0, 8, 8), (0.5, 4, 6)] if quick else [(s, w, a) for s in GRID_SPARSITIES for w, a in GRID_BITS]
-    qat = HGQ_RECIPE[task]['epochs']
-    long_variants = (
-        {} if quick else {f'{v}_qat{qat}': {**BUDGET_VARIANTS[v], 'qat_epochs': qat} for v in LONG_QAT_VARIANTS}
-    )
-    long_grid = [] if quick else [(s, w, a, f'_qat{qat}', {'qat_epochs': qat}) for s, w, a in LONG_QAT_GRID]
+    grid = {_grid_name(*g): _grid_settings(*g) for g in grid}
+    if not quick:  # the same again with QAT as long as HGQ2's training, named by its epochs
+        qat = HGQ_RECIPE[task]['epochs']
+        variants |= {f'{v}_qat{qat}': {**BUDGET_VARIANTS[v], 'qat_epochs': qat} for v in LONG_QAT_VARIANTS}
+        grid |= {f'{_grid_name(*g)}_qat{qat}': {**_grid_settings(*g), 'qat_epochs': qat} for g in LONG_QAT_GRID}
     points = []
     for seed in range(seeds):
         for budget in budgets:
-            for variant, settings in {**variants, **long_variants}.items():
+            for variant, settings in variants.items():
                 points.append(dict(side='lpsubnet', name=f'lps_{variant}_lut{budget}_seed{seed}', seed=seed,
                                    settings={**settings, 'max_lut': budget}))  # fmt: skip
-        for sparsity, wb, ab, suffix, recipe in [(*g, '', {}) for g in grid] + long_grid:
-            points.append(dict(side='lpsubnet', name=f'lps_grid_s{round(sparsity * 100)}_w{wb}a{ab}{suffix}_seed{seed}',
-                               seed=seed, settings={'sparsity': sparsity, 'weight_bits': wb, 'activation_bits': ab,
-                                                    **recipe}))  # fmt: skip
+        for name, settings in grid.items():
+            points.append(dict(side='lpsubnet', name=f'lps_{name}_seed{seed}', seed=seed, settings=settings))
     return points
+
+
+def _grid_name(sparsity: float, weight_bits: int, activation_bits: int) -> str:
+    return f'grid_s{round(sparsity * 100)}_w{weight_bits}a{activation_bits}'
+
+
+def _grid_settings(sparsity: float, weight_bits: int, activation_bits: int) -> dict:
+    return {'sparsity': sparsity, 'weight_bits': weight_bits, 'activation_bits': activation_bits}
 
 
 def _write(path: Path, record: dict) -> None:
