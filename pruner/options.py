@@ -161,6 +161,16 @@ class CompressOptions:
             le=16,
         ),
     ] = 4
+    budget_fit: Annotated[
+        Literal['trim', 'retrain'],
+        setting(
+            'Under max_lut, when the trained design comes out over the budget (QAT moves weights): '
+            "'trim' zeros more of its weights (granularity 'weight' or 'kofn': the same share of every layer's "
+            'remaining ones, the least that fits by the cost model; pruner.trim), fine-tunes briefly and checks '
+            "again; 'retrain' allocates a smaller design and trains it from the float start. Channel "
+            'granularity and footprint budgets always retrain.'
+        ),
+    ] = 'trim'
     max_footprint_kbit: Annotated[
         Annotated[float, Field(gt=0)] | None,
         setting('Footprint budget in kbit (weights and activations), met the same way as max_lut.'),

@@ -49,6 +49,7 @@ from .recovery import (
 )
 from .schedule import Schedule, make_schedule, to_steps
 from .surgery import fold_batchnorm, reduce, to_qkeras
+from .trim import trim_to_budget
 from .weight_masks import WeightPruningCallback, prune_weights, weight_prunable, weight_scores
 
 
@@ -181,6 +182,11 @@ BUDGET_MARGIN = 0.02
 # this fraction of the budget is allocated again for a design larger by that shrinkage, and the
 # attempt with the better validation metric within the budget is kept (same attempt limit).
 BUDGET_FILL = 0.9
+# A trimmed design (budget_fit 'trim') is fine-tuned for this share of the QAT epochs (at least
+# one), at this share of QAT's learning rate: the weights are trained already, the zeros added
+# cost a little accuracy, and a large step would move the remaining weights' cost again.
+TRIM_FINETUNE_SHARE = 0.1
+TRIM_FINETUNE_RATE = 0.1
 
 
 @dataclass(frozen=True)
@@ -539,11 +545,16 @@ def quantize_phase(run: Run, pruned: Pruned) -> Quantized:
         attempts.append({'attempt': attempt, 'target': target, 'trained_cost': trained, **allocation.to_dict()})
         # The manifest's phases are the exported model's; each attempt's QAT is kept with the attempt.
         attempts[-1]['qat_phase'] = pruned.phases.pop()
-        if trained <= budget.limit:
+        cost = trained
+        if trained > budget.limit and _trims(run):
+            attempts[-1]['trim'] = _trim(run, quantized, sparsity)
+            cost = attempts[-1]['trim']['cost']
+        attempts[-1]['cost_kept'] = cost
+        if cost <= budget.limit:
             figure = _validation_figure(quantized.result, o.metrics)
             if kept is None or figure > kept[0]:
                 kept = (figure, attempt, quantized)
-            if trained >= BUDGET_FILL * budget.limit:
+            if cost >= BUDGET_FILL * budget.limit:
                 break
         # The allocated design changed by trained / allocation.cost in training: allocate again for a design
         # that much smaller (over the budget; BUDGET_MARGIN more) or larger (well under it). (Scaling the
@@ -554,7 +565,9 @@ def quantize_phase(run: Run, pruned: Pruned) -> Quantized:
     if kept is not None:
         _, attempt, quantized = kept
         pruned.phases.append(attempts[attempt - 1].pop('qat_phase'))
-        cost = attempts[attempt - 1]['trained_cost']
+        if 'phase' in attempts[attempt - 1].get('trim', {}):
+            pruned.phases.append(attempts[attempt - 1]['trim'].pop('phase'))
+        cost = attempts[attempt - 1]['cost_kept']
         quantized.budget = {
             'limit': budget.limit, 'unit': budget.unit, 'cost': cost, 'attempts': attempts, 'kept_attempt': attempt
         }  # fmt: skip
@@ -565,6 +578,53 @@ def quantize_phase(run: Run, pruned: Pruned) -> Quantized:
         'allocated cost); raise the budget, prune more channels (sparsity), or keep the types fixed '
         '(range_refresh none)'
     )
+
+
+def _trims(run: Run) -> bool:
+    """Whether an over-budget design is trimmed (budget_fit 'trim'): with weight zeros to add
+    (granularity 'weight' or 'kofn') and a LUT budget (zeros cost no logic; the footprint
+    counts them)."""
+    o = run.options
+    return o.budget_fit == 'trim' and o.granularity != 'channel' and run.budget.unit == 'LUT'
+
+
+def _trim(run: Run, quantized: Quantized, sparsity) -> dict:
+    """Bring a trained design over the budget within it (pruner.trim), fine-tune it with its
+    masks and types held, and trim again if the fine-tune moved its cost over. Changes
+    ``quantized`` in place (left as trained when the first trim cannot fit it). Returns the
+    record: both trims, the fine-tune's phase ('phase', when the design fits) and the
+    design's cost ('cost')."""
+    o, budget = run.options, run.budget
+    qmodel, masks = quantized.qmodel, quantized.weight_pruning
+
+    def trim(current):
+        return trim_to_budget(
+            qmodel, run.calibration_x, current, o.granularity, budget.cost, budget.limit, o.exclude
+        )  # fmt: skip
+
+    first = trim(sparsity)
+    record = {'first': first.to_dict(), 'cost': first.cost_before}
+    if not first.within:
+        return record
+    masks.retarget(first.sparsity)
+    epochs = max(1, round(TRIM_FINETUNE_SHARE * run.qat_epochs))
+    steps = epochs * run.steps_per_epoch
+    dampening = OscillationDampening(qmodel, o.oscillation_dampening, steps, 0)
+    rate = TRIM_FINETUNE_RATE * run.recovery.qat_learning_rate
+    phase = run.fit('trim_finetune', qmodel, epochs, rate, [masks, dampening], 0)
+    phase['oscillation'] = dampening.to_dict()
+    masks.check()
+    second = trim(first.sparsity)
+    record.update(second=second.to_dict(), cost=second.cost_before)
+    quantized.result = run.evaluate(qmodel)
+    if not second.within:  # the fine-tune moved the cost past what a trim may take back: over the budget
+        return record
+    if second.extra > 0:
+        masks.retarget(second.sparsity)
+    masks.check()
+    record.update(phase=phase, cost=float(budget.cost(qmodel)))
+    quantized.result = run.evaluate(qmodel)
+    return record
 
 
 def _validation_figure(result: dict, metrics) -> float:

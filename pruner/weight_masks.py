@@ -228,6 +228,12 @@ class WeightPruningCallback(keras.callbacks.Callback):
         shown = {k: round(v, 6) for k, v in sparsity.items()} if isinstance(sparsity, Mapping) else round(sparsity, 6)
         self.history.append({'step': self._step, 'fraction_of_target': round(fraction, 6), 'sparsity': shown})
 
+    def retarget(self, sparsity: Sparsity) -> None:
+        """Rank again now at a new target (a budget's trim after training) and hold those
+        masks from here on; the ramp, if any, is over by then."""
+        self._sparsity = sparsity
+        self._rank(1.0)
+
     def apply(self) -> None:
         for variable, keep in self._pairs:
             variable.assign(variable * keep)
