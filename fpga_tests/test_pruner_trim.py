@@ -157,6 +157,12 @@ def test_an_over_budget_design_is_trimmed_and_fine_tuned_not_trained_again(monke
         masked = int(np.floor(sparsity * kernel.size))
         assert int((kernel == 0).sum()) >= masked
         assert manifest['weight_pruning']['layers'][name]['sparsity'] == pytest.approx(masked / kernel.size, abs=1e-6)
+    # lpsubnet prune's summary says so.
+    from lpsubnet.describe import budget_line
+
+    line = budget_line(budget)
+    assert f'trained to {first["trained_cost"]:,.0f} LUT, over the budget: ' in line
+    assert f'{100 * trim["first"]["extra"]:.1f} % more of its remaining weights zeroed and fine-tuned' in line
     # Saved and priced again, the design is the same; da4ml's logic is exact against it.
     path = tmp_path / 'trimmed.keras'
     qmodel.save(path)

@@ -24,7 +24,8 @@ def recovery_line(recovery: dict) -> str:
 
 def budget_line(budget: dict) -> str:
     """One line on a budgeted compression: the budget, the trained design's figure, the
-    bits chosen per quantizer and what the search took (manifest['budget'])."""
+    bits chosen per quantizer, what the search took and the trim of a design training grew
+    over the budget (manifest['budget'])."""
     # The exported design's allocation (manifests before the fill kept the last one).
     last = budget['attempts'][budget.get('kept_attempt', len(budget['attempts'])) - 1]
     bits = ', '.join(
@@ -46,6 +47,13 @@ def budget_line(budget: dict) -> str:
             else ''
         )
         + f'); bits: {bits or "as given"}'
+        + (
+            f'; trained to {last["trained_cost"]:,.0f} {unit}, over the budget: {100 * trim["first"]["extra"]:.1f} % '
+            'more of its remaining weights zeroed and fine-tuned'
+            + (f', {100 * trim["second"]["extra"]:.1f} % more after' if trim['second']['extra'] > 0 else '')
+            if 'second' in (trim := last.get('trim', {}))
+            else ''
+        )
         + (
             f'; activations went below the floor (min_activation_bits) after step {relaxed}: nothing else '
             'was left to lower'
