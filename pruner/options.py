@@ -165,10 +165,11 @@ class CompressOptions:
         Literal['trim', 'retrain'],
         setting(
             'Under max_lut, when the trained design comes out over the budget (QAT moves weights): '
-            "'trim' zeros more of its weights (granularity 'weight' or 'kofn': the same share of every layer's "
-            'remaining ones, the least that fits by the cost model; pruner.trim), fine-tunes briefly and checks '
-            "again; 'retrain' allocates a smaller design and trains it from the float start. Channel "
-            'granularity and footprint budgets always retrain.'
+            "'trim' zeros more of its weights (granularity 'weight' or 'kofn'; greedy: a 16th of one layer's "
+            'remaining weights at a time, the layer that costs least validation loss per logic saved, until the '
+            "cost model says it fits; pruner.trim), fine-tunes briefly and checks again; 'retrain' allocates a "
+            'smaller design and trains it from the float start. Channel granularity and footprint budgets '
+            'always retrain.'
         ),
     ] = 'trim'
     max_footprint_kbit: Annotated[

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 
 from . import metrics as metrics_lib
-from .allocate import Allocation, BitAllocator
+from .allocate import Allocation, BitAllocator, task_loss
 from .callback import ChannelPruningCallback
 from .errors import PrunerError
 from .layers import lookup
@@ -597,9 +597,12 @@ def _trim(run: Run, quantized: Quantized, sparsity) -> dict:
     o, budget = run.options, run.budget
     qmodel, masks = quantized.qmodel, quantized.weight_pruning
 
+    x, y = run.val[0][:BUDGET_SAMPLES], run.val[1][:BUDGET_SAMPLES]  # what the allocation judged by
+
     def trim(current):
         return trim_to_budget(
-            qmodel, run.calibration_x, current, o.granularity, budget.cost, budget.limit, o.exclude
+            qmodel, run.calibration_x, current, o.granularity, budget.cost, budget.limit,
+            lambda model: task_loss(model, x, y, run.loss), o.exclude,
         )  # fmt: skip
 
     first = trim(sparsity)
@@ -619,7 +622,7 @@ def _trim(run: Run, quantized: Quantized, sparsity) -> dict:
     quantized.result = run.evaluate(qmodel)
     if not second.within:  # the fine-tune moved the cost past what a trim may take back: over the budget
         return record
-    if second.extra > 0:
+    if second.steps:
         masks.retarget(second.sparsity)
     masks.check()
     record.update(phase=phase, cost=float(budget.cost(qmodel)))
