@@ -89,8 +89,9 @@ LONG_QAT_GRID = ((0.0, 8, 8),)
 # The variants above were measured when a design that training grew over its budget was
 # allocated smaller and trained again from the float start (budget_fit 'retrain'; 10 of 13
 # letter long-QAT points). Their records keep that setting; the long-QAT variants run again
-# with the library's default, which trims the trained design to the budget (pruner.trim), named
-# '<variant>_qat<epochs>_trim'.
+# with the library's default, which also trims the trained design to the budget (pruner.trim)
+# and keeps the better of the two, named '<variant>_qat<epochs>_both'.
+LONG_QAT_FITS = ('both',)
 BUDGET_VARIANTS = {name: {**settings, 'budget_fit': 'retrain'} for name, settings in BUDGET_VARIANTS.items()}
 GRID_SPARSITIES = (0.0, 0.5, 0.75)
 GRID_BITS = ((8, 8), (6, 6), (4, 6), (3, 6))
@@ -117,8 +118,9 @@ def lpsubnet_points(task: str, seeds: int, quick: bool) -> list[dict]:
         qat = HGQ_RECIPE[task]['epochs']
         variants |= {f'{v}_qat{qat}': {**BUDGET_VARIANTS[v], 'qat_epochs': qat} for v in LONG_QAT_VARIANTS}
         variants |= {
-            f'{v}_qat{qat}_trim': {**BUDGET_VARIANTS[v], 'qat_epochs': qat, 'budget_fit': 'trim'}
+            f'{v}_qat{qat}_{fit}': {**BUDGET_VARIANTS[v], 'qat_epochs': qat, 'budget_fit': fit}
             for v in LONG_QAT_VARIANTS
+            for fit in LONG_QAT_FITS
         }
         grid |= {f'{_grid_name(*g)}_qat{qat}': {**_grid_settings(*g), 'qat_epochs': qat} for g in LONG_QAT_GRID}
     points = []

@@ -1,7 +1,6 @@
 """A trained design over its LUT budget is trimmed, not trained again (pruner.trim,
-budget_fit 'trim'): greedily, one layer's step of weight zeros at a time, the layer whose
-step costs least loss per unit of logic saved, until the cost model itself says it fits;
-the trimmed design fine-tuned and exported with its zeros, exact; nothing changes where it
+budget_fit 'trim'): the least share of weights that fits by the cost model itself, the
+trimmed design fine-tuned and exported with its zeros, exact; nothing changes where it
 fits already or where a trim cannot fit it.
 """
 
@@ -10,28 +9,30 @@ import pytest
 
 import hls_backend
 from fpga_tests.pruner_models import digits, flatten_mlp, small_compress
-from pruner.allocate import adder_bits, task_loss
+from pruner.allocate import adder_bits
 from pruner.quantize import StepRule, calibrate, plan_quantization
 from pruner.surgery import fold_batchnorm, to_qkeras
-from pruner.trim import TRIM_MAX_SHARE, TRIM_STEP, trim_to_budget
-from pruner.weight_masks import keep_mask, kernel_variable, prune_weights, weight_prunable, weight_scores
+from pruner.trim import TRIM_MAX_EXTRA, TRIM_RESOLUTION, raised, trim_to_budget
+from pruner.weight_masks import kernel_variable, prune_weights, weight_prunable
+
+# Only 'fc' is trimmed: its zeros grow with the share (nested rankings), so the digit count is
+# monotone in it and "the least share that fits" has one answer to compare with.
+EXCLUDE = ('conv', 'logits')
 
 
 @pytest.fixture(scope='module')
 def trained_qmodel():
-    """flatten_mlp trained a little on digits, quantized at 4-bit weights (QKeras), with the
-    task loss on held-out samples (what a trim judges a step by)."""
+    """flatten_mlp trained a little on digits, quantized at 4-bit weights (QKeras)."""
     import keras
 
-    x, y, xt, yt = digits()
+    x, y, _, _ = digits()
     model = flatten_mlp()
     model.compile('adam', keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x[:512], y[:512], epochs=4, batch_size=64, verbose=0)
     model = fold_batchnorm(model)
     plan = plan_quantization(model, calibrate(model, x[:256]), 4, 8, rule=StepRule('mse'))
     qmodel = to_qkeras(model, plan)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    return qmodel, x[:256], lambda m: task_loss(m, xt[:128], yt[:128], loss_fn)
+    return qmodel, x[:256]
 
 
 def _digits(qmodel) -> float:
@@ -48,69 +49,57 @@ def _restore(qmodel, kernels) -> None:
         kernel_variable(qmodel.get_layer(name)).assign(kernel)
 
 
-def test_each_step_zeros_the_layer_that_costs_least_loss_per_logic_saved(trained_qmodel):
-    """Replayed by hand from the trained kernels: at every step, each layer's next TRIM_STEP
-    of its remaining weights (lowest |w| x mean |input| on the network as trimmed so far)
-    is tried, and the recorded layer is the one with the least loss rise per unit of the
-    logic proxy saved; the search stops at the first step the cost fits, and the model is
-    left as the last step made it."""
-    qmodel, x, loss = trained_qmodel
+def _cost_at(qmodel, x, extra) -> float:
+    prune_weights(qmodel, x, raised(qmodel, 0.25, extra, EXCLUDE), 'weight', EXCLUDE)
+    return _digits(qmodel)
+
+
+def test_the_trim_is_the_least_share_of_weights_that_fits_by_the_cost_model(trained_qmodel):
+    qmodel, x = trained_qmodel
     start = _kernels(qmodel)
     try:
-        prune_weights(qmodel, x, 0.25, 'weight')  # what QAT's masks left
+        prune_weights(qmodel, x, {'fc': 0.25}, 'weight', EXCLUDE)  # what QAT's masks left
         trained = _kernels(qmodel)
         before = _digits(qmodel)
-        limit = 0.9 * before
-        trim = trim_to_budget(qmodel, x, 0.25, 'weight', _digits, limit, loss)
-        assert trim.within and trim.cost_before == before and trim.steps
-        assert _digits(qmodel) == trim.cost == trim.steps[-1].cost <= limit
-        assert all(step.cost > limit for step in trim.steps[:-1])
-        left = _kernels(qmodel)
-        _restore(qmodel, trained)
-        level = dict.fromkeys(trained, 0.25)
-        for step in trim.steps:
-            scores = weight_scores(qmodel, x)
-            loss_now, proxy_now = loss(qmodel), adder_bits(qmodel)
-            rates, masked = {}, {}
-            for layer in weight_prunable(qmodel):
-                kernel = kernel_variable(layer).numpy()
-                target = level[layer.name] + TRIM_STEP * (1 - level[layer.name])
-                keep = keep_mask(scores[layer.name][0], target, 'weight', scores[layer.name][1])
-                kernel_variable(layer).assign(np.where(keep, kernel, 0))
-                saved = proxy_now - adder_bits(qmodel)
-                if saved > 0:
-                    rates[layer.name] = (loss(qmodel) - loss_now) / saved
-                masked[layer.name] = (np.where(keep, kernel, 0), target)
-                kernel_variable(layer).assign(kernel)
-            assert step.layer == min(rates, key=rates.get)
-            kernel, level[step.layer] = masked[step.layer]
-            kernel_variable(qmodel.get_layer(step.layer)).assign(kernel)
-            assert step.sparsity == pytest.approx(level[step.layer]) and _digits(qmodel) == step.cost
-        assert all(np.array_equal(left[k], v) for k, v in _kernels(qmodel).items())
-        assert trim.sparsity == pytest.approx(level)
+        limit = 0.93 * before
+        trim = trim_to_budget(qmodel, x, {'fc': 0.25}, 'weight', _digits, limit, EXCLUDE)
+        assert trim.within and trim.cost_before == before and 0 < trim.extra <= TRIM_MAX_EXTRA
+        # The model as left is the chosen trim, priced as recorded, within the limit.
+        assert _digits(qmodel) == trim.cost <= limit
+        kernel = kernel_variable(qmodel.get_layer('fc')).numpy()
+        assert trim.sparsity['fc'] == pytest.approx(0.25 + trim.extra * 0.75)
+        assert int((kernel == 0).sum()) == int(np.floor(trim.sparsity['fc'] * kernel.size))
+        # Brute force over the grid of the search's resolution: the least share that fits.
+        grid = np.arange(0, TRIM_MAX_EXTRA + TRIM_RESOLUTION / 2, TRIM_RESOLUTION)
+        fits = []
+        for extra in grid:
+            _restore(qmodel, trained)
+            fits.append(_cost_at(qmodel, x, extra) <= limit)
+        least = grid[int(np.argmax(fits))]
+        assert least - TRIM_RESOLUTION < trim.extra <= least + TRIM_RESOLUTION
+        # Every search step is recorded with the cost it measured.
+        assert trim.tried
+        for extra, cost in trim.tried:
+            _restore(qmodel, trained)
+            assert _cost_at(qmodel, x, extra) == cost
     finally:
         _restore(qmodel, start)
 
 
 def test_a_design_within_the_budget_is_left_as_it_is(trained_qmodel):
-    qmodel, x, loss = trained_qmodel
+    qmodel, x = trained_qmodel
     before = _kernels(qmodel)
-    trim = trim_to_budget(qmodel, x, 0.0, 'weight', _digits, _digits(qmodel), loss)
-    assert trim.within and not trim.steps and trim.cost == trim.cost_before
+    trim = trim_to_budget(qmodel, x, 0.0, 'weight', _digits, _digits(qmodel), EXCLUDE)
+    assert trim.within and trim.extra == 0 and not trim.tried
     assert all(np.array_equal(before[k], v) for k, v in _kernels(qmodel).items())
 
 
 def test_a_budget_out_of_a_trims_reach_leaves_the_trained_design(trained_qmodel):
-    qmodel, x, loss = trained_qmodel
+    qmodel, x = trained_qmodel
     before = _kernels(qmodel)
-    sizes = {k: v.size for k, v in before.items()}
-    trim = trim_to_budget(qmodel, x, 0.0, 'weight', _digits, 0.1 * _digits(qmodel), loss)
-    assert not trim.within and trim.cost == trim.cost_before and trim.steps
-    assert all(step.cost > 0.1 * trim.cost_before for step in trim.steps)
-    # It went as far as a trim may (TRIM_MAX_SHARE of the weights), then put the trained design back.
-    last = {step.layer: step.sparsity for step in trim.steps}
-    zeroed = sum(int(np.floor(last.get(k, 0.0) * n)) for k, n in sizes.items())
-    assert zeroed >= TRIM_MAX_SHARE * sum(np.count_nonzero(v) for v in before.values())
+    trim = trim_to_budget(qmodel, x, 0.0, 'weight', _digits, 0.2 * _digits(qmodel), EXCLUDE)
+    assert not trim.within and trim.extra == 0 and trim.cost == trim.cost_before
+    assert trim.tried[-1][0] == TRIM_MAX_EXTRA  # it tried as far as a trim may go
     assert all(np.array_equal(before[k], v) for k, v in _kernels(qmodel).items())
 
 
@@ -139,30 +128,43 @@ def _over_after_training(monkeypatch):
     return lambda model: _lut(model) * (scale[0] if scale else 1.0)
 
 
-@pytest.mark.parametrize('fit', ['trim', pytest.param('retrain', marks=pytest.mark.slow)])
-def test_an_over_budget_design_is_trimmed_and_fine_tuned_not_trained_again(monkeypatch, fit, tmp_path):
+@pytest.mark.parametrize('fit', ['trim', 'both', pytest.param('retrain', marks=pytest.mark.slow)])
+def test_an_over_budget_design_is_trimmed_and_fine_tuned(monkeypatch, fit, tmp_path):
+    """'trim': the trained design is trimmed and exported; 'both': it is one candidate and a
+    smaller allocation, trained, the other, the better on validation exported; 'retrain': no
+    trim."""
     cost = _over_after_training(monkeypatch)
     qmodel, manifest = small_compress(
         model_fn=flatten_mlp, max_lut=3000, cost=cost, epochs=3, qat_epochs=4, granularity='weight',
         weight_sparsity=0.25, budget_fit=fit,
     )  # fmt: skip
     budget = manifest['budget']
-    first = budget['attempts'][0]
+    attempts = budget['attempts']
+    first = attempts[0]
     assert first['trained_cost'] > 3000
     phases = [p['phase'] for p in manifest['recovery']['phases']]
     assert budget['cost'] <= 3000 and cost(qmodel) == budget['cost']
     if fit == 'retrain':
-        assert 'trim' not in first and len(budget['attempts']) >= 2 and 'trim_finetune' not in phases
+        assert 'trim' not in first and len(attempts) >= 2 and 'trim_finetune' not in phases
+        return
+    assert first['trim']['first']['within_budget'] and first['cost_kept'] <= 3000
+    if fit == 'both':
+        assert len(attempts) >= 2
+        candidates = [a for a in attempts if a['cost_kept'] <= 3000]
+        assert all('validation' in a for a in candidates)
+        best = max(candidates, key=lambda a: a['validation'])  # the first of equals
+        assert budget['kept_attempt'] == best['attempt'] and budget['cost'] == best['cost_kept']
+        assert ('trim_finetune' in phases) == ('second' in best.get('trim', {}))  # the kept one trimmed
         return
     # Trimmed: one training, the same attempt kept, its fine-tune among the exported model's phases.
-    assert len(budget['attempts']) == 1 and budget['kept_attempt'] == 1
+    assert len(attempts) == 1 and budget['kept_attempt'] == 1
     trim = first['trim']
-    assert trim['first']['within_budget'] and trim['first']['steps'] and trim['cost'] == budget['cost']
+    assert trim['first']['within_budget'] and trim['first']['extra'] > 0 and trim['cost'] == budget['cost']
     assert first['cost_kept'] == budget['cost']
     assert phases.count('qat') == 1 and phases.count('trim_finetune') == 1
     assert phases.index('trim_finetune') == phases.index('qat') + 1
     # The trimmed sparsity is what the exported kernels hold (the fine-tune kept the zeros).
-    held = trim['second']['sparsity']  # the first trim's, and the second's steps if the fine-tune moved it over
+    held = trim['second']['sparsity'] if trim['second']['extra'] > 0 else trim['first']['sparsity']
     for name, sparsity in held.items():
         kernel = kernel_variable(qmodel.get_layer(name)).numpy()
         masked = int(np.floor(sparsity * kernel.size))
@@ -173,8 +175,7 @@ def test_an_over_budget_design_is_trimmed_and_fine_tuned_not_trained_again(monke
 
     line = budget_line(budget)
     assert f'trained to {first["trained_cost"]:,.0f} LUT, over the budget: ' in line
-    steps = len(trim['first']['steps']) + len(trim['second']['steps'])
-    assert f'trimmed in {steps} steps (' in line and ') and fine-tuned' in line
+    assert f'{100 * trim["first"]["extra"]:.1f} % more of its remaining weights zeroed and fine-tuned' in line
     # Saved and priced again, the design is the same; da4ml's logic is exact against it.
     path = tmp_path / 'trimmed.keras'
     qmodel.save(path)

@@ -47,24 +47,19 @@ def budget_line(budget: dict) -> str:
             else ''
         )
         + f'); bits: {bits or "as given"}'
-        + (f'; {_trim_words(last["trained_cost"], trim, unit)}' if 'second' in (trim := last.get('trim', {})) else '')
+        + (
+            f'; trained to {last["trained_cost"]:,.0f} {unit}, over the budget: {100 * trim["first"]["extra"]:.1f} % '
+            'more of its remaining weights zeroed and fine-tuned'
+            + (f', {100 * trim["second"]["extra"]:.1f} % more after' if trim['second']['extra'] > 0 else '')
+            if 'second' in (trim := last.get('trim', {}))
+            else ''
+        )
         + (
             f'; activations went below the floor (min_activation_bits) after step {relaxed}: nothing else '
             'was left to lower'
             if (relaxed := last.get('activation_floor_relaxed_after')) is not None
             else ''
         )
-    )
-
-
-def _trim_words(trained: float, trim: dict, unit: str) -> str:
-    """What the trim of a design training grew over the budget did (manifest['budget']'s attempt)."""
-    steps = trim['first']['steps'] + trim['second']['steps']
-    layers = {step['layer']: step['sparsity'] for step in steps}  # each layer's last
-    return (
-        f'trained to {trained:,.0f} {unit}, over the budget: trimmed in {len(steps)} steps ('
-        + ', '.join(f'{layer} to {100 * sparsity:.0f} % zeros' for layer, sparsity in layers.items())
-        + ') and fine-tuned'
     )
 
 

@@ -95,12 +95,6 @@ def adder_bits(qmodel) -> float:
     return total
 
 
-def task_loss(model, x: np.ndarray, y: np.ndarray, loss_fn) -> float:
-    """The mean task loss of ``model`` on (x, y): what a budget's searches judge a step by."""
-    outputs = [keras.ops.convert_to_numpy(model(x[i : i + 1024], training=False)) for i in range(0, len(x), 1024)]
-    return float(np.mean(keras.ops.convert_to_numpy(loss_fn(y, np.concatenate(outputs)))))
-
-
 def _set_quantizer(quantizer, bits: int, integer: int) -> None:
     quantizer.bits, quantizer.integer = bits, integer
 
@@ -270,7 +264,11 @@ class BitAllocator:
             step()
 
     def _loss(self) -> float:
-        return task_loss(self.qmodel, self.x, self.y, self.loss_fn)
+        outputs = [
+            keras.ops.convert_to_numpy(self.qmodel(self.x[i : i + 1024], training=False))
+            for i in range(0, len(self.x), 1024)
+        ]
+        return float(np.mean(keras.ops.convert_to_numpy(self.loss_fn(self.y, np.concatenate(outputs)))))
 
     def _bits(self, chosen: dict, knob: tuple[str, str]) -> int:
         layer, setting = knob

@@ -162,16 +162,17 @@ class CompressOptions:
         ),
     ] = 4
     budget_fit: Annotated[
-        Literal['trim', 'retrain'],
+        Literal['both', 'trim', 'retrain'],
         setting(
             'Under max_lut, when the trained design comes out over the budget (QAT moves weights): '
-            "'trim' zeros more of its weights (granularity 'weight' or 'kofn'; greedy: a 16th of one layer's "
-            'remaining weights at a time, the layer that costs least validation loss per logic saved, until the '
-            "cost model says it fits; pruner.trim), fine-tunes briefly and checks again; 'retrain' allocates a "
-            'smaller design and trains it from the float start. Channel granularity and footprint budgets '
-            'always retrain.'
+            "'trim' zeros more of its weights (granularity 'weight' or 'kofn': the same share of every layer's "
+            'remaining ones, the least that fits by the cost model; pruner.trim) and fine-tunes it briefly; '
+            "'retrain' allocates a smaller design and trains it from the float start; 'both' keeps the trimmed "
+            'design as a candidate, retrains too, and exports the better on validation (letter 14k, 300 QAT '
+            'epochs: trimmed 89.4 / 81.5 %, retrained 83.5 / 83.1 % test, seeds 0 / 1). Channel granularity '
+            'and footprint budgets always retrain.'
         ),
-    ] = 'trim'
+    ] = 'both'
     max_footprint_kbit: Annotated[
         Annotated[float, Field(gt=0)] | None,
         setting('Footprint budget in kbit (weights and activations), met the same way as max_lut.'),

@@ -5,15 +5,17 @@ logic by its nonzero digits) and refreshes integer bits, so a design allocated j
 a LUT budget often comes out of a long QAT a few percent over it. Allocating a smaller
 design and training it again from the float start throws away the trained one, which is
 usually the better design (letter, 300 QAT epochs, 14k LUT: 92.4 % validation at 15.1k LUT
-discarded, the retrained one 83.5 %). Trimming keeps it, greedily and layer by layer as
-the rest of the method: at each step every weight-prunable layer is a candidate for
-zeroing TRIM_STEP more of its remaining weights (ranked as everywhere in the pruner, |w|
-times mean |input| on the network as trimmed so far: pruner.weight_masks), and the layer
-whose step costs the least loss per unit of logic saved (the allocation's proxy,
-``pruner.allocate.adder_bits``) takes it; the cost model itself says after every step
-whether the design fits. The result is within the budget by construction, not by a
-margin; a short fine-tune with the masks and types held then recovers what the zeros
-cost (pruner.phases), and the design is checked (and trimmed) again after it.
+discarded, the retrained one 83.5 %). Trimming keeps it: every weight-prunable layer's
+sparsity is raised by the same share ``extra`` of its remaining weights,
+
+    s_l' = s_l + extra * (1 - s_l),
+
+the weights ranked as everywhere in the pruner (|w| times mean |input|, layer by layer on
+the already-masked quantized network: pruner.weight_masks), and ``extra`` is the smallest
+found by bisection on the cost model itself for which the design fits. The cost is
+measured on the trimmed model, so the result is within the budget by construction, not
+by a margin; a short fine-tune with the masks and types held then recovers what the zeros
+cost (pruner.phases), and the cost is checked (and trimmed) again after it.
 """
 
 from __future__ import annotations
@@ -23,56 +25,45 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .allocate import adder_bits
-from .layers import lookup
-from .weight_masks import Sparsity, keep_mask, kernel_variable, sparsity_of, weight_prunable, weight_scores
+from .weight_masks import Sparsity, kernel_variable, prune_weights, sparsity_of, weight_prunable
 
-# One step zeros this share of one layer's remaining weights.
-TRIM_STEP = 1 / 16
-# A layer is not trimmed past this sparsity (the allocation's highest level).
-TRIM_MAX_LAYER = 15 / 16
-# The most of the design's nonzero weights one trim may zero: beyond, the design is not a
-# trimmed version of the trained one any more; the budget loop then allocates a smaller
-# design instead.
-TRIM_MAX_SHARE = 0.5
-
-
-@dataclass
-class TrimStep:
-    layer: str
-    sparsity: float  # the layer's after the step
-    loss: float
-    cost: float
-
-    def to_dict(self) -> dict:
-        return {'layer': self.layer, 'sparsity': round(self.sparsity, 6), 'loss': self.loss, 'cost': self.cost}
+# Bisection on ``extra`` stops when the bracket is this narrow (a share of the remaining weights).
+TRIM_RESOLUTION = 1 / 256
+# The largest share of its remaining weights one trim may zero: beyond, the design is not a
+# trimmed version of the trained one any more (and the cost model would be asked for an empty
+# network); the budget loop then allocates a smaller design instead.
+TRIM_MAX_EXTRA = 0.5
 
 
 @dataclass
 class Trim:
     """What one trim did: the sparsity per layer it left, the cost before and after, and
-    every step, in order."""
+    every (extra, cost) the search tried, in order."""
 
     sparsity: dict[str, float]
+    extra: float
     cost_before: float
     cost: float
     within: bool
-    loss_before: float | None = None
-    steps: list[TrimStep] = field(default_factory=list)
+    tried: list[tuple[float, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
+            'extra': round(self.extra, 6),
             'cost_before': self.cost_before,
             'cost': self.cost,
             'within_budget': self.within,
-            'loss_before': self.loss_before,
             'sparsity': {k: round(v, 6) for k, v in self.sparsity.items()},
-            'steps': [s.to_dict() for s in self.steps],
+            'tried': [[round(e, 6), c] for e, c in self.tried],
         }
 
 
-def _nonzero(model, names) -> int:
-    return sum(int(np.count_nonzero(kernel_variable(model.get_layer(n)).numpy())) for n in names)
+def raised(model, sparsity: Sparsity, extra: float, exclude: tuple[str, ...] = ()) -> dict[str, float]:
+    """Every weight-prunable layer's sparsity with ``extra`` of its remaining weights added."""
+    return {
+        layer.name: (s := sparsity_of(sparsity, layer.name)) + extra * (1.0 - s)
+        for layer in weight_prunable(model, exclude)
+    }
 
 
 def trim_to_budget(
@@ -82,56 +73,52 @@ def trim_to_budget(
     granularity: str,
     cost: Callable[[object], float],
     limit: float,
-    loss: Callable[[object], float],
     exclude: tuple[str, ...] = (),
 ) -> Trim:
-    """Zero more weights of ``model`` (in place), one layer's TRIM_STEP at a time, until
-    ``cost(model) <= limit``. ``sparsity``: what the layers hold now (one fraction or one
-    per layer); ``x``: the data the weights are ranked on; ``loss``: what a step costs
-    (lower is better; e.g. the task loss on validation samples). Within the budget
-    already: nothing changes. Out of reach (TRIM_MAX_SHARE, TRIM_MAX_LAYER): the model is
-    left as it was and ``within`` is False."""
-    layers = {layer.name: layer for layer in weight_prunable(model, exclude)}
-    kernels = {name: kernel_variable(layer).numpy().copy() for name, layer in layers.items()}
-    current = {name: sparsity_of(sparsity, name) for name in layers}
+    """Zero more weights of ``model`` (in place) until ``cost(model) <= limit``: the least
+    ``extra`` share of every layer's remaining weights that fits, to TRIM_RESOLUTION.
+    ``sparsity``: what the layers hold now (one fraction or one per layer). Within the
+    budget already: nothing changes. Out of reach at TRIM_MAX_EXTRA: the model is left as
+    it was and ``within`` is False."""
+    kernels = {layer.name: kernel_variable(layer).numpy().copy() for layer in weight_prunable(model, exclude)}
+    current = {name: sparsity_of(sparsity, name) for name in kernels}
     before = float(cost(model))
-    if before <= limit:
-        return Trim(dict(current), before, before, True)
-    loss_now, proxy_now = float(loss(model)), adder_bits(model)
-    trim = Trim(dict(current), before, before, False, loss_now)
-    floor = (1 - TRIM_MAX_SHARE) * _nonzero(model, layers)
-    figure = before
-    while figure > limit:
-        scores = weight_scores(model, x, exclude)  # on the network as trimmed so far
-        best = None  # (loss per proxy unit saved, layer, level, loss, proxy)
-        for name, layer in layers.items():
-            level = current[name] + TRIM_STEP * (1.0 - current[name])
-            if level > TRIM_MAX_LAYER + 1e-9:
-                continue
-            variable = kernel_variable(layer)
-            held = variable.numpy()
-            variable.assign(np.where(keep_mask(scores[name][0], level, granularity, lookup(layer).out_axis), held, 0))
-            candidate_loss, candidate_proxy = float(loss(model)), adder_bits(model)
-            variable.assign(held)
-            saved = proxy_now - candidate_proxy
-            if saved <= 0:
-                continue  # its next zeros were zero already in the quantized kernel
-            rate = (candidate_loss - loss_now) / saved
-            if best is None or rate < best[0]:
-                best = (rate, name, level, candidate_loss, candidate_proxy)
-        if best is None or _nonzero(model, layers) <= floor:
-            for name, kernel in kernels.items():
-                kernel_variable(layers[name]).assign(kernel)
-            return trim
-        _, name, level, loss_now, proxy_now = best
-        variable = kernel_variable(layers[name])
-        keep = keep_mask(scores[name][0], level, granularity, lookup(layers[name]).out_axis)
-        variable.assign(np.where(keep, variable.numpy(), 0))
-        current[name] = level
+    tried: list[tuple[float, float]] = []
+
+    def apply(extra: float) -> float:
+        for name, kernel in kernels.items():
+            kernel_variable(model.get_layer(name)).assign(kernel)
+        prune_weights(model, x, raised(model, current, extra, exclude), granularity, exclude)
         figure = float(cost(model))
-        trim.steps.append(TrimStep(name, level, loss_now, figure))
-    trim.sparsity, trim.cost, trim.within = dict(current), figure, True
-    return trim
+        tried.append((extra, figure))
+        return figure
+
+    if before <= limit:
+        return Trim(current, 0.0, before, before, True, tried)
+    # The cost falls as zeros are added; bracket the least extra that fits, doubling from a
+    # guess proportional to the excess (cost is roughly linear in the nonzero weights).
+    low, high, high_cost = 0.0, None, None
+    guess = min(TRIM_MAX_EXTRA, max(TRIM_RESOLUTION, 1.0 - limit / before))
+    while high is None:
+        figure = apply(guess)
+        if figure <= limit:
+            high, high_cost = guess, figure
+        elif guess >= TRIM_MAX_EXTRA:
+            for name, kernel in kernels.items():
+                kernel_variable(model.get_layer(name)).assign(kernel)
+            return Trim(current, 0.0, before, before, False, tried)
+        else:
+            low, guess = guess, min(TRIM_MAX_EXTRA, 2 * guess)
+    while high - low > TRIM_RESOLUTION:
+        middle = (low + high) / 2
+        figure = apply(middle)
+        if figure <= limit:
+            high, high_cost = middle, figure
+        else:
+            low = middle
+    if tried[-1][0] != high:  # the model holds the last one tried: put the chosen one back
+        apply(high)
+    return Trim(raised(model, current, high, exclude), high, before, high_cost, True, tried)
 
 
-__all__ = ['TRIM_MAX_LAYER', 'TRIM_MAX_SHARE', 'TRIM_STEP', 'Trim', 'TrimStep', 'trim_to_budget']
+__all__ = ['TRIM_MAX_EXTRA', 'TRIM_RESOLUTION', 'Trim', 'raised', 'trim_to_budget']
