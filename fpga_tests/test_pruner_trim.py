@@ -155,6 +155,10 @@ def test_an_over_budget_design_is_trimmed_and_fine_tuned(monkeypatch, fit, tmp_p
         best = max(candidates, key=lambda a: a['validation'])  # the first of equals
         assert budget['kept_attempt'] == best['attempt'] and budget['cost'] == best['cost_kept']
         assert ('trim_finetune' in phases) == ('second' in best.get('trim', {}))  # the kept one trimmed
+        if best is not first:  # lpsubnet prune's summary names the trimmed candidate that lost
+            from lpsubnet.describe import budget_line
+
+            assert f'the first, trained to {first["trained_cost"]:,.0f} and trimmed to ' in budget_line(budget)
         return
     # Trimmed: one training, the same attempt kept, its fine-tune among the exported model's phases.
     assert len(attempts) == 1 and budget['kept_attempt'] == 1

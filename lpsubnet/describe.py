@@ -54,6 +54,12 @@ def budget_line(budget: dict) -> str:
             if 'second' in (trim := last.get('trim', {}))
             else ''
         )
+        + ''.join(
+            f'; the {_ordinal(a["attempt"])}, trained to {a["trained_cost"]:,.0f} and trimmed to {a["cost_kept"]:,.0f} '
+            f'{unit}, lost on validation ({a["validation"]:.4g} against {last["validation"]:.4g})'
+            for a in budget['attempts']
+            if a is not last and 'second' in a.get('trim', {}) and a['cost_kept'] <= budget['limit']
+        )
         + (
             f'; activations went below the floor (min_activation_bits) after step {relaxed}: nothing else '
             'was left to lower'
