@@ -134,6 +134,10 @@ def test_an_over_budget_design_is_trimmed_and_fine_tuned(monkeypatch, fit, tmp_p
     smaller allocation, trained, the other, the better on validation exported; 'retrain': no
     trim."""
     cost = _over_after_training(monkeypatch)
+    if fit == 'both':  # two candidates are enough to see the better one kept (and the suite's time)
+        import pruner.phases
+
+        monkeypatch.setattr(pruner.phases, 'BUDGET_ATTEMPTS', 2)
     qmodel, manifest = small_compress(
         model_fn=flatten_mlp, max_lut=3000, cost=cost, epochs=3, qat_epochs=4, granularity='weight',
         weight_sparsity=0.25, budget_fit=fit,

@@ -485,7 +485,8 @@ class Quantized:
 def quantize_phase(run: Run, pruned: Pruned) -> Quantized:
     """Cut the channels out, build the QKeras model (joint mode: it is one already), train it
     quantized. Under a budget, the bits of each layer are allocated first, and the trained
-    design's cost is checked: over it, the allocation is redone against a lower target; well
+    design's cost is checked: over it, the design is trimmed to the budget (budget_fit 'trim',
+    'both') and/or the allocation is redone against a lower target ('both', 'retrain'); well
     under it (BUDGET_FILL), against a higher one, keeping the better attempt within it."""
     o = run.options
     if o.joint:
@@ -621,13 +622,11 @@ def _trim(run: Run, quantized: Quantized, sparsity) -> dict:
     masks.check()
     second = trim(first.sparsity)
     record.update(second=second.to_dict(), cost=second.cost_before)
-    quantized.result = run.evaluate(qmodel)
-    if not second.within:  # the fine-tune moved the cost past what a trim may take back: over the budget
-        return record
-    if second.extra > 0:
-        masks.retarget(second.sparsity)
-    masks.check()
-    record.update(phase=phase, cost=float(budget.cost(qmodel)))
+    if second.within:  # else the fine-tune moved the cost past what a trim may take back: over the budget
+        if second.extra > 0:
+            masks.retarget(second.sparsity)
+        masks.check()
+        record.update(phase=phase, cost=float(budget.cost(qmodel)))
     quantized.result = run.evaluate(qmodel)
     return record
 
