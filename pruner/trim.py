@@ -86,9 +86,12 @@ def trim_to_budget(
     before = float(cost(model))
     tried: list[tuple[float, float]] = []
 
-    def apply(extra: float) -> float:
+    def restore() -> None:
         for name, kernel in kernels.items():
             kernel_variable(model.get_layer(name)).assign(kernel)
+
+    def apply(extra: float) -> float:
+        restore()
         prune_weights(model, x, raised(model, current, extra, exclude), granularity, exclude)
         figure = float(cost(model))
         tried.append((extra, figure))
@@ -105,8 +108,7 @@ def trim_to_budget(
         if figure <= limit:
             high, high_cost = guess, figure
         elif guess >= TRIM_MAX_EXTRA:
-            for name, kernel in kernels.items():
-                kernel_variable(model.get_layer(name)).assign(kernel)
+            restore()
             return Trim(current, 0.0, before, before, False, tried)
         else:
             low, guess = guess, min(TRIM_MAX_EXTRA, 2 * guess)
