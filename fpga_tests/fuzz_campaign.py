@@ -736,16 +736,34 @@ def _run_examples(records, run, targets, jobs, deadline, results, rechecks=()) -
         with Progress() as progress:
             bar = progress.add_task(f'fuzz campaign {run["campaign"]}', total=None)
 
+            def submit(task) -> bool:
+                """Starts a task; False when the pool broke since the last wait (a worker died
+                while others finished): the in-flight futures then fail with BrokenProcessPool
+                and are handled below, and the task is submitted again to the new pool."""
+                nonlocal pool
+                try:
+                    futures[pool.submit(run_example, *arguments(task))] = task
+                    return True
+                except BrokenProcessPool:
+                    if futures:
+                        return False
+                    pool.shutdown(wait=False, cancel_futures=True)  # nothing in flight to rerun
+                    pool = new_pool(jobs)
+                    futures[pool.submit(run_example, *arguments(task))] = task
+                    return True
+
             def fill() -> None:
                 while due and len(futures) < jobs:
-                    finding = due.pop(0)
-                    futures[pool.submit(run_example, *arguments(finding))] = finding
+                    if not submit(due[0]):
+                        return
+                    due.pop(0)
                 while len(futures) < jobs and time.time() < deadline:
                     tasks = next_tasks(examples, targets, running)
                     if not tasks:
                         return
                     for prop, seed in tasks[: jobs - len(futures)]:
-                        futures[pool.submit(run_example, prop, seed)] = (prop, seed)
+                        if not submit((prop, seed)):
+                            return
                         running[prop].add(seed)
 
             def record_result(task, result: dict) -> None:
