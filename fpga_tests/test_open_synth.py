@@ -195,6 +195,9 @@ def test_a_wrong_netlist_fails_the_check_in_one_line(project, tmp_path, monkeypa
     assert saved['mismatched_samples'] > 0
 
 
+# Slow: a second Yosys mapping of the shared design (70 s of the default suite's 14 minutes
+# on a quiet 2-core machine) for an error path; the mapping itself is checked by the default suite.
+@pytest.mark.slow
 def test_a_netlist_check_that_cannot_run_keeps_the_mapping(project, tmp_path, monkeypatch):
     """The netlist's simulation fails to build (a Verilator error, say): exit 5 naming the
     cause, and the minutes of mapping are kept (synth/, the result without a netlist check)."""
