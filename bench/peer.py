@@ -93,6 +93,11 @@ LONG_QAT_GRID = ((0.0, 8, 8),)
 # and keeps the better of the two, named '<variant>_qat<epochs>_both'.
 LONG_QAT_FITS = ('both',)
 BUDGET_VARIANTS = {name: {**settings, 'budget_fit': 'retrain'} for name, settings in BUDGET_VARIANTS.items()}
+# The plain variants were made when 'auto' QAT was about 6,000 steps under a budget too (then
+# the library's AUTO_STEPS); under a budget it is now pruner.recovery.AUTO_BUDGET_QAT_STEPS (what
+# the long-QAT variants measured), so they name their length in 'qat_steps', which run_lpsubnet
+# resolves to epochs the way the library resolves 'auto'.
+SHORT_QAT_STEPS = 6000
 GRID_SPARSITIES = (0.0, 0.5, 0.75)
 GRID_BITS = ((8, 8), (6, 6), (4, 6), (3, 6))
 # The budgets at which the section compares the two fronts (mean over seeds).
@@ -111,7 +116,8 @@ def hgq2_points(task: str, seeds: int, quick: bool) -> list[dict]:
 
 def lpsubnet_points(task: str, seeds: int, quick: bool) -> list[dict]:
     budgets = BUDGETS[task][2:4] if quick else BUDGETS[task]
-    variants = dict(list(BUDGET_VARIANTS.items())[:2]) if quick else dict(BUDGET_VARIANTS)
+    variants = {name: {**settings, 'qat_steps': SHORT_QAT_STEPS} for name, settings in BUDGET_VARIANTS.items()}
+    variants = dict(list(variants.items())[:2]) if quick else variants
     grid = [(0.0, 8, 8), (0.5, 4, 6)] if quick else [(s, w, a) for s in GRID_SPARSITIES for w, a in GRID_BITS]
     grid = {_grid_name(*g): _grid_settings(*g) for g in grid}
     if not quick:  # the same again with QAT as long as HGQ2's training, named by its epochs
@@ -207,12 +213,17 @@ def run_lpsubnet(task, point: dict, out: Path, tiny: bool, baselines: Path = E.R
     import hls_backend
     import pruner
     from pruner.errors import PrunerError
+    from pruner.recovery import auto_epochs
 
     s = E.settings(task.name, tiny)
     s.pop('step_criterion', None)  # the matrix pins 'max' to stay comparable; here the library's default
     seed = point['seed']
     base = peer_baseline(task, seed, tiny, baselines)
-    options = E.compress_options(task, s, seed, **point['settings'])
+    settings = dict(point['settings'])
+    qat_steps = settings.pop('qat_steps', None)
+    if qat_steps and not tiny:  # tiny runs keep TINY's single QAT epoch
+        settings['qat_epochs'] = auto_epochs(E.steps_per_epoch(task, s), qat_steps)
+    options = E.compress_options(task, s, seed, **settings)
     t0 = time.time()
     record = {'side': 'lpsubnet', 'task': task.name, 'name': point['name'], 'seed': seed, 'settings': point['settings']}
     try:

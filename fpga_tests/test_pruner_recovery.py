@@ -10,6 +10,8 @@ import pytest
 from fpga_tests.pruner_models import digits, sequential_cnn, small_compress
 from pruner import PrunerError
 from pruner.recovery import (
+    AUTO_BUDGET_QAT_MAX_EPOCHS,
+    AUTO_BUDGET_QAT_STEPS,
     AUTO_MAX_EPOCHS,
     AUTO_MIN_EPOCHS,
     AUTO_STEPS,
@@ -161,6 +163,32 @@ def test_auto_budget_scales_with_the_data():
     assert AUTO_MIN_EPOCHS < auto_epochs(mid) == math.ceil(AUTO_STEPS / mid) < AUTO_MAX_EPOCHS
     assert auto_epochs(10_000) == AUTO_MIN_EPOCHS
     assert all(AUTO_MIN_EPOCHS <= auto_epochs(n) <= AUTO_MAX_EPOCHS for n in (1, 7, 50, 333, 5000))
+
+
+@pytest.mark.parametrize('budget', [None, {'max_lut': 3000}, {'max_footprint_kbit': 4.0}])
+def test_auto_qat_under_a_budget_trains_as_long_as_the_low_bit_designs_keep_improving(budget):
+    """'auto' QAT is AUTO_STEPS without a budget and AUTO_BUDGET_QAT_STEPS (capped at
+    AUTO_BUDGET_QAT_MAX_EPOCHS) under a LUT or footprint budget; fine-tuning is the same either
+    way, and a number given is kept."""
+    from pruner import CompressOptions
+    from pruner.phases import prepare
+
+    x, y, xt, yt = digits()
+    train, val = (x[:512], y[:512]), (xt[:64], yt[:64])
+    cost = (lambda model: 1.0) if budget and 'max_lut' in budget else None
+    steps = 512  # steps an epoch at batch 1: between the caps of both lengths
+    run = prepare(sequential_cnn(), train, val, CompressOptions(batch_size=1, **(budget or {})), cost)
+    assert run.finetune_epochs == auto_epochs(steps) and run.finetune_how.startswith('auto: about')
+    if budget:
+        assert run.qat_epochs == math.ceil(AUTO_BUDGET_QAT_STEPS / steps) < AUTO_BUDGET_QAT_MAX_EPOCHS
+        assert run.qat_how.startswith(f'auto under a budget: about {AUTO_BUDGET_QAT_STEPS} steps at {steps}')
+    else:
+        assert run.qat_epochs == auto_epochs(steps) == math.ceil(AUTO_STEPS / steps) < AUTO_MAX_EPOCHS
+    # A small data set (64 steps an epoch) reaches the caps; a number given is the number.
+    small = prepare(sequential_cnn(), (x[:64], y[:64]), val, CompressOptions(batch_size=1, **(budget or {})), cost)
+    assert small.qat_epochs == (AUTO_BUDGET_QAT_MAX_EPOCHS if budget else AUTO_MAX_EPOCHS)
+    given = prepare(sequential_cnn(), train, val, CompressOptions(batch_size=1, qat_epochs=7, **(budget or {})), cost)
+    assert given.qat_epochs == 7 and given.qat_how == 'given'
 
 
 def test_learning_rate_defaults_to_the_models_own():

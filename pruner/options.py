@@ -220,9 +220,10 @@ class CompressOptions:
     qat_epochs: Annotated[
         Count | Auto,
         setting(
-            "Quantization-aware fine-tuning epochs; 'auto' as for finetune_epochs. Under a LUT budget, low-bit "
-            "designs keep improving long after 'auto' ends (letter at 20k LUT: 300 epochs instead of auto's 55 "
-            'gave 3.8-4.6 points more; docs/benchmarks.md, the peer section).'
+            "Quantization-aware fine-tuning epochs; 'auto' as for finetune_epochs, and under a LUT or footprint "
+            'budget about 33,000 steps (at most 400 epochs): the low-bit designs a budget gives keep improving '
+            'that long (letter at 20k LUT: 300 epochs instead of 55 gave 3.8-4.6 points; '
+            'pruner.recovery.AUTO_BUDGET_QAT_STEPS). Give a number for a shorter run.'
         ),
     ] = 'auto'
     batch_size: Annotated[

@@ -332,7 +332,7 @@ def prepare(model, train_data, val_data, options: CompressOptions, cost=None) ->
     x_va, y_va = _xy(val_data, 'val_data', model)
     steps_per_epoch = math.ceil(len(x_tr) / o.batch_size)
     finetune_epochs, finetune_how = resolve_epochs(o.finetune_epochs, steps_per_epoch, 'finetune_epochs')
-    qat_epochs, qat_how = resolve_epochs(o.qat_epochs, steps_per_epoch, 'qat_epochs')
+    qat_epochs, qat_how = resolve_epochs(o.qat_epochs, steps_per_epoch, 'qat_epochs', budgeted=budget is not None)
     learning_rate, source_rate = o.learning_rate, 'given'
     if learning_rate is None:
         learning_rate = trained_learning_rate(model)
