@@ -128,7 +128,9 @@ def _over_after_training(monkeypatch):
     return lambda model: _lut(model) * (scale[0] if scale else 1.0)
 
 
-@pytest.mark.parametrize('fit', ['trim', 'both', pytest.param('retrain', marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    'fit', [pytest.param('trim', marks=pytest.mark.slow), 'both', pytest.param('retrain', marks=pytest.mark.slow)]
+)
 def test_an_over_budget_design_is_trimmed_and_fine_tuned(monkeypatch, fit, tmp_path):
     """'trim': the trained design is trimmed and exported; 'both': it is one candidate and a
     smaller allocation, trained, the other, the better on validation exported; 'retrain': no
