@@ -235,6 +235,32 @@ def test_lpsubnet_prune_says_what_the_budget_gave(lut_budgeted):
         assert f'{len(kept["steps"])} one-bit steps' in line
 
 
+def test_the_budget_line_says_why_each_other_allocation_was_not_kept():
+    """Every trained allocation but the exported one is named with its reason: trimmed or
+    not, a design within the budget lost on validation; a design over it stayed over."""
+    from lpsubnet.describe import budget_line
+
+    def attempt(n, trained, kept_cost=None, validation=None, trimmed=False):
+        entry = {'attempt': n, 'trained_cost': trained, 'cost_kept': kept_cost or trained, 'start_cost': 22091,
+                 'steps': [{}] * 5, 'cost_calls': 18, 'layer_bits': {'dense': {'weight_bits': 3}}}  # fmt: skip
+        if trimmed:
+            entry['trim'] = {'first': {'extra': 0.1}, 'second': {'extra': 0.0}, 'cost': kept_cost}
+        return entry | ({'validation': validation} if validation is not None else {})
+
+    budget = {'limit': 4000, 'unit': 'LUT', 'cost': 3880, 'kept_attempt': 1, 'attempts': [
+        attempt(1, 4411, 3880, 0.6335, trimmed=True),
+        attempt(2, 4006.5, 3930.5, 0.5325, trimmed=True),
+        attempt(3, 3206, validation=0.485),
+        attempt(4, 4120),
+    ]}  # fmt: skip
+    line = budget_line(budget)
+    assert '4 allocations' in line and 'the first kept' in line
+    assert 'the second, trained to 4,006 and trimmed to 3,930 LUT, lost on validation (0.5325 against 0.6335)' in line
+    assert 'the third, trained to 3,206 LUT, lost on validation (0.485 against 0.6335)' in line
+    assert 'the 4th, trained to 4,120 LUT, stayed over the budget' in line
+    assert 'the first, trained' not in line  # the kept one is described by the rest of the line
+
+
 def _price_trained_designs(monkeypatch, price):
     """Route compress's pricing of each trained design through ``price(n, lut)`` (n = 1 for
     the first one trained); every other pricing is da4ml's estimate. Returns (the cost

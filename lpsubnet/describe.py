@@ -54,18 +54,29 @@ def budget_line(budget: dict) -> str:
             if 'second' in (trim := last.get('trim', {}))
             else ''
         )
-        + ''.join(
-            f'; the {_ordinal(a["attempt"])}, trained to {a["trained_cost"]:,.0f} and trimmed to {a["cost_kept"]:,.0f} '
-            f'{unit}, lost on validation ({a["validation"]:.4g} against {last["validation"]:.4g})'
-            for a in budget['attempts']
-            if a is not last and 'second' in a.get('trim', {}) and a['cost_kept'] <= budget['limit']
-        )
+        + ''.join(_attempt_not_kept(a, last, budget['limit'], unit) for a in budget['attempts'] if a is not last)
         + (
             f'; activations went below the floor (min_activation_bits) after step {relaxed}: nothing else '
             'was left to lower'
             if (relaxed := last.get('activation_floor_relaxed_after')) is not None
             else ''
         )
+    )
+
+
+def _attempt_not_kept(attempt: dict, kept: dict, limit: float, unit: str) -> str:
+    """Why an allocation that was trained is not the exported one: it lost on validation
+    against the kept design, or it stayed over the budget."""
+    trained = f'trained to {attempt["trained_cost"]:,.0f}'
+    if 'second' in attempt.get('trim', {}):
+        trained += f' and trimmed to {attempt["cost_kept"]:,.0f}'
+    if attempt.get('cost_kept', attempt['trained_cost']) > limit:
+        return f'; the {_ordinal(attempt["attempt"])}, {trained} {unit}, stayed over the budget'
+    if 'validation' not in attempt or 'validation' not in kept:  # manifests before the candidates were compared
+        return ''
+    return (
+        f'; the {_ordinal(attempt["attempt"])}, {trained} {unit}, lost on validation '
+        f'({attempt["validation"]:.4g} against {kept["validation"]:.4g})'
     )
 
 
