@@ -15,9 +15,10 @@ import pytest
 from bench import peer
 
 
-def _point(side, seed, lut, acc, exact=True, name=None):
+def _point(side, seed, lut, acc, exact=True, name=None, val=None):
     return {'side': side, 'seed': seed, 'lut_estimate': lut, 'test_accuracy': acc, 'exact': exact, 'status': 'ok',
-            'name': name or f'{side}_{seed}_{lut}', 'footprint_nonzero_bits': lut * 2}  # fmt: skip
+            'val_accuracy': acc if val is None else val, 'name': name or f'{side}_{seed}_{lut}',
+            'footprint_nonzero_bits': lut * 2}  # fmt: skip
 
 
 POINTS = [
@@ -31,6 +32,19 @@ POINTS = [
 def test_the_front_keeps_exact_points_that_improve():
     seed0 = [p for p in POINTS if p['side'] == 'lpsubnet' and p['seed'] == 0]
     assert peer.front(seed0) == [(3000.0, 60.0), (6000.0, 80.0)]  # the inexact 90 % point is left out
+
+
+def test_a_front_chosen_on_validation_reports_the_test_accuracy_of_its_choice():
+    # From 2,500 LUT the test split prefers the 64 % point; the validation split keeps the 60 % one
+    # until 6,000 LUT (the 5,000 point validates worse than it).
+    points = [_point('lpsubnet', 0, 2000, 60.0, val=58.0), _point('lpsubnet', 0, 2500, 64.0, val=55.0),
+              _point('lpsubnet', 0, 5000, 66.0, val=57.0), _point('lpsubnet', 0, 6000, 70.0, val=65.0)]  # fmt: skip
+    assert peer.front(points) == [(2000.0, 60.0), (2500.0, 64.0), (5000.0, 66.0), (6000.0, 70.0)]
+    by_val = peer.front(points, select='val_accuracy')
+    assert by_val == [(2000.0, 60.0), (6000.0, 70.0)]
+    assert peer.best_within(by_val, 3000) == peer.best_within(by_val, 5500) == 60.0
+    assert peer.cost_for(points, 'lpsubnet', 62.0) == 2500
+    assert peer.cost_for(points, 'lpsubnet', 62.0, select='val_accuracy') == 6000
 
 
 def test_mean_fronts_need_every_seed_to_fit():
@@ -50,6 +64,10 @@ def test_the_section_lists_fronts_and_the_points_left_out(tmp_path):
     # At 4,000 LUT: HGQ2 seed 0 has 50 (its 1,000 point), seed 1 74; lpsubnet 60 and 58.
     assert '| 4,000 | 62.0 | 59.0 | -3.0 |' in lines
     assert '| 2,000 | 52.0 | - | - |' in lines  # lpsubnet's only point under 2,000 LUT is not exact
+    # Both selections (here validation and test agree), each a table of its own.
+    assert lines.count('| 4,000 | 62.0 | 59.0 | -3.0 |') == 2
+    assert '**Chosen on the test split**' in lines and '**Chosen on the validation split**' in lines
+    assert 'here HGQ2 has 2 points per seed, lpsubnet 2' in lines  # exact or not, per seed
     assert 'Not exact (left out): lpsubnet_0_2000' in lines
     assert (tmp_path / 'plots' / 'peer_letter.png').stat().st_size > 0
 
