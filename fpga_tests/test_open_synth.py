@@ -70,6 +70,7 @@ def test_yosys_maps_the_design_and_its_netlist_simulates_exact(project, tmp_path
     assert again.returncode == 2 and '--force' in again.stderr
 
 
+@pytest.mark.slow  # 25-45 s of nextpnr; the default suite maps and checks netlists (above)
 def test_place_on_ecp5_reports_fmax_and_writes_a_bitstream(project, tmp_path):
     rtl = fresh_copy(project, tmp_path)
     run = cli('synth', rtl, '--place', '--clock-period', '10')

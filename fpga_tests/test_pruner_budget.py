@@ -290,6 +290,7 @@ def _price_trained_designs(monkeypatch, price):
     return cost, results, module
 
 
+@pytest.mark.slow  # two trainings; test_pruner_trim's default case also allocates an over-budget design again
 def test_an_over_budget_trained_design_is_allocated_again(monkeypatch):
     """The first trained design is priced over the budget (5 % over its estimate, at least
     3050): the bits are allocated again for a design smaller by that growth, and the second

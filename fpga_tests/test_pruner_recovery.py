@@ -245,6 +245,7 @@ def test_manifest_records_distillation_schedule_and_budget(distilled):
     assert manifest['pruner']['finetune_epochs'] == 2 and manifest['pruner']['qat_epochs'] == 2
 
 
+@pytest.mark.slow  # a second distilled compress; same seed without distillation: test_pruner_compress.py
 def test_same_seed_same_channels_and_weights_with_distillation(distilled):
     q1, m1 = distilled
     q2, m2 = small_compress(distill=True, distill_alpha=0.3, distill_temperature=2.5, finetune_epochs=2,

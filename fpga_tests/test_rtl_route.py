@@ -150,6 +150,7 @@ def test_resimulating_finds_a_corrupted_reference(cnn_run, tmp_path):
     assert len(list((project / 'sim').glob('libmyproject_wrapper_*.so'))) == 1
 
 
+@pytest.mark.slow  # a second Verilator build; test_negative_controls.py changes a Verilog constant by default
 def test_a_corrupted_design_is_reported(cnn_run, tmp_path):
     """Negative control of the design: invert the last stage's first output slice in the
     Verilog. The Verilator simulation and da4ml's predict() (the same Verilated model)
