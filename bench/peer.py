@@ -11,11 +11,12 @@ QKeras model (``hls_backend.estimate_cost(..., inputs=...)``), on the whole test
   hgq2 installs a top-level ``qkeras`` module that would shadow qkeras-v3, so each
   (seed, beta) is a subprocess there (bench/peer_hgq2.py) that writes one JSON.
 - lpsubnet's side is its own best use, from the float model each seed trains with
-  HGQ2's recipe (:func:`peer_baseline`): ``compress(max_lut=B)`` at a range of budgets
-  (BUDGET_VARIANTS: bits only, with weight sparsity, after 50 % channel pruning, with the
-  activation floor at 2 or 4; the floor-4 ones also with QAT as long as HGQ2's training,
-  LONG_QAT_VARIANTS), plus the uniform grid (channel sparsity x weight bits x activation
-  bits).
+  HGQ2's recipe (:func:`peer_baseline`): what ``lpsubnet prune --max-lut B`` does by default,
+  from 0, 50 or 75 % channels at the budgets where each start is the one to pick
+  (DEFAULT_STARTS), plus the uniform grid (channel sparsity x weight bits x activation bits).
+  Seeds 0-1 also ran the variants that led to those defaults (BUDGET_VARIANTS: bits only,
+  with weight sparsity, after channel pruning, with the activation floor at 2 or 4, with short
+  and long QAT, trimming or retraining; ``--all-variants`` plans them all).
 
 One JSON per point in ``bench/results/peer/<task>/`` (rerunning computes only what is
 missing); :func:`section` turns them into the peer section of docs/benchmarks.md
@@ -100,6 +101,19 @@ BUDGET_VARIANTS = {name: {**settings, 'budget_fit': 'retrain'} for name, setting
 # the long-QAT variants measured), so they name their length in 'qat_steps', which run_lpsubnet
 # resolves to epochs the way the library resolves 'auto'.
 SHORT_QAT_STEPS = 6000
+# What `lpsubnet prune --max-lut B --granularity weight --weight-sparsity 0` gives with its other
+# settings at their defaults (activation floor 4; QAT 'auto', under a budget HGQ_RECIPE's epochs on
+# these batches; budget_fit 'both': the '<variant>_qat<epochs>_both' points), from each channel
+# sparsity a user would start from at that budget. Seeds 0-1 ran every variant at every budget (the
+# variants above): 75 % channels was the best start up to 6k LUT on letter (20k on digits), 50 %
+# at 10k-14k on some seeds (digits 40k), the unpruned network above. A full run plans these starts
+# and the grid, about 25 points a seed; --all-variants plans every variant at every budget as well.
+DEFAULT_STARTS = {
+    'letter': {'channel75weight_a4': (2000, 4000, 6000, 10000), 'channel50weight_a4': (10000, 14000),
+               'weight_a4': (10000, 14000, 20000, 25000, 30000, 50000)},
+    'digits': {'channel75weight_a4': (5000, 10000, 20000), 'channel50weight_a4': (20000, 40000, 80000),
+               'weight_a4': (40000, 80000, 150000)},
+}  # fmt: skip
 GRID_SPARSITIES = (0.0, 0.5, 0.75)
 GRID_BITS = ((8, 8), (6, 6), (4, 6), (3, 6))
 # The budgets at which the section compares the two fronts (mean over seeds).
@@ -120,27 +134,32 @@ def hgq2_points(task: str, seeds: int, quick: bool) -> list[dict]:
             for s in range(seeds) for b in betas]  # fmt: skip
 
 
-def lpsubnet_points(task: str, seeds: int, quick: bool) -> list[dict]:
-    budgets = BUDGETS[task][2:4] if quick else BUDGETS[task]
-    variants = {name: {**settings, 'qat_steps': SHORT_QAT_STEPS} for name, settings in BUDGET_VARIANTS.items()}
-    variants = dict(list(variants.items())[:2]) if quick else variants
-    grid = [(0.0, 8, 8), (0.5, 4, 6)] if quick else [(s, w, a) for s in GRID_SPARSITIES for w, a in GRID_BITS]
-    grid = {_grid_name(*g): _grid_settings(*g) for g in grid}
-    if not quick:  # the same again with QAT as long as HGQ2's training, named by its epochs
-        qat = HGQ_RECIPE[task]['epochs']
-        variants |= {f'{v}_qat{qat}': {**BUDGET_VARIANTS[v], 'qat_epochs': qat} for v in LONG_QAT_VARIANTS}
-        variants |= {
-            f'{v}_qat{qat}_{fit}': {**BUDGET_VARIANTS[v], 'qat_epochs': qat, 'budget_fit': fit}
-            for v in LONG_QAT_VARIANTS
-            for fit in LONG_QAT_FITS
-        }
+def lpsubnet_points(task: str, seeds: int, quick: bool, all_variants: bool = False) -> list[dict]:
+    """lpsubnet's points per seed: the default budget command from DEFAULT_STARTS and the uniform
+    grid (with ``all_variants``, every variant of BUDGET_VARIANTS at every budget too, as seeds 0-1
+    ran them); ``quick``: two short-QAT variants at two budgets and two grid points."""
+    qat = HGQ_RECIPE[task]['epochs']
+    if quick:
+        variants = {name: {**BUDGET_VARIANTS[name], 'qat_steps': SHORT_QAT_STEPS} for name in list(BUDGET_VARIANTS)[:2]}
+        budgeted = [(name, budget) for budget in BUDGETS[task][2:4] for name in variants]
+        grid = {_grid_name(*g): _grid_settings(*g) for g in [(0.0, 8, 8), (0.5, 4, 6)]}
+    else:
+        variants = {f'{v}_qat{qat}_{fit}': {**BUDGET_VARIANTS[v], 'qat_epochs': qat, 'budget_fit': fit}
+                    for v in LONG_QAT_VARIANTS for fit in LONG_QAT_FITS}  # fmt: skip
+        budgeted = [(f'{v}_qat{qat}_both', b) for v, budgets in DEFAULT_STARTS[task].items() for b in budgets]
+        grid = {_grid_name(s, w, a): _grid_settings(s, w, a) for s in GRID_SPARSITIES for w, a in GRID_BITS}
         grid |= {f'{_grid_name(*g)}_qat{qat}': {**_grid_settings(*g), 'qat_epochs': qat} for g in LONG_QAT_GRID}
+    if all_variants and not quick:
+        # The plain variants keep the QAT their records were made with ('auto' as it was then); the
+        # same again with QAT as long as HGQ2's training, named by its epochs.
+        variants |= {name: {**settings, 'qat_steps': SHORT_QAT_STEPS} for name, settings in BUDGET_VARIANTS.items()}
+        variants |= {f'{v}_qat{qat}': {**BUDGET_VARIANTS[v], 'qat_epochs': qat} for v in LONG_QAT_VARIANTS}
+        budgeted = [(name, budget) for budget in BUDGETS[task] for name in variants]
     points = []
     for seed in range(seeds):
-        for budget in budgets:
-            for variant, settings in variants.items():
-                points.append(dict(side='lpsubnet', name=f'lps_{variant}_lut{budget}_seed{seed}', seed=seed,
-                                   settings={**settings, 'max_lut': budget}))  # fmt: skip
+        for variant, budget in budgeted:
+            points.append(dict(side='lpsubnet', name=f'lps_{variant}_lut{budget}_seed{seed}', seed=seed,
+                               settings={**variants[variant], 'max_lut': budget}))  # fmt: skip
         for name, settings in grid.items():
             points.append(dict(side='lpsubnet', name=f'lps_{name}_seed{seed}', seed=seed, settings=settings))
     return points
@@ -471,6 +490,9 @@ def main(argv=None) -> int:
     p.add_argument('--side', choices=['hgq2', 'lpsubnet', 'both'], default='both')
     p.add_argument('--seeds', type=int, default=None, help='at most this many seeds (default: letter 5, digits 3)')
     p.add_argument('--quick', action='store_true', help='one seed, a few points, short HGQ2 training (smoke test)')
+    p.add_argument('--all-variants', action='store_true',
+                   help="lpsubnet: every budget variant at every budget (seeds 0-1's records), not only the default "
+                        'command from DEFAULT_STARTS')  # fmt: skip
     p.add_argument('--tiny', action='store_true', help='tiny data subsets as well (the tests)')
     p.add_argument('--results', type=Path, default=RESULTS)
     p.add_argument('--baselines', type=Path, default=E.RESULTS, help="where the bench's float baselines are cached")
@@ -484,7 +506,7 @@ def main(argv=None) -> int:
         if args.side in ('hgq2', 'both'):
             planned += hgq2_points(task_name, seeds, args.quick)
         if args.side in ('lpsubnet', 'both'):
-            planned += lpsubnet_points(task_name, seeds, args.quick)
+            planned += lpsubnet_points(task_name, seeds, args.quick, args.all_variants)
         task = None
         for i, point in enumerate(planned, 1):
             out = args.results / task_name / f'{point["name"]}.json'

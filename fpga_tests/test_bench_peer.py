@@ -178,7 +178,7 @@ def test_a_front_is_interpolated_in_log_lut_between_its_points():
 
 
 def test_the_long_qat_points_name_their_epochs_and_train_as_long_as_hgq2():
-    points = {p['name']: p['settings'] for p in peer.lpsubnet_points('digits', 1, quick=False)}
+    points = {p['name']: p['settings'] for p in peer.lpsubnet_points('digits', 1, quick=False, all_variants=True)}
     epochs = peer.HGQ_RECIPE['digits']['epochs']
     for variant in peer.LONG_QAT_VARIANTS:
         settings = points[f'lps_{variant}_qat{epochs}_lut10000_seed0']
@@ -188,6 +188,34 @@ def test_the_long_qat_points_name_their_epochs_and_train_as_long_as_hgq2():
         assert 'qat_epochs' not in plain and plain['qat_steps'] == peer.SHORT_QAT_STEPS == 6000
     assert points[f'lps_grid_s0_w8a8_qat{epochs}_seed0']['qat_epochs'] == epochs
     assert not any('_qat' in name for name in (p['name'] for p in peer.lpsubnet_points('digits', 1, quick=True)))
+
+
+@pytest.mark.parametrize('task,train_samples', [('letter', 14000), ('digits', 1221)])
+def test_a_full_run_plans_the_default_budget_command_from_each_start_and_the_grid(task, train_samples):
+    """Without --all-variants: per seed, DEFAULT_STARTS' budgets with the settings
+    `lpsubnet prune --max-lut` uses by default (their QAT epochs are what 'auto' resolves to
+    under a budget on the bench's batch), and the grid with its long-QAT W8A8 reference."""
+    from pruner.options import CompressOptions
+    from pruner.recovery import resolve_epochs
+
+    points = peer.lpsubnet_points(task, 2, quick=False)
+    epochs = peer.HGQ_RECIPE[task]['epochs']
+    steps_per_epoch = -(-train_samples // peer.HGQ_RECIPE[task]['batch'])
+    assert resolve_epochs('auto', steps_per_epoch, 'qat', budgeted=True)[0] == epochs
+    budgeted = [p for p in points if 'max_lut' in p['settings']]
+    starts = peer.DEFAULT_STARTS[task]
+    assert len(budgeted) == 2 * sum(len(b) for b in starts.values())
+    for p in budgeted:
+        variant = p['name'].split(f'_qat{epochs}_both_lut')[0].removeprefix('lps_')
+        assert p['settings']['max_lut'] in starts[variant]
+        assert p['settings'] == {**peer.BUDGET_VARIANTS[variant], 'qat_epochs': epochs, 'budget_fit': 'both',
+                                 'max_lut': p['settings']['max_lut']}  # fmt: skip
+        defaults = CompressOptions()
+        assert p['settings']['min_activation_bits'] == defaults.min_activation_bits
+        assert p['settings']['budget_fit'] == defaults.budget_fit
+    grid = {p['name'] for p in points if 'max_lut' not in p['settings'] and p['seed'] == 1}
+    assert len(grid) == len(peer.GRID_SPARSITIES) * len(peer.GRID_BITS) + 1
+    assert f'lps_grid_s0_w8a8_qat{epochs}_seed1' in grid
 
 
 def test_the_lut_ratio_is_taken_below_each_seeds_better_w8a8(tmp_path):
