@@ -360,12 +360,7 @@ def section(root: Path, plots: Path) -> list[str]:
               'small).', '']  # fmt: skip
     for task in tasks:
         everything = load_points(task, root / 'peer')
-        # The fronts are compared over the seeds both sides ran (a side's extra seeds are in the plot).
-        common = {p['seed'] for p in everything if p['side'] == 'hgq2'} & {
-            p['seed'] for p in everything if p['side'] == 'lpsubnet'
-        }
-        points = [p for p in everything if p['seed'] in common]
-        extra = sorted({(p['side'], p['seed']) for p in everything if p['seed'] not in common})
+        points, extra = _compared(everything)
         hgq = mean_fronts(points, 'hgq2', COMPARE_AT[task])
         lps = mean_fronts(points, 'lpsubnet', COMPARE_AT[task])
         quick = any(p.get('epochs', 0) < HGQ_RECIPE[task]['epochs'] for p in points if p['side'] == 'hgq2')
@@ -388,12 +383,7 @@ def section(root: Path, plots: Path) -> list[str]:
                   'with the best validation accuracy, and its test accuracy: nothing is chosen on the test split, so '
                   'a side gains nothing from having more points to choose from; here HGQ2 has '
                   f'{_per_seed(points, "hgq2")} points per seed, lpsubnet {_per_seed(points, "lpsubnet")}).', '']  # fmt: skip
-        # The reference: each seed's unpruned W8A8 (the better of its QAT lengths), mean over seeds.
-        reference = {}
-        for p in points:
-            if p['side'] == 'lpsubnet' and p['name'].startswith('lps_grid_s0_w8a8') and p.get('status') == 'ok':
-                reference[p['seed']] = max(reference.get(p['seed'], -math.inf), p['test_accuracy'])
-        target = float(np.mean(list(reference.values()))) - 1.0 if reference else None
+        target = _w8a8_target(points)
         for select, title in FRONT_SELECTIONS:
             lines += _front_table(points, COMPARE_AT[task], select, title, target)
         inexact = [p['name'] for p in everything if p.get('status', 'ok') == 'ok' and not p.get('exact')]
@@ -407,6 +397,68 @@ def section(root: Path, plots: Path) -> list[str]:
         if image:
             lines += [f'![{task}: HGQ2 and lpsubnet, test accuracy against LUTs]({image})', '']
     return lines
+
+
+def _compared(everything: list[dict]) -> tuple[list[dict], list[tuple[str, int]]]:
+    """The points of the seeds both sides ran (the fronts are compared over those), and the
+    (side, seed) pairs run by one side only (in the plot, not in the tables)."""
+    common = {p['seed'] for p in everything if p['side'] == 'hgq2'} & {
+        p['seed'] for p in everything if p['side'] == 'lpsubnet'
+    }
+    extra = sorted({(p['side'], p['seed']) for p in everything if p['seed'] not in common})
+    return [p for p in everything if p['seed'] in common], extra
+
+
+def _w8a8_target(points: list[dict]) -> float | None:
+    """1 point below lpsubnet's unpruned W8A8 (each seed's better QAT length), mean over seeds."""
+    reference = {}
+    for p in points:
+        if p['side'] == 'lpsubnet' and p['name'].startswith('lps_grid_s0_w8a8') and p.get('status') == 'ok':
+            reference[p['seed']] = max(reference.get(p['seed'], -math.inf), p['test_accuracy'])
+    return float(np.mean(list(reference.values()))) - 1.0 if reference else None
+
+
+# The README's figures against HGQ2 are this block, rewritten by every `python -m bench.report`
+# from the committed records (bench.report.write_readme_block), never by hand.
+README_BEGIN = '<!-- bench:peer (written by python -m bench.report; edit bench/peer.py) -->'
+README_END = '<!-- /bench:peer -->'
+
+
+def readme_summary(root: Path) -> list[str]:
+    """Per task: lpsubnet minus HGQ2 at each budget (mean fronts over the seeds both sides ran,
+    interpolated in log LUT), chosen on the test and on the validation split, and the LUTs
+    each side needs at 1 point below W8A8."""
+    rows = []
+    for task in TASKS:
+        everything = load_points(task, root / 'peer') if (root / 'peer' / task).is_dir() else []
+        points, _ = _compared(everything)
+        if not points:
+            continue
+        seeds = len({p['seed'] for p in points})
+        target = _w8a8_target(points)
+        head = f'| {task}, {seeds} of {SEEDS[task]} seeds | ' + ' | '.join(f'{b / 1000:g}k' for b in COMPARE_AT[task])
+        rows += ['', head + ' | LUTs at W8A8 - 1 |', '|---' * (len(COMPARE_AT[task]) + 2) + '|']
+        for select, title in FRONT_SELECTIONS:
+            at = {
+                side: mean_fronts(points, side, COMPARE_AT[task], at=interpolated, select=select)['at']
+                for side in ('hgq2', 'lpsubnet')
+            }
+            cells = [_difference(at['hgq2'][b], at['lpsubnet'][b]) for b in COMPARE_AT[task]]
+            h = cost_for(points, 'hgq2', target, select=select) if target is not None else None
+            q = cost_for(points, 'lpsubnet', target, select=select) if target is not None else None
+            ratio = f'{q / h:.2f}x ({q / 1000:.1f}k / {h / 1000:.1f}k)' if h and q else 'not reached by one side'
+            rows.append(f'| {title.lower()} | ' + ' | '.join(cells) + f' | {ratio} |')
+    if not rows:
+        return [README_BEGIN, 'Not run yet: `make bench-peer`.', README_END]
+    return [README_BEGIN, '', 'lpsubnet minus HGQ2, test accuracy in points at each LUT budget: each seed\'s front '
+            'interpolated in log LUT, mean over the seeds both sides ran ("-": a side has no design that small); '
+            'last column: lpsubnet\'s LUTs over HGQ2\'s at 1 point below lpsubnet\'s unpruned W8A8 (the issue\'s '
+            'target: at most 0.8x). Generated from `bench/results/peer/` by `python -m bench.report`; the tables '
+            'and plots are in docs/benchmarks.md.', *rows, '', README_END]  # fmt: skip
+
+
+def _difference(hgq: float | None, lps: float | None) -> str:
+    return '-' if hgq is None or lps is None else f'{lps - hgq:+.1f}'
 
 
 def _per_seed(points: list[dict], side: str) -> str:
@@ -431,7 +483,7 @@ def _front_table(points: list[dict], budgets, select: str, title: str, target: f
         cells = []
         for hgq, lps in readings:
             h, p = hgq[budget], lps[budget]
-            cells += [fmt(h), fmt(p), f'{p - h:+.1f}' if h is not None and p is not None else '-']
+            cells += [fmt(h), fmt(p), _difference(h, p)]
         lines.append(f'| {budget:,} | ' + ' | '.join(cells) + ' |')
     if target is not None:
         h, p = cost_for(points, 'hgq2', target, select=select), cost_for(points, 'lpsubnet', target, select=select)

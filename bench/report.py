@@ -427,11 +427,17 @@ def readme_summary(root: Path) -> list[str]:
 
 def write_readme_summary(root: Path, readme: Path) -> bool:
     """Replace the block between README_BEGIN and README_END in ``readme``; False if it has none."""
+    return write_readme_block(readme, README_BEGIN, README_END, readme_summary(root))
+
+
+def write_readme_block(readme: Path, begin: str, end_marker: str, lines: list[str]) -> bool:
+    """Replace the block from ``begin`` to ``end_marker`` in ``readme`` with ``lines`` (which hold
+    both markers); False if it has none."""
     text = readme.read_text()
-    start, end = text.find(README_BEGIN), text.find(README_END)
+    start, end = text.find(begin), text.find(end_marker)
     if start < 0 or end < start:
         return False
-    readme.write_text(text[:start] + '\n'.join(readme_summary(root)) + text[end + len(README_END) :])
+    readme.write_text(text[:start] + '\n'.join(lines) + text[end + len(end_marker) :])
     return True
 
 
@@ -938,6 +944,11 @@ def main(argv=None) -> int:
     print(f'wrote {doc} and {plots}/')
     if args.readme and Path(args.readme).exists() and write_readme_summary(root, Path(args.readme)):
         print(f'rewrote the benchmark summary in {args.readme}')
+    from . import peer
+
+    if args.readme and Path(args.readme).exists():
+        if write_readme_block(Path(args.readme), peer.README_BEGIN, peer.README_END, peer.readme_summary(root)):
+            print(f'rewrote the figures against HGQ2 in {args.readme}')
     return 0
 
 

@@ -230,3 +230,34 @@ def test_the_lut_ratio_is_taken_below_each_seeds_better_w8a8(tmp_path):
         (tmp_path / 'peer' / 'letter' / f'{p["name"]}.json').write_text(json.dumps(p))
     lines = '\n'.join(peer.section(tmp_path, tmp_path / 'plots'))
     assert "At 1 point below lpsubnet's unpruned W8A8 (90.0 %)" in lines
+
+
+def test_the_readme_figures_are_written_from_the_records(tmp_path):
+    """The README's block against HGQ2 is generated: both selections' differences at each budget
+    and the LUT ratio, written between its markers, the text around them kept."""
+    from bench.report import write_readme_block
+
+    references = [_point('lpsubnet', s, 9000, 81.0, name=f'lps_grid_s0_w8a8_seed{s}') for s in (0, 1)]
+    for p in [*POINTS, *references]:
+        (tmp_path / 'peer' / 'letter').mkdir(parents=True, exist_ok=True)
+        (tmp_path / 'peer' / 'letter' / f'{p["name"]}.json').write_text(json.dumps(p))
+    lines = peer.readme_summary(tmp_path)
+    assert lines[0] == peer.README_BEGIN and lines[-1] == peer.README_END
+    text = '\n'.join(lines)
+    assert '| letter, 2 of 5 seeds | 2k | 4k | 6k |' in text
+    # 80 % (1 below the W8A8 reference): lpsubnet at 9,000 LUT (its reference points), HGQ2 never.
+    assert '| chosen on the test split | -' in text and 'not reached by one side' in text
+    assert '| chosen on the validation split |' in text
+    readme = tmp_path / 'README.md'
+    readme.write_text(f'before\n{peer.README_BEGIN}\nold figures\n{peer.README_END}\nafter\n')
+    assert write_readme_block(readme, peer.README_BEGIN, peer.README_END, lines)
+    written = readme.read_text()
+    assert written.startswith('before\n') and written.endswith('\nafter\n') and 'old figures' not in written
+    assert text in written
+
+
+def test_the_repository_readme_has_the_block_bench_report_writes():
+    from bench.peer import REPO
+
+    text = (REPO / 'README.md').read_text()
+    assert text.count(peer.README_BEGIN) == text.count(peer.README_END) == 1
