@@ -4,6 +4,8 @@ Issue (pruner): "integer bits chosen from running statistics ... refreshed durin
 quantization-aware training, then fixed" and "also the option to run both in one fit".
 """
 
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -111,8 +113,14 @@ def test_ranges_refresh_every_n_steps_until_the_freeze_then_stay():
 
 
 def _run(**kw):
-    """The shared short compress run, with 3 pruning and 3 QAT epochs of 8 steps, refresh every 4."""
-    return small_compress(**{**dict(activation_bits=6, epochs=3, qat_epochs=3, range_refresh=4), **kw})
+    """The shared short compress run, with 3 pruning and 3 QAT epochs of 8 steps, refresh every 4;
+    one run per setting in a test session (the tests only read what it returns)."""
+    return _cached_run(tuple(sorted(kw.items())))
+
+
+@functools.cache
+def _cached_run(settings: tuple):
+    return small_compress(**{**dict(activation_bits=6, epochs=3, qat_epochs=3, range_refresh=4), **dict(settings)})
 
 
 def _model_integers(qmodel) -> dict:
@@ -171,7 +179,7 @@ def test_joint_mode_trains_the_masks_on_the_quantized_model_in_one_fit():
 
 
 def test_joint_mode_output_is_bit_exact_in_c_simulation(tmp_path):
-    qmodel, _ = _run(joint=True, qat_epochs=1)
+    qmodel, _ = _run(joint=True)  # the run test_compress_records_refreshes_and_exports_the_frozen_types reads
     x = digits()[2][:60]
     # Joint mode keeps BatchNorm inside QConv2DBatchnorm, which the HLS route converts as it is.
     assert 'QConv2DBatchnorm' in {lay.__class__.__name__ for lay in qmodel.layers}
