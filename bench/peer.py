@@ -444,8 +444,7 @@ def readme_summary(root: Path) -> list[str]:
                 for side in ('hgq2', 'lpsubnet')
             }
             cells = [_difference(at['hgq2'][b], at['lpsubnet'][b]) for b in COMPARE_AT[task]]
-            h = cost_for(points, 'hgq2', target, select=select) if target is not None else None
-            q = cost_for(points, 'lpsubnet', target, select=select) if target is not None else None
+            h, q = _costs_at(points, target, select)
             ratio = f'{q / h:.2f}x ({q / 1000:.1f}k / {h / 1000:.1f}k)' if h and q else 'not reached by one side'
             rows.append(f'| {title.lower()} | ' + ' | '.join(cells) + f' | {ratio} |')
     if not rows:
@@ -455,6 +454,13 @@ def readme_summary(root: Path) -> list[str]:
             'last column: lpsubnet\'s LUTs over HGQ2\'s at 1 point below lpsubnet\'s unpruned W8A8 (the issue\'s '
             'target: at most 0.8x). Generated from `bench/results/peer/` by `python -m bench.report`; the tables '
             'and plots are in docs/benchmarks.md.', *rows, '', README_END]  # fmt: skip
+
+
+def _costs_at(points: list[dict], target: float | None, select: str) -> tuple[float | None, float | None]:
+    """The LUTs HGQ2's and lpsubnet's mean fronts (chosen on ``select``) need to reach ``target``."""
+    if target is None:
+        return None, None
+    return cost_for(points, 'hgq2', target, select=select), cost_for(points, 'lpsubnet', target, select=select)
 
 
 def _difference(hgq: float | None, lps: float | None) -> str:
@@ -486,7 +492,7 @@ def _front_table(points: list[dict], budgets, select: str, title: str, target: f
             cells += [fmt(h), fmt(p), _difference(h, p)]
         lines.append(f'| {budget:,} | ' + ' | '.join(cells) + ' |')
     if target is not None:
-        h, p = cost_for(points, 'hgq2', target, select=select), cost_for(points, 'lpsubnet', target, select=select)
+        h, p = _costs_at(points, target, select)
         ratio = f'{p / h:.2f}x' if h and p else 'not reached by one side'
 
         def needs(side, cost):

@@ -942,12 +942,13 @@ def main(argv=None) -> int:
     L += ['## The tool itself', '', *tool_section(root, plots)]
     doc.write_text('\n'.join(L) + '\n')
     print(f'wrote {doc} and {plots}/')
-    if args.readme and Path(args.readme).exists() and write_readme_summary(root, Path(args.readme)):
-        print(f'rewrote the benchmark summary in {args.readme}')
-    from . import peer
-
     if args.readme and Path(args.readme).exists():
-        if write_readme_block(Path(args.readme), peer.README_BEGIN, peer.README_END, peer.readme_summary(root)):
+        from . import peer
+
+        readme = Path(args.readme)
+        if write_readme_summary(root, readme):
+            print(f'rewrote the benchmark summary in {args.readme}')
+        if write_readme_block(readme, peer.README_BEGIN, peer.README_END, peer.readme_summary(root)):
             print(f'rewrote the figures against HGQ2 in {args.readme}')
     return 0
 

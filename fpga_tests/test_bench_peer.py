@@ -204,13 +204,13 @@ def test_a_full_run_plans_the_default_budget_command_from_each_start_and_the_gri
     assert resolve_epochs('auto', steps_per_epoch, 'qat', budgeted=True)[0] == epochs
     budgeted = [p for p in points if 'max_lut' in p['settings']]
     starts = peer.DEFAULT_STARTS[task]
+    defaults = CompressOptions()
     assert len(budgeted) == 2 * sum(len(b) for b in starts.values())
     for p in budgeted:
         variant = p['name'].split(f'_qat{epochs}_both_lut')[0].removeprefix('lps_')
         assert p['settings']['max_lut'] in starts[variant]
         assert p['settings'] == {**peer.BUDGET_VARIANTS[variant], 'qat_epochs': epochs, 'budget_fit': 'both',
                                  'max_lut': p['settings']['max_lut']}  # fmt: skip
-        defaults = CompressOptions()
         assert p['settings']['min_activation_bits'] == defaults.min_activation_bits
         assert p['settings']['budget_fit'] == defaults.budget_fit
     grid = {p['name'] for p in points if 'max_lut' not in p['settings'] and p['seed'] == 1}
